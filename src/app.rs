@@ -1,0 +1,388 @@
+//! The commands: each reads its settings, does its work through the other
+//! modules, and prints through the printer.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::cli::{Cli, Command, InitArgs, JsonArgs, LabCommand, RenderArgs};
+use crate::config::{self, Lab, LabSource, Role};
+use crate::error::{Error, Result};
+use crate::printer::{self, Printer, SCHEMA_VERSION};
+use crate::settings::Settings;
+use crate::topology::{Phase, Topology};
+use crate::{host, render, yaml_edit};
+
+/// A lab definition with its topology and the directory its state lives in.
+pub struct LoadedLab {
+    pub lab: Lab,
+    pub topo: Topology,
+    /// The folder holding lab.yaml; `.kubelab/` goes here.
+    pub dir: PathBuf,
+}
+
+impl LoadedLab {
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join(".kubelab")
+    }
+}
+
+pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<()> {
+    match cli.command {
+        Command::Init(args) => init(cli.lab.as_deref(), &args, settings, printer),
+        Command::Lab(command) => {
+            let loaded = load_lab(cli.lab.as_deref(), printer)?;
+            match command {
+                LabCommand::Plan(args) => plan(&loaded, &args, settings, printer),
+                LabCommand::Render(args) => render_cmd(&loaded, &args, printer),
+            }
+        }
+    }
+}
+
+/// The default lab file when `--lab` is not given.
+const DEFAULT_LAB_FILE: &str = "lab.yaml";
+
+/// Finds and validates the lab: `--lab`, else ./lab.yaml, else the built-in one.
+pub fn load_lab(explicit: Option<&Path>, printer: &Printer) -> Result<LoadedLab> {
+    let lab = match explicit {
+        Some(path) => config::load(path)?,
+        None => {
+            let path = Path::new(DEFAULT_LAB_FILE);
+            if path.exists() {
+                config::load(path)?
+            } else {
+                printer.info(
+                    "note: no ./lab.yaml here, so this is the built-in default lab (`kubelab init` writes it out to edit)",
+                );
+                config::builtin()
+            }
+        }
+    };
+    for warning in &lab.warnings {
+        printer.warn(warning.to_string());
+    }
+    let dir = match &lab.source {
+        LabSource::File(path) => path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+        LabSource::BuiltIn => PathBuf::from("."),
+    };
+    let dir = std::path::absolute(&dir)?;
+    let topo = Topology::new(&lab);
+    Ok(LoadedLab { lab, topo, dir })
+}
+
+// ---------------------------------------------------------------------------
+// kubelab init
+// ---------------------------------------------------------------------------
+
+fn init(
+    path: Option<&Path>,
+    args: &InitArgs,
+    settings: &Settings,
+    printer: &Printer,
+) -> Result<()> {
+    let path = path.unwrap_or(Path::new(DEFAULT_LAB_FILE));
+    if path.exists() && !args.force {
+        return Err(Error::usage(
+            format!("{} already exists; not overwriting it", path.display()),
+            "pass --force to replace it with the default lab (your edits are lost), or edit it",
+        ));
+    }
+    let host_mb = host::memory_mb(settings);
+    let (text, changes) = sized_default_lab(host_mb);
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs_err::create_dir_all(parent)?;
+    }
+    crate::fsutil::write_atomic(path, text.as_bytes(), 0o644)?;
+    for change in &changes {
+        printer.info(format!("lowered {change}"));
+    }
+    printer.info(format!(
+        "wrote {}; next: `kubelab lab plan` to see what it makes",
+        path.display()
+    ));
+    Ok(())
+}
+
+/// The default lab text, with memory lowered to fit `host_mb` (minus what the
+/// host keeps for itself). Returns the text and what was changed.
+pub fn sized_default_lab(host_mb: Option<u64>) -> (String, Vec<String>) {
+    let mut text = config::DEFAULT_LAB_YAML.to_string();
+    let Some(host_mb) = host_mb else {
+        return (text, Vec::new());
+    };
+    let budget = host_mb.saturating_sub(host::HOST_RESERVE_MB);
+    let lab = config::builtin();
+    let mut memory: Vec<(Role, u32, u32)> = lab
+        .roles
+        .iter()
+        .map(|r| (r.role, r.count, r.memory))
+        .collect();
+    let total = |m: &[(Role, u32, u32)]| {
+        m.iter()
+            .map(|(_, c, mem)| u64::from(*c) * u64::from(*mem))
+            .sum::<u64>()
+    };
+    let original = total(&memory);
+    if original <= budget {
+        return (text, Vec::new());
+    }
+    // Workers first (they have the most slack), then every other role.
+    let order = [
+        Role::Worker,
+        Role::Controller,
+        Role::Etcd,
+        Role::Lb,
+        Role::Dns,
+        Role::Registry,
+    ];
+    for role in order {
+        if total(&memory) <= budget {
+            break;
+        }
+        if let Some(entry) = memory.iter_mut().find(|(r, _, _)| *r == role) {
+            entry.2 = role.defaults().min_memory;
+        }
+    }
+    let mut changes = Vec::new();
+    for ((role, _, before), (_, _, after)) in lab
+        .roles
+        .iter()
+        .map(|r| (r.role, r.count, r.memory))
+        .zip(memory.iter())
+    {
+        if before != *after {
+            if let Some(edited) =
+                yaml_edit::set_scalar(&text, &["nodes", role.key(), "memory"], &after.to_string())
+            {
+                text = edited;
+            }
+            changes.push(format!(
+                "nodes.{}.memory from {before} to {after} MB",
+                role.key()
+            ));
+        }
+    }
+    let now = total(&memory);
+    let verdict = if now <= budget {
+        format!("the lab's {now} MB fit")
+    } else {
+        format!(
+            "even at the minimums the lab needs {now} MB, more than fits; `kubelab lab plan` shows the sum"
+        )
+    };
+    let header = format!(
+        "# kubelab init: this host has {host_mb} MB of RAM ({} MB kept for the host).\n# Lowered to fit: {}; {verdict}.\n#\n",
+        host::HOST_RESERVE_MB,
+        changes.join(", ")
+    );
+    text.insert_str(0, &header);
+    (text, changes)
+}
+
+// ---------------------------------------------------------------------------
+// kubelab lab plan
+// ---------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct PlanJson<'a> {
+    schema_version: u32,
+    lab: &'a str,
+    source: String,
+    provider: String,
+    #[serde(rename = "box")]
+    vm_box: &'a config::BoxSpec,
+    network: &'a config::Network,
+    api: PlanApi<'a>,
+    nodes: &'a [crate::topology::Node],
+    memory: PlanMemory,
+    versions: &'a config::Versions,
+    phases: Vec<PlanPhase>,
+    warnings: &'a [config::Problem],
+}
+
+#[derive(Serialize)]
+struct PlanApi<'a> {
+    #[serde(flatten)]
+    endpoint: &'a crate::topology::ApiEndpoint,
+    url: String,
+}
+
+#[derive(Serialize)]
+struct PlanMemory {
+    total_mb: u64,
+    host_mb: Option<u64>,
+    host_reserve_mb: u64,
+    fits: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct PlanPhase {
+    name: &'static str,
+    description: &'static str,
+}
+
+fn plan(loaded: &LoadedLab, args: &JsonArgs, settings: &Settings, printer: &Printer) -> Result<()> {
+    let LoadedLab { lab, topo, .. } = loaded;
+    let total = topo.total_memory_mb();
+    let host_mb = host::memory_mb(settings);
+    let fits = host_mb.map(|h| total + host::HOST_RESERVE_MB <= h);
+    if args.json {
+        return printer.json(&PlanJson {
+            schema_version: SCHEMA_VERSION,
+            lab: &lab.name,
+            source: lab.source.to_string(),
+            provider: lab.provider.to_string(),
+            vm_box: &lab.vm_box,
+            network: &lab.network,
+            api: PlanApi {
+                endpoint: &topo.api,
+                url: topo.api.url(),
+            },
+            nodes: &topo.nodes,
+            memory: PlanMemory {
+                total_mb: total,
+                host_mb,
+                host_reserve_mb: host::HOST_RESERVE_MB,
+                fits,
+            },
+            versions: &lab.versions,
+            phases: Phase::ALL
+                .iter()
+                .map(|p| PlanPhase {
+                    name: p.name(),
+                    description: p.description(),
+                })
+                .collect(),
+            warnings: &lab.warnings,
+        });
+    }
+    printer.data(plan_text(loaded, host_mb));
+    Ok(())
+}
+
+/// The human plan, as printed by `kubelab lab plan`.
+pub fn plan_text(loaded: &LoadedLab, host_mb: Option<u64>) -> String {
+    let LoadedLab { lab, topo, .. } = loaded;
+    let mut out = String::new();
+    let box_version = lab
+        .vm_box
+        .version
+        .as_deref()
+        .map(|v| format!(" {v}"))
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "Lab {} from {}\nProvider {}, box {}{box_version}, network {} (host {}), domain {}\n\n",
+        lab.name,
+        lab.source,
+        lab.provider,
+        lab.vm_box.name,
+        lab.network.cidr,
+        lab.network.host_address(),
+        lab.network.domain,
+    ));
+    let rows: Vec<Vec<String>> = topo
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.role.to_string(),
+                n.fqdn.clone(),
+                n.address.to_string(),
+                format!("{} MB", n.memory_mb),
+                n.cpus.to_string(),
+                n.ssh_port.to_string(),
+                n.pod_cidr
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    out.push_str(&printer::table(
+        &[
+            "NODE", "ROLE", "FQDN", "ADDRESS", "MEMORY", "CPUS", "SSH", "POD CIDR",
+        ],
+        &rows,
+    ));
+    out.push_str("\n\n");
+    let lbs: Vec<&str> = topo.by_role(Role::Lb).map(|n| n.name.as_str()).collect();
+    if topo.api.vip {
+        out.push_str(&format!(
+            "API endpoint  {} -> {} (VIP held by keepalived on {})\n",
+            topo.api.url(),
+            topo.api.address,
+            lbs.join(", ")
+        ));
+    } else {
+        out.push_str(&format!(
+            "API endpoint  {} -> {} ({}; one load balancer, no VIP)\n",
+            topo.api.url(),
+            topo.api.address,
+            lbs.join(", ")
+        ));
+    }
+    out.push_str(&format!(
+        "Networks      pods {} (a /24 per worker), services {} (cluster DNS at .10)\n",
+        lab.network.pod_cidr, lab.network.service_cidr
+    ));
+    let total = topo.total_memory_mb();
+    let memory_line = match host_mb {
+        Some(h) => {
+            let verdict = if total + host::HOST_RESERVE_MB <= h {
+                "fits".to_string()
+            } else {
+                format!(
+                    "does NOT fit with {} kept for the host: lower memory or counts in lab.yaml",
+                    printer::megabytes(host::HOST_RESERVE_MB)
+                )
+            };
+            format!(
+                "{} for {} VMs; this host has {}: {verdict}",
+                printer::megabytes(total),
+                topo.nodes.len(),
+                printer::megabytes(h)
+            )
+        }
+        None => format!(
+            "{} for {} VMs (this host's RAM is unknown)",
+            printer::megabytes(total),
+            topo.nodes.len()
+        ),
+    };
+    out.push_str(&format!("Memory        {memory_line}\n"));
+    let v = &lab.versions;
+    out.push_str(&format!(
+        "Versions      kubernetes {}, etcd {}, containerd {}, runc {}, cni-plugins {}, coredns {}\n\nPhases\n",
+        v.kubernetes, v.etcd, v.containerd, v.runc, v.cni_plugins, v.coredns
+    ));
+    for (i, phase) in Phase::ALL.iter().enumerate() {
+        out.push_str(&format!(
+            "  {:>2}. {:<12} {}\n",
+            i + 1,
+            phase.name(),
+            phase.description()
+        ));
+    }
+    out.trim_end().to_string()
+}
+
+// ---------------------------------------------------------------------------
+// kubelab lab render
+// ---------------------------------------------------------------------------
+
+fn render_cmd(loaded: &LoadedLab, args: &RenderArgs, printer: &Printer) -> Result<()> {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| loaded.state_dir().join("rendered"));
+    let files = render::all(&loaded.lab, &loaded.topo);
+    render::write(&out, &files)?;
+    printer.info(format!("wrote {} files and MANIFEST", files.len()));
+    printer.data(out.display().to_string());
+    Ok(())
+}

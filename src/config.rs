@@ -1,0 +1,1032 @@
+//! lab.yaml: its schema, its defaults and its validation.
+//!
+//! The repository's top-level `lab.yaml` *is* the default lab: it is compiled
+//! into the binary, and a test asserts it equals [`LabFile::default`]. A file is
+//! read once, into a [`Lab`]; nothing else in kubelab reads YAML.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// The default lab, commented; also what `kubelab init` writes.
+pub const DEFAULT_LAB_YAML: &str = include_str!("../lab.yaml");
+
+/// The only host-only range VirtualBox >= 6.1.28 accepts without networks.conf.
+pub const VIRTUALBOX_ALLOWED: Ipv4Net = match Ipv4Net::new(Ipv4Addr::new(192, 168, 56, 0), 21) {
+    Ok(net) => net,
+    Err(_) => panic!("constant network"),
+};
+
+/// The roles a lab is made of, in the order their VMs are listed and created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Dns,
+    Etcd,
+    Controller,
+    Worker,
+    Lb,
+    Registry,
+}
+
+/// Per-role defaults: the table in DESIGN.md, in one place.
+pub struct RoleDefaults {
+    pub count: u32,
+    pub memory: u32,
+    pub min_memory: u32,
+    pub cpus: u32,
+    /// Host part of the first node's address inside the lab network.
+    pub first_host: u32,
+    pub min_count: u32,
+    pub max_count: u32,
+}
+
+impl Role {
+    pub const ALL: [Role; 6] = [
+        Role::Dns,
+        Role::Etcd,
+        Role::Controller,
+        Role::Worker,
+        Role::Lb,
+        Role::Registry,
+    ];
+
+    /// The key under `nodes:` and the prefix of node names (`worker0`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Role::Dns => "dns",
+            Role::Etcd => "etcd",
+            Role::Controller => "controller",
+            Role::Worker => "worker",
+            Role::Lb => "lb",
+            Role::Registry => "registry",
+        }
+    }
+
+    pub fn defaults(self) -> RoleDefaults {
+        let (count, memory, min_memory, cpus, first_host, min_count, max_count) = match self {
+            Role::Dns => (1, 384, 256, 1, 2, 1, 1),
+            Role::Etcd => (3, 512, 512, 1, 10, 1, 7),
+            Role::Controller => (3, 1024, 1024, 1, 20, 1, 7),
+            Role::Worker => (1, 2048, 1024, 2, 30, 1, 250),
+            Role::Lb => (2, 384, 256, 1, 51, 1, 9),
+            Role::Registry => (0, 512, 512, 1, 60, 0, 1),
+        };
+        RoleDefaults {
+            count,
+            memory,
+            min_memory,
+            cpus,
+            first_host,
+            min_count,
+            max_count,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+/// Host part of the default API VIP (`api.<domain>` with 2+ load balancers).
+const DEFAULT_VIP_HOST: u32 = 50;
+/// VirtualBox's default host-only DHCP server: .100, leasing .101-.254.
+const VBOX_DHCP_FIRST_HOST: u32 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    #[default]
+    Virtualbox,
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Provider::Virtualbox => f.write_str("virtualbox"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The file as written. Every field is optional; `resolve` fills the defaults.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LabFile {
+    pub name: Option<String>,
+    pub provider: Option<Provider>,
+    #[serde(rename = "box")]
+    pub vm_box: BoxFile,
+    pub network: NetworkFile,
+    pub nodes: NodesFile,
+    pub versions: VersionsFile,
+    pub workload: WorkloadFile,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BoxFile {
+    pub name: Option<String>,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkFile {
+    pub cidr: Option<Ipv4Net>,
+    pub domain: Option<String>,
+    pub pod_cidr: Option<Ipv4Net>,
+    pub service_cidr: Option<Ipv4Net>,
+    pub ssh_port_base: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodesFile {
+    pub dns: RoleFile,
+    pub etcd: RoleFile,
+    pub controller: RoleFile,
+    pub worker: RoleFile,
+    pub lb: LbFile,
+    pub registry: RoleFile,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoleFile {
+    pub count: Option<u32>,
+    pub memory: Option<u32>,
+    pub cpus: Option<u32>,
+    pub first_address: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LbFile {
+    pub count: Option<u32>,
+    pub memory: Option<u32>,
+    pub cpus: Option<u32>,
+    pub first_address: Option<Ipv4Addr>,
+    pub vip: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VersionsFile {
+    pub kubernetes: Option<String>,
+    pub etcd: Option<String>,
+    pub containerd: Option<String>,
+    pub runc: Option<String>,
+    pub cni_plugins: Option<String>,
+    pub coredns: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkloadFile {
+    pub nginx_replicas: Option<u32>,
+}
+
+// ---------------------------------------------------------------------------
+// The resolved lab: every default applied, every rule checked.
+// ---------------------------------------------------------------------------
+
+/// Where a lab's definition came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabSource {
+    File(PathBuf),
+    BuiltIn,
+}
+
+impl fmt::Display for LabSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LabSource::File(path) => write!(f, "{}", path.display()),
+            LabSource::BuiltIn => f.write_str("the built-in default lab"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BoxSpec {
+    pub name: String,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Network {
+    pub cidr: Ipv4Net,
+    pub domain: String,
+    pub pod_cidr: Ipv4Net,
+    pub service_cidr: Ipv4Net,
+    pub ssh_port_base: u16,
+}
+
+impl Network {
+    /// The hypervisor's own address on the host-only network (.1).
+    pub fn host_address(&self) -> Ipv4Addr {
+        host_addr(self.cidr, 1)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoleSpec {
+    pub role: Role,
+    pub count: u32,
+    pub memory: u32,
+    pub cpus: u32,
+    pub first_address: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Versions {
+    pub kubernetes: String,
+    pub etcd: String,
+    pub containerd: String,
+    pub runc: String,
+    pub cni_plugins: String,
+    pub coredns: String,
+}
+
+/// A validated lab definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lab {
+    pub name: String,
+    pub source: LabSource,
+    pub provider: Provider,
+    pub vm_box: BoxSpec,
+    pub network: Network,
+    /// One entry per role, in [`Role::ALL`] order.
+    pub roles: Vec<RoleSpec>,
+    /// The API VIP; only used when there are 2 or more load balancers.
+    pub vip: Ipv4Addr,
+    pub versions: Versions,
+    pub nginx_replicas: u32,
+    /// Things that are allowed but probably not meant (printed on stderr).
+    pub warnings: Vec<Problem>,
+}
+
+impl Lab {
+    #[cfg(test)]
+    pub fn role(&self, role: Role) -> &RoleSpec {
+        // `roles` always holds every role: `resolve` builds it from Role::ALL.
+        &self.roles[Role::ALL.iter().position(|r| *r == role).unwrap_or(0)]
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/// One thing wrong (or suspicious) in a lab file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// Dotted field path (`nodes.worker.memory`), or empty for the whole file.
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Problem {
+    fn new(path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        let hint = hint.into();
+        Problem {
+            path: path.into(),
+            message: message.into(),
+            hint: (!hint.is_empty()).then_some(hint),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)?;
+        } else {
+            write!(f, "{}: {}", self.path, self.message)?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: no such lab file")]
+    Missing { path: PathBuf },
+    #[error("could not read {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{source_name} is invalid:\n{}", render_problems(.problems))]
+    Invalid {
+        source_name: String,
+        problems: Vec<Problem>,
+    },
+}
+
+impl ConfigError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ConfigError::Missing { path } => Some(format!(
+                "run `kubelab init` to write a commented lab file there, or pass --lab with the right path (tried {})",
+                path.display()
+            )),
+            _ => None,
+        }
+    }
+}
+
+fn render_problems(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| {
+            p.to_string()
+                .lines()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------
+
+/// Reads and validates a lab file.
+pub fn load(path: &Path) -> Result<Lab, ConfigError> {
+    let text = match fs_err::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ConfigError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(err) => {
+            return Err(ConfigError::Unreadable {
+                path: path.to_path_buf(),
+                source: err,
+            });
+        }
+    };
+    parse(&text, LabSource::File(path.to_path_buf()))
+}
+
+/// The built-in default lab.
+pub fn builtin() -> Lab {
+    parse(DEFAULT_LAB_YAML, LabSource::BuiltIn)
+        .unwrap_or_else(|err| panic!("the built-in lab.yaml is invalid (a kubelab bug): {err}"))
+}
+
+/// Parses and validates lab file text.
+pub fn parse(text: &str, source: LabSource) -> Result<Lab, ConfigError> {
+    let source_name = source.to_string();
+    let invalid = |problems: Vec<Problem>| ConfigError::Invalid {
+        source_name: source_name.clone(),
+        problems,
+    };
+    let file = parse_structure(text).map_err(|p| invalid(vec![p]))?;
+    resolve(&file, source.clone()).map_err(invalid)
+}
+
+/// Syntax, types and unknown keys: the first such problem, with its field path.
+pub fn parse_structure(text: &str) -> Result<LabFile, Problem> {
+    let meaningful = text
+        .lines()
+        .map(str::trim)
+        .any(|l| !l.is_empty() && !l.starts_with('#') && l != "---");
+    if !meaningful {
+        return Err(Problem::new(
+            "",
+            "the file is empty",
+            "run `kubelab init --force` to write the commented default lab, or delete the file to use the built-in one",
+        ));
+    }
+    let deserializer = serde_yaml::Deserializer::from_str(text);
+    let result: Result<LabFile, _> = serde_path_to_error::deserialize(deserializer);
+    result.map_err(|err| structural_problem(&err))
+}
+
+fn structural_problem(err: &serde_path_to_error::Error<serde_yaml::Error>) -> Problem {
+    let path = err.path().to_string();
+    let inner = err.inner();
+    let location = inner
+        .location()
+        .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
+        .unwrap_or_default();
+    let raw = inner.to_string();
+    // serde_yaml prefixes the path and appends " at line N column M"; we print
+    // both our own way.
+    let message = raw.find(" at line ").map_or(raw.as_str(), |i| &raw[..i]);
+    let message = message
+        .strip_prefix(&format!("{path}: "))
+        .unwrap_or(message)
+        .to_string();
+    // A path is only meaningful when the parser got as far as a value.
+    let syntax =
+        path == "." || path.contains('?') || inner.location().is_some() && !is_data_error(&message);
+    let path = if path == "." || path.contains('?') {
+        String::new()
+    } else {
+        path
+    };
+
+    if let Some(unknown) = between(&message, "unknown field `", "`") {
+        let expected = expected_fields(&message);
+        let full_path = if path.is_empty() {
+            unknown.to_string()
+        } else {
+            // serde_path_to_error already names the unknown key as the last segment.
+            path.clone()
+        };
+        let hint = match closest(unknown, &expected) {
+            Some(best) => format!(
+                "did you mean `{best}`? known keys here: {}",
+                expected.join(", ")
+            ),
+            None => format!("known keys here: {}", expected.join(", ")),
+        };
+        return Problem::new(full_path, format!("unknown key{location}"), hint);
+    }
+    if let Some(variant) = between(&message, "unknown variant `", "`") {
+        let expected = expected_fields(&message);
+        return Problem::new(
+            path,
+            format!("`{variant}` is not a known value{location}"),
+            format!("use one of: {}", expected.join(", ")),
+        );
+    }
+    if message.starts_with("invalid type") {
+        return Problem::new(
+            path,
+            format!("{message}{location}"),
+            "see the commented default lab.yaml (`kubelab init`) for the type of each setting",
+        );
+    }
+    if syntax {
+        return Problem::new(
+            "",
+            format!("YAML syntax error{location}: {message}"),
+            "check the indentation and the `key: value` pairs around that line",
+        );
+    }
+    let hint = if message.contains("IP") || message.contains("address") {
+        "write an IPv4 address like 192.168.56.10, or a network like 192.168.56.0/24"
+    } else {
+        ""
+    };
+    Problem::new(path, format!("{message}{location}"), hint)
+}
+
+/// Errors about a value's content, as opposed to the YAML's shape.
+fn is_data_error(message: &str) -> bool {
+    ["invalid", "unknown", "missing", "expected", "duplicate"]
+        .iter()
+        .any(|w| message.contains(w))
+        && !message.contains("did not find expected")
+}
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = s.find(start)? + start.len();
+    let len = s[from..].find(end)?;
+    Some(&s[from..from + len])
+}
+
+/// The `expected one of `a`, `b`` list in a serde message.
+fn expected_fields(message: &str) -> Vec<String> {
+    let Some(i) = message.find("expected") else {
+        return Vec::new();
+    };
+    message[i..]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The closest candidate by edit distance, if it is close enough to be a typo.
+pub fn closest<'a>(word: &str, candidates: &'a [String]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 3.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.as_str())
+}
+
+// ---------------------------------------------------------------------------
+// Semantic validation: every problem is collected, then reported together.
+// ---------------------------------------------------------------------------
+
+fn host_addr(net: Ipv4Net, host: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()) + host)
+}
+
+/// Applies defaults and checks every rule, returning all problems at once.
+pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+
+    let name = file.name.clone().unwrap_or_else(|| "kubelab".to_string());
+    if !is_dns_label(&name) || name.len() > 40 {
+        problems.push(Problem::new(
+            "name",
+            format!("{name:?} is not a valid lab name"),
+            "use 1-40 lowercase letters, digits and '-', starting with a letter (it becomes part of VM and host names)",
+        ));
+    }
+
+    let vm_box = BoxSpec {
+        name: file
+            .vm_box
+            .name
+            .clone()
+            .unwrap_or_else(|| "bento/ubuntu-24.04".to_string()),
+        version: file.vm_box.version.clone().filter(|v| !v.trim().is_empty()),
+    };
+    if vm_box.name.trim().is_empty() || vm_box.name.contains(char::is_whitespace) {
+        problems.push(Problem::new(
+            "box.name",
+            format!("{:?} is not a box name", vm_box.name),
+            "use a Vagrant box name such as bento/ubuntu-24.04",
+        ));
+    }
+
+    let cidr = file
+        .network
+        .cidr
+        .unwrap_or_else(|| "192.168.56.0/24".parse().expect("constant"));
+    let cidr = cidr.trunc();
+    let domain = file
+        .network
+        .domain
+        .clone()
+        .unwrap_or_else(|| "lan".to_string());
+    if !is_domain(&domain) {
+        problems.push(Problem::new(
+            "network.domain",
+            format!("{domain:?} is not a valid DNS domain"),
+            "use dot-separated labels of letters, digits and '-', such as `lan` or `lab.example`",
+        ));
+    }
+    let pod_cidr = file
+        .network
+        .pod_cidr
+        .unwrap_or_else(|| "10.200.0.0/16".parse().expect("constant"));
+    let service_cidr = file
+        .network
+        .service_cidr
+        .unwrap_or_else(|| "10.32.0.0/24".parse().expect("constant"));
+    let ssh_port_base = file.network.ssh_port_base.unwrap_or(2200);
+
+    if cidr.prefix_len() > 29 {
+        problems.push(Problem::new(
+            "network.cidr",
+            format!("{cidr} is too small for a lab"),
+            "use a /24 such as 192.168.56.0/24",
+        ));
+    }
+    if !VIRTUALBOX_ALLOWED.contains(&cidr) {
+        warnings.push(Problem::new(
+            "network.cidr",
+            format!("{cidr} is outside 192.168.56.0/21, the only host-only range VirtualBox >= 6.1.28 allows by default"),
+            format!("add the line `* {cidr}` to /etc/vbox/networks.conf (create the file if needed), or use a /24 inside 192.168.56.0/21"),
+        ));
+    }
+    for (path, net, other_path, other) in [
+        ("network.pod_cidr", pod_cidr, "network.cidr", cidr),
+        ("network.service_cidr", service_cidr, "network.cidr", cidr),
+        (
+            "network.service_cidr",
+            service_cidr,
+            "network.pod_cidr",
+            pod_cidr,
+        ),
+    ] {
+        if net.contains(&other.network()) || other.contains(&net.network()) {
+            problems.push(Problem::new(
+                path,
+                format!("{net} overlaps {other_path} {other}"),
+                format!("choose a range that shares no address with {other}"),
+            ));
+        }
+    }
+    if pod_cidr.prefix_len() > 16 {
+        problems.push(Problem::new(
+            "network.pod_cidr",
+            format!("{pod_cidr} is too small: every worker takes a /24 out of it"),
+            "use a /16 such as 10.200.0.0/16",
+        ));
+    }
+    if service_cidr.prefix_len() > 28 {
+        problems.push(Problem::new(
+            "network.service_cidr",
+            format!("{service_cidr} is too small for the cluster's services"),
+            "use a /24 such as 10.32.0.0/24",
+        ));
+    }
+
+    // Roles: counts, memory, cpus, addresses.
+    let mut roles = Vec::new();
+    for role in Role::ALL {
+        let d = role.defaults();
+        let (count, memory, cpus, first) = match role {
+            Role::Dns => role_fields(&file.nodes.dns),
+            Role::Etcd => role_fields(&file.nodes.etcd),
+            Role::Controller => role_fields(&file.nodes.controller),
+            Role::Worker => role_fields(&file.nodes.worker),
+            Role::Registry => role_fields(&file.nodes.registry),
+            Role::Lb => {
+                let lb = &file.nodes.lb;
+                (lb.count, lb.memory, lb.cpus, lb.first_address)
+            }
+        };
+        let spec = RoleSpec {
+            role,
+            count: count.unwrap_or(d.count),
+            memory: memory.unwrap_or(d.memory),
+            cpus: cpus.unwrap_or(d.cpus),
+            first_address: first.unwrap_or_else(|| host_addr(cidr, d.first_host)),
+        };
+        let key = role.key();
+        if spec.count < d.min_count {
+            problems.push(Problem::new(
+                format!("nodes.{key}.count"),
+                format!(
+                    "{} is too few: a lab needs at least {} {key} node{}",
+                    spec.count,
+                    d.min_count,
+                    if d.min_count == 1 { "" } else { "s" }
+                ),
+                format!("set nodes.{key}.count to {} or more", d.min_count),
+            ));
+        } else if spec.count > d.max_count {
+            problems.push(Problem::new(
+                format!("nodes.{key}.count"),
+                format!(
+                    "{} is more than kubelab supports for {key} ({})",
+                    spec.count, d.max_count
+                ),
+                format!("set nodes.{key}.count to at most {}", d.max_count),
+            ));
+        }
+        if role == Role::Etcd && spec.count >= 1 && spec.count.is_multiple_of(2) {
+            problems.push(Problem::new(
+                "nodes.etcd.count",
+                format!(
+                    "{} is even: etcd needs a majority ({}) of members up, so {} members survive no more failures than {}",
+                    spec.count,
+                    spec.count / 2 + 1,
+                    spec.count,
+                    spec.count - 1
+                ),
+                format!("use an odd count: {} or {}", spec.count - 1, spec.count + 1),
+            ));
+        }
+        if spec.memory < d.min_memory {
+            problems.push(Problem::new(
+                format!("nodes.{key}.memory"),
+                format!(
+                    "{} is below the minimum {} MB for a {key} node",
+                    spec.memory, d.min_memory
+                ),
+                format!("set nodes.{key}.memory to {} or more", d.min_memory),
+            ));
+        }
+        if spec.cpus == 0 || spec.cpus > 32 {
+            problems.push(Problem::new(
+                format!("nodes.{key}.cpus"),
+                format!("{} is not a usable CPU count", spec.cpus),
+                "use 1 to 32",
+            ));
+        }
+        roles.push(spec);
+    }
+
+    let lb_count = roles[Role::ALL.iter().position(|r| *r == Role::Lb).unwrap_or(0)].count;
+    let vip = file
+        .nodes
+        .lb
+        .vip
+        .unwrap_or_else(|| host_addr(cidr, DEFAULT_VIP_HOST));
+
+    // Every address the lab uses, with the field that chose it.
+    let mut taken: Vec<(Ipv4Addr, String)> = Vec::new();
+    if lb_count >= 2 {
+        taken.push((vip, "nodes.lb.vip".to_string()));
+    }
+    for spec in &roles {
+        let key = spec.role.key();
+        for i in 0..spec.count {
+            let addr = Ipv4Addr::from(u32::from(spec.first_address).saturating_add(i));
+            taken.push((addr, format!("nodes.{key}.first_address ({key}{i})")));
+        }
+    }
+    let host = host_addr(cidr, 1);
+    let broadcast = cidr.broadcast();
+    let mut reported_outside = std::collections::BTreeSet::new();
+    for (addr, field) in &taken {
+        let field_path = field.split(' ').next().unwrap_or(field).to_string();
+        if !cidr.contains(addr) || *addr == cidr.network() || *addr == broadcast {
+            if reported_outside.insert(field_path.clone()) {
+                let role_hint = if field_path == "nodes.lb.vip" {
+                    Some(format!(
+                        "use a free address inside {cidr}, such as {}",
+                        host_addr(cidr, DEFAULT_VIP_HOST)
+                    ))
+                } else {
+                    role_capacity_hint(&field_path, &roles, cidr)
+                };
+                problems.push(Problem::new(
+                    field_path,
+                    format!(
+                        "{addr} ({}) is outside the usable addresses of network.cidr {cidr}",
+                        field
+                            .split_once(' ')
+                            .map(|x| x.1.trim_matches(|c| c == '(' || c == ')'))
+                            .unwrap_or("the VIP")
+                    ),
+                    role_hint.unwrap_or_else(|| {
+                        format!(
+                            "use an address between {} and {}",
+                            host_addr(cidr, 2),
+                            Ipv4Addr::from(u32::from(broadcast) - 1)
+                        )
+                    }),
+                ));
+            }
+        } else if *addr == host {
+            problems.push(Problem::new(
+                field_path,
+                format!("{addr} is the hypervisor's own address on the host-only network"),
+                format!(
+                    "start at {} or later; .1 belongs to the host",
+                    host_addr(cidr, 2)
+                ),
+            ));
+        }
+    }
+    // Two users of one address.
+    let mut sorted: Vec<&(Ipv4Addr, String)> = taken.iter().collect();
+    sorted.sort_by_key(|(a, _)| *a);
+    let mut capacity_reported = std::collections::BTreeSet::new();
+    for pair in sorted.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            let (a, b) = (&pair[0].1, &pair[1].1);
+            let over_range = capacity_problem(b, a, &roles, vip, lb_count, &taken);
+            if let Some(problem) = &over_range
+                && !capacity_reported.insert(problem.path.clone())
+            {
+                continue;
+            }
+            problems.push(over_range.unwrap_or_else(|| {
+                Problem::new(
+                    b.split(' ').next().unwrap_or(b),
+                    format!("{} is used twice: by {b} and by {a}", pair[0].0),
+                    "give each role a first_address whose range does not reach another role's",
+                )
+            }));
+        }
+    }
+    dedup_problems(&mut problems);
+
+    let dhcp = host_addr(cidr, VBOX_DHCP_FIRST_HOST);
+    if cidr.prefix_len() <= 24 && taken.iter().any(|(a, _)| *a >= dhcp && cidr.contains(a)) {
+        let fields: std::collections::BTreeSet<&str> = taken
+            .iter()
+            .filter(|(a, _)| *a >= dhcp && cidr.contains(a))
+            .map(|(_, f)| f.split(' ').next().unwrap_or(f))
+            .collect();
+        warnings.push(Problem::new(
+            fields.into_iter().collect::<Vec<_>>().join(", "),
+            format!("addresses at or above {dhcp} collide with VirtualBox's default host-only DHCP server, which sits at .100 and leases .101-.254"),
+            "keep node addresses below .100, or remove the DHCP server (`VBoxManage dhcpserver remove --network=HostInterfaceNetworking-vboxnet0`)",
+        ));
+    }
+
+    // Workers each take a /24 out of the pod range.
+    let worker_count = roles
+        .iter()
+        .find(|r| r.role == Role::Worker)
+        .map(|r| r.count)
+        .unwrap_or(0);
+    if pod_cidr.prefix_len() <= 24 {
+        let subnets = 1u64 << (24 - pod_cidr.prefix_len());
+        if u64::from(worker_count) > subnets {
+            problems.push(Problem::new(
+                "nodes.worker.count",
+                format!("{worker_count} workers need {worker_count} /24 pod ranges but network.pod_cidr {pod_cidr} holds {subnets}"),
+                "lower the worker count or widen network.pod_cidr",
+            ));
+        }
+    }
+    let max_port_host = taken
+        .iter()
+        .map(|(a, _)| u32::from(*a) & 0xff)
+        .max()
+        .unwrap_or(0);
+    if u32::from(ssh_port_base) + max_port_host > 65535 || ssh_port_base < 1024 {
+        problems.push(Problem::new(
+            "network.ssh_port_base",
+            format!("{ssh_port_base} gives SSH ports outside 1024-65535"),
+            "use a base such as 2200",
+        ));
+    }
+
+    let v = &file.versions;
+    let version =
+        |path: &str, value: &Option<String>, default: &str, problems: &mut Vec<Problem>| {
+            let value = value.clone().unwrap_or_else(|| default.to_string());
+            if !is_semver(&value) {
+                problems.push(Problem::new(
+                    format!("versions.{path}"),
+                    format!("{value:?} is not a MAJOR.MINOR.PATCH version"),
+                    format!("write it like {default} (no leading `v`)"),
+                ));
+            }
+            value
+        };
+    let versions = Versions {
+        kubernetes: version("kubernetes", &v.kubernetes, "1.32.3", &mut problems),
+        etcd: version("etcd", &v.etcd, "3.5.17", &mut problems),
+        containerd: version("containerd", &v.containerd, "2.0.4", &mut problems),
+        runc: version("runc", &v.runc, "1.2.6", &mut problems),
+        cni_plugins: version("cni_plugins", &v.cni_plugins, "1.6.2", &mut problems),
+        coredns: version("coredns", &v.coredns, "1.12.0", &mut problems),
+    };
+
+    let nginx_replicas = file.workload.nginx_replicas.unwrap_or(3);
+    if nginx_replicas == 0 || nginx_replicas > 100 {
+        problems.push(Problem::new(
+            "workload.nginx_replicas",
+            format!("{nginx_replicas} is not a usable replica count"),
+            "use 1 to 100 (kubelab spreads them over the workers)",
+        ));
+    }
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Lab {
+        name,
+        source,
+        provider: file.provider.unwrap_or_default(),
+        vm_box,
+        network: Network {
+            cidr,
+            domain,
+            pod_cidr,
+            service_cidr,
+            ssh_port_base,
+        },
+        roles,
+        vip,
+        versions,
+        nginx_replicas,
+        warnings,
+    })
+}
+
+fn role_fields(r: &RoleFile) -> (Option<u32>, Option<u32>, Option<u32>, Option<Ipv4Addr>) {
+    (r.count, r.memory, r.cpus, r.first_address)
+}
+
+/// When `later` collides because a role's range runs into the next user of the
+/// address space, say how many nodes fit instead of just "used twice".
+fn capacity_problem(
+    later: &str,
+    earlier: &str,
+    roles: &[RoleSpec],
+    vip: Ipv4Addr,
+    lb_count: u32,
+    taken: &[(Ipv4Addr, String)],
+) -> Option<Problem> {
+    let key_of = |field: &str| {
+        field
+            .strip_prefix("nodes.")
+            .and_then(|rest| rest.split('.').next())
+            .map(str::to_string)
+    };
+    // Find which side's range grew into the other: the role whose first address
+    // is lower is the one that ran out of room.
+    let candidates = [key_of(later), key_of(earlier)];
+    let mut best: Option<(&RoleSpec, Ipv4Addr)> = None;
+    for key in candidates.iter().flatten() {
+        let Some(spec) = roles.iter().find(|r| r.role.key() == key) else {
+            continue;
+        };
+        // The first address above this role's start that someone else owns.
+        let mut limit: Option<Ipv4Addr> = None;
+        let mut others: Vec<Ipv4Addr> = roles
+            .iter()
+            .filter(|r| r.role != spec.role && r.count > 0)
+            .map(|r| r.first_address)
+            .collect();
+        if lb_count >= 2 {
+            others.push(vip);
+        }
+        for addr in others {
+            if addr > spec.first_address && limit.is_none_or(|l| addr < l) {
+                limit = Some(addr);
+            }
+        }
+        if let Some(limit) = limit {
+            let fit = u32::from(limit) - u32::from(spec.first_address);
+            if spec.count > fit && best.is_none_or(|(b, _)| spec.first_address < b.first_address) {
+                best = Some((spec, limit));
+            }
+        }
+    }
+    let (spec, limit) = best?;
+    let key = spec.role.key();
+    let fit = u32::from(limit) - u32::from(spec.first_address);
+    let last = Ipv4Addr::from(u32::from(spec.first_address) + spec.count - 1);
+    // Whoever owns the address the range ran into.
+    let other = taken
+        .iter()
+        .find(|(a, f)| *a == limit && key_of(f).as_deref() != Some(key))
+        .map(|(_, f)| f.as_str())
+        .unwrap_or(later);
+    let other_field = other.split(' ').next().unwrap_or(other);
+    Some(Problem::new(
+        format!("nodes.{key}.count"),
+        format!(
+            "{} {key} nodes need {} to {last}, but {limit} is {other}; at most {fit} fit from {}",
+            spec.count, spec.first_address, spec.first_address
+        ),
+        format!(
+            "lower nodes.{key}.count to {fit}, or move nodes.{key}.first_address or {other_field}"
+        ),
+    ))
+}
+
+fn role_capacity_hint(field_path: &str, roles: &[RoleSpec], cidr: Ipv4Net) -> Option<String> {
+    let key = field_path.strip_prefix("nodes.")?.split('.').next()?;
+    let spec = roles.iter().find(|r| r.role.key() == key)?;
+    if !cidr.contains(&spec.first_address) {
+        return Some(format!(
+            "use a first_address inside {cidr} (network.cidr), such as {}",
+            host_addr(cidr, spec.role.defaults().first_host)
+        ));
+    }
+    let last_usable = u32::from(cidr.broadcast()) - 1;
+    let fit = last_usable.saturating_sub(u32::from(spec.first_address)) + 1;
+    Some(format!(
+        "{} {key} nodes from {} run past the end of {cidr}: lower nodes.{key}.count to {fit} or move first_address",
+        spec.count, spec.first_address
+    ))
+}
+
+fn dedup_problems(problems: &mut Vec<Problem>) {
+    let mut seen = std::collections::HashSet::new();
+    problems.retain(|p| seen.insert((p.path.clone(), p.message.clone())));
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn is_domain(s: &str) -> bool {
+    s.len() <= 200
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+        && s.split('.')
+            .next_back()
+            .is_some_and(|tld| !tld.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn is_semver(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 6 && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,29 @@
+//! kubelab: a highly-available Kubernetes lab on one workstation.
+
+mod app;
+mod cli;
+mod config;
+mod error;
+mod fsutil;
+mod host;
+mod printer;
+mod render;
+mod settings;
+mod topology;
+mod yaml_edit;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let settings = settings::Settings::from_env();
+    let printer = printer::Printer::new(cli.quiet, settings.no_color);
+    let code = match app::run(cli, &settings, &printer) {
+        Ok(()) => error::exit::OK,
+        Err(err) => {
+            printer.error(&err);
+            err.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,250 @@
+//! From a validated [`Lab`] to the concrete plan: nodes, names, addresses,
+//! pod CIDRs, the API endpoint and the phases. Pure: no I/O.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use crate::config::{Lab, Role};
+
+/// One machine of the lab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Node {
+    /// Short name, also the hostname and the Kubernetes node name (`worker0`).
+    pub name: String,
+    pub role: Role,
+    /// Position within its role (`worker2` -> 2).
+    pub index: u32,
+    pub fqdn: String,
+    pub address: Ipv4Addr,
+    pub memory_mb: u32,
+    pub cpus: u32,
+    /// The VM's SSH port forwarded on the host's 127.0.0.1.
+    pub ssh_port: u16,
+    /// Workers only: the pod range its CNI bridge hands out.
+    pub pod_cidr: Option<Ipv4Net>,
+}
+
+/// How clients reach the Kubernetes API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiEndpoint {
+    /// `api.<domain>`
+    pub name: String,
+    pub address: Ipv4Addr,
+    pub port: u16,
+    /// True when keepalived holds `address` as a VIP over 2+ load balancers.
+    pub vip: bool,
+}
+
+impl ApiEndpoint {
+    pub fn url(&self) -> String {
+        format!("https://{}:{}", self.name, self.port)
+    }
+}
+
+/// The provisioning phases, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Machines,
+    Facts,
+    Dns,
+    Resolv,
+    Registry,
+    Lb,
+    Certs,
+    Etcd,
+    Controllers,
+    Workers,
+    Routes,
+    Addons,
+    Workload,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 13] = [
+        Phase::Machines,
+        Phase::Facts,
+        Phase::Dns,
+        Phase::Resolv,
+        Phase::Registry,
+        Phase::Lb,
+        Phase::Certs,
+        Phase::Etcd,
+        Phase::Controllers,
+        Phase::Workers,
+        Phase::Routes,
+        Phase::Addons,
+        Phase::Workload,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Machines => "machines",
+            Phase::Facts => "facts",
+            Phase::Dns => "dns",
+            Phase::Resolv => "resolv",
+            Phase::Registry => "registry",
+            Phase::Lb => "lb",
+            Phase::Certs => "certs",
+            Phase::Etcd => "etcd",
+            Phase::Controllers => "controllers",
+            Phase::Workers => "workers",
+            Phase::Routes => "routes",
+            Phase::Addons => "addons",
+            Phase::Workload => "workload",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Phase::Machines => "create and boot the VMs, write the hypervisor's hosts block",
+            Phase::Facts => "record each node's OS and host-only interface",
+            Phase::Dns => "bind9 on the DNS node: lab zone and reverse zone",
+            Phase::Resolv => "point every node's resolver at the lab DNS",
+            Phase::Registry => "pull-through image caches (when a registry node exists)",
+            Phase::Lb => "haproxy on every LB, keepalived VIP with 2 or more",
+            Phase::Certs => "sign the lab PKI and copy each node its certificates",
+            Phase::Etcd => "the TLS etcd cluster",
+            Phase::Controllers => "kube-apiserver, controller-manager, scheduler",
+            Phase::Workers => "containerd, CNI, kubelet, kube-proxy",
+            Phase::Routes => "persistent routes to every worker's pod range",
+            Phase::Addons => "RBAC for the API server, CoreDNS",
+            Phase::Workload => "the nginx test workload over all workers",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The concrete lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    pub lab_name: String,
+    pub domain: String,
+    pub nodes: Vec<Node>,
+    pub api: ApiEndpoint,
+}
+
+impl Topology {
+    pub fn new(lab: &Lab) -> Topology {
+        let mut nodes = Vec::new();
+        for spec in &lab.roles {
+            for index in 0..spec.count {
+                let name = format!("{}{index}", spec.role.key());
+                let address = Ipv4Addr::from(u32::from(spec.first_address) + index);
+                let pod_cidr = (spec.role == Role::Worker).then(|| worker_pod_cidr(lab, index));
+                nodes.push(Node {
+                    fqdn: format!("{name}.{}", lab.network.domain),
+                    name,
+                    role: spec.role,
+                    index,
+                    address,
+                    memory_mb: spec.memory,
+                    cpus: spec.cpus,
+                    ssh_port: lab.network.ssh_port_base + (u32::from(address) & 0xff) as u16,
+                    pod_cidr,
+                });
+            }
+        }
+        let lbs: Vec<&Node> = nodes.iter().filter(|n| n.role == Role::Lb).collect();
+        let (address, vip) = match lbs.as_slice() {
+            [only] => (only.address, false),
+            _ => (lab.vip, true),
+        };
+        let api = ApiEndpoint {
+            name: format!("api.{}", lab.network.domain),
+            address,
+            port: 6443,
+            vip,
+        };
+        Topology {
+            lab_name: lab.name.clone(),
+            domain: lab.network.domain.clone(),
+            nodes,
+            api,
+        }
+    }
+
+    pub fn by_role(&self, role: Role) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(move |n| n.role == role)
+    }
+
+    pub fn total_memory_mb(&self) -> u64 {
+        self.nodes.iter().map(|n| u64::from(n.memory_mb)).sum()
+    }
+
+    /// The VirtualBox VM name: unique per lab so two labs never collide.
+    pub fn vm_name(&self, node: &Node) -> String {
+        format!("kubelab-{}-{}", self.lab_name, node.name)
+    }
+}
+
+/// Worker N's pod range: the Nth /24 of the pod CIDR (10.200.N.0/24).
+fn worker_pod_cidr(lab: &Lab, index: u32) -> Ipv4Net {
+    let base = u32::from(lab.network.pod_cidr.network());
+    Ipv4Net::new(Ipv4Addr::from(base + (index << 8)), 24).expect("24 is a valid prefix")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    #[test]
+    fn default_lab_matches_the_design_table() {
+        let topo = Topology::new(&config::builtin());
+        let rows: Vec<String> = topo
+            .nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "{} {} {} {} {}MB {}cpu ssh:{} {}",
+                    n.name,
+                    n.role,
+                    n.fqdn,
+                    n.address,
+                    n.memory_mb,
+                    n.cpus,
+                    n.ssh_port,
+                    n.pod_cidr.map(|c| c.to_string()).unwrap_or_default()
+                )
+            })
+            .collect();
+        insta::assert_snapshot!(rows.join("\n"));
+        assert_eq!(topo.api.name, "api.lan");
+        assert_eq!(topo.api.address, Ipv4Addr::new(192, 168, 56, 50));
+        assert!(topo.api.vip);
+        // ≈ 7.8 GB, as DESIGN.md says.
+        assert_eq!(topo.total_memory_mb(), 7808);
+    }
+
+    #[test]
+    fn one_lb_means_no_vip() {
+        let yaml = "nodes:\n  lb:\n    count: 1\n";
+        let lab = config::parse(yaml, config::LabSource::BuiltIn).unwrap();
+        let topo = Topology::new(&lab);
+        assert_eq!(topo.api.address, Ipv4Addr::new(192, 168, 56, 51));
+        assert!(!topo.api.vip);
+    }
+
+    #[test]
+    fn three_workers_get_consecutive_pod_ranges_and_fit_16_gb() {
+        let yaml = "nodes:\n  worker:\n    count: 3\n";
+        let lab = config::parse(yaml, config::LabSource::BuiltIn).unwrap();
+        let topo = Topology::new(&lab);
+        let cidrs: Vec<String> = topo
+            .by_role(Role::Worker)
+            .map(|n| n.pod_cidr.unwrap().to_string())
+            .collect();
+        assert_eq!(cidrs, ["10.200.0.0/24", "10.200.1.0/24", "10.200.2.0/24"]);
+        // ≈ 11.9 GB with 3 workers.
+        assert_eq!(topo.total_memory_mb(), 11904);
+    }
+}

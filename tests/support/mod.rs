@@ -1,0 +1,142 @@
+//! Test harness in the style of casey/just's `Test` builder: a temp lab
+//! directory, files in it, stand-in programs on PATH, the real kubelab binary.
+
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Test {
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+    expected_status: i32,
+}
+
+pub struct Ran {
+    pub stdout: String,
+    pub stderr: String,
+    pub status: i32,
+    pub dir: PathBuf,
+}
+
+pub fn kubelab_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kubelab"))
+}
+
+impl Default for Test {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Test {
+    pub fn new() -> Test {
+        let dir = tempfile::Builder::new()
+            .prefix("kubelab-test-")
+            .tempdir()
+            .expect("temp dir");
+        let mut env = BTreeMap::new();
+        // Never the real /etc/hosts, never the real cache, a fixed RAM size.
+        env.insert(
+            "KUBELAB_HOSTS_FILE".into(),
+            dir.path().join("etc-hosts").display().to_string(),
+        );
+        env.insert(
+            "KUBELAB_CACHE_DIR".into(),
+            dir.path().join("cache").display().to_string(),
+        );
+        env.insert("KUBELAB_HOST_MEMORY_MB".into(), "16384".into());
+        env.insert("NO_COLOR".into(), "1".into());
+        Test {
+            dir,
+            args: Vec::new(),
+            env,
+            expected_status: 0,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|s| s.to_string()));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn write(self, rel: &str, contents: &str) -> Self {
+        let path = self.dir.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(path, contents).unwrap();
+        self
+    }
+
+    pub fn executable(self, rel: &str, contents: &str) -> Self {
+        let test = self.write(rel, contents);
+        let path = test.dir.path().join(rel);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        test
+    }
+
+    /// The same lab directory and environment, new arguments, expecting 0.
+    pub fn then(mut self, args: &[&str]) -> Self {
+        self.args = args.iter().map(|s| s.to_string()).collect();
+        self.expected_status = 0;
+        self
+    }
+
+    pub fn status(mut self, code: i32) -> Self {
+        self.expected_status = code;
+        self
+    }
+
+    /// Runs kubelab with the lab directory as working directory and asserts
+    /// the exit status.
+    pub fn run(&self) -> Ran {
+        let ran = self.run_unchecked();
+        assert_eq!(
+            ran.status, self.expected_status,
+            "kubelab {:?} exited {} (expected {})\n--- stdout\n{}\n--- stderr\n{}",
+            self.args, ran.status, self.expected_status, ran.stdout, ran.stderr
+        );
+        ran
+    }
+
+    pub fn run_unchecked(&self) -> Ran {
+        let mut cmd = Command::new(kubelab_bin());
+        cmd.args(&self.args)
+            .current_dir(self.dir.path())
+            .env_remove("KUBELAB_LAB")
+            .env_remove("XDG_CACHE_HOME");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let output: Output = cmd
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run kubelab");
+        Ran {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            status: output.status.code().unwrap_or(-1),
+            dir: self.dir.path().to_path_buf(),
+        }
+    }
+}
+
+/// Replaces the temp directory in output with `[LAB]` for snapshots.
+pub fn redact(text: &str, dir: &Path) -> String {
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    text.replace(&canonical.display().to_string(), "[LAB]")
+        .replace(&dir.display().to_string(), "[LAB]")
+}
