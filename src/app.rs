@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cli::{Cli, Command, InitArgs, JsonArgs, LabCommand, RenderArgs};
+use crate::cli::{Cli, Command, InitArgs, JsonArgs, LabCommand, RenderArgs, SnapshotCommand};
 use crate::config::{self, Lab, LabSource, Role};
 use crate::error::{Error, Result};
+use crate::machines::Host;
 use crate::printer::{self, Printer, SCHEMA_VERSION};
 use crate::settings::Settings;
 use crate::topology::{Phase, Topology};
@@ -27,17 +28,52 @@ impl LoadedLab {
     }
 }
 
-pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<()> {
+/// Runs a command; `Ok(code)` is the exit code of a command that reports
+/// its own outcome (`lab ssh`, `doctor`).
+pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
+    let verbose = cli.verbose > 0;
     match cli.command {
-        Command::Init(args) => init(cli.lab.as_deref(), &args, settings, printer),
+        Command::Init(args) => init(cli.lab.as_deref(), &args, settings, printer).map(|()| 0),
+        Command::Doctor(args) => {
+            let loaded = load_lab(cli.lab.as_deref(), printer)?;
+            block_on(crate::doctor::run(
+                &loaded, settings, printer, args.json, verbose,
+            ))
+        }
         Command::Lab(command) => {
             let loaded = load_lab(cli.lab.as_deref(), printer)?;
+            let host = Host::new(&loaded, settings, printer, verbose);
             match command {
-                LabCommand::Plan(args) => plan(&loaded, &args, settings, printer),
-                LabCommand::Render(args) => render_cmd(&loaded, &args, printer),
+                LabCommand::Plan(args) => plan(&loaded, &args, settings, printer).map(|()| 0),
+                LabCommand::Render(args) => render_cmd(&loaded, &args, printer).map(|()| 0),
+                LabCommand::Up(args) => {
+                    block_on(host.up(args.jobs.map(usize::from), args.no_hosts)).map(|()| 0)
+                }
+                LabCommand::Status(args) => block_on(host.status(args.json)).map(|()| 0),
+                LabCommand::Halt => block_on(host.halt()).map(|()| 0),
+                LabCommand::Destroy(args) => block_on(host.destroy(args.yes)).map(|()| 0),
+                LabCommand::Ssh(args) => block_on(host.ssh(&args.node, &args.command)),
+                LabCommand::Snapshot(cmd) => match cmd {
+                    SnapshotCommand::Save(a) => block_on(host.snapshot_save(&a.name)).map(|()| 0),
+                    SnapshotCommand::Restore(a) => {
+                        block_on(host.snapshot_restore(&a.name)).map(|()| 0)
+                    }
+                    SnapshotCommand::Delete(a) => {
+                        block_on(host.snapshot_delete(&a.name)).map(|()| 0)
+                    }
+                    SnapshotCommand::List(a) => host.snapshot_list(a.json).map(|()| 0),
+                },
             }
         }
     }
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(future)
 }
 
 /// The default lab file when `--lab` is not given.

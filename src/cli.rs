@@ -38,6 +38,9 @@ const ROOT_HELP: &str = "Examples:
   kubelab init                 write a commented lab.yaml sized for this host
   kubelab lab plan             what the lab will be: VMs, addresses, memory, phases
   kubelab lab render --out r/  every generated file, no VM touched
+  kubelab doctor               can this host run it?
+  kubelab lab up               create and boot the VMs, write /etc/hosts
+  kubelab lab destroy          remove it all
 
 Exit codes: 0 ok, 1 a step or check failed, 2 bad input (lab file, flags), 130 interrupted.
 stdout carries data (tables, JSON); stderr carries progress and diagnostics.";
@@ -54,6 +57,14 @@ When the host has less RAM than the default lab needs, the worker's memory
 (then the other roles', down to their minimums) is lowered, and a comment at
 the top of the file says what was changed.")]
     Init(InitArgs),
+
+    /// Check this host can run the lab: Vagrant, VirtualBox, network, ports, RAM
+    #[command(after_long_help = "Examples:
+  kubelab doctor
+  kubelab doctor --json | jq '.checks[] | select(.status != \"passed\")'
+
+Each check prints Passed, Warned or Failed with the fix. Exit 1 on any Failed.")]
+    Doctor(JsonArgs),
 
     /// Plan, build and inspect the lab (`kubelab lab --help`)
     #[command(subcommand)]
@@ -87,6 +98,110 @@ Files for the hypervisor go under host/ (the Vagrantfile, the /etc/hosts
 block); MANIFEST lists every file with the node that receives it and its mode.
 ")]
     Render(RenderArgs),
+
+    /// Create and boot the lab's VMs and write the hypervisor's hosts block
+    #[command(after_long_help = "Examples:
+  kubelab lab up                 boot every VM that is not running
+  kubelab lab up --jobs 2        at most two `vagrant up` at once
+  kubelab lab up --no-hosts      leave /etc/hosts alone
+
+The first VM boots alone (box import, linked-clone master), the rest
+concurrently. VMs already running are left alone, so a second `lab up` does
+nothing, and after a failure or Ctrl-C it retries only what is missing.
+Writing /etc/hosts asks for sudo once when you are not root.")]
+    Up(UpArgs),
+
+    /// Each VM's state, address, role and the phases done
+    #[command(after_long_help = "Examples:
+  kubelab lab status
+  kubelab lab status --json")]
+    Status(JsonArgs),
+
+    /// Shut every VM down (`kubelab lab up` boots them again)
+    #[command(after_long_help = "Examples:
+  kubelab lab halt")]
+    Halt,
+
+    /// Remove every VM, the lab's hosts block and .kubelab/
+    #[command(after_long_help = "Examples:
+  kubelab lab destroy            asks first on a terminal
+  kubelab lab destroy --yes      for scripts
+
+Uses the Vagrantfile the VMs were made from, so it works after lab.yaml was
+edited and on half-created labs. The shared download cache stays.")]
+    Destroy(DestroyArgs),
+
+    /// Log in to a node, or run one command there
+    #[command(after_long_help = "Examples:
+  kubelab lab ssh etcd0
+  kubelab lab ssh worker0 -- sudo crictl ps
+
+The exit code is the remote command's.")]
+    Ssh(SshArgs),
+
+    /// Save, restore, list or delete a snapshot of the whole lab
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// At most this many `vagrant up` at once [default: from cores and free RAM]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+
+    /// Do not write the lab's block into the hosts file
+    #[arg(long)]
+    pub no_hosts: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// The node, by short name (etcd0, worker1, ...)
+    pub node: String,
+
+    /// A command to run instead of a shell (after `--`)
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Pause every VM, snapshot them all, resume: one consistent point
+    #[command(after_long_help = "Examples:
+  kubelab lab snapshot save base")]
+    Save(SnapshotName),
+
+    /// Return the whole lab to a snapshot (VMs created since are destroyed)
+    #[command(after_long_help = "Examples:
+  kubelab lab snapshot restore base
+
+lab.yaml's node counts and kubelab's state go back to the snapshot's too, and
+every VM's clock is set to now.")]
+    Restore(SnapshotName),
+
+    /// List the lab's snapshots
+    #[command(after_long_help = "Examples:
+  kubelab lab snapshot list --json")]
+    List(JsonArgs),
+
+    /// Delete a snapshot from every VM
+    #[command(after_long_help = "Examples:
+  kubelab lab snapshot delete base")]
+    Delete(SnapshotName),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotName {
+    /// Letters, digits, '-', '_' and '.'
+    pub name: String,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@ use crate::config::ConfigError;
 
 /// Exit codes every command follows (documented in `--help` and the README).
 pub mod exit {
-    pub const OK: i32 = 0;
+    // 0: ok.
     /// A step or a check failed.
     pub const FAILED: i32 = 1;
     /// Bad input: a lab file, a flag or an argument.
@@ -16,7 +16,6 @@ pub mod exit {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[allow(dead_code)] // TEMPORARY: the host side (tools/, state) constructs the rest
 pub enum Error {
     #[error(transparent)]
     Config(#[from] Box<ConfigError>),

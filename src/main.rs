@@ -3,12 +3,17 @@
 mod app;
 mod cli;
 mod config;
+mod doctor;
 mod error;
 mod fsutil;
 mod host;
+mod hosts_file;
+mod machines;
 mod printer;
 mod render;
 mod settings;
+mod state;
+mod tools;
 mod topology;
 mod yaml_edit;
 
@@ -19,7 +24,7 @@ fn main() {
     let settings = settings::Settings::from_env();
     let printer = printer::Printer::new(cli.quiet, settings.no_color);
     let code = match app::run(cli, &settings, &printer) {
-        Ok(()) => error::exit::OK,
+        Ok(code) => code,
         Err(err) => {
             printer.error(&err);
             err.exit_code()

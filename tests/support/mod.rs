@@ -15,6 +15,13 @@ pub struct Test {
     expected_status: i32,
 }
 
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub event: String,
+    pub ms: u64,
+    pub command: String,
+}
+
 pub struct Ran {
     pub stdout: String,
     pub stderr: String,
@@ -112,7 +119,58 @@ impl Test {
         ran
     }
 
-    pub fn run_unchecked(&self) -> Ran {
+    /// Puts the stand-in vagrant, VBoxManage and ssh of tests/standin first on
+    /// PATH; their calls are logged to `calls.log` in the lab directory.
+    pub fn standins(self) -> Self {
+        let standin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standin");
+        let path = format!(
+            "{}:{}",
+            standin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log = self.dir.path().join("calls.log").display().to_string();
+        self.env("PATH", &path).env("STANDIN_LOG", &log)
+    }
+
+    /// Every stand-in call so far: (start|end|interrupted, ms, command line).
+    pub fn calls(&self) -> Vec<Call> {
+        let text = std::fs::read_to_string(self.dir.path().join("calls.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let mut parts = l.splitn(3, ' ');
+                Some(Call {
+                    event: parts.next()?.to_string(),
+                    ms: parts.next()?.parse().ok()?,
+                    command: parts.next()?.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// The command lines that started, in order.
+    pub fn started(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.event == "start")
+            .map(|c| c.command)
+            .collect()
+    }
+
+    pub fn clear_calls(&self) {
+        let _ = std::fs::remove_file(self.dir.path().join("calls.log"));
+    }
+
+    /// Starts kubelab without waiting (for interrupt tests).
+    pub fn spawn(&self) -> std::process::Child {
+        self.command()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn kubelab")
+    }
+
+    fn command(&self) -> Command {
         let mut cmd = Command::new(kubelab_bin());
         cmd.args(&self.args)
             .current_dir(self.dir.path())
@@ -121,6 +179,11 @@ impl Test {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        cmd
+    }
+
+    pub fn run_unchecked(&self) -> Ran {
+        let mut cmd = self.command();
         let output: Output = cmd
             .stdin(std::process::Stdio::null())
             .output()

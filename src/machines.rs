@@ -1,0 +1,897 @@
+//! The hypervisor side of a lab: bringing VMs up fast, halting, destroying,
+//! snapshots, and the hosts block. Provisioning builds on the machines made here.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::app::LoadedLab;
+use crate::error::{Error, Result};
+use crate::printer::{self, Printer, SCHEMA_VERSION};
+use crate::settings::Settings;
+use crate::state::{LabLock, MachineStatus, NodeState, State};
+use crate::tools::vagrant::{MachineState, Vagrant};
+use crate::tools::vboxmanage::VBoxManage;
+use crate::tools::{Runner, ssh::Ssh};
+use crate::{hosts_file, render, yaml_edit};
+
+/// How long vagrant gets to clean up after the one SIGINT before it is killed.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(30);
+
+/// Everything a host-side command works with.
+pub struct Host<'a> {
+    pub loaded: &'a LoadedLab,
+    pub settings: &'a Settings,
+    pub printer: &'a Printer,
+    pub runner: Runner,
+}
+
+impl<'a> Host<'a> {
+    pub fn new(
+        loaded: &'a LoadedLab,
+        settings: &'a Settings,
+        printer: &'a Printer,
+        verbose: bool,
+    ) -> Self {
+        Host {
+            loaded,
+            settings,
+            printer,
+            runner: Runner::new(verbose),
+        }
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.loaded.state_dir()
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.state_dir().join("state.json")
+    }
+
+    fn vagrantfile(&self) -> PathBuf {
+        self.state_dir().join("Vagrantfile")
+    }
+
+    fn vagrant(&self) -> Result<Vagrant> {
+        Vagrant::find(&self.state_dir(), &self.runner)
+    }
+
+    fn lock(&self, what: &str) -> Result<LabLock> {
+        LabLock::acquire(&self.state_dir(), what)
+    }
+
+    fn load_state(&self) -> Result<State> {
+        State::load(&self.state_path(), &self.loaded.lab.name)
+    }
+
+    /// Runs `work`; on Ctrl-C or SIGTERM sends one SIGINT to the children,
+    /// lets `work` finish (it records what it did), then reports how to resume.
+    async fn interruptible<T>(
+        &self,
+        resume: &str,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::pin!(work);
+        tokio::select! {
+            result = &mut work => return result,
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        self.printer.info(format!(
+            "interrupted: asking the running commands to stop (up to {} s), then saving state",
+            INTERRUPT_GRACE.as_secs()
+        ));
+        self.runner.children.begin_interrupt();
+        let (_, ()) = tokio::join!(work, self.runner.children.interrupt(INTERRUPT_GRACE));
+        Err(Error::Interrupted {
+            hint: Some(format!(
+                "nothing is lost: run `{resume}` to carry on where it stopped"
+            )),
+        })
+    }
+
+    // -----------------------------------------------------------------------
+    // lab up: the machines
+    // -----------------------------------------------------------------------
+
+    pub async fn up(&self, jobs: Option<usize>, no_hosts: bool) -> Result<()> {
+        let _lock = self.lock("kubelab lab up")?;
+        self.interruptible("kubelab lab up", self.up_machines(jobs, no_hosts))
+            .await
+    }
+
+    async fn up_machines(&self, jobs: Option<usize>, no_hosts: bool) -> Result<()> {
+        let LoadedLab { lab, topo, .. } = self.loaded;
+        let vagrant = self.vagrant()?;
+        fs_err::create_dir_all(self.state_dir())?;
+        crate::fsutil::write_atomic(
+            &self.vagrantfile(),
+            render::vagrantfile(lab, topo).as_bytes(),
+            0o644,
+        )?;
+        let states: BTreeMap<String, MachineState> = vagrant
+            .status()
+            .await?
+            .into_iter()
+            .map(|m| (m.name.clone(), m))
+            .collect();
+        let mut state = self.load_state()?;
+        state.lab = lab.name.clone();
+
+        let pending: Vec<&crate::topology::Node> = topo
+            .nodes
+            .iter()
+            .filter(|n| !states.get(&n.name).is_some_and(MachineState::is_running))
+            .collect();
+        let running = topo.nodes.len() - pending.len();
+        let shared = Arc::new(Mutex::new(state));
+        if pending.is_empty() {
+            self.printer.info(format!(
+                "all {} VMs are running; nothing to boot",
+                topo.nodes.len()
+            ));
+        } else {
+            let jobs = jobs.unwrap_or_else(|| {
+                default_jobs(topo.nodes.iter().map(|n| n.memory_mb).max().unwrap_or(1024))
+            });
+            self.printer.info(format!(
+                "booting {} VM{} ({} already running; up to {jobs} at once)",
+                pending.len(),
+                if pending.len() == 1 { "" } else { "s" },
+                running
+            ));
+            let started = Instant::now();
+            let any_exists = states.values().any(MachineState::exists);
+            let (first, rest): (Vec<_>, Vec<_>) = if any_exists {
+                (Vec::new(), pending)
+            } else {
+                // The first VM imports the box and makes the linked-clone
+                // master; VirtualBox cannot do that concurrently.
+                let mut it = pending.into_iter();
+                (it.next().into_iter().collect(), it.collect())
+            };
+            let mut failures = Vec::new();
+            for node in first {
+                if let Err(e) = self.boot(&vagrant, node, &shared).await {
+                    failures.push(e);
+                }
+            }
+            if failures.is_empty() {
+                failures = self.boot_concurrently(&vagrant, &rest, jobs, &shared).await;
+            } else {
+                self.printer.info(format!(
+                    "not booting the other {} VMs: the first one (box import) failed",
+                    rest.len()
+                ));
+            }
+            let state = shared.lock().map(|s| s.clone()).unwrap_or_default();
+            state.save(&self.state_path())?;
+            if !failures.is_empty() {
+                if self.runner.children.interrupted() {
+                    return Ok(());
+                }
+                let n = failures.len();
+                return Err(Error::Several {
+                    summary: format!("{n} VM{} did not boot:", if n == 1 { "" } else { "s" }),
+                    failures,
+                    hint: Some(
+                        "run `kubelab lab up` again: running VMs are kept and only the failed ones are retried".into(),
+                    ),
+                });
+            }
+            self.printer.info(format!(
+                "{} VMs running after {:.1} s",
+                topo.nodes.len(),
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        let state = shared.lock().map(|s| s.clone()).unwrap_or_default();
+        state.save(&self.state_path())?;
+        if no_hosts {
+            self.printer
+                .info("not touching the hosts file (--no-hosts)");
+        } else {
+            self.write_hosts_block(Some(&render::hosts_block(lab, topo)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn boot_concurrently(
+        &self,
+        vagrant: &Vagrant,
+        nodes: &[&crate::topology::Node],
+        jobs: usize,
+        shared: &Arc<Mutex<State>>,
+    ) -> Vec<Error> {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(nodes.iter().map(|node| self.boot(vagrant, node, shared)))
+            .buffer_unordered(jobs.max(1))
+            .filter_map(|r| async move { r.err() })
+            .collect()
+            .await
+    }
+
+    /// `vagrant up NODE`, recording the outcome in state as soon as it is known.
+    async fn boot(
+        &self,
+        vagrant: &Vagrant,
+        node: &crate::topology::Node,
+        shared: &Arc<Mutex<State>>,
+    ) -> Result<()> {
+        if self.runner.children.interrupted() {
+            // Never started: nothing to record.
+            return Err(Error::Interrupted { hint: None });
+        }
+        let started = Instant::now();
+        self.printer.info(format!("  {:<12} booting", node.name));
+        let result = vagrant.up(&node.name).await;
+        let (machine, error) = match &result {
+            Ok(_) => (MachineStatus::Created, None),
+            Err(_) if self.runner.children.interrupted() => (MachineStatus::Interrupted, None),
+            Err(e) => (
+                MachineStatus::Failed,
+                Some(e.to_string().lines().next().unwrap_or_default().to_string()),
+            ),
+        };
+        let vm_id = fs_err::read_to_string(
+            self.state_dir()
+                .join(".vagrant/machines")
+                .join(&node.name)
+                .join("virtualbox/id"),
+        )
+        .ok()
+        .map(|s| s.trim().to_string());
+        if let Ok(mut state) = shared.lock() {
+            state.nodes.insert(
+                node.name.clone(),
+                NodeState {
+                    role: node.role.to_string(),
+                    address: node.address.to_string(),
+                    machine,
+                    vm_id,
+                    error,
+                },
+            );
+            // Saved after every VM, so a crash or kill loses nothing.
+            let _ = state.save(&self.state_path());
+        }
+        match &result {
+            Ok(_) => self.printer.info(format!(
+                "  {:<12} running ({:.1} s)",
+                node.name,
+                started.elapsed().as_secs_f64()
+            )),
+            Err(_) => self.printer.info(format!("  {:<12} failed", node.name)),
+        }
+        result.map(|_| ())
+    }
+
+    async fn write_hosts_block(&self, block: Option<&str>) -> Result<()> {
+        let path = &self.settings.hosts_file;
+        let printer = self.printer;
+        let written = hosts_file::update(
+            path,
+            &self.loaded.lab.name,
+            block,
+            &self.state_dir(),
+            &self.runner,
+            |why| printer.info(why),
+        )
+        .await?;
+        let verb = if block.is_some() { "wrote" } else { "removed" };
+        match written {
+            hosts_file::Written::Unchanged => self
+                .printer
+                .info(format!("{} already up to date", path.display())),
+            hosts_file::Written::InPlace { backup } => self.printer.info(format!(
+                "{verb} the lab's block in {} (in place: it is a mount point; backup at {})",
+                path.display(),
+                backup.display()
+            )),
+            _ => self
+                .printer
+                .info(format!("{verb} the lab's block in {}", path.display())),
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------
+    // lab status
+    // -----------------------------------------------------------------------
+
+    pub async fn status(&self, json: bool) -> Result<()> {
+        let topo = &self.loaded.topo;
+        let state = self.load_state()?;
+        let vm_states: BTreeMap<String, String> = if self.vagrantfile().exists() {
+            self.vagrant()?
+                .status()
+                .await?
+                .into_iter()
+                .map(|m| (m.name, m.state))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        let rows: Vec<StatusRow> = topo
+            .nodes
+            .iter()
+            .map(|n| StatusRow {
+                name: n.name.clone(),
+                role: n.role.to_string(),
+                address: n.address.to_string(),
+                state: vm_states
+                    .get(&n.name)
+                    .cloned()
+                    .unwrap_or_else(|| "not_created".into()),
+                phases: state.phases.get(&n.name).cloned().unwrap_or_default(),
+            })
+            .collect();
+        // VMs that exist but are no longer in lab.yaml (scaled down by hand).
+        let extra: Vec<String> = vm_states
+            .iter()
+            .filter(|(name, st)| {
+                topo.nodes.iter().all(|n| &n.name != *name) && st.as_str() != "not_created"
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        if json {
+            return self.printer.json(&StatusJson {
+                schema_version: SCHEMA_VERSION,
+                lab: &self.loaded.lab.name,
+                nodes: &rows,
+                not_in_lab_yaml: &extra,
+            });
+        }
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.name.clone(),
+                    r.role.clone(),
+                    r.address.clone(),
+                    r.state.clone(),
+                    if r.phases.is_empty() {
+                        "-".into()
+                    } else {
+                        r.phases.join(",")
+                    },
+                ]
+            })
+            .collect();
+        self.printer.data(printer::table(
+            &["NODE", "ROLE", "ADDRESS", "STATE", "PHASES DONE"],
+            &table,
+        ));
+        for name in extra {
+            self.printer.warn(format!("VM {name} exists but is not in lab.yaml; `kubelab lab destroy` removes it with the rest"));
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------
+    // lab halt / lab destroy
+    // -----------------------------------------------------------------------
+
+    pub async fn halt(&self) -> Result<()> {
+        let _lock = self.lock("kubelab lab halt")?;
+        if !self.vagrantfile().exists() {
+            self.printer.info("no VMs: this lab was never brought up");
+            return Ok(());
+        }
+        let vagrant = self.vagrant()?;
+        let running: Vec<String> = vagrant
+            .status()
+            .await?
+            .into_iter()
+            .filter(MachineState::is_running)
+            .map(|m| m.name)
+            .collect();
+        if running.is_empty() {
+            self.printer.info("no VM is running");
+            return Ok(());
+        }
+        self.printer.info(format!("halting {}", running.join(", ")));
+        let results = futures_util::future::join_all(running.iter().map(|n| vagrant.halt(n))).await;
+        let failures: Vec<Error> = results.into_iter().filter_map(Result::err).collect();
+        if failures.is_empty() {
+            self.printer
+                .info("halted; `kubelab lab up` boots them again");
+            Ok(())
+        } else {
+            Err(Error::Several {
+                summary: "some VMs did not halt:".into(),
+                failures,
+                hint: None,
+            })
+        }
+    }
+
+    pub async fn destroy(&self, yes: bool) -> Result<()> {
+        let state_dir = self.state_dir();
+        if !yes {
+            confirm(&format!(
+                "Destroy lab {}: every VM of {}, its block in {} and {}?",
+                self.loaded.lab.name,
+                self.vagrantfile().display(),
+                self.settings.hosts_file.display(),
+                state_dir.display()
+            ))?;
+        }
+        let lock = self.lock("kubelab lab destroy")?;
+        if self.vagrantfile().exists() {
+            // The Vagrantfile the VMs were made from, not today's lab.yaml.
+            let vagrant = self.vagrant()?;
+            self.printer.info("destroying the VMs");
+            vagrant.destroy(None).await?;
+        } else {
+            self.printer
+                .info("no Vagrantfile in .kubelab: no VMs to destroy");
+        }
+        self.write_hosts_block(None).await?;
+        drop(lock);
+        if state_dir.exists() {
+            fs_err::remove_dir_all(&state_dir)?;
+        }
+        self.printer.info(format!(
+            "lab {} destroyed (the shared download cache stays; `kubelab cache clean` empties it)",
+            self.loaded.lab.name
+        ));
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------
+    // lab ssh
+    // -----------------------------------------------------------------------
+
+    pub async fn ssh(&self, node: &str, command: &[String]) -> Result<i32> {
+        if self.loaded.topo.node(node).is_none() {
+            let names: Vec<String> = self
+                .loaded
+                .topo
+                .nodes
+                .iter()
+                .map(|n| n.name.clone())
+                .collect();
+            let hint = match crate::config::closest(node, &names) {
+                Some(best) => format!("did you mean {best}? nodes: {}", names.join(", ")),
+                None => format!("nodes: {}", names.join(", ")),
+            };
+            return Err(Error::usage(
+                format!("no node named {node:?} in this lab"),
+                hint,
+            ));
+        }
+        let ssh = Ssh::find()?;
+        let config = self.vagrant()?.ssh_config(&[node]).await?;
+        let path = self.state_dir().join("ssh_config");
+        crate::fsutil::write_atomic(&path, config.as_bytes(), 0o600)?;
+        ssh.interactive(&path, node, command)
+    }
+
+    // -----------------------------------------------------------------------
+    // lab snapshot
+    // -----------------------------------------------------------------------
+
+    fn snapshots_dir(&self) -> PathBuf {
+        self.state_dir().join("snapshots")
+    }
+
+    fn existing_nodes(&self, states: &[MachineState]) -> Vec<String> {
+        states
+            .iter()
+            .filter(|m| m.exists())
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
+    pub async fn snapshot_save(&self, name: &str) -> Result<()> {
+        check_snapshot_name(name)?;
+        let _lock = self.lock("kubelab lab snapshot save")?;
+        let vagrant = self.vagrant_for_existing_lab()?;
+        let states = vagrant.status().await?;
+        let nodes = self.existing_nodes(&states);
+        if nodes.is_empty() {
+            return Err(Error::other(
+                "the lab has no VMs to snapshot",
+                "run `kubelab lab up` first",
+            ));
+        }
+        let dir = self.snapshots_dir().join(name);
+        if dir.exists() {
+            return Err(Error::usage(
+                format!("a snapshot named {name:?} exists already"),
+                format!("pick another name, or `kubelab lab snapshot delete {name}` first"),
+            ));
+        }
+        let running: Vec<String> = states
+            .iter()
+            .filter(|m| m.is_running())
+            .map(|m| m.name.clone())
+            .collect();
+        let vbox = if running.is_empty() {
+            None
+        } else {
+            Some(VBoxManage::find(
+                self.state_dir().join("logs/host/vboxmanage.log"),
+                &self.runner,
+            )?)
+        };
+        let vm_names: Vec<String> = running
+            .iter()
+            .map(|n| format!("kubelab-{}-{n}", self.loaded.lab.name))
+            .collect();
+        let started = Instant::now();
+        // Pause every VM first so all snapshots show one instant: etcd's
+        // members then agree with each other after a restore.
+        if let Some(vbox) = &vbox {
+            let paused =
+                futures_util::future::join_all(vm_names.iter().map(|vm| vbox.control(vm, "pause")))
+                    .await;
+            if let Some(err) = paused.into_iter().find_map(Result::err) {
+                let _ = futures_util::future::join_all(
+                    vm_names.iter().map(|vm| vbox.control(vm, "resume")),
+                )
+                .await;
+                return Err(err);
+            }
+        }
+        let saved =
+            futures_util::future::join_all(nodes.iter().map(|n| vagrant.snapshot("save", n, name)))
+                .await;
+        if let Some(vbox) = &vbox {
+            let resumed = futures_util::future::join_all(
+                vm_names.iter().map(|vm| vbox.control(vm, "resume")),
+            )
+            .await;
+            if let Some(err) = resumed.into_iter().find_map(Result::err) {
+                return Err(err);
+            }
+        }
+        let failures: Vec<Error> = saved.into_iter().filter_map(Result::err).collect();
+        if !failures.is_empty() {
+            return Err(Error::Several {
+                summary: format!("snapshot {name} is incomplete:"),
+                failures,
+                hint: Some(format!(
+                    "`kubelab lab snapshot delete {name}` removes the parts that were taken"
+                )),
+            });
+        }
+        let record = SnapshotRecord {
+            name: name.to_string(),
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            nodes: nodes.clone(),
+            counts: self
+                .loaded
+                .lab
+                .roles
+                .iter()
+                .map(|r| (r.role.key().to_string(), r.count))
+                .collect(),
+        };
+        fs_err::create_dir_all(&dir)?;
+        write_json(&dir.join("snapshot.json"), &record)?;
+        if self.state_path().exists() {
+            fs_err::copy(self.state_path(), dir.join("state.json"))?;
+        }
+        self.printer.info(format!(
+            "saved snapshot {name} of {} VMs in {:.1} s; `kubelab lab snapshot restore {name}` returns to it",
+            nodes.len(),
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+
+    pub async fn snapshot_restore(&self, name: &str) -> Result<()> {
+        let _lock = self.lock("kubelab lab snapshot restore")?;
+        let record = self.read_snapshot(name)?;
+        let vagrant = self.vagrant_for_existing_lab()?;
+        let states = vagrant.status().await?;
+        let started = Instant::now();
+        // VMs created since the snapshot go: the lab returns to its topology.
+        let extra: Vec<String> = self
+            .existing_nodes(&states)
+            .into_iter()
+            .filter(|n| !record.nodes.contains(n))
+            .collect();
+        for node in &extra {
+            self.printer.info(format!(
+                "  {node:<12} destroying (created after the snapshot)"
+            ));
+            vagrant.destroy(Some(node)).await?;
+        }
+        let vagrant_ref = &vagrant;
+        let restored = futures_util::future::join_all(record.nodes.iter().map(|n| async move {
+            let r = vagrant_ref.snapshot("restore", n, name).await;
+            if r.is_ok() {
+                self.printer.info(format!("  {n:<12} restored"));
+            }
+            r
+        }))
+        .await;
+        let failures: Vec<Error> = restored.into_iter().filter_map(Result::err).collect();
+        if !failures.is_empty() {
+            return Err(Error::Several {
+                summary: format!("snapshot {name} was not restored on every VM:"),
+                failures,
+                hint: Some(format!("run `kubelab lab snapshot restore {name}` again")),
+            });
+        }
+        // The lab file's counts and the state as they were at the save.
+        self.restore_counts(&record)?;
+        let saved_state = self.snapshots_dir().join(name).join("state.json");
+        if saved_state.exists() {
+            fs_err::copy(&saved_state, self.state_path())?;
+        }
+        self.resync_clocks(&vagrant, &record.nodes).await?;
+        self.printer.info(format!(
+            "restored snapshot {name} ({} VMs) in {:.1} s",
+            record.nodes.len(),
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+
+    /// A restored VM's clock is the clock of the save: set every one to now,
+    /// or TLS and etcd leases misbehave.
+    async fn resync_clocks(&self, vagrant: &Vagrant, nodes: &[String]) -> Result<()> {
+        let names: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        let config = vagrant.ssh_config(&names).await?;
+        let path = self.state_dir().join("ssh_config");
+        crate::fsutil::write_atomic(&path, config.as_bytes(), 0o600)?;
+        let ssh = crate::tools::find("ssh", "reset the restored VMs' clocks")?;
+        let results = futures_util::future::join_all(nodes.iter().map(|node| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let inv = crate::tools::Invocation::new(&ssh, "ssh", format!("reset {node}'s clock"))
+                .arg("-F")
+                .arg(&path)
+                .args([
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "ConnectTimeout=20",
+                    node.as_str(),
+                ])
+                .arg(format!("sudo date -u -s @{now} >/dev/null"))
+                .log(
+                    self.state_dir()
+                        .join("logs")
+                        .join(node)
+                        .join("snapshot.log"),
+                );
+            self.runner.run(inv)
+        }))
+        .await;
+        if let Some(err) = results.into_iter().find_map(Result::err) {
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    fn restore_counts(&self, record: &SnapshotRecord) -> Result<()> {
+        let crate::config::LabSource::File(path) = &self.loaded.lab.source else {
+            return Ok(());
+        };
+        let mut text = fs_err::read_to_string(path)?;
+        let mut changed = Vec::new();
+        for spec in &self.loaded.lab.roles {
+            let key = spec.role.key();
+            let Some(&count) = record.counts.get(key) else {
+                continue;
+            };
+            if count != spec.count {
+                text = yaml_edit::set_scalar(&text, &["nodes", key, "count"], &count.to_string()).ok_or_else(|| {
+                    Error::other(
+                        format!("could not set nodes.{key}.count back to {count} in {}", path.display()),
+                        "write nodes.<role> as a block mapping (one key per line), or set the count by hand",
+                    )
+                })?;
+                changed.push(format!("nodes.{key}.count {} -> {count}", spec.count));
+            }
+        }
+        if !changed.is_empty() {
+            crate::fsutil::write_atomic(path, text.as_bytes(), 0o644)?;
+            self.printer
+                .info(format!("{}: {}", path.display(), changed.join(", ")));
+        }
+        Ok(())
+    }
+
+    pub async fn snapshot_delete(&self, name: &str) -> Result<()> {
+        let _lock = self.lock("kubelab lab snapshot delete")?;
+        let record = self.read_snapshot(name)?;
+        let vagrant = self.vagrant_for_existing_lab()?;
+        let states = vagrant.status().await?;
+        let existing = self.existing_nodes(&states);
+        let deleted = futures_util::future::join_all(
+            record
+                .nodes
+                .iter()
+                .filter(|n| existing.contains(n))
+                .map(|n| vagrant.snapshot("delete", n, name)),
+        )
+        .await;
+        if let Some(err) = deleted.into_iter().find_map(Result::err) {
+            return Err(err);
+        }
+        fs_err::remove_dir_all(self.snapshots_dir().join(name))?;
+        self.printer.info(format!("deleted snapshot {name}"));
+        Ok(())
+    }
+
+    pub fn snapshot_list(&self, json: bool) -> Result<()> {
+        let mut records = Vec::new();
+        if let Ok(entries) = fs_err::read_dir(self.snapshots_dir()) {
+            for entry in entries.flatten() {
+                let path = entry.path().join("snapshot.json");
+                if let Ok(text) = fs_err::read_to_string(&path)
+                    && let Ok(record) = serde_json::from_str::<SnapshotRecord>(&text)
+                {
+                    records.push(record);
+                }
+            }
+        }
+        records.sort_by_key(|r| r.created_unix);
+        if json {
+            return self.printer.json(&serde_json::json!({
+                "schema_version": SCHEMA_VERSION,
+                "snapshots": records,
+            }));
+        }
+        if records.is_empty() {
+            self.printer
+                .info("no snapshots; `kubelab lab snapshot save NAME` takes one");
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = records
+            .iter()
+            .map(|r| {
+                vec![
+                    r.name.clone(),
+                    r.created_unix.to_string(),
+                    r.nodes.len().to_string(),
+                    r.nodes.join(","),
+                ]
+            })
+            .collect();
+        self.printer.data(printer::table(
+            &["NAME", "CREATED (UNIX)", "VMS", "NODES"],
+            &rows,
+        ));
+        Ok(())
+    }
+
+    fn read_snapshot(&self, name: &str) -> Result<SnapshotRecord> {
+        check_snapshot_name(name)?;
+        let path = self.snapshots_dir().join(name).join("snapshot.json");
+        let text = fs_err::read_to_string(&path).map_err(|_| {
+            Error::usage(
+                format!("no snapshot named {name:?} in this lab"),
+                "`kubelab lab snapshot list` shows the ones there are",
+            )
+        })?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::other(format!("{} is damaged: {e}", path.display()), ""))
+    }
+
+    fn vagrant_for_existing_lab(&self) -> Result<Vagrant> {
+        if !self.vagrantfile().exists() {
+            return Err(Error::other(
+                "this lab has no VMs (no .kubelab/Vagrantfile)",
+                "run `kubelab lab up` first",
+            ));
+        }
+        self.vagrant()
+    }
+}
+
+#[derive(Serialize)]
+struct StatusRow {
+    name: String,
+    role: String,
+    address: String,
+    state: String,
+    phases: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    schema_version: u32,
+    lab: &'a str,
+    nodes: &'a [StatusRow],
+    not_in_lab_yaml: &'a [String],
+}
+
+/// What `.kubelab/snapshots/<name>/snapshot.json` records.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotRecord {
+    name: String,
+    created_unix: u64,
+    /// The VMs the snapshot holds.
+    nodes: Vec<String>,
+    /// lab.yaml's count per role at the time.
+    counts: BTreeMap<String, u32>,
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::other(format!("could not encode {}: {e}", path.display()), ""))?;
+    crate::fsutil::write_atomic(path, text.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+fn check_snapshot_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::usage(
+            format!("{name:?} is not a usable snapshot name"),
+            "use letters, digits, '-', '_' and '.', such as `base` or `before-upgrade`",
+        ))
+    }
+}
+
+/// How many `vagrant up`s run at once: twice the cores (boots mostly wait),
+/// no more than the free RAM holds, at most 8.
+fn default_jobs(largest_vm_mb: u32) -> usize {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let available_mb = fs_err::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024);
+    let by_ram = available_mb
+        .map(|mb| (mb / u64::from(largest_vm_mb.max(1))) as usize)
+        .unwrap_or(usize::MAX);
+    (cores * 2).min(by_ram).clamp(1, 8)
+}
+
+/// Asks on a terminal; refuses without one (scripts pass --yes).
+fn confirm(question: &str) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::usage(
+            "refusing to destroy without confirmation: stdin is not a terminal",
+            "pass --yes to confirm from a script",
+        ));
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(Error::usage(
+            "not confirmed; nothing was destroyed",
+            "answer y, or pass --yes",
+        ))
+    }
+}

@@ -1,0 +1,352 @@
+//! One wrapper per external program. Every process kubelab starts goes
+//! through [`Runner`]: it finds the binary (missing -> install hint), runs it
+//! with a purpose string in its own process group, tees its output to a log
+//! file, and turns a failure into an error naming the command, the exit
+//! status, the log and its last lines. No `Command::new` anywhere else.
+
+pub mod ssh;
+pub mod vagrant;
+pub mod vboxmanage;
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+use crate::error::{CommandFailure, Error, Result};
+
+/// Lines of output quoted in a failure message.
+const TAIL_LINES: usize = 12;
+
+/// Finds `program` on PATH, or explains how to install it.
+pub fn find(program: &str, purpose: &str) -> Result<PathBuf> {
+    which::which(program).map_err(|_| Error::ToolMissing {
+        program: program.to_string(),
+        purpose: purpose.to_string(),
+        hint: install_hint(program),
+    })
+}
+
+/// How to install `program` on this OS.
+pub fn install_hint(program: &str) -> String {
+    let os_release = fs_err::read_to_string("/etc/os-release").unwrap_or_default();
+    let id_like = os_release
+        .lines()
+        .filter(|l| l.starts_with("ID=") || l.starts_with("ID_LIKE="))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let debian = id_like.contains("debian") || id_like.contains("ubuntu");
+    let fedora = id_like.contains("fedora") || id_like.contains("rhel");
+    match program {
+        "vagrant" if cfg!(target_os = "macos") => "brew install --cask vagrant".into(),
+        "vagrant" if debian => "sudo apt-get install vagrant (or HashiCorp's own apt repository for the newest release)".into(),
+        "vagrant" if fedora => "sudo dnf install vagrant".into(),
+        "vagrant" => "install Vagrant from your distribution or from HashiCorp's downloads".into(),
+        "VBoxManage" if cfg!(target_os = "macos") => "brew install --cask virtualbox".into(),
+        "VBoxManage" if debian => "install VirtualBox (Oracle's apt repository: virtualbox-7.0), then re-open the shell so VBoxManage is on PATH".into(),
+        "VBoxManage" => "install VirtualBox; VBoxManage ships with it and must be on PATH".into(),
+        "ssh" if debian => "sudo apt-get install openssh-client".into(),
+        "ssh" if fedora => "sudo dnf install openssh-clients".into(),
+        other => format!("install `{other}` and make sure it is on PATH"),
+    }
+}
+
+/// Process groups of the children running now, so an interrupt can reach them.
+#[derive(Clone, Default)]
+pub struct Children {
+    pgids: Arc<Mutex<BTreeSet<i32>>>,
+    interrupted: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Children {
+    /// From now on no new command starts.
+    pub fn begin_interrupt(&self) {
+        self.interrupted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn interrupted(&self) -> bool {
+        self.interrupted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn add(&self, pgid: i32) {
+        if let Ok(mut set) = self.pgids.lock() {
+            set.insert(pgid);
+        }
+    }
+
+    fn remove(&self, pgid: i32) {
+        if let Ok(mut set) = self.pgids.lock() {
+            set.remove(&pgid);
+        }
+    }
+
+    pub fn running(&self) -> Vec<i32> {
+        self.pgids
+            .lock()
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Sends `signal` to every running child's process group.
+    pub fn signal_all(&self, signal: nix::sys::signal::Signal) {
+        for pgid in self.running() {
+            // Each child leads its own group (we spawned it so); only ours.
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), signal);
+        }
+    }
+
+    /// Interrupt protocol: one SIGINT so programs like Vagrant clean up, a
+    /// deadline, then SIGKILL for whatever is left.
+    pub async fn interrupt(&self, deadline: Duration) {
+        self.signal_all(nix::sys::signal::Signal::SIGINT);
+        let start = tokio::time::Instant::now();
+        while !self.running().is_empty() && start.elapsed() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.signal_all(nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Runs external programs on behalf of one lab.
+#[derive(Clone)]
+pub struct Runner {
+    pub children: Children,
+    /// Print the underlying commands and stream nothing else (`-v`).
+    pub verbose: bool,
+}
+
+/// One command about to run.
+pub struct Invocation {
+    pub program: PathBuf,
+    /// The name shown in messages (`vagrant`), not the full path.
+    pub display_name: String,
+    pub args: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
+    /// What this is for, as in "failed to <purpose>".
+    pub purpose: String,
+    /// Where its output is kept (appended).
+    pub log: Option<PathBuf>,
+    pub hint: Option<String>,
+}
+
+impl Invocation {
+    pub fn new(program: &Path, display_name: &str, purpose: impl Into<String>) -> Invocation {
+        Invocation {
+            program: program.to_path_buf(),
+            display_name: display_name.to_string(),
+            args: Vec::new(),
+            env: Vec::new(),
+            purpose: purpose.into(),
+            log: None,
+            hint: None,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn log(mut self, path: PathBuf) -> Self {
+        self.log = Some(path);
+        self
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// `vagrant up worker0`, for messages.
+    pub fn command_line(&self) -> String {
+        let mut out = self.display_name.clone();
+        for arg in &self.args {
+            out.push(' ');
+            out.push_str(&arg.to_string_lossy());
+        }
+        out
+    }
+}
+
+/// What a finished command printed.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Runner {
+    pub fn new(verbose: bool) -> Runner {
+        Runner {
+            children: Children::default(),
+            verbose,
+        }
+    }
+
+    /// Runs to completion; a non-zero exit is an error.
+    pub async fn run(&self, inv: Invocation) -> Result<Captured> {
+        let (status, captured) = self.run_status(&inv).await?;
+        if status.success() {
+            return Ok(captured);
+        }
+        Err(self.failure(&inv, status, &captured))
+    }
+
+    /// Runs to completion and returns the exit status with the output,
+    /// leaving the judgement to the caller.
+    pub async fn run_status(
+        &self,
+        inv: &Invocation,
+    ) -> Result<(std::process::ExitStatus, Captured)> {
+        if self.children.interrupted() {
+            return Err(Error::Interrupted { hint: None });
+        }
+        if self.verbose {
+            eprintln!("+ {}", inv.command_line());
+        }
+        let mut cmd = tokio::process::Command::new(&inv.program);
+        cmd.args(&inv.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: a terminal Ctrl-C reaches kubelab only,
+            // and kubelab decides how its children are interrupted.
+            .process_group(0)
+            .kill_on_drop(true);
+        for (k, v) in &inv.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().map_err(|source| Error::CommandStart {
+            purpose: inv.purpose.clone(),
+            command: inv.command_line(),
+            source,
+        })?;
+        let pgid = child.id().map(|id| id as i32);
+        if let Some(pgid) = pgid {
+            self.children.add(pgid);
+        }
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let read_out = tokio::spawn(read_all(stdout));
+        let read_err = tokio::spawn(read_all(stderr));
+        let status = child.wait().await;
+        // A background process the command left behind (an ssh control
+        // master, say) can hold its pipes open forever: read what is there,
+        // then stop waiting.
+        let out = collect(read_out).await;
+        let err = collect(read_err).await;
+        if let Some(pgid) = pgid {
+            if self.children.interrupted() {
+                // Whatever is left of an interrupted command's group goes too.
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pgid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            self.children.remove(pgid);
+        }
+        let status = status.map_err(|source| Error::CommandStart {
+            purpose: inv.purpose.clone(),
+            command: inv.command_line(),
+            source,
+        })?;
+        let captured = Captured {
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
+        };
+        if let Some(log) = &inv.log {
+            append_log(log, inv, &status, &captured)?;
+        }
+        Ok((status, captured))
+    }
+
+    fn failure(
+        &self,
+        inv: &Invocation,
+        status: std::process::ExitStatus,
+        captured: &Captured,
+    ) -> Error {
+        let combined = format!("{}{}", captured.stdout, captured.stderr);
+        let lines: Vec<&str> = combined.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
+        Error::CommandFailed(Box::new(CommandFailure {
+            purpose: inv.purpose.clone(),
+            command: inv.command_line(),
+            status: describe_status(&status),
+            log: inv.log.clone(),
+            tail,
+            hint: inv.hint.clone(),
+        }))
+    }
+}
+
+/// How long output is still read after the command itself has exited.
+const PIPE_GRACE: Duration = Duration::from_secs(2);
+
+async fn read_all<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Some(mut pipe) = pipe {
+        let _ = pipe.read_to_end(&mut buf).await;
+    }
+    buf
+}
+
+async fn collect(mut task: tokio::task::JoinHandle<Vec<u8>>) -> Vec<u8> {
+    match tokio::time::timeout(PIPE_GRACE, &mut task).await {
+        Ok(Ok(buf)) => buf,
+        _ => {
+            task.abort();
+            Vec::new()
+        }
+    }
+}
+
+pub fn describe_status(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        _ => "failed".to_string(),
+    }
+}
+
+fn append_log(
+    path: &Path,
+    inv: &Invocation,
+    status: &std::process::ExitStatus,
+    captured: &Captured,
+) -> Result<()> {
+    use std::io::Write;
+    if let Some(parent) = path.parent() {
+        fs_err::create_dir_all(parent)?;
+    }
+    let mut file = fs_err::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(
+        file,
+        "$ {}   # {}\n{}{}# {}\n",
+        inv.command_line(),
+        inv.purpose,
+        captured.stdout,
+        captured.stderr,
+        describe_status(status)
+    )?;
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! `vagrant`, always run with `VAGRANT_CWD=.kubelab` so `.vagrant/` lives
+//! beside the generated Vagrantfile and every later call (destroy included)
+//! uses the file the VMs were created from.
+
+use std::path::{Path, PathBuf};
+
+use super::{Captured, Invocation, Runner, find};
+use crate::error::Result;
+
+#[derive(Clone)]
+pub struct Vagrant {
+    bin: PathBuf,
+    /// The folder holding the generated Vagrantfile (`.kubelab/`).
+    cwd: PathBuf,
+    logs: PathBuf,
+    runner: Runner,
+}
+
+/// A machine's state as `vagrant status --machine-readable` reports it:
+/// `running`, `poweroff`, `saved`, `paused`, `aborted`, `not_created`, ...
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineState {
+    pub name: String,
+    pub state: String,
+}
+
+impl MachineState {
+    pub fn is_running(&self) -> bool {
+        self.state == "running"
+    }
+
+    pub fn exists(&self) -> bool {
+        self.state != "not_created"
+    }
+}
+
+impl Vagrant {
+    pub fn find(state_dir: &Path, runner: &Runner) -> Result<Vagrant> {
+        Ok(Vagrant {
+            bin: find("vagrant", "create and control the lab's VMs")?,
+            cwd: state_dir.to_path_buf(),
+            logs: state_dir.join("logs"),
+            runner: runner.clone(),
+        })
+    }
+
+    pub fn log_path(&self, node: &str, step: &str) -> PathBuf {
+        self.logs.join(node).join(format!("{step}.log"))
+    }
+
+    fn invocation(&self, purpose: String, node: &str, step: &str) -> Invocation {
+        Invocation::new(&self.bin, "vagrant", purpose)
+            .env("VAGRANT_CWD", &self.cwd)
+            .env("VAGRANT_NO_COLOR", "1")
+            .log(self.log_path(node, step))
+    }
+
+    pub async fn version(&self) -> Result<String> {
+        let out = self
+            .runner
+            .run(
+                self.invocation("ask Vagrant its version".into(), "host", "doctor")
+                    .arg("--version"),
+            )
+            .await?;
+        Ok(out.stdout.trim().trim_start_matches("Vagrant ").to_string())
+    }
+
+    /// Every machine's state, in one call.
+    pub async fn status(&self) -> Result<Vec<MachineState>> {
+        let out = self
+            .runner
+            .run(
+                self.invocation("read the VMs' state".into(), "host", "status")
+                    .args(["status", "--machine-readable"]),
+            )
+            .await?;
+        Ok(parse_status(&out.stdout))
+    }
+
+    pub async fn up(&self, node: &str) -> Result<Captured> {
+        self.runner
+            .run(
+                self.invocation(format!("boot {node}"), node, "up")
+                    .args(["up", node, "--no-provision"])
+                    .hint(format!(
+                        "run `kubelab lab up` again: running VMs are kept and only {node} is retried; `kubelab lab ssh {node}` or the log shows more"
+                    )),
+            )
+            .await
+    }
+
+    pub async fn halt(&self, node: &str) -> Result<Captured> {
+        self.runner
+            .run(
+                self.invocation(format!("halt {node}"), node, "halt")
+                    .args(["halt", node]),
+            )
+            .await
+    }
+
+    /// Destroys the named machines, or every machine of the Vagrantfile.
+    pub async fn destroy(&self, node: Option<&str>) -> Result<Captured> {
+        let (purpose, log) = match node {
+            Some(n) => (format!("destroy {n}"), n),
+            None => ("destroy the lab's VMs".to_string(), "host"),
+        };
+        let inv = self
+            .invocation(purpose, log, "destroy")
+            .args(["destroy", "-f"])
+            .args(node);
+        self.runner.run(inv).await
+    }
+
+    pub async fn snapshot(&self, action: &str, node: &str, name: &str) -> Result<Captured> {
+        let mut inv = self
+            .invocation(
+                format!("{action} snapshot {name} of {node}"),
+                node,
+                "snapshot",
+            )
+            .args(["snapshot", action, node, name]);
+        if action == "restore" {
+            inv = inv.arg("--no-provision");
+        }
+        self.runner.run(inv).await
+    }
+
+    /// `vagrant ssh-config` for the named machines, in one call.
+    pub async fn ssh_config(&self, nodes: &[&str]) -> Result<String> {
+        let out = self
+            .runner
+            .run(
+                self.invocation("read the VMs' SSH settings".into(), "host", "ssh-config")
+                    .arg("ssh-config")
+                    .args(nodes.iter().copied()),
+            )
+            .await?;
+        Ok(out.stdout)
+    }
+
+    pub async fn box_list(&self) -> Result<String> {
+        Ok(self
+            .runner
+            .run(
+                self.invocation("list downloaded boxes".into(), "host", "doctor")
+                    .args(["box", "list"]),
+            )
+            .await?
+            .stdout)
+    }
+}
+
+/// Parses `timestamp,target,type,data` lines; Vagrant escapes commas in data
+/// as `%!(VAGRANT_COMMA)`.
+pub fn parse_status(text: &str) -> Vec<MachineState> {
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(4, ',');
+            let _timestamp = parts.next()?;
+            let target = parts.next()?;
+            let kind = parts.next()?;
+            let data = parts.next()?;
+            (kind == "state" && !target.is_empty()).then(|| MachineState {
+                name: target.to_string(),
+                state: data.replace("%!(VAGRANT_COMMA)", ","),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_machine_readable_status() {
+        let text = "1700000000,dns0,metadata,provider,virtualbox\n\
+                    1700000000,dns0,provider-name,virtualbox\n\
+                    1700000000,dns0,state,running\n\
+                    1700000000,dns0,state-human-short,running\n\
+                    1700000000,worker0,state,not_created\n\
+                    1700000000,,ui,info,Current machine states:\n";
+        let states = super::parse_status(text);
+        assert_eq!(states.len(), 2);
+        assert!(states[0].is_running());
+        assert!(!states[1].exists());
+    }
+}

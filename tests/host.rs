@@ -1,0 +1,498 @@
+//! The hypervisor side, run through the real binary against stand-in
+//! `vagrant`, `VBoxManage` and `ssh` (tests/standin) that log their calls.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::Test;
+
+const DEFAULT_NODES: [&str; 10] = [
+    "dns0",
+    "etcd0",
+    "etcd1",
+    "etcd2",
+    "controller0",
+    "controller1",
+    "controller2",
+    "worker0",
+    "lb0",
+    "lb1",
+];
+
+fn lab() -> Test {
+    Test::new().write("lab.yaml", "name: t\n").standins()
+}
+
+fn ups(test: &Test) -> Vec<String> {
+    test.started()
+        .into_iter()
+        .filter(|c| c.starts_with("vagrant up "))
+        .collect()
+}
+
+fn state(test: &Test) -> serde_json::Value {
+    let text = std::fs::read_to_string(test.path().join(".kubelab/state.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn up_boots_the_first_vm_alone_then_the_rest_concurrently() {
+    let test = lab()
+        .env("STANDIN_DELAY_MS", "300")
+        .args(&["lab", "up", "--jobs", "4"]);
+    let ran = test.run();
+    let calls = test.calls();
+    let up_events: Vec<_> = calls
+        .iter()
+        .filter(|c| c.command.starts_with("vagrant up "))
+        .collect();
+    // The first VM ends before any other starts.
+    let first_end = up_events
+        .iter()
+        .find(|c| c.event == "end" && c.command.starts_with("vagrant up dns0"))
+        .expect("dns0 booted")
+        .ms;
+    let others: Vec<_> = up_events
+        .iter()
+        .filter(|c| c.event == "start" && !c.command.starts_with("vagrant up dns0"))
+        .collect();
+    assert_eq!(others.len(), 9);
+    assert!(
+        others.iter().all(|c| c.ms >= first_end),
+        "a VM started before the first finished"
+    );
+    // The rest overlap: more than one was started before any of them ended.
+    let first_rest_end = up_events
+        .iter()
+        .filter(|c| c.event == "end" && !c.command.starts_with("vagrant up dns0"))
+        .map(|c| c.ms)
+        .min()
+        .unwrap();
+    let started_before = others.iter().filter(|c| c.ms < first_rest_end).count();
+    assert!(
+        started_before >= 2,
+        "no concurrency: {started_before} started before the first ended"
+    );
+    assert!(started_before <= 4, "--jobs 4 exceeded: {started_before}");
+    // Every call ran with VAGRANT_CWD=.kubelab: the stand-in kept state there.
+    assert!(
+        test.path()
+            .join(".kubelab/.vagrant/machines/worker0/standin-state")
+            .exists()
+    );
+    // The hosts block is in the stand-in hosts file.
+    let hosts = std::fs::read_to_string(test.path().join("etc-hosts")).unwrap();
+    assert!(hosts.contains("# BEGIN kubelab t\n"), "{hosts}");
+    assert!(hosts.contains("192.168.56.50\tapi.lan\n"));
+    // State records every node as created, with its VM id.
+    let st = state(&test);
+    for node in DEFAULT_NODES {
+        assert_eq!(st["nodes"][node]["machine"], "created", "{node}");
+        assert!(
+            st["nodes"][node]["vm_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("vm-")
+        );
+    }
+    assert!(ran.stderr.contains("10 VMs running"), "{}", ran.stderr);
+}
+
+#[test]
+fn a_second_up_with_nothing_changed_boots_nothing() {
+    let test = lab().args(&["lab", "up"]);
+    test.run();
+    test.clear_calls();
+    let test = test.then(&["lab", "up"]);
+    let ran = test.run();
+    assert_eq!(ups(&test), Vec::<String>::new());
+    assert_eq!(test.started(), ["vagrant status --machine-readable"]);
+    assert!(
+        ran.stderr.contains("all 10 VMs are running"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn a_failed_vm_keeps_the_others_and_a_rerun_retries_only_it() {
+    let test = lab()
+        .env("STANDIN_FAIL", "etcd1")
+        .args(&["lab", "up"])
+        .status(1);
+    let ran = test.run();
+    assert!(ran.stderr.contains("1 VM did not boot"), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("failed to boot etcd1: `vagrant up etcd1 --no-provision` exited 1"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains(".kubelab/logs/etcd1/up.log"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("VERR_VMX_NO_VMX"),
+        "the log's last lines are quoted: {}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("run `kubelab lab up` again"),
+        "{}",
+        ran.stderr
+    );
+    let st = state(&test);
+    assert_eq!(st["nodes"]["etcd1"]["machine"], "failed");
+    assert_eq!(st["nodes"]["etcd2"]["machine"], "created");
+    let log = std::fs::read_to_string(test.path().join(".kubelab/logs/etcd1/up.log")).unwrap();
+    assert!(log.contains("VERR_VMX_NO_VMX"));
+
+    test.clear_calls();
+    let test = test.then(&["lab", "up"]).env("STANDIN_FAIL", "");
+    test.run();
+    assert_eq!(ups(&test), ["vagrant up etcd1 --no-provision"]);
+    assert_eq!(state(&test)["nodes"]["etcd1"]["machine"], "created");
+}
+
+#[test]
+fn if_the_first_vm_fails_no_other_is_started() {
+    let test = lab()
+        .env("STANDIN_FAIL", "dns0")
+        .args(&["lab", "up"])
+        .status(1);
+    test.run();
+    assert_eq!(ups(&test), ["vagrant up dns0 --no-provision"]);
+}
+
+#[test]
+fn destroy_removes_vms_hosts_block_and_state_and_keeps_every_other_byte() {
+    let original = "127.0.0.1 localhost\r\n# mine\r\n10.1.1.1 dns0.lan";
+    let test = lab().write("etc-hosts", original).args(&["lab", "up"]);
+    test.run();
+    let with_block = std::fs::read_to_string(test.path().join("etc-hosts")).unwrap();
+    assert!(
+        with_block.contains("# BEGIN kubelab t\r\n"),
+        "CRLF kept: {with_block:?}"
+    );
+    // Editing lab.yaml after up must not change what destroy removes.
+    std::fs::write(
+        test.path().join("lab.yaml"),
+        "name: t\nnodes:\n  worker:\n    count: 3\n",
+    )
+    .unwrap();
+    test.clear_calls();
+    let test = test.then(&["lab", "destroy", "--yes"]);
+    test.run();
+    assert_eq!(test.started(), ["vagrant destroy -f"]);
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("etc-hosts")).unwrap(),
+        original
+    );
+    assert!(!test.path().join(".kubelab").exists());
+}
+
+#[test]
+fn destroy_without_a_terminal_needs_yes() {
+    let test = lab().args(&["lab", "up"]);
+    test.run();
+    let test = test.then(&["lab", "destroy"]).status(2);
+    let ran = test.run();
+    assert!(ran.stderr.contains("pass --yes"), "{}", ran.stderr);
+    assert!(
+        test.path().join(".kubelab/state.json").exists(),
+        "nothing destroyed"
+    );
+    assert!(!test.started().iter().any(|c| c.contains("destroy")));
+}
+
+#[test]
+fn destroy_of_a_lab_never_brought_up_is_fine() {
+    let ran = lab().args(&["lab", "destroy", "--yes"]).run();
+    assert!(ran.stderr.contains("no VMs to destroy"), "{}", ran.stderr);
+}
+
+#[test]
+fn status_reports_every_vm_in_one_vagrant_call() {
+    let test = lab()
+        .env("STANDIN_FAIL", "worker0")
+        .args(&["lab", "up"])
+        .status(1);
+    test.run();
+    test.clear_calls();
+    let test = test.then(&["lab", "status", "--json"]);
+    let ran = test.run();
+    assert_eq!(test.started(), ["vagrant status --machine-readable"]);
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(doc["schema_version"], 1);
+    let nodes = doc["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 10);
+    let worker = nodes.iter().find(|n| n["name"] == "worker0").unwrap();
+    assert_eq!(worker["state"], "not_created");
+    assert_eq!(worker["address"], "192.168.56.30");
+    assert_eq!(nodes[0]["state"], "running");
+}
+
+#[test]
+fn halt_stops_running_vms() {
+    let test = lab().args(&["lab", "up"]);
+    test.run();
+    test.clear_calls();
+    let test = test.then(&["lab", "halt"]);
+    test.run();
+    let halts: Vec<String> = test
+        .started()
+        .into_iter()
+        .filter(|c| c.starts_with("vagrant halt"))
+        .collect();
+    assert_eq!(halts.len(), 10);
+}
+
+#[test]
+fn snapshots_pause_everything_and_restore_the_topology() {
+    let test = lab().args(&["lab", "up"]);
+    test.run();
+    test.clear_calls();
+    let test = test.then(&["lab", "snapshot", "save", "base"]);
+    test.run();
+    let calls = test.started();
+    let pauses: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i].contains("controlvm") && calls[i].ends_with("pause"))
+        .collect();
+    let saves: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i].starts_with("vagrant snapshot save"))
+        .collect();
+    let resumes: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i].ends_with("resume"))
+        .collect();
+    assert_eq!(
+        (pauses.len(), saves.len(), resumes.len()),
+        (10, 10, 10),
+        "{calls:#?}"
+    );
+    assert!(
+        pauses.iter().max() < saves.iter().min(),
+        "every VM paused before any snapshot"
+    );
+    assert!(
+        saves.iter().max() < resumes.iter().min(),
+        "resumed only after all snapshots"
+    );
+    assert!(calls.contains(&"VBoxManage controlvm kubelab-t-lb1 pause".to_string()));
+
+    // Grow the lab after the snapshot, then restore: worker1 goes, the
+    // count in lab.yaml comes back, clocks are reset over ssh.
+    std::fs::write(
+        test.path().join("lab.yaml"),
+        "name: t # mine\nnodes:\n  worker:\n    count: 2 # grown\n",
+    )
+    .unwrap();
+    let test = test.then(&["lab", "up"]);
+    test.run();
+    test.clear_calls();
+    let test = test.then(&["lab", "snapshot", "restore", "base"]);
+    let ran = test.run();
+    let calls = test.started();
+    assert!(
+        calls.contains(&"vagrant destroy -f worker1".to_string()),
+        "{calls:#?}"
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("vagrant snapshot restore"))
+            .count(),
+        10
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("ssh ") && c.contains("date -u -s @"))
+            .count(),
+        10
+    );
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("lab.yaml")).unwrap(),
+        "name: t # mine\nnodes:\n  worker:\n    count: 1 # grown\n"
+    );
+    assert!(
+        ran.stderr.contains("restored snapshot base"),
+        "{}",
+        ran.stderr
+    );
+
+    let test = test.then(&["lab", "snapshot", "list", "--json"]);
+    let ran = test.run();
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(doc["snapshots"][0]["name"], "base");
+    assert_eq!(doc["snapshots"][0]["nodes"].as_array().unwrap().len(), 10);
+
+    test.clear_calls();
+    let test = test.then(&["lab", "snapshot", "delete", "base"]);
+    test.run();
+    assert_eq!(
+        test.started()
+            .iter()
+            .filter(|c| c.starts_with("vagrant snapshot delete"))
+            .count(),
+        10
+    );
+    let ran = test
+        .then(&["lab", "snapshot", "restore", "base"])
+        .status(2)
+        .run();
+    assert!(
+        ran.stderr.contains("no snapshot named \"base\""),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn ctrl_c_during_up_interrupts_vagrant_saves_state_and_says_how_to_resume() {
+    let test = lab()
+        .env("STANDIN_DELAY_MS", "20000")
+        .args(&["lab", "up", "--jobs", "3"]);
+    // dns0 boots fast on its own first; the stand-in reads the delay per call,
+    // so give the first VM no delay by letting it exist already.
+    let test = test.write(".kubelab/.vagrant/machines/dns0/standin-state", "running\n");
+    let mut child = test.spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ups(&test).len() < 3 {
+        assert!(Instant::now() < deadline, "vagrant up never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(15),
+        "the children were not interrupted"
+    );
+    assert!(
+        stderr.contains("run `kubelab lab up` to carry on"),
+        "{stderr}"
+    );
+    // Each running `vagrant up` got the SIGINT and cleaned up.
+    let interrupted = test
+        .calls()
+        .iter()
+        .filter(|c| c.event == "interrupted")
+        .count();
+    assert_eq!(interrupted, 3, "{:#?}", test.calls());
+    // No VM was started after the interrupt.
+    assert_eq!(ups(&test).len(), 3);
+    let st = state(&test);
+    let marked = st["nodes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|n| n["machine"] == "interrupted")
+        .count();
+    assert_eq!(marked, 3, "{st}");
+}
+
+#[test]
+fn a_second_kubelab_on_the_same_lab_fails_at_once_naming_the_first() {
+    let test = lab().env("STANDIN_DELAY_MS", "3000").args(&["lab", "up"]);
+    let mut child = test.spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ups(&test).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "first kubelab never started vagrant"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ran = test.then(&["lab", "halt"]).status(1).run();
+    assert!(
+        ran.stderr.contains(&format!(
+            "another kubelab (pid {} (kubelab lab up))",
+            child.id()
+        )),
+        "{}",
+        ran.stderr
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn missing_vagrant_is_an_error_with_an_install_hint() {
+    let empty = tempfile::tempdir().unwrap();
+    let ran = Test::new()
+        .env("PATH", &empty.path().display().to_string())
+        .args(&["lab", "up"])
+        .status(1)
+        .run();
+    assert!(
+        ran.stderr.contains("`vagrant` was not found on PATH"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("hint:"), "{}", ran.stderr);
+}
+
+#[test]
+fn doctor_fails_on_a_dhcp_range_holding_lab_addresses() {
+    let ran = lab()
+        .env(
+            "STANDIN_DHCPSERVERS",
+            "NetworkName:    HostInterfaceNetworking-vboxnet0\\nDhcpd IP:       192.168.56.2\\nLowerIPAddress: 192.168.56.3\\nUpperIPAddress: 192.168.56.254\\nNetworkMask:    255.255.255.0\\nEnabled:        Yes\\n",
+        )
+        .args(&["doctor", "--json"])
+        .status(1)
+        .run();
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    let checks = doc["checks"].as_array().unwrap();
+    let dhcp = checks.iter().find(|c| c["name"] == "dhcp servers").unwrap();
+    assert_eq!(dhcp["status"], "failed");
+    assert!(
+        dhcp["detail"]
+            .as_str()
+            .unwrap()
+            .contains("dns0 192.168.56.2")
+    );
+    assert!(
+        dhcp["fix"]
+            .as_str()
+            .unwrap()
+            .contains("VBoxManage dhcpserver remove")
+    );
+    let vagrant = checks.iter().find(|c| c["name"] == "vagrant").unwrap();
+    assert_eq!(vagrant["status"], "passed");
+    assert_eq!(vagrant["detail"], "Vagrant 2.4.1");
+}
+
+#[test]
+fn doctor_passes_with_no_conflicts() {
+    let ran = lab()
+        .env("STANDIN_HOSTONLYIFS", "Name:            vboxnet0\\nIPAddress:       192.168.56.1\\nNetworkMask:     255.255.255.0\\n")
+        .args(&["doctor"])
+        .run_unchecked();
+    assert!(
+        ran.stdout.contains("host-only interfaces  Passed"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout
+            .contains("vboxnet0 already holds 192.168.56.1/24"),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stdout.contains("box"), "{}", ran.stdout);
+}
