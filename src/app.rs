@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::printer::{self, Printer, SCHEMA_VERSION};
 use crate::settings::Settings;
 use crate::topology::{Phase, Topology};
-use crate::{host, render, yaml_edit};
+use crate::{host, pki, render, yaml_edit};
 
 /// A lab definition with its topology and the directory its state lives in.
 pub struct LoadedLab {
@@ -375,12 +375,28 @@ pub fn plan_text(loaded: &LoadedLab, host_mb: Option<u64>) -> String {
 // kubelab lab render
 // ---------------------------------------------------------------------------
 
+/// The lab's PKI under .kubelab/pki/, signing only what is missing or stale.
+/// Names what was written, never what it holds.
+fn load_pki(loaded: &LoadedLab, printer: &Printer) -> Result<pki::Pki> {
+    let dir = loaded.state_dir().join("pki");
+    let pki = pki::load_or_create(&dir, &loaded.lab, &loaded.topo)?;
+    if !pki.created.is_empty() {
+        printer.info(format!(
+            "PKI: wrote {} new certificate and key files in {}",
+            pki.created.len(),
+            dir.display()
+        ));
+    }
+    Ok(pki)
+}
+
 fn render_cmd(loaded: &LoadedLab, args: &RenderArgs, printer: &Printer) -> Result<()> {
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| loaded.state_dir().join("rendered"));
-    let files = render::all(&loaded.lab, &loaded.topo);
+    let pki = load_pki(loaded, printer)?;
+    let files = render::all(&loaded.lab, &loaded.topo, &pki);
     render::write(&out, &files)?;
     printer.info(format!("wrote {} files and MANIFEST", files.len()));
     printer.data(out.display().to_string());

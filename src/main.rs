@@ -6,6 +6,7 @@ mod config;
 mod error;
 mod fsutil;
 mod host;
+mod pki;
 mod printer;
 mod render;
 mod settings;

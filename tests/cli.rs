@@ -210,6 +210,8 @@ fn render_defaults_to_the_state_dir_beside_lab_yaml() {
             .join("labs/a/.kubelab/rendered/host/Vagrantfile")
             .exists()
     );
+    // The PKI lives in the lab's state directory, not in the render output.
+    assert!(test.path().join("labs/a/.kubelab/pki/ca-key.pem").exists());
 }
 
 /// The generated Vagrantfile passes the real `vagrant validate`, provider
