@@ -638,6 +638,8 @@ fn controller_files(node: &Node, pki: &Pki, bundle: &mut Bundle) {
 fn worker_files(node: &Node, pki: &Pki, bundle: &mut Bundle) {
     bundle.text("var/lib/kubelet/ca.pem", pki.cluster_ca.cert_pem.clone());
     bundle.cert("var/lib/kubelet", "kubelet", pki, &node.name);
+    // kube-proxy verifies the API with the cluster CA too.
+    bundle.text("var/lib/kube-proxy/ca.pem", pki.cluster_ca.cert_pem.clone());
     bundle.cert("var/lib/kube-proxy", "kube-proxy", pki, "kube-proxy");
 }
 
