@@ -38,6 +38,7 @@ const ROOT_HELP: &str = "Examples:
   kubelab init                 write a commented lab.yaml sized for this host
   kubelab lab plan             what the lab will be: VMs, addresses, memory, phases
   kubelab lab render --out r/  every generated file, no VM touched
+  kubelab lab certs            the lab's certificates, their names and expiry
 
 Exit codes: 0 ok, 1 a step or check failed, 2 bad input (lab file, flags), 130 interrupted.
 stdout carries data (tables, JSON); stderr carries progress and diagnostics.";
@@ -87,6 +88,16 @@ Files for the hypervisor go under host/ (the Vagrantfile, the /etc/hosts
 block); MANIFEST lists every file with the node that receives it and its mode.
 ")]
     Render(RenderArgs),
+
+    /// List the lab's certificates: subject, names and expiry
+    #[command(after_long_help = "Examples:
+  kubelab lab certs
+  kubelab lab certs --json | jq '.certificates[] | select(.name == \"kube-apiserver\") | .sans'
+
+Reads .kubelab/pki/ beside lab.yaml and signs nothing (`kubelab lab render`
+signs what is missing). Keys are never shown. A certificate the topology
+needs but that is not signed yet is listed as missing.")]
+    Certs(JsonArgs),
 }
 
 #[derive(Debug, Args)]
