@@ -792,6 +792,25 @@ mod tests {
         }
     }
 
+    /// Every rendered file of the default lab, one snapshot: reviewing its
+    /// diff is reviewing what the nodes receive. Keys, certificates and the
+    /// aescbc key are random, so they are filtered.
+    #[test]
+    fn every_file_of_the_default_lab() {
+        let files = render_lab(&config::builtin());
+        let mut text = String::new();
+        for f in &files {
+            text.push_str(&format!("===== {} ({:04o})\n", f.path, f.mode));
+            text.push_str(&f.contents);
+        }
+        insta::with_settings!({filters => vec![
+            (r"-----BEGIN ([A-Z ]+)-----\n[A-Za-z0-9+/=\n]+-----END [A-Z ]+-----\n", "[$1]\n"),
+            (r"secret: [A-Za-z0-9+/=]{44}", "secret: [AESCBC KEY]"),
+        ]}, {
+            insta::assert_snapshot!(text);
+        });
+    }
+
     #[test]
     fn hosts_block_default_lab() {
         let lab = config::builtin();
