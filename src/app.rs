@@ -12,7 +12,7 @@ use crate::machines::Host;
 use crate::printer::{self, Printer, SCHEMA_VERSION};
 use crate::settings::Settings;
 use crate::topology::{Phase, Topology};
-use crate::{host, render, yaml_edit};
+use crate::{host, pki, render, yaml_edit};
 
 /// A lab definition with its topology and the directory its state lives in.
 pub struct LoadedLab {
@@ -63,6 +63,7 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                     }
                     SnapshotCommand::List(a) => host.snapshot_list(a.json).map(|()| 0),
                 },
+                LabCommand::Certs(args) => certs(&loaded, &args, printer).map(|()| 0),
             }
         }
     }
@@ -411,14 +412,121 @@ pub fn plan_text(loaded: &LoadedLab, host_mb: Option<u64>) -> String {
 // kubelab lab render
 // ---------------------------------------------------------------------------
 
+/// The lab's PKI under .kubelab/pki/, signing only what is missing or stale.
+/// Names what was written, never what it holds.
+fn load_pki(loaded: &LoadedLab, printer: &Printer) -> Result<pki::Pki> {
+    let dir = loaded.state_dir().join("pki");
+    let pki = pki::load_or_create(&dir, &loaded.lab, &loaded.topo)?;
+    if !pki.created.is_empty() {
+        printer.info(format!(
+            "PKI: wrote {} new certificate and key files in {}",
+            pki.created.len(),
+            dir.display()
+        ));
+    }
+    Ok(pki)
+}
+
 fn render_cmd(loaded: &LoadedLab, args: &RenderArgs, printer: &Printer) -> Result<()> {
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| loaded.state_dir().join("rendered"));
-    let files = render::all(&loaded.lab, &loaded.topo);
+    let pki = load_pki(loaded, printer)?;
+    let files = render::all(&loaded.lab, &loaded.topo, &pki);
     render::write(&out, &files)?;
     printer.info(format!("wrote {} files and MANIFEST", files.len()));
     printer.data(out.display().to_string());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// kubelab lab certs
+// ---------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct CertsJson {
+    schema_version: u32,
+    pki_dir: String,
+    certificates: Vec<CertRow>,
+}
+
+#[derive(Serialize)]
+struct CertRow {
+    name: String,
+    /// `cluster` or `etcd`: the CA that signs it (itself, for a CA).
+    authority: &'static str,
+    /// False when the topology needs it but `lab render` has not signed it.
+    present: bool,
+    #[serde(flatten)]
+    info: Option<pki::CertInfo>,
+}
+
+fn certs(loaded: &LoadedLab, args: &JsonArgs, printer: &Printer) -> Result<()> {
+    let dir = loaded.state_dir().join("pki");
+    let authority_name = |a: pki::Authority| match a {
+        pki::Authority::Cluster => "cluster",
+        pki::Authority::Etcd => "etcd",
+    };
+    let mut wanted: Vec<(String, &'static str)> = vec![
+        ("ca".to_string(), "cluster"),
+        ("etcd-ca".to_string(), "etcd"),
+    ];
+    wanted.extend(
+        pki::specs(&loaded.lab, &loaded.topo)
+            .into_iter()
+            .map(|s| (s.name, authority_name(s.authority))),
+    );
+    let mut rows = Vec::new();
+    for (name, authority) in wanted {
+        let path = dir.join(format!("{name}.pem"));
+        let info = match fs_err::read_to_string(&path) {
+            Ok(pem) => Some(pki::inspect(&pem)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        rows.push(CertRow {
+            name,
+            authority,
+            present: info.is_some(),
+            info,
+        });
+    }
+    if rows.iter().all(|r| !r.present) && !args.json {
+        return Err(Error::other(
+            format!("no certificates in {} yet", dir.display()),
+            "`kubelab lab render` signs the lab's PKI",
+        ));
+    }
+    if args.json {
+        return printer.json(&CertsJson {
+            schema_version: SCHEMA_VERSION,
+            pki_dir: dir.display().to_string(),
+            certificates: rows,
+        });
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| match &r.info {
+            Some(info) => vec![
+                r.name.clone(),
+                r.authority.to_string(),
+                info.subject.clone(),
+                info.not_after.clone(),
+                info.sans.join(", "),
+            ],
+            None => vec![
+                r.name.clone(),
+                r.authority.to_string(),
+                "missing: `kubelab lab render` signs it".to_string(),
+                "-".to_string(),
+                "-".to_string(),
+            ],
+        })
+        .collect();
+    printer.data(printer::table(
+        &["NAME", "CA", "SUBJECT", "EXPIRES", "NAMES"],
+        &table,
+    ));
     Ok(())
 }

@@ -41,6 +41,7 @@ const ROOT_HELP: &str = "Examples:
   kubelab doctor               can this host run it?
   kubelab lab up               create and boot the VMs, write /etc/hosts
   kubelab lab destroy          remove it all
+  kubelab lab certs            the lab's certificates, their names and expiry
 
 Exit codes: 0 ok, 1 a step or check failed, 2 bad input (lab file, flags), 130 interrupted.
 stdout carries data (tables, JSON); stderr carries progress and diagnostics.";
@@ -99,6 +100,15 @@ block); MANIFEST lists every file with the node that receives it and its mode.
 ")]
     Render(RenderArgs),
 
+    /// List the lab's certificates: subject, names and expiry
+    #[command(after_long_help = "Examples:
+  kubelab lab certs
+  kubelab lab certs --json | jq '.certificates[] | select(.name == \"kube-apiserver\") | .sans'
+
+Reads .kubelab/pki/ beside lab.yaml and signs nothing (`kubelab lab render`
+signs what is missing). Keys are never shown. A certificate the topology
+needs but that is not signed yet is listed as missing.")]
+    Certs(JsonArgs),
     /// Create and boot the lab's VMs and write the hypervisor's hosts block
     #[command(after_long_help = "Examples:
   kubelab lab up                 boot every VM that is not running

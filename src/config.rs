@@ -145,6 +145,7 @@ pub struct NetworkFile {
     pub pod_cidr: Option<Ipv4Net>,
     pub service_cidr: Option<Ipv4Net>,
     pub ssh_port_base: Option<u16>,
+    pub dns_forwarders: Option<Vec<Ipv4Addr>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -227,6 +228,8 @@ pub struct Network {
     pub pod_cidr: Ipv4Net,
     pub service_cidr: Ipv4Net,
     pub ssh_port_base: u16,
+    /// Where dns0 sends lookups outside the lab domain.
+    pub dns_forwarders: Vec<Ipv4Addr>,
 }
 
 impl Network {
@@ -591,6 +594,19 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
         .service_cidr
         .unwrap_or_else(|| "10.32.0.0/24".parse().expect("constant"));
     let ssh_port_base = file.network.ssh_port_base.unwrap_or(2200);
+    // VirtualBox's NAT resolver: it follows whatever DNS the host uses.
+    let dns_forwarders = file
+        .network
+        .dns_forwarders
+        .clone()
+        .unwrap_or_else(|| vec![Ipv4Addr::new(10, 0, 2, 3)]);
+    if dns_forwarders.is_empty() {
+        problems.push(Problem::new(
+            "network.dns_forwarders",
+            "the list is empty, so dns0 could resolve nothing outside the lab",
+            "list at least one resolver, such as 10.0.2.3 (VirtualBox's NAT resolver)",
+        ));
+    }
 
     if cidr.prefix_len() > 29 {
         problems.push(Problem::new(
@@ -891,6 +907,7 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
             pod_cidr,
             service_cidr,
             ssh_port_base,
+            dns_forwarders,
         },
         roles,
         vip,

@@ -9,6 +9,7 @@ mod fsutil;
 mod host;
 mod hosts_file;
 mod machines;
+mod pki;
 mod printer;
 mod render;
 mod settings;

@@ -6,9 +6,12 @@ use std::path::Path;
 
 use askama::Template;
 
-use crate::config::Lab;
+use std::net::Ipv4Addr;
+
+use crate::config::{Lab, Role};
 use crate::error::Result;
-use crate::topology::Topology;
+use crate::pki::{KeyPem, Pki};
+use crate::topology::{Node, Topology, host_only_interface};
 
 /// One generated file, with where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,9 +122,10 @@ fn source_label(lab: &Lab) -> String {
     }
 }
 
-/// Every file kubelab generates for this lab.
-pub fn all(lab: &Lab, topo: &Topology) -> Vec<RenderedFile> {
-    vec![
+/// Every file kubelab generates for this lab: the hypervisor's, then each
+/// node's bundle in topology order.
+pub fn all(lab: &Lab, topo: &Topology, pki: &Pki) -> Vec<RenderedFile> {
+    let mut files = vec![
         RenderedFile {
             path: "host/Vagrantfile".to_string(),
             node: None,
@@ -134,7 +138,509 @@ pub fn all(lab: &Lab, topo: &Topology) -> Vec<RenderedFile> {
             mode: 0o644,
             contents: hosts_block(lab, topo),
         },
+    ];
+    let dns = topo.by_role(Role::Dns).next();
+    for node in &topo.nodes {
+        let mut bundle = Bundle::new(node);
+        if let Some(dns) = dns {
+            bundle.text(
+                "etc/systemd/resolved.conf.d/kubelab.conf",
+                resolved_dropin(lab, topo, dns),
+            );
+        }
+        match node.role {
+            Role::Dns => dns_files(lab, topo, node, &mut bundle),
+            Role::Lb => lb_files(lab, topo, node, &mut bundle),
+            Role::Etcd => etcd_files(lab, topo, node, pki, &mut bundle),
+            Role::Controller => controller_files(node, pki, &mut bundle),
+            Role::Worker => worker_files(node, pki, &mut bundle),
+            Role::Registry => {}
+        }
+        files.extend(bundle.files);
+    }
+    files
+}
+
+/// A node's files, each under `<node>/` with its absolute path on the node.
+struct Bundle<'a> {
+    node: &'a Node,
+    files: Vec<RenderedFile>,
+}
+
+impl<'a> Bundle<'a> {
+    fn new(node: &'a Node) -> Self {
+        Bundle {
+            node,
+            files: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, path_on_node: &str, mode: u32, contents: String) {
+        self.files.push(RenderedFile {
+            path: format!("{}/{path_on_node}", self.node.name),
+            node: Some(self.node.name.clone()),
+            mode,
+            contents,
+        });
+    }
+
+    fn text(&mut self, path_on_node: &str, contents: String) {
+        self.add(path_on_node, 0o644, contents);
+    }
+
+    fn secret(&mut self, path_on_node: &str, contents: &KeyPem) {
+        self.add(path_on_node, 0o600, contents.expose().to_string());
+    }
+
+    /// A certificate and its key, as `<dir>/<stem>.pem` and `<stem>-key.pem`.
+    fn cert(&mut self, dir: &str, stem: &str, pki: &Pki, name: &str) {
+        let issued = pki
+            .cert(name)
+            .unwrap_or_else(|| panic!("the PKI has no {name} certificate (a kubelab bug)"));
+        self.text(&format!("{dir}/{stem}.pem"), issued.cert_pem.clone());
+        self.secret(&format!("{dir}/{stem}-key.pem"), &issued.key);
+    }
+}
+
+/// Renders a node file; askama drops the template's final newline, so it is
+/// put back (every config file here ends in one).
+fn render_or_bug(template: &impl Template, what: &str) -> String {
+    let mut text = template
+        .render()
+        .unwrap_or_else(|e| panic!("rendering {what} failed (a kubelab bug): {e}"));
+    text.push('\n');
+    text
+}
+
+// --- DNS -------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "bind/named.conf.options", escape = "none")]
+struct NamedOptionsTemplate<'a> {
+    lab: &'a str,
+    address: String,
+    lab_cidr: String,
+    pod_cidr: String,
+    forwarders: Vec<String>,
+}
+
+struct ReverseZone {
+    /// `56.168.192.in-addr.arpa`
+    name: String,
+    /// `db.192.168.56`
+    file: String,
+    records: Vec<ZoneRecord>,
+}
+
+#[derive(Template)]
+#[template(path = "bind/named.conf.local", escape = "none")]
+struct NamedLocalTemplate<'a> {
+    lab: &'a str,
+    domain: &'a str,
+    reverse_zones: &'a [ReverseZone],
+}
+
+struct ZoneRecord {
+    name: String,
+    kind: &'static str,
+    value: String,
+}
+
+#[derive(Template)]
+#[template(path = "bind/zone", escape = "none")]
+struct ZoneTemplate<'a> {
+    lab: &'a str,
+    origin: &'a str,
+    domain: &'a str,
+    primary: &'a str,
+    serial: u32,
+    records: &'a [ZoneRecord],
+}
+
+/// Every name the lab zone holds, with its address: the nodes, then the API.
+fn lab_names(topo: &Topology) -> Vec<(String, Ipv4Addr)> {
+    let mut names: Vec<(String, Ipv4Addr)> = topo
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.address))
+        .collect();
+    let api_label = topo
+        .api
+        .name
+        .strip_suffix(&format!(".{}", topo.domain))
+        .unwrap_or(&topo.api.name)
+        .to_string();
+    names.push((api_label, topo.api.address));
+    names
+}
+
+/// One reverse zone per /24 the lab's addresses fall in, whatever the
+/// network's prefix, so every address has its PTR record.
+fn reverse_zones(topo: &Topology) -> Vec<ReverseZone> {
+    let mut zones: Vec<ReverseZone> = Vec::new();
+    for (label, address) in lab_names(topo) {
+        let [a, b, c, d] = address.octets();
+        let name = format!("{c}.{b}.{a}.in-addr.arpa");
+        let record = ZoneRecord {
+            name: d.to_string(),
+            kind: "PTR",
+            value: format!("{label}.{}.", topo.domain),
+        };
+        match zones.iter_mut().find(|z| z.name == name) {
+            Some(zone) => zone.records.push(record),
+            None => zones.push(ReverseZone {
+                name,
+                file: format!("db.{a}.{b}.{c}"),
+                records: vec![record],
+            }),
+        }
+    }
+    zones
+}
+
+/// The SOA serial: FNV-1a of the records, so it changes whenever a record
+/// does and re-rendering an unchanged lab changes no byte. The lab has no
+/// secondary servers, so the serial need not grow monotonically.
+fn zone_serial(records: &[ZoneRecord]) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for r in records {
+        for byte in format!("{} {} {}\n", r.name, r.kind, r.value).bytes() {
+            hash ^= u32::from(byte);
+            hash = hash.wrapping_mul(0x0100_0193);
+        }
+    }
+    // Serials are 32-bit, but 0 reads as "unset" to some tools; keep 1..2^31.
+    hash % 0x7fff_ffff + 1
+}
+
+fn dns_files(lab: &Lab, topo: &Topology, node: &Node, bundle: &mut Bundle) {
+    bundle.text(
+        "etc/bind/named.conf.options",
+        render_or_bug(
+            &NamedOptionsTemplate {
+                lab: &lab.name,
+                address: node.address.to_string(),
+                lab_cidr: lab.network.cidr.to_string(),
+                pod_cidr: lab.network.pod_cidr.to_string(),
+                forwarders: lab
+                    .network
+                    .dns_forwarders
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            },
+            "named.conf.options",
+        ),
+    );
+    let reverse = reverse_zones(topo);
+    bundle.text(
+        "etc/bind/named.conf.local",
+        render_or_bug(
+            &NamedLocalTemplate {
+                lab: &lab.name,
+                domain: &topo.domain,
+                reverse_zones: &reverse,
+            },
+            "named.conf.local",
+        ),
+    );
+    let primary = node.fqdn.as_str();
+    let forward: Vec<ZoneRecord> = lab_names(topo)
+        .into_iter()
+        .map(|(name, address)| ZoneRecord {
+            name,
+            kind: "A",
+            value: address.to_string(),
+        })
+        .collect();
+    let mut zones = vec![(format!("db.{}", topo.domain), topo.domain.clone(), forward)];
+    for zone in reverse {
+        zones.push((zone.file, zone.name, zone.records));
+    }
+    for (file, origin, records) in zones {
+        let text = render_or_bug(
+            &ZoneTemplate {
+                lab: &lab.name,
+                origin: &origin,
+                domain: &topo.domain,
+                primary,
+                serial: zone_serial(&records),
+                records: &records,
+            },
+            &file,
+        );
+        bundle.text(&format!("etc/bind/{file}"), text);
+    }
+}
+
+#[derive(Template)]
+#[template(path = "resolved/kubelab.conf", escape = "none")]
+struct ResolvedTemplate<'a> {
+    lab: &'a str,
+    domain: &'a str,
+    dns_address: String,
+    routing_domains: Vec<String>,
+}
+
+/// systemd-resolved sends only the lab's names to dns0 (`~domain` is a
+/// routing-only domain), so every other lookup keeps working as before.
+fn resolved_dropin(lab: &Lab, topo: &Topology, dns: &Node) -> String {
+    let mut routing_domains = vec![topo.domain.clone()];
+    routing_domains.extend(reverse_zones(topo).into_iter().map(|z| z.name));
+    render_or_bug(
+        &ResolvedTemplate {
+            lab: &lab.name,
+            domain: &topo.domain,
+            dns_address: dns.address.to_string(),
+            routing_domains,
+        },
+        "the systemd-resolved drop-in",
+    )
+}
+
+// --- load balancers ----------------------------------------------------------
+
+struct Backend {
+    name: String,
+    address: String,
+}
+
+#[derive(Template)]
+#[template(path = "haproxy/haproxy.cfg", escape = "none")]
+struct HaproxyTemplate<'a> {
+    lab: &'a str,
+    node: &'a str,
+    api_name: &'a str,
+    binds: Vec<String>,
+    port: u16,
+    controllers: Vec<Backend>,
+}
+
+#[derive(Template)]
+#[template(path = "keepalived/keepalived.conf", escape = "none")]
+struct KeepalivedTemplate<'a> {
+    lab: &'a str,
+    node: &'a str,
+    vip: String,
+    prefix: u8,
+    interface: &'a str,
+    router_id: u8,
+    priority: u32,
+    weight: u32,
+    address: String,
+    peers: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "sysctl/nonlocal-bind.conf", escape = "none")]
+struct NonlocalBindTemplate;
+
+fn lb_files(lab: &Lab, topo: &Topology, node: &Node, bundle: &mut Bundle) {
+    // The LB's own address always; the VIP too when keepalived holds one
+    // (ip_nonlocal_bind lets haproxy bind it on the backup as well).
+    let mut binds = vec![node.address.to_string()];
+    if topo.api.vip {
+        binds.insert(0, topo.api.address.to_string());
+    }
+    let controllers = topo
+        .by_role(Role::Controller)
+        .map(|c| Backend {
+            name: c.name.clone(),
+            address: c.address.to_string(),
+        })
+        .collect();
+    bundle.text(
+        "etc/haproxy/haproxy.cfg",
+        render_or_bug(
+            &HaproxyTemplate {
+                lab: &lab.name,
+                node: &node.name,
+                api_name: &topo.api.name,
+                binds,
+                port: topo.api.port,
+                controllers,
+            },
+            "haproxy.cfg",
+        ),
+    );
+    if !topo.api.vip {
+        return;
+    }
+    let lbs: Vec<&Node> = topo.by_role(Role::Lb).collect();
+    let count = lbs.len() as u32;
+    // lb0 is preferred; a failing haproxy costs more than the widest gap
+    // between two LBs' priorities, so the VIP moves to a healthy one.
+    let priority = 100 + 10 * (count - 1 - node.index);
+    let weight = 10 * count;
+    bundle.text(
+        "etc/keepalived/keepalived.conf",
+        render_or_bug(
+            &KeepalivedTemplate {
+                lab: &lab.name,
+                node: &node.name,
+                vip: topo.api.address.to_string(),
+                prefix: lab.network.cidr.prefix_len(),
+                interface: host_only_interface(&lab.vm_box.name),
+                // The VIP's last octet: unique among the addresses of the
+                // segment, so two labs on one host-only network never share it.
+                router_id: topo.api.address.octets()[3],
+                priority,
+                weight,
+                address: node.address.to_string(),
+                peers: lbs
+                    .iter()
+                    .filter(|p| p.name != node.name)
+                    .map(|p| p.address.to_string())
+                    .collect(),
+            },
+            "keepalived.conf",
+        ),
+    );
+    bundle.text(
+        "etc/sysctl.d/60-kubelab-nonlocal-bind.conf",
+        render_or_bug(&NonlocalBindTemplate, "the sysctl drop-in"),
+    );
+}
+
+// --- etcd --------------------------------------------------------------------
+
+/// Where the pinned etcd release is installed on a node.
+const ETCD_BINARY: &str = "/usr/local/bin/etcd";
+/// Where an etcd node keeps its CA, certificates and keys.
+const ETCD_PKI_DIR: &str = "etc/etcd";
+
+#[derive(Template)]
+#[template(path = "etcd/etcd.service", escape = "none")]
+struct EtcdUnitTemplate<'a> {
+    lab: &'a str,
+    node: &'a str,
+    binary: &'a str,
+    flags: Vec<String>,
+}
+
+/// etcd's flags for `node`. Written `--flag=value`, which both etcd 3.5 and
+/// Debian's 3.4 accept; clients and peers must present a certificate of the
+/// etcd CA.
+pub fn etcd_flags(lab: &Lab, topo: &Topology, node: &Node) -> Vec<String> {
+    let pki = format!("/{ETCD_PKI_DIR}");
+    let address = node.address;
+    let initial_cluster = topo
+        .by_role(Role::Etcd)
+        .map(|m| format!("{}=https://{}:2380", m.name, m.address))
+        .collect::<Vec<_>>()
+        .join(",");
+    vec![
+        format!("--name={}", node.name),
+        "--data-dir=/var/lib/etcd".to_string(),
+        format!("--listen-client-urls=https://{address}:2379,https://127.0.0.1:2379"),
+        format!("--advertise-client-urls=https://{address}:2379"),
+        format!("--listen-peer-urls=https://{address}:2380"),
+        format!("--initial-advertise-peer-urls=https://{address}:2380"),
+        format!("--initial-cluster={initial_cluster}"),
+        format!("--initial-cluster-token=kubelab-{}", lab.name),
+        "--initial-cluster-state=new".to_string(),
+        format!("--cert-file={pki}/server.pem"),
+        format!("--key-file={pki}/server-key.pem"),
+        "--client-cert-auth=true".to_string(),
+        format!("--trusted-ca-file={pki}/ca.pem"),
+        format!("--peer-cert-file={pki}/peer.pem"),
+        format!("--peer-key-file={pki}/peer-key.pem"),
+        "--peer-client-cert-auth=true".to_string(),
+        format!("--peer-trusted-ca-file={pki}/ca.pem"),
     ]
+}
+
+fn etcd_files(lab: &Lab, topo: &Topology, node: &Node, pki: &Pki, bundle: &mut Bundle) {
+    bundle.text(
+        "etc/systemd/system/etcd.service",
+        render_or_bug(
+            &EtcdUnitTemplate {
+                lab: &lab.name,
+                node: &node.name,
+                binary: ETCD_BINARY,
+                flags: etcd_flags(lab, topo, node),
+            },
+            "etcd.service",
+        ),
+    );
+    bundle.text(
+        &format!("{ETCD_PKI_DIR}/ca.pem"),
+        pki.etcd_ca.cert_pem.clone(),
+    );
+    bundle.cert(
+        ETCD_PKI_DIR,
+        "server",
+        pki,
+        &format!("{}-etcd-server", node.name),
+    );
+    bundle.cert(
+        ETCD_PKI_DIR,
+        "peer",
+        pki,
+        &format!("{}-etcd-peer", node.name),
+    );
+}
+
+// --- certificates for the Kubernetes nodes ----------------------------------
+
+/// Where the control plane keeps its certificates, keys and encryption config.
+const KUBE_PKI_DIR: &str = "var/lib/kubernetes";
+
+#[derive(Template)]
+#[template(path = "kubernetes/encryption-config.yaml", escape = "none")]
+struct EncryptionConfigTemplate<'a> {
+    key: &'a str,
+}
+
+fn controller_files(node: &Node, pki: &Pki, bundle: &mut Bundle) {
+    let dir = KUBE_PKI_DIR;
+    bundle.text(&format!("{dir}/ca.pem"), pki.cluster_ca.cert_pem.clone());
+    // controller-manager signs kubelet CSRs with the cluster CA.
+    bundle.secret(&format!("{dir}/ca-key.pem"), &pki.cluster_ca.key);
+    bundle.text(&format!("{dir}/etcd-ca.pem"), pki.etcd_ca.cert_pem.clone());
+    for name in [
+        "kube-apiserver",
+        "apiserver-etcd-client",
+        "apiserver-kubelet-client",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
+        bundle.cert(dir, name, pki, name);
+    }
+    for component in ["kube-scheduler", "kube-controller-manager"] {
+        bundle.cert(
+            dir,
+            &format!("{component}-serving"),
+            pki,
+            &format!("{}-{component}-serving", node.name),
+        );
+    }
+    bundle.text(
+        &format!("{dir}/service-accounts.pem"),
+        pki.service_account_public_pem.clone(),
+    );
+    bundle.secret(
+        &format!("{dir}/service-accounts-key.pem"),
+        &pki.service_account_key,
+    );
+    let config = render_or_bug(
+        &EncryptionConfigTemplate {
+            key: pki.encryption_key.expose(),
+        },
+        "encryption-config.yaml",
+    );
+    bundle.secret(
+        &format!("{dir}/encryption-config.yaml"),
+        &KeyPem::new(config),
+    );
+}
+
+fn worker_files(node: &Node, pki: &Pki, bundle: &mut Bundle) {
+    bundle.text("var/lib/kubelet/ca.pem", pki.cluster_ca.cert_pem.clone());
+    bundle.cert("var/lib/kubelet", "kubelet", pki, &node.name);
+    // kube-proxy verifies the API with the cluster CA too.
+    bundle.text("var/lib/kube-proxy/ca.pem", pki.cluster_ca.cert_pem.clone());
+    bundle.cert("var/lib/kube-proxy", "kube-proxy", pki, "kube-proxy");
 }
 
 /// The `MANIFEST` listing: one line per file with its node and mode.
@@ -202,6 +708,107 @@ mod tests {
         let dns = text.split("config.vm.define \"dns0\"").nth(1).unwrap();
         let dns = dns.split("config.vm.define").next().unwrap();
         assert!(dns.contains("vb.memory = 384"));
+    }
+
+    fn render_lab(lab: &Lab) -> Vec<RenderedFile> {
+        let topo = Topology::new(lab);
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::pki::load_or_create(dir.path(), lab, &topo).unwrap();
+        all(lab, &topo, &pki)
+    }
+
+    fn file<'a>(files: &'a [RenderedFile], path: &str) -> Option<&'a str> {
+        files
+            .iter()
+            .find(|f| f.path == path)
+            .map(|f| f.contents.as_str())
+    }
+
+    #[test]
+    fn one_lb_has_no_keepalived_and_binds_only_its_own_address() {
+        let files = render_lab(&lab("nodes:\n  lb:\n    count: 1\n"));
+        assert!(file(&files, "lb0/etc/keepalived/keepalived.conf").is_none());
+        assert!(file(&files, "lb0/etc/sysctl.d/60-kubelab-nonlocal-bind.conf").is_none());
+        let haproxy = file(&files, "lb0/etc/haproxy/haproxy.cfg").unwrap();
+        assert!(haproxy.contains("\tbind 192.168.56.51:6443\n"));
+        assert!(!haproxy.contains("192.168.56.50"));
+        // api.lan is lb0 itself.
+        let zone = file(&files, "dns0/etc/bind/db.lan").unwrap();
+        assert!(zone.contains("api\tIN\tA\t192.168.56.51\n"));
+    }
+
+    #[test]
+    fn keepalived_prefers_lb0_and_a_failed_haproxy_hands_the_vip_over() {
+        let files = render_lab(&lab("nodes:\n  lb:\n    count: 3\n"));
+        let priority = |node: &str| -> u32 {
+            let conf = file(&files, &format!("{node}/etc/keepalived/keepalived.conf")).unwrap();
+            let line = conf
+                .lines()
+                .find(|l| l.trim().starts_with("priority"))
+                .unwrap();
+            line.trim()["priority".len()..].trim().parse().unwrap()
+        };
+        let conf = file(&files, "lb0/etc/keepalived/keepalived.conf").unwrap();
+        let weight: u32 = conf
+            .lines()
+            .find(|l| l.trim().starts_with("weight -"))
+            .map(|l| l.trim()["weight -".len()..].parse().unwrap())
+            .unwrap();
+        assert!(priority("lb0") > priority("lb1") && priority("lb1") > priority("lb2"));
+        assert!(priority("lb0") - weight < priority("lb2"));
+        assert!(conf.contains("unicast_peer {\n\t\t192.168.56.52\n\t\t192.168.56.53\n\t}"));
+        assert!(
+            conf.contains("interface enp0s8"),
+            "bento boxes name it enp0s8"
+        );
+        let test_box = render_lab(&lab("box:\n  name: kubelab/test\n"));
+        let conf = file(&test_box, "lb1/etc/keepalived/keepalived.conf").unwrap();
+        assert!(conf.contains("interface eth1\n"));
+    }
+
+    #[test]
+    fn the_zone_serial_follows_the_records() {
+        let serial = |yaml: &str| {
+            let files = render_lab(&lab(yaml));
+            let zone = file(&files, "dns0/etc/bind/db.lan").unwrap().to_string();
+            zone.lines()
+                .find(|l| l.ends_with("; serial"))
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(serial("name: a\n"), serial("name: a\n"));
+        assert_ne!(
+            serial("name: a\n"),
+            serial("name: a\nnodes:\n  worker:\n    count: 2\n")
+        );
+    }
+
+    #[test]
+    fn secrets_are_0600_and_everything_else_0644() {
+        let files = render_lab(&config::builtin());
+        for f in &files {
+            let secret = f.contents.contains("PRIVATE KEY") || f.contents.contains("aescbc");
+            assert_eq!(f.mode, if secret { 0o600 } else { 0o644 }, "{}", f.path);
+        }
+    }
+
+    /// Every rendered file of the default lab, one snapshot: reviewing its
+    /// diff is reviewing what the nodes receive. Keys, certificates and the
+    /// aescbc key are random, so they are filtered.
+    #[test]
+    fn every_file_of_the_default_lab() {
+        let files = render_lab(&config::builtin());
+        let mut text = String::new();
+        for f in &files {
+            text.push_str(&format!("===== {} ({:04o})\n", f.path, f.mode));
+            text.push_str(&f.contents);
+        }
+        insta::with_settings!({filters => vec![
+            (r"-----BEGIN ([A-Z ]+)-----\n[A-Za-z0-9+/=\n]+-----END [A-Z ]+-----\n", "[$1]\n"),
+            (r"secret: [A-Za-z0-9+/=]{44}", "secret: [AESCBC KEY]"),
+        ]}, {
+            insta::assert_snapshot!(text);
+        });
     }
 
     #[test]

@@ -190,6 +190,19 @@ impl Topology {
     }
 }
 
+/// The name of the interface holding the host-only address on a VM made from
+/// `box_name`, before the VM exists to ask. bento boxes use predictable names
+/// (the second VirtualBox NIC is `enp0s8`); the other boxes kubelab knows,
+/// such as its test box, keep the kernel's `eth1`. Once a VM is up, the facts
+/// phase records the real name.
+pub fn host_only_interface(box_name: &str) -> &'static str {
+    if box_name.starts_with("bento/") {
+        "enp0s8"
+    } else {
+        "eth1"
+    }
+}
+
 /// Worker N's pod range: the Nth /24 of the pod CIDR (10.200.N.0/24).
 fn worker_pod_cidr(lab: &Lab, index: u32) -> Ipv4Net {
     let base = u32::from(lab.network.pod_cidr.network());
@@ -227,6 +240,12 @@ mod tests {
         assert!(topo.api.vip);
         // ≈ 7.8 GB, as DESIGN.md says.
         assert_eq!(topo.total_memory_mb(), 7808);
+    }
+
+    #[test]
+    fn the_host_only_interface_follows_the_box() {
+        assert_eq!(host_only_interface("bento/ubuntu-24.04"), "enp0s8");
+        assert_eq!(host_only_interface("kubelab/test"), "eth1");
     }
 
     #[test]

@@ -210,6 +210,8 @@ fn render_defaults_to_the_state_dir_beside_lab_yaml() {
             .join("labs/a/.kubelab/rendered/host/Vagrantfile")
             .exists()
     );
+    // The PKI lives in the lab's state directory, not in the render output.
+    assert!(test.path().join("labs/a/.kubelab/pki/ca-key.pem").exists());
 }
 
 /// The generated Vagrantfile passes the real `vagrant validate`, provider
@@ -287,4 +289,53 @@ fn bad_flags_exit_2() {
         .status(2)
         .run();
     assert!(ran.stderr.contains("--bogus"));
+}
+
+#[test]
+fn certs_lists_every_certificate_after_render_and_never_a_key() {
+    let test = Test::new().args(&["lab", "certs"]).status(1);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("`kubelab lab render` signs"),
+        "{}",
+        ran.stderr
+    );
+
+    let test = test.then(&["lab", "render", "--out", "out"]);
+    test.run();
+    let test = test.then(&["lab", "certs", "--json"]);
+    let ran = test.run();
+    assert!(!ran.stdout.contains("PRIVATE KEY"));
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout).expect("JSON on stdout");
+    assert_eq!(doc["schema_version"], 1);
+    let certs = doc["certificates"].as_array().unwrap();
+    // 2 CAs, 5 cluster clients, the apiserver, 2 serving certs x 3
+    // controllers, 1 worker, 2 x 3 etcd members, the apiserver's etcd client.
+    assert_eq!(certs.len(), 2 + 5 + 1 + 6 + 1 + 6 + 1);
+    assert!(certs.iter().all(|c| c["present"] == true));
+    let worker = certs.iter().find(|c| c["name"] == "worker0").unwrap();
+    assert_eq!(worker["subject"], "O=system:nodes, CN=system:node:worker0");
+    assert_eq!(
+        worker["sans"],
+        serde_json::json!(["worker0", "worker0.lan", "192.168.56.30"])
+    );
+    assert_eq!(worker["authority"], "cluster");
+    let api = certs
+        .iter()
+        .find(|c| c["name"] == "kube-apiserver")
+        .unwrap();
+    assert!(api["sans"].as_array().unwrap().contains(&"api.lan".into()));
+
+    // The table, and a worker the PKI has not signed yet shows as missing.
+    let test = test
+        .write("lab.yaml", "nodes:\n  worker:\n    count: 2\n")
+        .then(&["lab", "certs"]);
+    let ran = test.run();
+    let worker1 = ran
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("worker1 "))
+        .unwrap();
+    assert!(worker1.contains("missing"), "{worker1}");
+    assert!(ran.stdout.starts_with("NAME "));
 }

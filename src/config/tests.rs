@@ -183,3 +183,20 @@ fn every_role_scales_within_its_range() {
         parse(&yaml, LabSource::BuiltIn).unwrap();
     }
 }
+
+#[test]
+fn dns_forwarders_default_to_the_virtualbox_nat_resolver_and_cannot_be_empty() {
+    let lab = parse("", LabSource::BuiltIn);
+    assert!(lab.is_err(), "an empty file stays an error");
+    let lab = parse("name: a\n", LabSource::BuiltIn).expect("valid lab");
+    assert_eq!(
+        lab.network.dns_forwarders,
+        [std::net::Ipv4Addr::new(10, 0, 2, 3)]
+    );
+    let err = errors("network:\n  dns_forwarders: []\n");
+    assert!(
+        err.contains("network.dns_forwarders") && err.contains("at least one resolver"),
+        "{err}"
+    );
+    assert!(errors("network:\n  dns_forwarders: [not-an-address]\n").contains("dns_forwarders"));
+}
