@@ -182,6 +182,35 @@ impl Test {
         cmd
     }
 
+    /// Runs `wrapper... kubelab args...` (for `unshare`, `setpriv`), asserting
+    /// the exit status like `run`.
+    pub fn run_wrapped(&self, wrapper: &[&str]) -> Ran {
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..])
+            .arg(kubelab_bin())
+            .args(&self.args)
+            .current_dir(self.dir.path())
+            .env_remove("KUBELAB_LAB")
+            .env_remove("XDG_CACHE_HOME")
+            .stdin(std::process::Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let output = cmd.output().expect("run wrapped kubelab");
+        let ran = Ran {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            status: output.status.code().unwrap_or(-1),
+            dir: self.dir.path().to_path_buf(),
+        };
+        assert_eq!(
+            ran.status, self.expected_status,
+            "{wrapper:?} kubelab {:?} exited {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.args, ran.status, ran.stdout, ran.stderr
+        );
+        ran
+    }
+
     pub fn run_unchecked(&self) -> Ran {
         let mut cmd = self.command();
         let output: Output = cmd
