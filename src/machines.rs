@@ -111,6 +111,9 @@ impl<'a> Host<'a> {
     async fn up_machines(&self, jobs: Option<usize>, no_hosts: bool) -> Result<()> {
         let LoadedLab { lab, topo, .. } = self.loaded;
         let vagrant = self.vagrant()?;
+        // Vagrant's own message for a missing VirtualBox is a page about
+        // "providers"; say what to install instead.
+        crate::tools::find("VBoxManage", "run the lab's VMs (VirtualBox)")?;
         fs_err::create_dir_all(self.state_dir())?;
         crate::fsutil::write_atomic(
             &self.vagrantfile(),

@@ -272,13 +272,37 @@ fn help_teaches_with_examples_and_exit_codes() {
     let ran = Test::new().args(&["--help"]).run();
     assert!(ran.stdout.contains("Examples:"));
     assert!(ran.stdout.contains("130 interrupted"));
-    for sub in [
-        &["init", "--help"][..],
-        &["lab", "plan", "--help"],
-        &["lab", "render", "--help"],
-    ] {
-        let ran = Test::new().args(sub).run();
+    let subcommands: &[&[&str]] = &[
+        &["init"],
+        &["doctor"],
+        &["lab", "plan"],
+        &["lab", "render"],
+        &["lab", "certs"],
+        &["lab", "up"],
+        &["lab", "status"],
+        &["lab", "halt"],
+        &["lab", "destroy"],
+        &["lab", "ssh"],
+        &["lab", "snapshot", "save"],
+        &["lab", "snapshot", "restore"],
+        &["lab", "snapshot", "list"],
+        &["lab", "snapshot", "delete"],
+    ];
+    for sub in subcommands {
+        let args: Vec<&str> = sub.iter().copied().chain(["--help"]).collect();
+        let ran = Test::new().args(&args).run();
         assert!(ran.stdout.contains("Examples:"), "{sub:?} has no example");
+    }
+    // The short help of `lab` lists every command with one line.
+    let ran = Test::new().args(&["lab", "--help"]).run();
+    for cmd in [
+        "plan", "render", "certs", "up", "status", "halt", "destroy", "ssh", "snapshot",
+    ] {
+        assert!(
+            ran.stdout.contains(&format!("  {cmd} ")),
+            "`lab --help` misses {cmd}:\n{}",
+            ran.stdout
+        );
     }
 }
 

@@ -447,6 +447,23 @@ fn missing_vagrant_is_an_error_with_an_install_hint() {
 }
 
 #[test]
+fn missing_virtualbox_is_an_error_with_an_install_hint() {
+    // Only vagrant on PATH: a host with Vagrant but no VirtualBox.
+    let bin = tempfile::tempdir().unwrap();
+    let standin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standin/vagrant");
+    std::os::unix::fs::symlink(standin, bin.path().join("vagrant")).unwrap();
+    let test = lab().env("PATH", &format!("{}:/usr/bin:/bin", bin.path().display()));
+    let ran = test.args(&["lab", "up"]).status(1).run();
+    assert!(
+        ran.stderr
+            .contains("`VBoxManage` was not found on PATH; it is needed to run the lab's VMs"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("hint: "), "{}", ran.stderr);
+}
+
+#[test]
 fn doctor_fails_on_a_dhcp_range_holding_lab_addresses() {
     let ran = lab()
         .env(
