@@ -27,7 +27,7 @@ fn kubelab_up(lab_yaml: &str, delay_ms: u64, jobs: Option<&str>) -> (Duration, V
     std::fs::write(dir.path().join("lab.yaml"), lab_yaml).expect("write lab.yaml");
     let start = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_kubelab"))
-        .args(["lab", "up", "--no-hosts", "-q"])
+        .args(["lab", "up", "--until", "machines", "--no-hosts", "-q"])
         .args(jobs.map(|j| ["--jobs", j]).into_iter().flatten())
         .current_dir(dir.path())
         .env("PATH", env_path())

@@ -47,7 +47,14 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                 LabCommand::Plan(args) => plan(&loaded, &args, settings, printer).map(|()| 0),
                 LabCommand::Render(args) => render_cmd(&loaded, &args, printer).map(|()| 0),
                 LabCommand::Up(args) => {
-                    block_on(host.up(args.jobs.map(usize::from), args.no_hosts)).map(|()| 0)
+                    let selection = crate::provision::Selection {
+                        from: args.from,
+                        until: args.until,
+                        only: args.only.clone(),
+                        node: args.node.clone(),
+                    };
+                    block_on(host.up(args.jobs.map(usize::from), args.no_hosts, &selection))
+                        .map(|()| 0)
                 }
                 LabCommand::Status(args) => block_on(host.status(args.json)).map(|()| 0),
                 LabCommand::Halt => block_on(host.halt()).map(|()| 0),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::settings::ENV_LAB;
+use crate::topology::Phase;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -114,11 +115,16 @@ needs but that is not signed yet is listed as missing.")]
   kubelab lab up                 boot every VM that is not running
   kubelab lab up --jobs 2        at most two `vagrant up` at once
   kubelab lab up --no-hosts      leave /etc/hosts alone
+  kubelab lab up --until etcd    stop after the etcd phase
+  kubelab lab up --only lb --node lb1   re-run one phase on one node
 
 The first VM boots alone (box import, linked-clone master), the rest
-concurrently. VMs already running are left alone, so a second `lab up` does
-nothing, and after a failure or Ctrl-C it retries only what is missing.
-Writing /etc/hosts asks for sudo once when you are not root.")]
+concurrently. Then each phase provisions its nodes over one SSH connection
+per node (`kubelab lab plan` lists the phases). Every finished step is
+recorded with a hash of its inputs, so a second `lab up` does nothing, a
+changed file re-runs only the steps that use it, and after a failure or
+Ctrl-C it resumes where it stopped. Writing /etc/hosts asks for sudo once
+when you are not root.")]
     Up(UpArgs),
 
     /// Each VM's state, address, role and the phases done
@@ -163,6 +169,35 @@ pub struct UpArgs {
     /// Do not write the lab's block into the hosts file
     #[arg(long)]
     pub no_hosts: bool,
+
+    /// Start at this phase (earlier ones are taken as done)
+    #[arg(long, value_name = "PHASE", value_parser = parse_phase, conflicts_with = "only")]
+    pub from: Option<Phase>,
+
+    /// Stop after this phase
+    #[arg(long, value_name = "PHASE", value_parser = parse_phase, conflicts_with = "only")]
+    pub until: Option<Phase>,
+
+    /// Run only these phases (comma-separated)
+    #[arg(long, value_name = "PHASE,...", value_parser = parse_phase, value_delimiter = ',')]
+    pub only: Vec<Phase>,
+
+    /// Provision only this node
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+}
+
+fn parse_phase(s: &str) -> Result<Phase, String> {
+    Phase::ALL
+        .into_iter()
+        .find(|p| p.name() == s)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Phase::ALL.iter().map(|p| p.name()).collect();
+            format!(
+                "no phase named {s:?}; the phases, in order: {}",
+                names.join(", ")
+            )
+        })
 }
 
 #[derive(Debug, Args)]

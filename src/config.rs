@@ -127,6 +127,7 @@ pub struct LabFile {
     pub network: NetworkFile,
     pub nodes: NodesFile,
     pub versions: VersionsFile,
+    pub artifacts: ArtifactsFile,
     pub workload: WorkloadFile,
 }
 
@@ -187,6 +188,32 @@ pub struct VersionsFile {
     pub runc: Option<String>,
     pub cni_plugins: Option<String>,
     pub coredns: Option<String>,
+}
+
+/// Where a component's binaries come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactSource {
+    /// The pinned upstream release, downloaded once into kubelab's cache.
+    #[default]
+    Release,
+    /// The node's own distribution package.
+    Distro,
+}
+
+impl fmt::Display for ArtifactSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ArtifactSource::Release => "release",
+            ArtifactSource::Distro => "distro",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArtifactsFile {
+    pub etcd: Option<ArtifactSource>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -271,6 +298,8 @@ pub struct Lab {
     /// The API VIP; only used when there are 2 or more load balancers.
     pub vip: Ipv4Addr,
     pub versions: Versions,
+    /// Where etcd's binary comes from.
+    pub etcd_source: ArtifactSource,
     pub nginx_replicas: u32,
     /// Things that are allowed but probably not meant (printed on stderr).
     pub warnings: Vec<Problem>,
@@ -912,6 +941,7 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
         roles,
         vip,
         versions,
+        etcd_source: file.artifacts.etcd.unwrap_or_default(),
         nginx_replicas,
         warnings,
     })

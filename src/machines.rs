@@ -12,11 +12,14 @@ use serde::{Deserialize, Serialize};
 use crate::app::LoadedLab;
 use crate::error::{Error, Result};
 use crate::printer::{self, Printer, SCHEMA_VERSION};
+use crate::provision::{self, Selection, StepStatus};
 use crate::settings::Settings;
 use crate::state::{LabLock, MachineStatus, NodeState, State};
+use crate::tools::ssh::Transport;
 use crate::tools::vagrant::{MachineState, Vagrant};
 use crate::tools::vboxmanage::VBoxManage;
 use crate::tools::{Runner, ssh::Ssh};
+use crate::topology::Phase;
 use crate::{hosts_file, render, yaml_edit};
 
 /// How long vagrant gets to clean up after the one SIGINT before it is killed.
@@ -102,10 +105,144 @@ impl<'a> Host<'a> {
     // lab up: the machines
     // -----------------------------------------------------------------------
 
-    pub async fn up(&self, jobs: Option<usize>, no_hosts: bool) -> Result<()> {
+    pub async fn up(
+        &self,
+        jobs: Option<usize>,
+        no_hosts: bool,
+        selection: &Selection,
+    ) -> Result<()> {
         let _lock = self.lock("kubelab lab up")?;
-        self.interruptible("kubelab lab up", self.up_machines(jobs, no_hosts))
-            .await
+        self.interruptible("kubelab lab up", async {
+            if selection.includes(Phase::Machines) {
+                self.up_machines(jobs, no_hosts).await?;
+            }
+            if selection.until == Some(Phase::Machines) {
+                return Ok(());
+            }
+            self.provision(jobs, selection).await
+        })
+        .await
+    }
+
+    /// Every phase after the machines, over one SSH ControlMaster per node.
+    async fn provision(&self, jobs: Option<usize>, selection: &Selection) -> Result<()> {
+        let LoadedLab { lab, topo, .. } = self.loaded;
+        if let Some(node) = &selection.node
+            && topo.node(node).is_none()
+        {
+            return Err(Error::usage(
+                format!("no node named {node:?} in this lab"),
+                "see `kubelab lab plan` for the node names",
+            ));
+        }
+        let state = self.load_state()?;
+        let vm_ids: BTreeMap<String, Option<String>> = topo
+            .nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.name.clone(),
+                    state.nodes.get(&n.name).and_then(|s| s.vm_id.clone()),
+                )
+            })
+            .collect();
+        let missing: Vec<&str> = topo
+            .nodes
+            .iter()
+            .filter(|n| {
+                state
+                    .nodes
+                    .get(&n.name)
+                    .is_none_or(|s| s.machine != MachineStatus::Created)
+            })
+            .map(|n| n.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::other(
+                format!("no VM for {}", missing.join(", ")),
+                "run `kubelab lab up` without --from/--only so the machines phase creates them",
+            ));
+        }
+        let pki_dir = self.state_dir().join("pki");
+        let pki = crate::pki::load_or_create(&pki_dir, lab, topo)?;
+        if !pki.created.is_empty() {
+            self.printer.info(format!(
+                "certs: signed {} new files in {}",
+                pki.created.len(),
+                pki_dir.display()
+            ));
+        }
+        // Everything that can be decided without SSH is: a lab whose steps are
+        // all done makes no connection at all.
+        let facts_known = topo.nodes.iter().all(|n| {
+            state
+                .facts
+                .get(&n.name)
+                .is_some_and(|f| f.vm_id == vm_ids.get(&n.name).cloned().flatten())
+        });
+        let mut known_topo = topo.clone();
+        known_topo.apply_interfaces(
+            state
+                .facts
+                .iter()
+                .map(|(n, f)| (n.as_str(), f.interface.as_str())),
+        );
+        let files = render::all(lab, &known_topo, &pki);
+        let steps = provision::plan(lab, &known_topo, &files, &state, &vm_ids, selection);
+        if (facts_known || !selection.includes(Phase::Facts))
+            && steps.iter().all(|s| s.status == StepStatus::Done)
+        {
+            self.printer
+                .info("provisioning: every selected step is done already; nothing to do");
+            self.report_unbuilt_phases(selection);
+            return Ok(());
+        }
+
+        let shared = Arc::new(Mutex::new(state));
+        let vagrant = self.vagrant()?;
+        let names: Vec<&str> = topo.nodes.iter().map(|n| n.name.as_str()).collect();
+        let targets = crate::tools::ssh::parse_ssh_config(&vagrant.ssh_config(&names).await?);
+        let transport = Transport::new(&lab.name, &self.state_dir(), targets, &self.runner)?;
+        let mut engine = provision::Engine {
+            lab,
+            topo: topo.clone(),
+            transport: &transport,
+            printer: self.printer,
+            state: shared.clone(),
+            state_path: self.state_path(),
+            logs: self.state_dir().join("logs"),
+            jobs: jobs.unwrap_or(8),
+            vm_ids: vm_ids.clone(),
+        };
+        let result = async {
+            engine.facts(selection).await?;
+            let files = render::all(lab, &engine.topo, &pki);
+            let state = shared.lock().map(|s| s.clone()).unwrap_or_default();
+            let steps = provision::plan(lab, &engine.topo, &files, &state, &vm_ids, selection);
+            engine.run(&steps).await
+        }
+        .await;
+        transport.close().await;
+        result?;
+        self.report_unbuilt_phases(selection);
+        Ok(())
+    }
+
+    /// Says which selected phases kubelab cannot run yet, so a finished
+    /// `lab up` never reads as a finished cluster.
+    fn report_unbuilt_phases(&self, selection: &Selection) {
+        let unbuilt: Vec<&str> = Phase::ALL
+            .iter()
+            .filter(|p| **p != Phase::Machines && !provision::ENGINE_PHASES.contains(p))
+            .filter(|p| selection.includes(**p))
+            .map(|p| p.name())
+            .collect();
+        if !unbuilt.is_empty() {
+            self.printer.warn(format!(
+                "not run: {} (kubelab does not provision these phases yet; the lab has no Kubernetes control plane or workers)",
+                unbuilt.join(", ")
+            ));
+        }
     }
 
     async fn up_machines(&self, jobs: Option<usize>, no_hosts: bool) -> Result<()> {
@@ -335,7 +472,7 @@ impl<'a> Host<'a> {
                     .get(&n.name)
                     .cloned()
                     .unwrap_or_else(|| "not_created".into()),
-                phases: state.phases.get(&n.name).cloned().unwrap_or_default(),
+                phases: state.phases_done(&n.name),
             })
             .collect();
         // VMs that exist but are no longer in lab.yaml (scaled down by hand).

@@ -11,6 +11,7 @@ mod hosts_file;
 mod machines;
 mod pki;
 mod printer;
+mod provision;
 mod render;
 mod settings;
 mod state;

@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use crate::config::{Lab, Role};
 use crate::error::Result;
 use crate::pki::{KeyPem, Pki};
-use crate::topology::{Node, Topology, host_only_interface};
+use crate::topology::{Node, Topology};
 
 /// One generated file, with where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -480,7 +480,7 @@ fn lb_files(lab: &Lab, topo: &Topology, node: &Node, bundle: &mut Bundle) {
                 node: &node.name,
                 vip: topo.api.address.to_string(),
                 prefix: lab.network.cidr.prefix_len(),
-                interface: host_only_interface(&lab.vm_box.name),
+                interface: &node.interface,
                 // The VIP's last octet: unique among the addresses of the
                 // segment, so two labs on one host-only network never share it.
                 router_id: topo.api.address.octets()[3],

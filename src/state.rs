@@ -17,9 +17,49 @@ pub struct State {
     pub lab: String,
     /// Every machine kubelab has tried to create, by node name.
     pub nodes: BTreeMap<String, NodeState>,
-    /// Provisioning phases finished, per node (filled by the provisioning engine).
+    /// Provisioning steps finished, per node and phase.
     #[serde(default)]
-    pub phases: BTreeMap<String, Vec<String>>,
+    pub steps: BTreeMap<String, BTreeMap<String, StepRecord>>,
+    /// What the facts phase read from each node.
+    #[serde(default)]
+    pub facts: BTreeMap<String, NodeFacts>,
+}
+
+/// A finished (node, phase) step: what it was run with, on which VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Hash of everything the step depends on (files, script, versions, facts).
+    pub input_hash: String,
+    /// The VM it ran on; a recreated VM has another id and is provisioned again.
+    pub vm_id: Option<String>,
+    /// sha256 of each file uploaded, so the next run sends only changed ones.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+    pub finished_unix: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeFacts {
+    /// `ID VERSION_ID` from /etc/os-release (`ubuntu 24.04`, `debian 12`).
+    pub os: String,
+    /// The interface that holds the node's host-only address.
+    pub interface: String,
+    /// The VM the facts were read from.
+    pub vm_id: Option<String>,
+}
+
+impl State {
+    /// Names of the phases done on `node`, in run order.
+    pub fn phases_done(&self, node: &str) -> Vec<String> {
+        let Some(steps) = self.steps.get(node) else {
+            return Vec::new();
+        };
+        crate::topology::Phase::ALL
+            .iter()
+            .map(|p| p.name().to_string())
+            .filter(|p| steps.contains_key(p))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

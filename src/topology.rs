@@ -25,6 +25,9 @@ pub struct Node {
     pub ssh_port: u16,
     /// Workers only: the pod range its CNI bridge hands out.
     pub pod_cidr: Option<Ipv4Net>,
+    /// The interface holding `address`: the box's known default until the
+    /// facts phase has read the real one from the node.
+    pub interface: String,
 }
 
 /// How clients reach the Kubernetes API.
@@ -150,6 +153,7 @@ impl Topology {
                     cpus: spec.cpus,
                     ssh_port: lab.network.ssh_port_base + (u32::from(address) & 0xff) as u16,
                     pod_cidr,
+                    interface: host_only_interface(&lab.vm_box.name).to_string(),
                 });
             }
         }
@@ -169,6 +173,18 @@ impl Topology {
             domain: lab.network.domain.clone(),
             nodes,
             api,
+        }
+    }
+
+    /// Uses each node's interface as discovered on the node itself.
+    pub fn apply_interfaces<'a>(
+        &mut self,
+        interfaces: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) {
+        for (name, interface) in interfaces {
+            if let Some(node) = self.nodes.iter_mut().find(|n| n.name == name) {
+                node.interface = interface.to_string();
+            }
         }
     }
 

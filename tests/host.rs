@@ -40,7 +40,7 @@ fn state(test: &Test) -> serde_json::Value {
 fn up_boots_the_first_vm_alone_then_the_rest_concurrently() {
     let test = lab()
         .env("STANDIN_DELAY_MS", "300")
-        .args(&["lab", "up", "--jobs", "4"]);
+        .args(&["lab", "up", "--until", "machines", "--jobs", "4"]);
     let ran = test.run();
     let calls = test.calls();
     let up_events: Vec<_> = calls
@@ -101,10 +101,10 @@ fn up_boots_the_first_vm_alone_then_the_rest_concurrently() {
 
 #[test]
 fn a_second_up_with_nothing_changed_boots_nothing() {
-    let test = lab().args(&["lab", "up"]);
+    let test = lab().args(&["lab", "up", "--until", "machines"]);
     test.run();
     test.clear_calls();
-    let test = test.then(&["lab", "up"]);
+    let test = test.then(&["lab", "up", "--until", "machines"]);
     let ran = test.run();
     assert_eq!(ups(&test), Vec::<String>::new());
     assert_eq!(test.started(), ["vagrant status --machine-readable"]);
@@ -119,7 +119,7 @@ fn a_second_up_with_nothing_changed_boots_nothing() {
 fn a_failed_vm_keeps_the_others_and_a_rerun_retries_only_it() {
     let test = lab()
         .env("STANDIN_FAIL", "etcd1")
-        .args(&["lab", "up"])
+        .args(&["lab", "up", "--until", "machines"])
         .status(1);
     let ran = test.run();
     assert!(ran.stderr.contains("1 VM did not boot"), "{}", ran.stderr);
@@ -151,7 +151,9 @@ fn a_failed_vm_keeps_the_others_and_a_rerun_retries_only_it() {
     assert!(log.contains("VERR_VMX_NO_VMX"));
 
     test.clear_calls();
-    let test = test.then(&["lab", "up"]).env("STANDIN_FAIL", "");
+    let test = test
+        .then(&["lab", "up", "--until", "machines"])
+        .env("STANDIN_FAIL", "");
     test.run();
     assert_eq!(ups(&test), ["vagrant up etcd1 --no-provision"]);
     assert_eq!(state(&test)["nodes"]["etcd1"]["machine"], "created");
@@ -161,7 +163,7 @@ fn a_failed_vm_keeps_the_others_and_a_rerun_retries_only_it() {
 fn if_the_first_vm_fails_no_other_is_started() {
     let test = lab()
         .env("STANDIN_FAIL", "dns0")
-        .args(&["lab", "up"])
+        .args(&["lab", "up", "--until", "machines"])
         .status(1);
     test.run();
     assert_eq!(ups(&test), ["vagrant up dns0 --no-provision"]);
@@ -170,7 +172,9 @@ fn if_the_first_vm_fails_no_other_is_started() {
 #[test]
 fn destroy_removes_vms_hosts_block_and_state_and_keeps_every_other_byte() {
     let original = "127.0.0.1 localhost\r\n# mine\r\n10.1.1.1 dns0.lan";
-    let test = lab().write("etc-hosts", original).args(&["lab", "up"]);
+    let test = lab()
+        .write("etc-hosts", original)
+        .args(&["lab", "up", "--until", "machines"]);
     test.run();
     let with_block = std::fs::read_to_string(test.path().join("etc-hosts")).unwrap();
     assert!(
@@ -196,7 +200,7 @@ fn destroy_removes_vms_hosts_block_and_state_and_keeps_every_other_byte() {
 
 #[test]
 fn destroy_without_a_terminal_needs_yes() {
-    let test = lab().args(&["lab", "up"]);
+    let test = lab().args(&["lab", "up", "--until", "machines"]);
     test.run();
     let test = test.then(&["lab", "destroy"]).status(2);
     let ran = test.run();
@@ -218,7 +222,7 @@ fn destroy_of_a_lab_never_brought_up_is_fine() {
 fn status_reports_every_vm_in_one_vagrant_call() {
     let test = lab()
         .env("STANDIN_FAIL", "worker0")
-        .args(&["lab", "up"])
+        .args(&["lab", "up", "--until", "machines"])
         .status(1);
     test.run();
     test.clear_calls();
@@ -237,7 +241,7 @@ fn status_reports_every_vm_in_one_vagrant_call() {
 
 #[test]
 fn halt_stops_running_vms() {
-    let test = lab().args(&["lab", "up"]);
+    let test = lab().args(&["lab", "up", "--until", "machines"]);
     test.run();
     test.clear_calls();
     let test = test.then(&["lab", "halt"]);
@@ -252,7 +256,7 @@ fn halt_stops_running_vms() {
 
 #[test]
 fn snapshots_pause_everything_and_restore_the_topology() {
-    let test = lab().args(&["lab", "up"]);
+    let test = lab().args(&["lab", "up", "--until", "machines"]);
     test.run();
     test.clear_calls();
     let test = test.then(&["lab", "snapshot", "save", "base"]);
@@ -289,7 +293,7 @@ fn snapshots_pause_everything_and_restore_the_topology() {
         "name: t # mine\nnodes:\n  worker:\n    count: 2 # grown\n",
     )
     .unwrap();
-    let test = test.then(&["lab", "up"]);
+    let test = test.then(&["lab", "up", "--until", "machines"]);
     test.run();
     test.clear_calls();
     let test = test.then(&["lab", "snapshot", "restore", "base"]);
@@ -354,7 +358,7 @@ fn snapshots_pause_everything_and_restore_the_topology() {
 fn ctrl_c_during_up_interrupts_vagrant_saves_state_and_says_how_to_resume() {
     let test = lab()
         .env("STANDIN_DELAY_MS", "20000")
-        .args(&["lab", "up", "--jobs", "3"]);
+        .args(&["lab", "up", "--until", "machines", "--jobs", "3"]);
     // dns0 boots fast on its own first; the stand-in reads the delay per call,
     // so give the first VM no delay by letting it exist already.
     let test = test.write(".kubelab/.vagrant/machines/dns0/standin-state", "running\n");
@@ -403,7 +407,9 @@ fn ctrl_c_during_up_interrupts_vagrant_saves_state_and_says_how_to_resume() {
 
 #[test]
 fn a_second_kubelab_on_the_same_lab_fails_at_once_naming_the_first() {
-    let test = lab().env("STANDIN_DELAY_MS", "3000").args(&["lab", "up"]);
+    let test = lab()
+        .env("STANDIN_DELAY_MS", "3000")
+        .args(&["lab", "up", "--until", "machines"]);
     let mut child = test.spawn();
     let deadline = Instant::now() + Duration::from_secs(20);
     while ups(&test).is_empty() {
@@ -435,7 +441,7 @@ fn missing_vagrant_is_an_error_with_an_install_hint() {
     let empty = tempfile::tempdir().unwrap();
     let ran = Test::new()
         .env("PATH", &empty.path().display().to_string())
-        .args(&["lab", "up"])
+        .args(&["lab", "up", "--until", "machines"])
         .status(1)
         .run();
     assert!(
@@ -453,7 +459,10 @@ fn missing_virtualbox_is_an_error_with_an_install_hint() {
     let standin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standin/vagrant");
     std::os::unix::fs::symlink(standin, bin.path().join("vagrant")).unwrap();
     let test = lab().env("PATH", &format!("{}:/usr/bin:/bin", bin.path().display()));
-    let ran = test.args(&["lab", "up"]).status(1).run();
+    let ran = test
+        .args(&["lab", "up", "--until", "machines"])
+        .status(1)
+        .run();
     assert!(
         ran.stderr
             .contains("`VBoxManage` was not found on PATH; it is needed to run the lab's VMs"),

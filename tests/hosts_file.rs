@@ -39,7 +39,7 @@ fn a_bind_mounted_hosts_file_is_written_in_place_with_a_backup() {
         .write("etc-hosts", "placeholder\n")
         .write("mounted-hosts", ORIGINAL)
         .standins()
-        .args(&["lab", "up"]);
+        .args(&["lab", "up", "--until", "machines"]);
     let target = test.path().join("etc-hosts");
     let source = test.path().join("mounted-hosts");
     let ran = test.run_wrapped(&[
@@ -108,7 +108,7 @@ fn a_hosts_file_the_user_cannot_write_takes_exactly_one_sudo() {
         .env("KUBELAB_HOSTS_FILE", hosts.to_str().unwrap())
         .env("STANDIN_SUDO_COPY", staged_copy.to_str().unwrap())
         .env("HOME", &home)
-        .args(&["lab", "up"]);
+        .args(&["lab", "up", "--until", "machines"]);
     let ran = test.run_wrapped(&[
         "setpriv",
         "--reuid=nobody",

@@ -132,6 +132,8 @@ pub struct Invocation {
     /// Where its output is kept (appended).
     pub log: Option<PathBuf>,
     pub hint: Option<String>,
+    /// Bytes fed to the command's stdin (an upload); none means /dev/null.
+    pub stdin: Option<Vec<u8>>,
 }
 
 impl Invocation {
@@ -144,7 +146,13 @@ impl Invocation {
             purpose: purpose.into(),
             log: None,
             hint: None,
+            stdin: None,
         }
+    }
+
+    pub fn stdin(mut self, bytes: Vec<u8>) -> Self {
+        self.stdin = Some(bytes);
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
@@ -221,7 +229,11 @@ impl Runner {
         }
         let mut cmd = tokio::process::Command::new(&inv.program);
         cmd.args(&inv.args)
-            .stdin(Stdio::null())
+            .stdin(if inv.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group: a terminal Ctrl-C reaches kubelab only,
@@ -239,6 +251,15 @@ impl Runner {
         let pgid = child.id().map(|id| id as i32);
         if let Some(pgid) = pgid {
             self.children.add(pgid);
+        }
+        if let (Some(bytes), Some(mut pipe)) = (inv.stdin.clone(), child.stdin.take()) {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                // A command that exits early closes the pipe: its exit status
+                // says what went wrong, not this write.
+                let _ = pipe.write_all(&bytes).await;
+                let _ = pipe.shutdown().await;
+            });
         }
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();

@@ -1,9 +1,13 @@
-//! The system `ssh`, for `kubelab lab ssh` (an interactive session or one
-//! command), configured from `vagrant ssh-config`.
+//! The system `ssh`: interactive sessions for `kubelab lab ssh`, and the
+//! provisioning transport: one ControlMaster per node, so each step costs a
+//! channel on an open connection instead of a handshake (and never a Ruby
+//! start, as `vagrant ssh -c` would). Host keys are pinned per lab and node
+//! in `.kubelab/known_hosts` on first contact and checked after.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::find;
+use super::{Captured, Invocation, Runner, find};
 use crate::error::{Error, Result};
 
 pub struct Ssh {
@@ -33,5 +37,220 @@ impl Ssh {
             source,
         })?;
         Ok(status.code().unwrap_or(255))
+    }
+}
+
+/// One `Host` block of `vagrant ssh-config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshTarget {
+    pub host: String,
+    pub hostname: String,
+    pub port: u16,
+    pub user: String,
+    pub identity_files: Vec<PathBuf>,
+}
+
+/// Parses `vagrant ssh-config` output into one target per `Host`.
+pub fn parse_ssh_config(text: &str) -> BTreeMap<String, SshTarget> {
+    let mut out = BTreeMap::new();
+    let mut current: Option<SshTarget> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        let Some((key, value)) = line.split_once(char::is_whitespace) else {
+            continue;
+        };
+        let value = value.trim().trim_matches('"');
+        match key.to_ascii_lowercase().as_str() {
+            "host" => {
+                if let Some(t) = current.take() {
+                    out.insert(t.host.clone(), t);
+                }
+                current = Some(SshTarget {
+                    host: value.to_string(),
+                    hostname: value.to_string(),
+                    port: 22,
+                    user: "vagrant".to_string(),
+                    identity_files: Vec::new(),
+                });
+            }
+            "hostname" => {
+                if let Some(t) = current.as_mut() {
+                    t.hostname = value.to_string();
+                }
+            }
+            "port" => {
+                if let Some(t) = current.as_mut() {
+                    t.port = value.parse().unwrap_or(22);
+                }
+            }
+            "user" => {
+                if let Some(t) = current.as_mut() {
+                    t.user = value.to_string();
+                }
+            }
+            "identityfile" => {
+                if let Some(t) = current.as_mut() {
+                    t.identity_files.push(PathBuf::from(value));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(t) = current.take() {
+        out.insert(t.host.clone(), t);
+    }
+    out
+}
+
+/// Multiplexed SSH to the nodes of one lab.
+pub struct Transport {
+    bin: PathBuf,
+    control_dir: PathBuf,
+    known_hosts: PathBuf,
+    lab: String,
+    targets: BTreeMap<String, SshTarget>,
+    runner: Runner,
+}
+
+impl Transport {
+    pub fn new(
+        lab: &str,
+        state_dir: &Path,
+        targets: BTreeMap<String, SshTarget>,
+        runner: &Runner,
+    ) -> Result<Transport> {
+        let bin = find("ssh", "provision the lab's VMs")?;
+        // Socket paths are limited to 108 bytes: keep them in a short,
+        // private per-user directory, named by ssh's own %C hash.
+        let uid = nix::unistd::Uid::effective();
+        let control_dir = std::env::temp_dir().join(format!("kubelab-{uid}"));
+        fs_err::create_dir_all(&control_dir)?;
+        use std::os::unix::fs::PermissionsExt;
+        fs_err::set_permissions(&control_dir, std::fs::Permissions::from_mode(0o700))?;
+        Ok(Transport {
+            bin,
+            control_dir,
+            known_hosts: state_dir.join("known_hosts"),
+            lab: lab.to_string(),
+            targets,
+            runner: runner.clone(),
+        })
+    }
+
+    /// The name a node's host key is recorded under: per lab and node, so two
+    /// labs (or a VM behind a forwarded 127.0.0.1 port) never share an entry.
+    pub fn host_key_alias(&self, node: &str) -> String {
+        format!("kubelab-{}-{node}", self.lab)
+    }
+
+    fn base(&self, node: &str, purpose: String) -> Result<Invocation> {
+        let target = self.targets.get(node).ok_or_else(|| {
+            Error::other(
+                format!("no SSH settings for {node}"),
+                "run `kubelab lab up` so the VM exists and Vagrant reports its SSH settings",
+            )
+        })?;
+        let mut inv = Invocation::new(&self.bin, "ssh", purpose).args([
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            "ControlPersist=300",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=20",
+            "-o",
+            "ServerAliveInterval=15",
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "IdentitiesOnly=yes",
+        ]);
+        inv = inv
+            .arg("-o")
+            .arg(format!("ControlPath={}/%C", self.control_dir.display()))
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+            .arg("-o")
+            .arg(format!("HostKeyAlias={}", self.host_key_alias(node)))
+            .arg("-p")
+            .arg(target.port.to_string());
+        for identity in &target.identity_files {
+            inv = inv.arg("-i").arg(identity);
+        }
+        Ok(inv.arg(format!("{}@{}", target.user, target.hostname)))
+    }
+
+    /// Runs `command` (a shell line) on `node`, optionally feeding `stdin`.
+    pub async fn run(
+        &self,
+        node: &str,
+        command: &str,
+        stdin: Option<Vec<u8>>,
+        purpose: String,
+        log: &Path,
+    ) -> Result<Captured> {
+        let mut inv = self
+            .base(node, purpose)?
+            .arg("--")
+            .arg(command)
+            .log(log.to_path_buf());
+        if let Some(bytes) = stdin {
+            inv = inv.stdin(bytes);
+        }
+        self.runner.run(inv).await
+    }
+
+    /// Forgets a node's recorded host key (its VM was recreated).
+    pub fn forget_host_key(&self, node: &str) -> Result<()> {
+        let Ok(text) = fs_err::read_to_string(&self.known_hosts) else {
+            return Ok(());
+        };
+        let alias = self.host_key_alias(node);
+        let kept: String = text
+            .lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_none_or(|h| h.split(',').all(|h| h != alias))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        if kept != text {
+            crate::fsutil::write_atomic(&self.known_hosts, kept.as_bytes(), 0o600)?;
+        }
+        Ok(())
+    }
+
+    /// Closes every master connection (at the end of a run).
+    pub async fn close(&self) {
+        for node in self.targets.keys() {
+            if let Ok(inv) = self.base(node, format!("close the SSH connection to {node}")) {
+                let inv = inv.args(["-O", "exit"]);
+                let _ = self.runner.run_status(&inv).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_vagrant_ssh_config() {
+        let text = "Host dns0\n  HostName 127.0.0.1\n  User vagrant\n  Port 2202\n  UserKnownHostsFile /dev/null\n  StrictHostKeyChecking no\n  IdentityFile \"/home/u/lab/.kubelab/.vagrant/machines/dns0/virtualbox/private_key\"\n  IdentitiesOnly yes\n\nHost etcd0\n  HostName 192.168.56.10\n  User vagrant\n  Port 22\n";
+        let targets = parse_ssh_config(text);
+        assert_eq!(targets.len(), 2);
+        assert_eq!(targets["dns0"].port, 2202);
+        assert_eq!(
+            targets["dns0"].identity_files,
+            [PathBuf::from(
+                "/home/u/lab/.kubelab/.vagrant/machines/dns0/virtualbox/private_key"
+            )]
+        );
+        assert_eq!(targets["etcd0"].hostname, "192.168.56.10");
     }
 }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# certs: the node's certificates and keys arrived over SSH; check each
+# certificate is valid now and each private key is readable by root only.
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+ensure_packages openssl
+count=0
+for dir in /etc/etcd /var/lib/kubernetes /var/lib/kubelet /var/lib/kube-proxy; do
+  [ -d "$dir" ] || continue
+  for f in "$dir"/*.pem; do
+    [ -e "$f" ] || continue
+    case "$f" in
+      *-key.pem)
+        chown root:root "$f"
+        chmod 600 "$f"
+        openssl pkey -noout -in "$f" || die "$f is not a private key"
+        ;;
+      *)
+        openssl x509 -noout -checkend 0 -in "$f" || die "$f is not a valid certificate now (check the VM's clock)"
+        ;;
+    esac
+    count=$((count + 1))
+  done
+done
+log "$count certificates and keys in place"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# lb: haproxy in front of the API servers; with 2+ LBs keepalived holds the VIP.
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+packages=(haproxy)
+[ -f /etc/keepalived/keepalived.conf ] && packages+=(keepalived)
+ensure_packages "${packages[@]}"
+
+sysctl_file=/etc/sysctl.d/60-kubelab-nonlocal-bind.conf
+if [ -f "$sysctl_file" ] && changed sysctl-nonlocal "$sysctl_file"; then
+  # haproxy binds the VIP before keepalived gives it to this node.
+  sysctl -q -p "$sysctl_file"
+  applied sysctl-nonlocal "$sysctl_file"
+fi
+
+haproxy -c -q -f /etc/haproxy/haproxy.cfg
+restart_if_changed haproxy haproxy /etc/haproxy/haproxy.cfg
+wait_for "haproxy listening on :6443" 30 sh -c "ss -Hltn 'sport = :6443' | grep -q ."
+applied haproxy /etc/haproxy/haproxy.cfg
+
+if [ -f /etc/keepalived/keepalived.conf ]; then
+  keepalived --config-test -f /etc/keepalived/keepalived.conf
+  restart_if_changed keepalived keepalived /etc/keepalived/keepalived.conf
+  wait_for "keepalived running" 30 systemctl is-active --quiet keepalived
+  applied keepalived /etc/keepalived/keepalived.conf
+fi

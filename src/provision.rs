@@ -1,0 +1,757 @@
+//! The provisioning engine: from the rendered bundles to running services.
+//!
+//! A step is one (node, phase): upload the node's files for that phase (only
+//! those that changed) with the role script, in one tar stream over the
+//! node's SSH ControlMaster, and run the script with sudo. Each finished step
+//! is recorded with a hash of its inputs and the VM's identity, so a second
+//! `lab up` with nothing changed does no SSH work, a changed input re-runs
+//! only the steps that depend on it, a recreated VM is provisioned again, and
+//! a failure resumes where it stopped.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{Lab, Role};
+use crate::error::{Error, Result};
+use crate::printer::Printer;
+use crate::render::RenderedFile;
+use crate::state::{NodeFacts, State, StepRecord};
+use crate::tools::ssh::Transport;
+use crate::topology::{Node, Phase, Topology};
+
+/// The role scripts, compiled in so an installed kubelab works anywhere.
+pub const SCRIPTS: &[(&str, &str)] = &[
+    ("lib.sh", include_str!("../provision/scripts/lib.sh")),
+    ("dns.sh", include_str!("../provision/scripts/dns.sh")),
+    ("resolv.sh", include_str!("../provision/scripts/resolv.sh")),
+    ("lb.sh", include_str!("../provision/scripts/lb.sh")),
+    ("certs.sh", include_str!("../provision/scripts/certs.sh")),
+    ("etcd.sh", include_str!("../provision/scripts/etcd.sh")),
+];
+
+/// Where scripts live on a node.
+const REMOTE_SCRIPTS: &str = "var/lib/kubelab/scripts";
+
+fn script_text(name: &str) -> &'static str {
+    SCRIPTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
+        .unwrap_or_else(|| panic!("no compiled-in script {name} (a kubelab bug)"))
+}
+
+/// The phase that places a file of a node's bundle (path without the node).
+pub fn phase_of(path: &str) -> Option<Phase> {
+    let is_cert = path.ends_with(".pem");
+    Some(match path {
+        p if p.starts_with("etc/bind/") => Phase::Dns,
+        p if p.starts_with("etc/systemd/resolved.conf.d/") => Phase::Resolv,
+        p if p.starts_with("etc/haproxy/")
+            || p.starts_with("etc/keepalived/")
+            || p == "etc/sysctl.d/60-kubelab-nonlocal-bind.conf" =>
+        {
+            Phase::Lb
+        }
+        _ if is_cert => Phase::Certs,
+        p if p.starts_with("etc/etcd/") || p == "etc/systemd/system/etcd.service" => Phase::Etcd,
+        _ => return None,
+    })
+}
+
+/// The script a phase runs, and on which nodes.
+pub fn script_of(phase: Phase) -> Option<&'static str> {
+    Some(match phase {
+        Phase::Dns => "dns.sh",
+        Phase::Resolv => "resolv.sh",
+        Phase::Lb => "lb.sh",
+        Phase::Certs => "certs.sh",
+        Phase::Etcd => "etcd.sh",
+        _ => return None,
+    })
+}
+
+pub fn participates(phase: Phase, node: &Node) -> bool {
+    match phase {
+        Phase::Facts | Phase::Resolv | Phase::Certs => true,
+        Phase::Dns => node.role == Role::Dns,
+        Phase::Lb => node.role == Role::Lb,
+        Phase::Etcd => node.role == Role::Etcd,
+        _ => false,
+    }
+}
+
+/// Phases the engine runs (machines is the host side's).
+pub const ENGINE_PHASES: [Phase; 6] = [
+    Phase::Facts,
+    Phase::Dns,
+    Phase::Resolv,
+    Phase::Lb,
+    Phase::Certs,
+    Phase::Etcd,
+];
+
+/// Roles whose re-application goes one node at a time, so quorum and the VIP
+/// survive.
+fn is_ha(phase: Phase) -> bool {
+    matches!(phase, Phase::Lb | Phase::Etcd | Phase::Controllers)
+}
+
+/// Which phases and nodes a run covers (`--from`, `--until`, `--only`, `--node`).
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub from: Option<Phase>,
+    pub until: Option<Phase>,
+    pub only: Vec<Phase>,
+    pub node: Option<String>,
+}
+
+impl Selection {
+    pub fn includes(&self, phase: Phase) -> bool {
+        if !self.only.is_empty() {
+            return self.only.contains(&phase);
+        }
+        self.from.is_none_or(|f| phase >= f) && self.until.is_none_or(|u| phase <= u)
+    }
+
+    pub fn includes_node(&self, node: &str) -> bool {
+        self.node.as_deref().is_none_or(|n| n == node)
+    }
+}
+
+/// One (node, phase) of the plan.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub node: String,
+    pub phase: Phase,
+    /// This phase's files of the node, paths relative to its root.
+    pub files: Vec<RenderedFile>,
+    pub input_hash: String,
+    pub vm_id: Option<String>,
+    pub status: StepStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepStatus {
+    /// Done with these very inputs on this very VM.
+    Done,
+    /// Never done on this VM.
+    New,
+    /// Done before with other inputs: a re-apply.
+    Changed,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Each (node, phase)'s files.
+pub type StepFiles = BTreeMap<(String, Phase), Vec<RenderedFile>>;
+
+/// Splits the rendered files into per-node, per-phase sets. Files of no
+/// phase the engine runs (yet) are left out and listed.
+pub fn files_by_step(files: &[RenderedFile]) -> (StepFiles, Vec<String>) {
+    let mut out = StepFiles::new();
+    let mut unplaced = Vec::new();
+    for f in files {
+        let Some(node) = &f.node else { continue };
+        let rel = f
+            .path
+            .strip_prefix(&format!("{node}/"))
+            .unwrap_or(&f.path)
+            .to_string();
+        match phase_of(&rel) {
+            Some(phase) => out
+                .entry((node.clone(), phase))
+                .or_default()
+                .push(RenderedFile {
+                    path: rel,
+                    ..f.clone()
+                }),
+            None => unplaced.push(f.path.clone()),
+        }
+    }
+    (out, unplaced)
+}
+
+/// The plan: every step of the selected phases and nodes, in run order, each
+/// marked done or not against the state. Pure.
+pub fn plan(
+    lab: &Lab,
+    topo: &Topology,
+    files: &[RenderedFile],
+    state: &State,
+    vm_ids: &BTreeMap<String, Option<String>>,
+    selection: &Selection,
+) -> Vec<Step> {
+    let (by_step, _) = files_by_step(files);
+    let mut steps = Vec::new();
+    for phase in ENGINE_PHASES {
+        // Facts are read by `Engine::facts`, not run as a script.
+        if !selection.includes(phase) || script_of(phase).is_none() {
+            continue;
+        }
+        for node in topo.nodes.iter().filter(|n| participates(phase, n)) {
+            if !selection.includes_node(&node.name) {
+                continue;
+            }
+            let files = by_step
+                .get(&(node.name.clone(), phase))
+                .cloned()
+                .unwrap_or_default();
+            let vm_id = vm_ids.get(&node.name).cloned().flatten();
+            let input_hash = step_hash(lab, node, phase, &files);
+            let previous = state
+                .steps
+                .get(&node.name)
+                .and_then(|s| s.get(phase.name()));
+            let status = match previous {
+                Some(p) if p.vm_id != vm_id => StepStatus::New,
+                Some(p) if p.input_hash == input_hash => StepStatus::Done,
+                Some(_) => StepStatus::Changed,
+                None => StepStatus::New,
+            };
+            steps.push(Step {
+                node: node.name.clone(),
+                phase,
+                files,
+                input_hash,
+                vm_id,
+                status,
+            });
+        }
+    }
+    steps
+}
+
+/// Everything a step depends on.
+fn step_hash(lab: &Lab, node: &Node, phase: Phase, files: &[RenderedFile]) -> String {
+    let mut h = Sha256::new();
+    h.update(phase.name());
+    h.update([0]);
+    h.update(&node.interface);
+    h.update([0]);
+    if let Some(script) = script_of(phase) {
+        h.update(script_text("lib.sh"));
+        h.update(script_text(script));
+    }
+    h.update(format!("{:?}|{}", lab.versions, lab.etcd_source));
+    for f in files {
+        h.update([0]);
+        h.update(&f.path);
+        h.update(format!("{:o}", f.mode));
+        h.update(sha256_hex(f.contents.as_bytes()));
+    }
+    sha256_hex(&h.finalize())
+}
+
+/// A tar stream of `files` at their absolute paths, plus the scripts.
+fn archive(files: &[&RenderedFile]) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, mode: u32, bytes: &[u8]| -> std::io::Result<()> {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        );
+        header.set_cksum();
+        builder.append_data(&mut header, path, bytes)
+    };
+    for f in files {
+        add(&f.path, f.mode, f.contents.as_bytes())?;
+    }
+    for (name, text) in SCRIPTS {
+        add(&format!("{REMOTE_SCRIPTS}/{name}"), 0o755, text.as_bytes())?;
+    }
+    Ok(builder.into_inner()?)
+}
+
+/// Runs the engine's phases over SSH. `state` is saved after every step.
+pub struct Engine<'a> {
+    pub lab: &'a Lab,
+    pub topo: Topology,
+    pub transport: &'a Transport,
+    pub printer: &'a Printer,
+    pub state: Arc<Mutex<State>>,
+    pub state_path: std::path::PathBuf,
+    pub logs: std::path::PathBuf,
+    pub jobs: usize,
+    pub vm_ids: BTreeMap<String, Option<String>>,
+}
+
+impl Engine<'_> {
+    fn save(&self) {
+        if let Ok(state) = self.state.lock() {
+            let _ = state.save(&self.state_path);
+        }
+    }
+
+    fn log_path(&self, node: &str, phase: Phase) -> std::path::PathBuf {
+        self.logs.join(node).join(format!("{}.log", phase.name()))
+    }
+
+    /// Reads each node's OS and host-only interface (once per VM) and feeds
+    /// them to the topology the templates are rendered from.
+    pub async fn facts(&mut self, selection: &Selection) -> Result<()> {
+        let nodes: Vec<Node> = self
+            .topo
+            .nodes
+            .iter()
+            .filter(|n| selection.includes_node(&n.name))
+            .cloned()
+            .collect();
+        let stale: Vec<&Node> = nodes
+            .iter()
+            .filter(|n| {
+                let known = self
+                    .state
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.facts.get(&n.name).cloned());
+                known.is_none_or(|f| f.vm_id != self.vm_ids.get(&n.name).cloned().flatten())
+            })
+            .collect();
+        if !stale.is_empty() && selection.includes(Phase::Facts) {
+            self.printer
+                .info(format!("facts: reading {} node(s)", stale.len()));
+            let this = &*self;
+            let results = futures_util::future::join_all(stale.iter().map(|node| async move {
+                // A recreated VM has a new host key: forget the old one.
+                this.transport.forget_host_key(&node.name)?;
+                let command = format!(
+                    ". /etc/os-release; echo \"os=$ID $VERSION_ID\"; ip -o -4 addr show | awk -v a='{}/' 'index($4, a) == 1 {{ print \"interface=\" $2 }}'",
+                    node.address
+                );
+                let out = this
+                    .transport
+                    .run(&node.name, &command, None, format!("read the facts of {}", node.name), &this.log_path(&node.name, Phase::Facts))
+                    .await?;
+                let value = |key: &str| {
+                    out.stdout
+                        .lines()
+                        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                        .map(str::to_string)
+                };
+                let interface = value("interface").ok_or_else(|| {
+                    Error::other(
+                        format!("{} has no interface holding {}", node.name, node.address),
+                        "the host-only network did not come up on the VM; `kubelab lab ssh` to it and check `ip -4 addr`",
+                    )
+                })?;
+                Ok::<_, Error>((
+                    node.name.clone(),
+                    NodeFacts {
+                        os: value("os").unwrap_or_default(),
+                        interface,
+                        vm_id: this.vm_ids.get(&node.name).cloned().flatten(),
+                    },
+                ))
+            }))
+            .await;
+            let mut failures = Vec::new();
+            for r in results {
+                match r {
+                    Ok((name, facts)) => {
+                        if let Ok(mut state) = self.state.lock() {
+                            state.facts.insert(name, facts);
+                        }
+                    }
+                    Err(e) => failures.push(e),
+                }
+            }
+            self.save();
+            if !failures.is_empty() {
+                return Err(Error::Several {
+                    summary: "could not read facts from every node:".into(),
+                    failures,
+                    hint: Some("run `kubelab lab up` again once the VMs answer over SSH".into()),
+                });
+            }
+        }
+        let interfaces: Vec<(String, String)> = self
+            .state
+            .lock()
+            .map(|s| {
+                s.facts
+                    .iter()
+                    .map(|(n, f)| (n.clone(), f.interface.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.topo
+            .apply_interfaces(interfaces.iter().map(|(n, i)| (n.as_str(), i.as_str())));
+        Ok(())
+    }
+
+    /// Runs every pending step, phase by phase.
+    pub async fn run(&self, steps: &[Step]) -> Result<()> {
+        let pending: Vec<&Step> = steps
+            .iter()
+            .filter(|s| s.status != StepStatus::Done)
+            .collect();
+        if pending.is_empty() {
+            self.printer
+                .info("provisioning: every selected step is done already");
+            return Ok(());
+        }
+        let failed = AtomicBool::new(false);
+        for phase in ENGINE_PHASES {
+            let phase_steps: Vec<&Step> = pending
+                .iter()
+                .copied()
+                .filter(|s| s.phase == phase)
+                .collect();
+            if phase_steps.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            let serial =
+                is_ha(phase) && phase_steps.iter().any(|s| s.status == StepStatus::Changed);
+            let jobs = if serial { 1 } else { self.jobs.max(1) };
+            self.printer.info(format!(
+                "{phase}: {} node(s){}",
+                phase_steps.len(),
+                if serial {
+                    ", one at a time (re-applying an HA role)"
+                } else {
+                    ""
+                }
+            ));
+            use futures_util::StreamExt;
+            let failed_ref = &failed;
+            let errors: Vec<Error> =
+                futures_util::stream::iter(phase_steps.into_iter().map(|step| async move {
+                    // A failure stops new steps; running ones finish.
+                    if failed_ref.load(Ordering::SeqCst) {
+                        return None;
+                    }
+                    let result = self.run_step(step).await;
+                    if result.is_err() {
+                        failed_ref.store(true, Ordering::SeqCst);
+                    }
+                    result.err()
+                }))
+                .buffer_unordered(jobs)
+                .filter_map(|e| async move { e })
+                .collect()
+                .await;
+            if !errors.is_empty() {
+                let n = errors.len();
+                return Err(Error::Several {
+                    summary: format!("the {phase} phase failed on {n} node{}:", if n == 1 { "" } else { "s" }),
+                    failures: errors,
+                    hint: Some("fix the cause, then run `kubelab lab up` again: finished steps are kept and it resumes at the failed one".into()),
+                });
+            }
+            self.printer.info(format!(
+                "{phase}: done in {:.1} s",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        Ok(())
+    }
+
+    async fn run_step(&self, step: &Step) -> Result<()> {
+        let started = Instant::now();
+        let node = self
+            .topo
+            .node(&step.node)
+            .ok_or_else(|| Error::other(format!("{} is not in the lab", step.node), ""))?;
+        let previous_files = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|s| {
+                s.steps
+                    .get(&step.node)
+                    .and_then(|m| m.get(step.phase.name()))
+                    .cloned()
+            })
+            .filter(|r| r.vm_id == step.vm_id)
+            .map(|r| r.files)
+            .unwrap_or_default();
+        let hashes: BTreeMap<String, String> = step
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), sha256_hex(f.contents.as_bytes())))
+            .collect();
+        let changed: Vec<&RenderedFile> = step
+            .files
+            .iter()
+            .filter(|f| previous_files.get(&f.path) != hashes.get(&f.path))
+            .collect();
+        let script = script_of(step.phase)
+            .ok_or_else(|| Error::other(format!("no script for the {} phase", step.phase), ""))?;
+        let tar = archive(&changed)?;
+        let env = [
+            format!("KUBELAB_NODE={}", node.name),
+            format!("KUBELAB_ADDRESS={}", node.address),
+            format!("KUBELAB_DOMAIN={}", self.topo.domain),
+            format!("KUBELAB_PHASE={}", step.phase),
+            format!("KUBELAB_ETCD_SOURCE={}", self.lab.etcd_source),
+        ];
+        let command = format!(
+            "sudo tar -x -p -f - -C / && sudo env {} bash /{REMOTE_SCRIPTS}/{script}",
+            env.join(" ")
+        );
+        self.printer.info(format!(
+            "  {:<12} {} ({} file{} sent)",
+            node.name,
+            step.phase,
+            changed.len(),
+            if changed.len() == 1 { "" } else { "s" }
+        ));
+        self.transport
+            .run(
+                &node.name,
+                &command,
+                Some(tar),
+                format!("run the {} phase on {}", step.phase, node.name),
+                &self.log_path(&node.name, step.phase),
+            )
+            .await?;
+        if let Ok(mut state) = self.state.lock() {
+            state.steps.entry(step.node.clone()).or_default().insert(
+                step.phase.name().to_string(),
+                StepRecord {
+                    input_hash: step.input_hash.clone(),
+                    vm_id: step.vm_id.clone(),
+                    files: hashes,
+                    finished_unix: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0),
+                },
+            );
+        }
+        // Saved after every step: a kill loses at most the running ones.
+        self.save();
+        self.printer.info(format!(
+            "  {:<12} {} done ({:.1} s)",
+            node.name,
+            step.phase,
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    fn files_for(lab: &Lab, topo: &Topology) -> Vec<RenderedFile> {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::pki::load_or_create(dir.path(), lab, topo).unwrap();
+        crate::render::all(lab, topo, &pki)
+    }
+
+    fn ids(topo: &Topology) -> BTreeMap<String, Option<String>> {
+        topo.nodes
+            .iter()
+            .map(|n| (n.name.clone(), Some(format!("vm-{}", n.name))))
+            .collect()
+    }
+
+    fn record_all(state: &mut State, steps: &[Step]) {
+        for s in steps {
+            state.steps.entry(s.node.clone()).or_default().insert(
+                s.phase.name().into(),
+                StepRecord {
+                    input_hash: s.input_hash.clone(),
+                    vm_id: s.vm_id.clone(),
+                    files: BTreeMap::new(),
+                    finished_unix: 0,
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn the_plan_covers_each_role_in_phase_order() {
+        let lab = config::builtin();
+        let topo = Topology::new(&lab);
+        let files = files_for(&lab, &topo);
+        let steps = plan(
+            &lab,
+            &topo,
+            &files,
+            &State::new("x"),
+            &ids(&topo),
+            &Selection::default(),
+        );
+        let summary: Vec<String> = steps
+            .iter()
+            .filter(|s| s.phase != Phase::Resolv && s.phase != Phase::Certs)
+            .map(|s| format!("{}:{}", s.phase, s.node))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "dns:dns0",
+                "lb:lb0",
+                "lb:lb1",
+                "etcd:etcd0",
+                "etcd:etcd1",
+                "etcd:etcd2"
+            ]
+        );
+        assert!(steps.iter().all(|s| s.status == StepStatus::New));
+        // Every file of those phases is placed by exactly one step.
+        let lb0 = steps
+            .iter()
+            .find(|s| s.node == "lb0" && s.phase == Phase::Lb)
+            .unwrap();
+        let paths: Vec<&str> = lb0.files.iter().map(|f| f.path.as_str()).collect();
+        assert!(paths.contains(&"etc/haproxy/haproxy.cfg"), "{paths:?}");
+        let etcd_certs = steps
+            .iter()
+            .find(|s| s.node == "etcd0" && s.phase == Phase::Certs)
+            .unwrap();
+        assert!(
+            etcd_certs
+                .files
+                .iter()
+                .any(|f| f.path == "etc/etcd/peer-key.pem" && f.mode == 0o600)
+        );
+    }
+
+    #[test]
+    fn nothing_changed_means_nothing_to_do_and_one_change_reruns_only_its_steps() {
+        let lab = config::builtin();
+        let topo = Topology::new(&lab);
+        let files = files_for(&lab, &topo);
+        let mut state = State::new("x");
+        let first = plan(
+            &lab,
+            &topo,
+            &files,
+            &state,
+            &ids(&topo),
+            &Selection::default(),
+        );
+        record_all(&mut state, &first);
+        let second = plan(
+            &lab,
+            &topo,
+            &files,
+            &state,
+            &ids(&topo),
+            &Selection::default(),
+        );
+        assert!(second.iter().all(|s| s.status == StepStatus::Done));
+
+        // Change haproxy.cfg on lb1 only: just that step is a re-apply.
+        let mut edited = files.clone();
+        let f = edited
+            .iter_mut()
+            .find(|f| f.path == "lb1/etc/haproxy/haproxy.cfg")
+            .unwrap();
+        f.contents.push_str("# changed\n");
+        let third = plan(
+            &lab,
+            &topo,
+            &edited,
+            &state,
+            &ids(&topo),
+            &Selection::default(),
+        );
+        let pending: Vec<String> = third
+            .iter()
+            .filter(|s| s.status != StepStatus::Done)
+            .map(|s| format!("{}:{}:{:?}", s.phase, s.node, s.status))
+            .collect();
+        assert_eq!(pending, ["lb:lb1:Changed"]);
+    }
+
+    #[test]
+    fn a_recreated_vm_is_provisioned_again() {
+        let lab = config::builtin();
+        let topo = Topology::new(&lab);
+        let files = files_for(&lab, &topo);
+        let mut state = State::new("x");
+        let first = plan(
+            &lab,
+            &topo,
+            &files,
+            &state,
+            &ids(&topo),
+            &Selection::default(),
+        );
+        record_all(&mut state, &first);
+        let mut new_ids = ids(&topo);
+        new_ids.insert("etcd1".into(), Some("vm-etcd1-recreated".into()));
+        let again = plan(&lab, &topo, &files, &state, &new_ids, &Selection::default());
+        let pending: Vec<String> = again
+            .iter()
+            .filter(|s| s.status != StepStatus::Done)
+            .map(|s| format!("{}:{}", s.phase, s.node))
+            .collect();
+        assert_eq!(pending, ["resolv:etcd1", "certs:etcd1", "etcd:etcd1"]);
+        assert!(
+            again
+                .iter()
+                .filter(|s| s.node == "etcd1")
+                .all(|s| s.status == StepStatus::New)
+        );
+    }
+
+    #[test]
+    fn selection_limits_phases_and_nodes() {
+        let sel = Selection {
+            until: Some(Phase::Lb),
+            ..Selection::default()
+        };
+        assert!(sel.includes(Phase::Dns) && sel.includes(Phase::Lb) && !sel.includes(Phase::Etcd));
+        let sel = Selection {
+            from: Some(Phase::Certs),
+            node: Some("etcd0".into()),
+            ..Selection::default()
+        };
+        assert!(!sel.includes(Phase::Lb) && sel.includes(Phase::Etcd));
+        assert!(sel.includes_node("etcd0") && !sel.includes_node("etcd1"));
+        let sel = Selection {
+            only: vec![Phase::Dns, Phase::Etcd],
+            ..Selection::default()
+        };
+        assert!(sel.includes(Phase::Etcd) && !sel.includes(Phase::Resolv));
+    }
+
+    #[test]
+    fn the_archive_holds_files_with_their_modes_and_the_scripts() {
+        let f = RenderedFile {
+            path: "etc/etcd/peer-key.pem".into(),
+            node: Some("etcd0".into()),
+            mode: 0o600,
+            contents: "secret".into(),
+        };
+        let bytes = archive(&[&f]).unwrap();
+        let mut ar = tar::Archive::new(bytes.as_slice());
+        let entries: Vec<(String, u32)> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().mode().unwrap(),
+                )
+            })
+            .collect();
+        assert!(entries.contains(&("etc/etcd/peer-key.pem".into(), 0o600)));
+        assert!(entries.contains(&("var/lib/kubelab/scripts/etcd.sh".into(), 0o755)));
+    }
+}
