@@ -1428,3 +1428,282 @@ fn every_unit_passes_systemd_analyze_verify() {
     // (with 2 workers, each has the other's range to reach).
     assert_eq!(verified, 9 + 3 + 6 + 2 + 12);
 }
+
+/// GETs `url` with curl inside `ns` until it answers 200, with a deadline;
+/// returns the body.
+fn get_in(ns: &Netns, url: &str, what: &str, log: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = run(ns.exec("curl").args(["-sf", "--max-time", "2", url]));
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{what} did not answer {url} within 20 s:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_nginx_workload_config_passes_nginx_and_answers_with_pod_and_node() {
+    if !have("nginx") || !have("curl") || !have("ip") || !root() {
+        return;
+    }
+    let (test, out) = render(Test::new());
+    let docs = documents(&read(&out, "host/manifests/nginx.yaml"));
+    let template = find(&docs, "ConfigMap", "nginx-whoami")["data"]["default.conf.template"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // What the image's entrypoint does: substitute the variables the
+    // container has (the Deployment's env), leave every other `$` alone.
+    let deployment = find(&docs, "Deployment", "nginx");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let env: Vec<String> = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(env, ["POD_NAME", "NODE_NAME", "POD_IP"]);
+    let conf = template
+        .replace("${POD_NAME}", "nginx-7d9c-abcde")
+        .replace("${NODE_NAME}", "worker0")
+        .replace("${POD_IP}", "10.200.0.7");
+    assert!(!conf.contains("${"), "an unset variable is left:\n{conf}");
+    let mount = &container["volumeMounts"][0];
+    assert_eq!(mount["mountPath"], "/etc/nginx/templates");
+
+    let dir = test.path().join("nginx");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("default.conf"), &conf).unwrap();
+    // The image's nginx.conf includes conf.d/*.conf inside http {}; every
+    // path of this one stays in the test's directory.
+    let d = dir.display();
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  \
+             client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  \
+             uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  include {d}/default.conf;\n}}\n"
+        ),
+    )
+    .unwrap();
+    let nginx_args = |cmd: &mut Command| {
+        cmd.arg("-p")
+            .arg(&dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(dir.join("nginx.conf"));
+    };
+    let mut check = Command::new("nginx");
+    nginx_args(&mut check);
+    run_ok(check.arg("-t"));
+
+    // Served for real inside a namespace: the answer names pod and node.
+    let ns = Netns::new("nginx");
+    let mut serve = ns.exec("nginx");
+    nginx_args(&mut serve);
+    let child = serve
+        // One process, so killing it by its PID leaves no worker behind.
+        .args(["-g", "daemon off; master_process off;"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start nginx");
+    let _nginx = Members {
+        children: vec![child],
+    };
+    let body = get_in(&ns, "http://127.0.0.1:80/", "nginx", &dir.join("error.log"));
+    assert_eq!(body, "pod=nginx-7d9c-abcde node=worker0 ip=10.200.0.7\n");
+}
+
+#[test]
+fn each_registry_cache_serves_the_registry_api_on_its_port() {
+    if !have("docker-registry") || !have("curl") || !have("ip") || !root() {
+        return;
+    }
+    let (test, out) = render(Test::new().write("lab.yaml", "nodes:\n  registry:\n    count: 1\n"));
+    let ns = Netns::new("reg");
+    ns.ip(&[
+        "link", "add", "eth1", "type", "veth", "peer", "name", "kl-peer",
+    ]);
+    ns.ip(&["addr", "add", "192.168.56.60/24", "dev", "eth1"]);
+    ns.ip(&["link", "set", "eth1", "up"]);
+    ns.ip(&["link", "set", "kl-peer", "up"]);
+    let mut caches = Members {
+        children: Vec::new(),
+    };
+    // A cache asks its upstream for /v2/ when it starts and exits if it
+    // cannot, and this machine has no way out: a plain registry inside the
+    // namespace stands in for the upstreams (the rendered remoteurl is
+    // asserted in the containerd test).
+    let upstream_config = test.path().join("upstream.yml");
+    std::fs::write(
+        &upstream_config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:5999\n",
+            test.path().join("upstream").display()
+        ),
+    )
+    .unwrap();
+    let upstream_log = test.path().join("upstream.log");
+    let log = std::fs::File::create(&upstream_log).unwrap();
+    caches.children.push(
+        ns.exec("docker-registry")
+            .arg("serve")
+            .arg(&upstream_config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry"),
+    );
+    get_in(
+        &ns,
+        "http://127.0.0.1:5999/v2/",
+        "the stand-in upstream",
+        &upstream_log,
+    );
+    let mut logs = Vec::new();
+    for (registry, port) in [("docker.io", 5000), ("registry.k8s.io", 5001)] {
+        let unit = read(
+            &out,
+            &format!(
+                "registry0/etc/systemd/system/registry-{}.service",
+                registry.replace('.', "-")
+            ),
+        );
+        let flags = exec_start_flags(&unit);
+        let config_path = format!("/etc/kubelab-registry/{registry}.yml");
+        assert_eq!(flags, ["serve", config_path.as_str()]);
+        // The rendered config, with its storage moved into the test's dir
+        // and the stand-in as upstream.
+        let rendered = read(&out, &format!("registry0{config_path}"));
+        let remote = yaml(&out, &format!("registry0{config_path}"))["proxy"]["remoteurl"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let config = rendered
+            .replace(
+                "rootdirectory: /var/lib/kubelab-registry/",
+                &format!("rootdirectory: {}/", test.path().join("storage").display()),
+            )
+            .replace(
+                &format!("remoteurl: {remote}"),
+                "remoteurl: http://127.0.0.1:5999",
+            );
+        assert!(config.contains("remoteurl: http://127.0.0.1:5999"));
+        let path = test.path().join(format!("{registry}.yml"));
+        std::fs::write(&path, config).unwrap();
+        let log_path = test.path().join(format!("{registry}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = ns
+            .exec("docker-registry")
+            .arg("serve")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        caches.children.push(child);
+        logs.push((port, log_path));
+    }
+    for (port, log) in &logs {
+        // /v2/ answering 200 is the registry API's "I am here".
+        let body = get_in(
+            &ns,
+            &format!("http://192.168.56.60:{port}/v2/"),
+            "the registry cache",
+            log,
+        );
+        assert_eq!(body.trim(), "{}");
+    }
+}
+
+#[test]
+fn the_cni_bridge_config_gives_a_pod_an_address_of_its_workers_range() {
+    let plugins = Path::new("/usr/lib/cni");
+    if !have("ip") || !have("iptables") || !root() {
+        return;
+    }
+    if !plugins.join("bridge").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "containernetworking-plugins is missing in CI; tests/run installs it"
+        );
+        eprintln!(
+            "SKIPPED: /usr/lib/cni/bridge is missing (apt-get install containernetworking-plugins)"
+        );
+        return;
+    }
+    let (test, out) = render(Test::new().write("lab.yaml", "nodes:\n  worker:\n    count: 2\n"));
+    let conflist: serde_json::Value =
+        serde_json::from_str(&read(&out, "worker1/etc/cni/net.d/10-bridge.conflist")).unwrap();
+    // What a runtime hands the plugin: the list's name and version with the
+    // plugin's own config. host-local keeps its leases under dataDir, moved
+    // into the test's directory instead of the machine's /var/lib/cni.
+    let mut conf = conflist["plugins"][0].clone();
+    conf["name"] = conflist["name"].clone();
+    conf["cniVersion"] = conflist["cniVersion"].clone();
+    conf["ipam"]["dataDir"] = test.path().join("cni-leases").display().to_string().into();
+
+    let node = Netns::new("node");
+    let pod = Netns::new("pod");
+    let add = |command: &str| {
+        let mut child = node
+            .exec(plugins.join("bridge").to_str().unwrap())
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", "kubelab-test")
+            .env("CNI_NETNS", format!("/run/netns/{}", pod.name))
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", plugins)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the bridge plugin");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.to_string().as_bytes())
+            .unwrap();
+        let done = child.wait_with_output().unwrap();
+        assert!(
+            done.status.success(),
+            "CNI {command} failed: {}{}",
+            String::from_utf8_lossy(&done.stdout),
+            String::from_utf8_lossy(&done.stderr)
+        );
+        String::from_utf8_lossy(&done.stdout).into_owned()
+    };
+    let result: serde_json::Value = serde_json::from_str(&add("ADD")).unwrap();
+    let address = result["ips"][0]["address"].as_str().unwrap().to_string();
+    assert!(
+        address.starts_with("10.200.1.") && address.ends_with("/24"),
+        "{result}"
+    );
+    assert_eq!(result["ips"][0]["gateway"], "10.200.1.1");
+    assert!(
+        pod.ip(&["-4", "addr", "show", "eth0"])
+            .contains(&format!("inet {address}"))
+    );
+    assert!(
+        pod.ip(&["-4", "route", "show"])
+            .contains("default via 10.200.1.1 dev eth0"),
+        "{}",
+        pod.ip(&["-4", "route", "show"])
+    );
+    assert!(
+        node.ip(&["-4", "addr", "show", "cni0"])
+            .contains("inet 10.200.1.1/24")
+    );
+    add("DEL");
+}

@@ -403,7 +403,7 @@ pub fn cni_bridge(pod_cidr: Ipv4Net) -> String {
 
 fn cni_loopback() -> String {
     let conf = serde_json::json!({
-        "cniVersion": "1.1.0",
+        "cniVersion": "1.0.0",
         "name": "lo",
         "type": "loopback"
     });
