@@ -2,6 +2,8 @@
 //! provision/templates/, compiled into the binary. A render error is a bug:
 //! config validation rejects anything a template could not express.
 
+mod kube;
+
 use std::path::Path;
 
 use askama::Template;
@@ -139,6 +141,7 @@ pub fn all(lab: &Lab, topo: &Topology, pki: &Pki) -> Vec<RenderedFile> {
             contents: hosts_block(lab, topo),
         },
     ];
+    files.extend(kube::host_files(lab, topo, pki));
     let dns = topo.by_role(Role::Dns).next();
     for node in &topo.nodes {
         let mut bundle = Bundle::new(node);
@@ -152,10 +155,17 @@ pub fn all(lab: &Lab, topo: &Topology, pki: &Pki) -> Vec<RenderedFile> {
             Role::Dns => dns_files(lab, topo, node, &mut bundle),
             Role::Lb => lb_files(lab, topo, node, &mut bundle),
             Role::Etcd => etcd_files(lab, topo, node, pki, &mut bundle),
-            Role::Controller => controller_files(node, pki, &mut bundle),
-            Role::Worker => worker_files(node, pki, &mut bundle),
-            Role::Registry => {}
+            Role::Controller => {
+                controller_files(node, pki, &mut bundle);
+                kube::controller_files(lab, topo, node, pki, &mut bundle);
+            }
+            Role::Worker => {
+                worker_files(node, pki, &mut bundle);
+                kube::worker_files(lab, topo, node, pki, &mut bundle);
+            }
+            Role::Registry => kube::registry_files(lab, node, &mut bundle),
         }
+        kube::route_files(lab, topo, node, &mut bundle);
         files.extend(bundle.files);
     }
     files
@@ -787,7 +797,9 @@ mod tests {
     fn secrets_are_0600_and_everything_else_0644() {
         let files = render_lab(&config::builtin());
         for f in &files {
-            let secret = f.contents.contains("PRIVATE KEY") || f.contents.contains("aescbc");
+            let secret = f.contents.contains("PRIVATE KEY")
+                || f.contents.contains("aescbc")
+                || f.contents.contains("client-key-data");
             assert_eq!(f.mode, if secret { 0o600 } else { 0o644 }, "{}", f.path);
         }
     }
@@ -803,9 +815,18 @@ mod tests {
             text.push_str(&format!("===== {} ({:04o})\n", f.path, f.mode));
             text.push_str(&f.contents);
         }
+        // The registry's files exist only when it is on: add them too.
+        text.push_str("##### with nodes.registry.count: 1, files the default lab lacks\n");
+        for f in render_lab(&lab("nodes:\n  registry:\n    count: 1\n")) {
+            if !files.iter().any(|g| g.path == f.path) {
+                text.push_str(&format!("===== {} ({:04o})\n", f.path, f.mode));
+                text.push_str(&f.contents);
+            }
+        }
         insta::with_settings!({filters => vec![
             (r"-----BEGIN ([A-Z ]+)-----\n[A-Za-z0-9+/=\n]+-----END [A-Z ]+-----\n", "[$1]\n"),
             (r"secret: [A-Za-z0-9+/=]{44}", "secret: [AESCBC KEY]"),
+            (r"(certificate-authority|client-certificate|client-key)-data: [A-Za-z0-9+/=]+", "$1-data: [BASE64]"),
         ]}, {
             insta::assert_snapshot!(text);
         });
