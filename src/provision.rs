@@ -45,19 +45,60 @@ fn script_text(name: &str) -> &'static str {
 }
 
 /// The phase that places a file of a node's bundle (path without the node).
+/// Certificates and keys go with `certs`; everything else with its role.
 pub fn phase_of(path: &str) -> Option<Phase> {
-    let is_cert = path.ends_with(".pem");
+    const UNITS: &str = "etc/systemd/system/";
+    let unit = path.strip_prefix(UNITS);
     Some(match path {
+        p if p.ends_with(".pem") => Phase::Certs,
         p if p.starts_with("etc/bind/") => Phase::Dns,
         p if p.starts_with("etc/systemd/resolved.conf.d/") => Phase::Resolv,
+        p if p.starts_with("etc/kubelab-registry/") => Phase::Registry,
+        _ if unit.is_some_and(|u| u.starts_with("registry-")) => Phase::Registry,
         p if p.starts_with("etc/haproxy/")
             || p.starts_with("etc/keepalived/")
             || p == "etc/sysctl.d/60-kubelab-nonlocal-bind.conf" =>
         {
             Phase::Lb
         }
-        _ if is_cert => Phase::Certs,
-        p if p.starts_with("etc/etcd/") || p == "etc/systemd/system/etcd.service" => Phase::Etcd,
+        p if p.starts_with("etc/etcd/") => Phase::Etcd,
+        _ if unit == Some("etcd.service") => Phase::Etcd,
+        p if p.starts_with("var/lib/kubernetes/") || p.starts_with("etc/kubernetes/") => {
+            Phase::Controllers
+        }
+        _ if unit.is_some_and(|u| {
+            [
+                "kube-apiserver.service",
+                "kube-controller-manager.service",
+                "kube-scheduler.service",
+            ]
+            .contains(&u)
+        }) =>
+        {
+            Phase::Controllers
+        }
+        p if p.starts_with("var/lib/kubelet/")
+            || p.starts_with("var/lib/kube-proxy/")
+            || p.starts_with("etc/containerd/")
+            || p.starts_with("etc/cni/")
+            || p == "etc/modules-load.d/kubelab-kubernetes.conf"
+            || p == "etc/sysctl.d/60-kubelab-kubernetes.conf" =>
+        {
+            Phase::Workers
+        }
+        _ if unit.is_some_and(|u| {
+            [
+                "containerd.service",
+                "kubelet.service",
+                "kube-proxy.service",
+            ]
+            .contains(&u)
+        }) =>
+        {
+            Phase::Workers
+        }
+        p if p.starts_with("etc/kubelab/pod-routes") => Phase::Routes,
+        _ if unit == Some("kubelab-routes.service") => Phase::Routes,
         _ => return None,
     })
 }
@@ -626,6 +667,43 @@ mod tests {
                 .files
                 .iter()
                 .any(|f| f.path == "etc/etcd/peer-key.pem" && f.mode == 0o600)
+        );
+    }
+
+    #[test]
+    fn every_node_file_belongs_to_a_phase() {
+        // With the registry on, so its files are rendered too.
+        let lab = config::parse(
+            "nodes:\n  registry:\n    count: 1\n",
+            config::LabSource::BuiltIn,
+        )
+        .unwrap();
+        let topo = Topology::new(&lab);
+        let (by_step, unplaced) = files_by_step(&files_for(&lab, &topo));
+        assert_eq!(unplaced, Vec::<String>::new(), "files no phase places");
+        let phases: std::collections::BTreeSet<Phase> = by_step.keys().map(|(_, p)| *p).collect();
+        for p in [
+            Phase::Dns,
+            Phase::Resolv,
+            Phase::Registry,
+            Phase::Lb,
+            Phase::Certs,
+            Phase::Etcd,
+            Phase::Controllers,
+            Phase::Workers,
+            Phase::Routes,
+        ] {
+            assert!(phases.contains(&p), "no files for {p}");
+        }
+        let controller = &by_step[&("controller0".to_string(), Phase::Controllers)];
+        assert!(
+            controller
+                .iter()
+                .any(|f| f.path == "etc/systemd/system/kube-apiserver.service")
+        );
+        assert!(
+            controller.iter().all(|f| !f.path.ends_with(".pem")),
+            "certs go with the certs phase"
         );
     }
 
