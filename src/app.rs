@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cli::{Cli, Command, InitArgs, JsonArgs, LabCommand, RenderArgs, SnapshotCommand};
+use crate::cli::{
+    ArtifactsCommand, CacheCommand, Cli, Command, InitArgs, JsonArgs, LabCommand, RenderArgs,
+    SnapshotCommand,
+};
 use crate::config::{self, Lab, LabSource, Role};
 use crate::error::{Error, Result};
 use crate::machines::Host;
@@ -40,6 +43,11 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                 &loaded, settings, printer, args.json, verbose,
             ))
         }
+        Command::Artifacts(ArtifactsCommand::Fetch) => {
+            let loaded = load_lab(cli.lab.as_deref(), printer)?;
+            block_on(fetch_artifacts(&loaded, settings, printer, false)).map(|_| 0)
+        }
+        Command::Cache(CacheCommand::Clean) => cache_clean(settings, printer).map(|()| 0),
         Command::Lab(command) => {
             let loaded = load_lab(cli.lab.as_deref(), printer)?;
             let host = Host::new(&loaded, settings, printer, verbose);
@@ -53,8 +61,13 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                         only: args.only.clone(),
                         node: args.node.clone(),
                     };
-                    block_on(host.up(args.jobs.map(usize::from), args.no_hosts, &selection))
-                        .map(|()| 0)
+                    block_on(host.up(
+                        args.jobs.map(usize::from),
+                        args.no_hosts,
+                        args.offline,
+                        &selection,
+                    ))
+                    .map(|()| 0)
                 }
                 LabCommand::Status(args) => block_on(host.status(args.json)).map(|()| 0),
                 LabCommand::Halt => block_on(host.halt()).map(|()| 0),
@@ -82,6 +95,81 @@ fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T
         .enable_all()
         .build()?
         .block_on(future)
+}
+
+/// Fetches every release file the lab needs into the shared cache; returns
+/// the etcd tarball's path when the lab takes etcd from the release.
+pub async fn fetch_artifacts(
+    loaded: &LoadedLab,
+    settings: &Settings,
+    printer: &Printer,
+    offline: bool,
+) -> Result<Option<PathBuf>> {
+    let Some(artifact) = crate::artifacts::etcd(&loaded.lab, settings.artifacts_mirror.as_deref())?
+    else {
+        printer.info("nothing to download: the lab takes etcd from the distribution (artifacts.etcd: distro)");
+        return Ok(None);
+    };
+    let cached = crate::artifacts::cached_path(&settings.cache_dir, &artifact);
+    if cached.exists() {
+        printer.info(format!(
+            "{} {}: in the cache ({})",
+            artifact.component,
+            artifact.version,
+            cached.display()
+        ));
+        return Ok(Some(cached));
+    }
+    let bar = if printer.interactive() {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("{} {}", artifact.component, artifact.version));
+    printer.info(format!("downloading {}", artifact.url));
+    let client = crate::artifacts::client()?;
+    let path = crate::artifacts::fetch(
+        &client,
+        &settings.cache_dir,
+        &artifact,
+        offline,
+        &|done, total| {
+            if let Some(total) = total {
+                bar.set_length(total);
+            }
+            bar.set_position(done);
+        },
+    )
+    .await;
+    bar.finish_and_clear();
+    let path = path?;
+    printer.info(format!(
+        "{} {}: verified and cached at {}",
+        artifact.component,
+        artifact.version,
+        path.display()
+    ));
+    Ok(Some(path))
+}
+
+fn cache_clean(settings: &Settings, printer: &Printer) -> Result<()> {
+    let dir = &settings.cache_dir;
+    if !dir.exists() {
+        printer.info(format!("{} is empty already", dir.display()));
+        return Ok(());
+    }
+    fs_err::remove_dir_all(dir)?;
+    printer.info(format!(
+        "removed {} (every lab's downloads; they are fetched again when needed)",
+        dir.display()
+    ));
+    Ok(())
 }
 
 /// The default lab file when `--lab` is not given.

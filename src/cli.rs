@@ -71,6 +71,35 @@ Each check prints Passed, Warned or Failed with the fix. Exit 1 on any Failed.")
     /// Plan, build and inspect the lab (`kubelab lab --help`)
     #[command(subcommand)]
     Lab(LabCommand),
+
+    /// Download the lab's release files into the shared cache ahead of time
+    #[command(subcommand)]
+    Artifacts(ArtifactsCommand),
+
+    /// The download cache shared by every lab on this host
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCommand {
+    /// Fetch (or resume) every release file the lab needs, sha256-checked
+    #[command(after_long_help = "Examples:
+  kubelab artifacts fetch
+  KUBELAB_ARTIFACTS_MIRROR=http://mirror.local/kubelab kubelab artifacts fetch
+
+Files land once per host in $XDG_CACHE_HOME/kubelab (KUBELAB_CACHE_DIR) and
+are copied to the VMs that need them; a broken download resumes. A file whose
+sha256 differs from the one kubelab pins is deleted and reported.")]
+    Fetch,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Delete every downloaded file (all labs share them)
+    #[command(after_long_help = "Examples:
+  kubelab cache clean")]
+    Clean,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +214,10 @@ pub struct UpArgs {
     /// Provision only this node
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
+
+    /// Use only files already in the download cache
+    #[arg(long)]
+    pub offline: bool,
 }
 
 fn parse_phase(s: &str) -> Result<Phase, String> {

@@ -109,6 +109,7 @@ impl<'a> Host<'a> {
         &self,
         jobs: Option<usize>,
         no_hosts: bool,
+        offline: bool,
         selection: &Selection,
     ) -> Result<()> {
         let _lock = self.lock("kubelab lab up")?;
@@ -119,13 +120,18 @@ impl<'a> Host<'a> {
             if selection.until == Some(Phase::Machines) {
                 return Ok(());
             }
-            self.provision(jobs, selection).await
+            self.provision(jobs, offline, selection).await
         })
         .await
     }
 
     /// Every phase after the machines, over one SSH ControlMaster per node.
-    async fn provision(&self, jobs: Option<usize>, selection: &Selection) -> Result<()> {
+    async fn provision(
+        &self,
+        jobs: Option<usize>,
+        offline: bool,
+        selection: &Selection,
+    ) -> Result<()> {
         let LoadedLab { lab, topo, .. } = self.loaded;
         if let Some(node) = &selection.node
             && topo.node(node).is_none()
@@ -198,6 +204,22 @@ impl<'a> Host<'a> {
             return Ok(());
         }
 
+        // Release files first: a missing one fails before any node is touched.
+        let mut uploads = BTreeMap::new();
+        if selection.includes(Phase::Etcd)
+            && let Some(path) =
+                crate::app::fetch_artifacts(self.loaded, self.settings, self.printer, offline)
+                    .await?
+        {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            uploads.insert(
+                Phase::Etcd,
+                vec![(format!("var/lib/kubelab/artifacts/{name}"), path)],
+            );
+        }
         let shared = Arc::new(Mutex::new(state));
         let vagrant = self.vagrant()?;
         let names: Vec<&str> = topo.nodes.iter().map(|n| n.name.as_str()).collect();
@@ -213,6 +235,7 @@ impl<'a> Host<'a> {
             logs: self.state_dir().join("logs"),
             jobs: jobs.unwrap_or(8),
             vm_ids: vm_ids.clone(),
+            uploads,
         };
         let result = async {
             engine.facts(selection).await?;

@@ -1,6 +1,7 @@
 //! kubelab: a highly-available Kubernetes lab on one workstation.
 
 mod app;
+mod artifacts;
 mod cli;
 mod config;
 mod doctor;

@@ -15,6 +15,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct Printer {
     color: bool,
     quiet: bool,
+    stderr_tty: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -26,10 +27,17 @@ pub enum Style {
 
 impl Printer {
     pub fn new(quiet: bool, no_color: bool) -> Printer {
+        let stderr_tty = std::io::stderr().is_terminal();
         Printer {
-            color: std::io::stderr().is_terminal() && !no_color,
+            color: stderr_tty && !no_color,
             quiet,
+            stderr_tty,
         }
+    }
+
+    /// Whether progress bars are drawn: stderr is a terminal, not --quiet.
+    pub fn interactive(&self) -> bool {
+        self.stderr_tty && !self.quiet
     }
 
     pub fn paint(&self, style: Style, text: &str) -> String {

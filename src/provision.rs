@@ -292,8 +292,9 @@ fn step_hash(lab: &Lab, node: &Node, phase: Phase, files: &[RenderedFile]) -> St
     sha256_hex(&h.finalize())
 }
 
-/// A tar stream of `files` at their absolute paths, plus the scripts.
-fn archive(files: &[&RenderedFile]) -> Result<Vec<u8>> {
+/// A tar stream of `files` at their absolute paths, the release files
+/// `extra` names, and the scripts.
+fn archive(files: &[&RenderedFile], extra: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     let mut add = |path: &str, mode: u32, bytes: &[u8]| -> std::io::Result<()> {
         let mut header = tar::Header::new_gnu();
@@ -313,6 +314,9 @@ fn archive(files: &[&RenderedFile]) -> Result<Vec<u8>> {
     for f in files {
         add(&f.path, f.mode, f.contents.as_bytes())?;
     }
+    for (path, bytes) in extra {
+        add(path, 0o644, bytes)?;
+    }
     for (name, text) in SCRIPTS {
         add(&format!("{REMOTE_SCRIPTS}/{name}"), 0o755, text.as_bytes())?;
     }
@@ -330,6 +334,8 @@ pub struct Engine<'a> {
     pub logs: std::path::PathBuf,
     pub jobs: usize,
     pub vm_ids: BTreeMap<String, Option<String>>,
+    /// Release files a phase copies to its nodes: (path on the node, local file).
+    pub uploads: BTreeMap<Phase, Vec<(String, std::path::PathBuf)>>,
 }
 
 impl Engine<'_> {
@@ -535,7 +541,14 @@ impl Engine<'_> {
             .collect();
         let script = script_of(step.phase)
             .ok_or_else(|| Error::other(format!("no script for the {} phase", step.phase), ""))?;
-        let tar = archive(&changed)?;
+        // Release files go only with a step that has not run on this VM.
+        let mut extra = Vec::new();
+        if previous_files.is_empty() {
+            for (remote, local) in self.uploads.get(&step.phase).into_iter().flatten() {
+                extra.push((remote.clone(), fs_err::read(local)?));
+            }
+        }
+        let tar = archive(&changed, &extra)?;
         let env = [
             format!("KUBELAB_NODE={}", node.name),
             format!("KUBELAB_ADDRESS={}", node.address),
@@ -816,7 +829,14 @@ mod tests {
             mode: 0o600,
             contents: "secret".into(),
         };
-        let bytes = archive(&[&f]).unwrap();
+        let bytes = archive(
+            &[&f],
+            &[(
+                "var/lib/kubelab/artifacts/etcd.tar.gz".into(),
+                b"x".to_vec(),
+            )],
+        )
+        .unwrap();
         let mut ar = tar::Archive::new(bytes.as_slice());
         let entries: Vec<(String, u32)> = ar
             .entries()
@@ -831,5 +851,6 @@ mod tests {
             .collect();
         assert!(entries.contains(&("etc/etcd/peer-key.pem".into(), 0o600)));
         assert!(entries.contains(&("var/lib/kubelab/scripts/etcd.sh".into(), 0o755)));
+        assert!(entries.contains(&("var/lib/kubelab/artifacts/etcd.tar.gz".into(), 0o644)));
     }
 }

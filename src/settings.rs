@@ -11,6 +11,11 @@ pub const ENV_HOSTS_FILE: &str = "KUBELAB_HOSTS_FILE";
 /// Pretend the host has this much RAM (MB): for tests and for planning a lab
 /// for another machine.
 pub const ENV_HOST_MEMORY_MB: &str = "KUBELAB_HOST_MEMORY_MB";
+/// The shared download cache (default `$XDG_CACHE_HOME/kubelab`).
+pub const ENV_CACHE_DIR: &str = "KUBELAB_CACHE_DIR";
+/// Download release files from this base URL instead of their upstream
+/// release pages (a local mirror): `<mirror>/<file name>`.
+pub const ENV_ARTIFACTS_MIRROR: &str = "KUBELAB_ARTIFACTS_MIRROR";
 /// Any value turns colour off (https://no-color.org).
 pub const ENV_NO_COLOR: &str = "NO_COLOR";
 
@@ -20,12 +25,23 @@ pub struct Settings {
     pub hosts_file: PathBuf,
     pub host_memory_mb: Option<u64>,
     pub no_color: bool,
+    pub cache_dir: PathBuf,
+    pub artifacts_mirror: Option<String>,
 }
 
 impl Settings {
     pub fn from_env() -> Settings {
         let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        let cache_dir = var(ENV_CACHE_DIR).map(PathBuf::from).unwrap_or_else(|| {
+            var("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .unwrap_or_else(std::env::temp_dir)
+                .join("kubelab")
+        });
         Settings {
+            cache_dir,
+            artifacts_mirror: var(ENV_ARTIFACTS_MIRROR).and_then(|v| v.into_string().ok()),
             hosts_file: var(ENV_HOSTS_FILE)
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/etc/hosts")),
