@@ -180,3 +180,37 @@ fn default_lab_machines_come_up_reachable_snapshot_and_leave_nothing_behind() {
     let out = e2e.ssh(worker_address, "true");
     assert!(!out.status.success(), "worker0 still answers after destroy");
 }
+
+/// The stand-ins, the box recipe and the test command pass shellcheck: they
+/// are the test's own code, and a quoting slip in them would leak or break
+/// machines silently.
+#[test]
+fn e2e_scripts_pass_shellcheck() {
+    if which::which("shellcheck").is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run shellcheck, but it is missing (tests/run installs it)"
+        );
+        eprintln!("SKIPPED: shellcheck is missing (tests/run installs it)");
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("shellcheck")
+        .args(["-x", "-P", "SCRIPTDIR"])
+        .args([
+            "tests/e2e-standin/vagrant",
+            "tests/e2e-standin/VBoxManage",
+            "tests/e2e-standin/lib.sh",
+            "boxes/test-debian12/bake",
+            "tests/run",
+            ".ci/run",
+        ])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
