@@ -33,7 +33,7 @@ fn probe(port: u16, address: &str) -> String {
 }
 
 #[test]
-fn default_lab_machines_come_up_reachable_snapshot_and_leave_nothing_behind() {
+fn default_lab_machines_come_up_reachable_snapshot_halt_and_leave_nothing_behind() {
     let Some(e2e) = E2e::start("192.168.56.1") else {
         return;
     };
@@ -172,6 +172,29 @@ fn default_lab_machines_come_up_reachable_snapshot_and_leave_nothing_behind() {
             .all(|n| n["state"] == "running"),
         "{}",
         status.stdout
+    );
+
+    // halt powers every machine off; up boots the same machines again, disks kept.
+    e2e.kubelab(&["lab", "halt"]);
+    let status = e2e.kubelab(&["lab", "status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert!(
+        doc["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["state"] == "poweroff"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        !e2e.ssh(worker_address, "true").status.success(),
+        "worker0 answers while halted"
+    );
+    e2e.kubelab(&["lab", "up"]);
+    assert_eq!(
+        e2e.ssh_ok(worker_address, "hostname; cat /etc/kubelab-before-save"),
+        "worker0\nbefore\n"
     );
 
     // destroy: no container, mount, namespace, veth, cgroup or hosts block left.
