@@ -11,16 +11,18 @@ for dir in /etc/etcd /var/lib/kubernetes /var/lib/kubelet /var/lib/kube-proxy; d
   [ -d "$dir" ] || continue
   for f in "$dir"/*.pem; do
     [ -e "$f" ] || continue
-    case "$f" in
-      *-key.pem)
-        chown root:root "$f"
-        chmod 600 "$f"
-        openssl pkey -noout -in "$f" || die "$f is not a private key"
-        ;;
-      *)
-        openssl x509 -noout -checkend 0 -in "$f" || die "$f is not a valid certificate now (check the VM's clock)"
-        ;;
-    esac
+    if grep -q "PRIVATE KEY" "$f"; then
+      chown root:root "$f"
+      chmod 600 "$f"
+      openssl pkey -noout -in "$f" || die "$f is not a private key"
+    elif grep -q "BEGIN CERTIFICATE" "$f"; then
+      openssl x509 -noout -checkend 0 -in "$f" >/dev/null ||
+        die "$f is not a valid certificate now (check the VM's clock)"
+    elif grep -q "BEGIN PUBLIC KEY" "$f"; then
+      openssl pkey -pubin -noout -in "$f" || die "$f is not a public key"
+    else
+      die "$f holds neither a certificate nor a key"
+    fi
     count=$((count + 1))
   done
 done

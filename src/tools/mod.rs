@@ -134,6 +134,9 @@ pub struct Invocation {
     pub hint: Option<String>,
     /// Bytes fed to the command's stdin (an upload); none means /dev/null.
     pub stdin: Option<Vec<u8>>,
+    /// How messages show the command, when its full argv would bury the
+    /// point (ssh's options).
+    pub shown_as: Option<String>,
 }
 
 impl Invocation {
@@ -147,7 +150,13 @@ impl Invocation {
             log: None,
             hint: None,
             stdin: None,
+            shown_as: None,
         }
+    }
+
+    pub fn shown_as(mut self, text: impl Into<String>) -> Self {
+        self.shown_as = Some(text.into());
+        self
     }
 
     pub fn stdin(mut self, bytes: Vec<u8>) -> Self {
@@ -182,6 +191,9 @@ impl Invocation {
 
     /// `vagrant up worker0`, for messages.
     pub fn command_line(&self) -> String {
+        if let Some(shown) = &self.shown_as {
+            return shown.clone();
+        }
         let mut out = self.display_name.clone();
         for arg in &self.args {
             out.push(' ');

@@ -196,6 +196,7 @@ impl Transport {
             .base(node, purpose)?
             .arg("--")
             .arg(command)
+            .shown_as(format!("ssh {node} -- {command}"))
             .log(log.to_path_buf());
         if let Some(bytes) = stdin {
             inv = inv.stdin(bytes);

@@ -1,0 +1,594 @@
+//! The end-to-end fixture: a "hypervisor" network namespace holding the
+//! host-only bridge, the stand-in `vagrant` of tests/e2e-standin/ first on
+//! PATH (it boots each lab machine as a systemd-nspawn container), and the
+//! real kubelab binary run inside that namespace.
+//!
+//! Every name it or the stand-in creates (network namespaces, veths, the
+//! bridge, cgroups, the run directory under the temp dir) starts with a prefix
+//! unique to the run, `ke2e` and four hex digits. Drop (also on panic) tears
+//! all of it down; a run killed before its Drop is cleaned by the next one,
+//! which finds its names and sees its owner process gone.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::Ran;
+
+/// Common start of every run's prefix.
+const PREFIX_STEM: &str = "ke2e";
+const CGROUP_HIERARCHIES: [&str; 4] = ["systemd", "unified", "freezer", "memory"];
+
+/// One e2e run: its namespace, directories and environment.
+pub struct E2e {
+    pub prefix: String,
+    /// Holds the lab directory, the hosts file and the machines' overlays.
+    pub run_dir: PathBuf,
+    /// The baked box: rootfs/ and the test-only SSH key of `vagrant`.
+    pub box_dir: PathBuf,
+}
+
+/// Why the e2e tests cannot run here, if they cannot.
+fn missing_requirement() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("the end-to-end tests need root (network namespaces, mounts, cgroups)".into());
+    }
+    for tool in [
+        "systemd-nspawn",
+        "debootstrap",
+        "ruby",
+        "ip",
+        "nsenter",
+        "ssh",
+        "ssh-keygen",
+        "flock",
+        "mountpoint",
+    ] {
+        if which::which(tool).is_err() {
+            return Some(format!(
+                "{tool} is missing (tests/run installs what the end-to-end tests need)"
+            ));
+        }
+    }
+    for hierarchy in CGROUP_HIERARCHIES {
+        let dir = Path::new("/sys/fs/cgroup").join(hierarchy);
+        if !dir.join("cgroup.procs").exists() {
+            return Some(format!(
+                "no cgroup hierarchy at {}: the stand-in needs the cgroups v1 hybrid layout (systemd, unified, freezer, memory)",
+                dir.display()
+            ));
+        }
+    }
+    None
+}
+
+/// Serializes e2e runs within one test binary: two 10-machine labs at once
+/// would only compete for the same two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub struct Guard {
+    pub e2e: E2e,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for Guard {
+    type Target = E2e;
+    fn deref(&self) -> &E2e {
+        &self.e2e
+    }
+}
+
+impl E2e {
+    /// Bakes (or reuses) the test box, cleans the leftovers of killed runs and
+    /// makes the hypervisor namespace with `host_address/24` on its bridge.
+    /// `None` after printing `SKIPPED: why` when this machine cannot run it;
+    /// under CI that is a failure instead.
+    pub fn start(host_address: &str) -> Option<Guard> {
+        if let Some(reason) = missing_requirement() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the end-to-end tests, but: {reason}"
+            );
+            eprintln!("SKIPPED: {reason}");
+            return None;
+        }
+        let lock = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let box_dir = bake_box();
+        clean_stale_runs();
+        let prefix = new_prefix();
+        let run_dir = std::env::temp_dir().join(&prefix);
+        std::fs::create_dir(&run_dir).expect("create the run directory");
+        // Whose run this is: a later run cleans it only once this is gone.
+        std::fs::write(run_dir.join("owner"), owner_tag(std::process::id())).unwrap();
+        let e2e = E2e {
+            prefix,
+            run_dir,
+            box_dir,
+        };
+        std::fs::create_dir(e2e.lab_dir()).unwrap();
+        let ns = e2e.hypervisor_ns();
+        let bridge = e2e.bridge();
+        run_ok("ip", &["netns", "add", &ns]);
+        run_ok("ip", &["-n", &ns, "link", "set", "lo", "up"]);
+        run_ok("ip", &["-n", &ns, "link", "add", &bridge, "type", "bridge"]);
+        run_ok(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{host_address}/24"),
+                "dev",
+                &bridge,
+            ],
+        );
+        run_ok("ip", &["-n", &ns, "link", "set", &bridge, "up"]);
+        Some(Guard { e2e, _lock: lock })
+    }
+
+    pub fn lab_dir(&self) -> PathBuf {
+        self.run_dir.join("lab")
+    }
+
+    /// The file standing in for the hypervisor's /etc/hosts.
+    pub fn hosts_file(&self) -> PathBuf {
+        self.run_dir.join("hosts")
+    }
+
+    pub fn hypervisor_ns(&self) -> String {
+        format!("{}-hv", self.prefix)
+    }
+
+    pub fn bridge(&self) -> String {
+        format!("{}br", self.prefix)
+    }
+
+    pub fn ssh_key(&self) -> PathBuf {
+        self.box_dir.join("vagrant_key")
+    }
+
+    /// A command run in the hypervisor namespace. `nsenter --net` changes only
+    /// the network namespace: the stand-in must see the host's cgroupfs and
+    /// mount the overlays where nspawn finds them (`ip netns exec` would give
+    /// it a private mount namespace with neither).
+    pub fn in_hypervisor(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.hypervisor_ns()))
+            .arg("--")
+            .arg(program)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// The real kubelab in the lab directory, in the hypervisor namespace,
+    /// with the e2e stand-ins first on PATH and a download cache of the run's
+    /// own (the tests never download anything).
+    pub fn kubelab_command(&self, args: &[&str]) -> Command {
+        let standin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e-standin");
+        let path = format!(
+            "{}:{}",
+            standin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = self.in_hypervisor(super::kubelab_bin());
+        cmd.args(args)
+            .current_dir(self.lab_dir())
+            .env_remove("KUBELAB_LAB")
+            .env_remove("XDG_CACHE_HOME")
+            .env("PATH", path)
+            .env("NO_COLOR", "1")
+            .env("KUBELAB_CACHE_DIR", self.run_dir.join("cache"))
+            .env("KUBELAB_HOSTS_FILE", self.hosts_file())
+            .env("KUBELAB_HOST_MEMORY_MB", "16384")
+            .env("KUBELAB_E2E_PREFIX", &self.prefix)
+            .env("KUBELAB_E2E_DIR", &self.run_dir)
+            .env("KUBELAB_E2E_BOX", &self.box_dir);
+        cmd
+    }
+
+    /// Runs the real kubelab (see `kubelab_command`).
+    pub fn kubelab_unchecked(&self, args: &[&str]) -> Ran {
+        let started = Instant::now();
+        let output = self
+            .kubelab_command(args)
+            .output()
+            .expect("run kubelab under nsenter");
+        eprintln!(
+            "e2e: kubelab {} took {:.1} s",
+            args.join(" "),
+            started.elapsed().as_secs_f64()
+        );
+        Ran {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            status: output.status.code().unwrap_or(-1),
+            dir: self.lab_dir(),
+        }
+    }
+
+    /// Runs kubelab and asserts it exited 0.
+    pub fn kubelab(&self, args: &[&str]) -> Ran {
+        let ran = self.kubelab_unchecked(args);
+        assert_eq!(
+            ran.status,
+            0,
+            "kubelab {args:?} exited {}\n--- stdout\n{}\n--- stderr\n{}{}",
+            ran.status,
+            ran.stdout,
+            ran.stderr,
+            self.consoles()
+        );
+        ran
+    }
+
+    /// `ssh vagrant@ADDRESS COMMAND` from the hypervisor namespace, with the
+    /// box's test key, as a user of the lab would reach a VM.
+    pub fn ssh(&self, address: &str, command: &str) -> Output {
+        self.in_hypervisor("ssh")
+            .arg("-i")
+            .arg(self.ssh_key())
+            .args([
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=10",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .arg(format!("vagrant@{address}"))
+            .arg(command)
+            .output()
+            .expect("run ssh")
+    }
+
+    /// Like `ssh`, asserting success; returns stdout.
+    pub fn ssh_ok(&self, address: &str, command: &str) -> String {
+        let out = self.ssh(address, command);
+        assert!(
+            out.status.success(),
+            "ssh vagrant@{address} {command:?}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The tail of every machine's console, for failure messages.
+    fn consoles(&self) -> String {
+        let mut text = String::new();
+        for dir in list_dir(&self.run_dir.join("vms")) {
+            let console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+            let tail: Vec<&str> = console.lines().rev().take(8).collect();
+            text.push_str(&format!("\n--- console of {}\n", dir.display()));
+            for line in tail.into_iter().rev() {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        text
+    }
+
+    /// What the machines left on this host beyond the fixture's own namespace
+    /// and bridge: processes, mounts, namespaces, veths, cgroups, hosts block.
+    /// One line each; empty when a destroy was complete.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        let vms = format!("{}/vms/", self.run_dir.display());
+        for pid in all_pids() {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(&vms) {
+                found.push(format!("process {pid}: {cmdline}"));
+            }
+        }
+        for mount in mounts_under(&self.run_dir) {
+            found.push(format!("mount {mount}"));
+        }
+        for ns in netns_with_prefix(&self.prefix) {
+            if ns != self.hypervisor_ns() {
+                found.push(format!("network namespace {ns}"));
+            }
+        }
+        let links = run_ok("ip", &["-n", &self.hypervisor_ns(), "-o", "link", "show"]);
+        for line in links.lines() {
+            let name = line.split(": ").nth(1).unwrap_or_default();
+            let name = name.split('@').next().unwrap_or_default();
+            if name != "lo" && name != self.bridge() {
+                found.push(format!("link {name} in {}", self.hypervisor_ns()));
+            }
+        }
+        for cgroup in cgroups_with_prefix(&self.prefix) {
+            found.push(format!("cgroup {}", cgroup.display()));
+        }
+        let hosts = std::fs::read_to_string(self.hosts_file()).unwrap_or_default();
+        if hosts.contains("# BEGIN kubelab") {
+            found.push(format!(
+                "a kubelab block in {}",
+                self.hosts_file().display()
+            ));
+        }
+        if self.lab_dir().join(".kubelab").exists() {
+            found.push(format!("{}", self.lab_dir().join(".kubelab").display()));
+        }
+        found
+    }
+}
+
+impl Drop for E2e {
+    fn drop(&mut self) {
+        teardown(&self.prefix);
+    }
+}
+
+/// Runs the box recipe (a no-op when the box is cached) and returns its
+/// directory. Its progress goes to the test's stderr.
+fn bake_box() -> PathBuf {
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("boxes/test-debian12/bake");
+    let started = Instant::now();
+    let out = Command::new(&recipe)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run boxes/test-debian12/bake");
+    assert!(out.status.success(), "{} failed", recipe.display());
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    eprintln!(
+        "e2e: test box {} ready in {:.1} s",
+        dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        dir.join("rootfs/usr/lib/systemd/systemd").exists()
+            || dir.join("rootfs/lib/systemd/systemd").exists()
+    );
+    dir
+}
+
+fn new_prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mut seed = nanos ^ (std::process::id() << 16);
+    loop {
+        let prefix = format!("{PREFIX_STEM}{:04x}", seed & 0xffff);
+        let taken = std::env::temp_dir().join(&prefix).exists()
+            || !netns_with_prefix(&prefix).is_empty()
+            || !cgroups_with_prefix(&prefix).is_empty();
+        if !taken {
+            return prefix;
+        }
+        seed = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    }
+}
+
+/// A process's PID and start time: a PID alone may be reused.
+fn owner_tag(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Field 22 (starttime), counted after the parenthesised command name.
+    let start = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(19))
+        .unwrap_or("?");
+    format!("{pid} {start}")
+}
+
+fn is_prefix_of_a_run(name: &str) -> Option<String> {
+    let candidate = name.get(..PREFIX_STEM.len() + 4)?;
+    let hex = candidate.strip_prefix(PREFIX_STEM)?;
+    hex.chars()
+        .all(|c| c.is_ascii_hexdigit())
+        .then(|| candidate.to_string())
+}
+
+/// Tears down every run whose owner process is gone.
+fn clean_stale_runs() {
+    let mut prefixes = std::collections::BTreeSet::new();
+    for path in list_dir(&std::env::temp_dir()) {
+        prefixes.extend(file_name(&path).and_then(|n| is_prefix_of_a_run(&n)));
+    }
+    for ns in netns_with_prefix(PREFIX_STEM) {
+        prefixes.extend(is_prefix_of_a_run(&ns));
+    }
+    for cgroup in cgroups_with_prefix(PREFIX_STEM) {
+        prefixes.extend(file_name(&cgroup).and_then(|n| is_prefix_of_a_run(&n)));
+    }
+    for prefix in prefixes {
+        let owner = std::fs::read_to_string(std::env::temp_dir().join(&prefix).join("owner"))
+            .unwrap_or_default();
+        let alive = owner
+            .split_whitespace()
+            .next()
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| owner_tag(pid) == owner.trim());
+        if !alive {
+            eprintln!("e2e: cleaning the leftovers of a killed run: {prefix}");
+            teardown(&prefix);
+        }
+    }
+}
+
+/// Stops every machine of the run (by the PIDs the stand-in started, then
+/// whatever is left in the run's cgroups), unmounts its overlays, deletes its
+/// namespaces (their veths and the bridge go with them) and cgroups, removes
+/// its directory. Safe to run twice and on a half-made run.
+pub fn teardown(prefix: &str) {
+    let run_dir = std::env::temp_dir().join(prefix);
+    // A paused machine cannot act on a signal: thaw first.
+    for cgroup in cgroups_with_prefix(prefix) {
+        let state = cgroup.join("freezer.state");
+        if state.exists() {
+            let _ = std::fs::write(&state, "THAWED");
+        }
+    }
+    let vms = format!("{}/vms/", run_dir.display());
+    let launched: Vec<i32> = list_dir(&run_dir.join("vms"))
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.join("pid")).ok())
+        .filter_map(|p| p.trim().parse().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(&vms)
+        })
+        .collect();
+    // nspawn turns SIGTERM into an orderly poweroff of the machine.
+    for &pid in &launched {
+        signal(pid, nix::sys::signal::Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && launched.iter().any(|&p| alive(p)) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<i32> = cgroups_with_prefix(prefix)
+            .iter()
+            .flat_map(|cg| pids_in_cgroup(cg))
+            .chain(launched.iter().copied().filter(|&p| alive(p)))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            eprintln!("e2e: processes of {prefix} survived SIGKILL: {left:?}");
+            break;
+        }
+        for pid in left {
+            signal(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut mounts = mounts_under(&run_dir);
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for mount in &mounts {
+        if Command::new("umount")
+            .arg(mount)
+            .status()
+            .map(|s| !s.success())
+            .unwrap_or(true)
+        {
+            let _ = Command::new("umount").arg("-l").arg(mount).status();
+        }
+    }
+    for ns in netns_with_prefix(prefix) {
+        let _ = Command::new("ip").args(["netns", "delete", &ns]).status();
+    }
+    for cgroup in cgroups_with_prefix(prefix) {
+        remove_cgroup(&cgroup);
+    }
+    if mounts_under(&run_dir).is_empty() {
+        let _ = std::fs::remove_dir_all(&run_dir);
+    } else {
+        eprintln!(
+            "e2e: not removing {}: something is still mounted under it",
+            run_dir.display()
+        );
+    }
+}
+
+fn signal(pid: i32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+}
+
+/// Alive and not a zombie.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+fn remove_cgroup(dir: &Path) {
+    for child in list_dir(dir) {
+        if child.is_dir() {
+            remove_cgroup(&child);
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+fn pids_in_cgroup(dir: &Path) -> Vec<i32> {
+    let mut pids: Vec<i32> = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    for child in list_dir(dir) {
+        if child.is_dir() {
+            pids.extend(pids_in_cgroup(&child));
+        }
+    }
+    pids
+}
+
+pub fn cgroups_with_prefix(prefix: &str) -> Vec<PathBuf> {
+    CGROUP_HIERARCHIES
+        .iter()
+        .flat_map(|h| list_dir(&Path::new("/sys/fs/cgroup").join(h)))
+        .filter(|p| p.is_dir() && file_name(p).is_some_and(|n| n.starts_with(prefix)))
+        .collect()
+}
+
+pub fn netns_with_prefix(prefix: &str) -> Vec<String> {
+    list_dir(Path::new("/run/netns"))
+        .iter()
+        .filter_map(|p| file_name(p))
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+/// Mount points at or under `dir`, from this process's mount table.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let dir = dir.display().to_string();
+    table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| *m == dir || m.starts_with(&format!("{dir}/")))
+        .map(str::to_string)
+        .collect()
+}
+
+fn all_pids() -> Vec<i32> {
+    list_dir(Path::new("/proc"))
+        .iter()
+        .filter_map(|p| file_name(p)?.parse().ok())
+        .collect()
+}
+
+fn list_dir(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+fn file_name(path: &Path) -> Option<String> {
+    Some(path.file_name()?.to_string_lossy().into_owned())
+}
+
+fn run_ok(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
