@@ -287,6 +287,8 @@ fn help_teaches_with_examples_and_exit_codes() {
         &["lab", "snapshot", "restore"],
         &["lab", "snapshot", "list"],
         &["lab", "snapshot", "delete"],
+        &["artifacts", "fetch"],
+        &["cache", "clean"],
     ];
     for sub in subcommands {
         let args: Vec<&str> = sub.iter().copied().chain(["--help"]).collect();
@@ -362,4 +364,42 @@ fn certs_lists_every_certificate_after_render_and_never_a_key() {
         .unwrap();
     assert!(worker1.contains("missing"), "{worker1}");
     assert!(ran.stdout.starts_with("NAME "));
+}
+
+#[test]
+fn cache_clean_empties_the_shared_cache_and_only_it() {
+    let test = Test::new()
+        .write("cache/sha256/abc/etcd.tar.gz", "x")
+        .write("keep/me", "y")
+        .args(&["cache", "clean"]);
+    let ran = test.run();
+    assert!(ran.stderr.contains("removed"), "{}", ran.stderr);
+    assert!(!test.path().join("cache").exists());
+    assert!(test.path().join("keep/me").exists());
+    let again = test.then(&["cache", "clean"]).run();
+    assert!(again.stderr.contains("empty already"), "{}", again.stderr);
+}
+
+#[test]
+fn artifacts_fetch_with_a_distro_etcd_downloads_nothing() {
+    let ran = Test::new()
+        .write("lab.yaml", "artifacts:\n  etcd: distro\n")
+        .args(&["artifacts", "fetch"])
+        .run();
+    assert!(ran.stderr.contains("nothing to download"), "{}", ran.stderr);
+}
+
+#[test]
+fn artifacts_fetch_refuses_a_version_without_a_pinned_checksum() {
+    let ran = Test::new()
+        .write("lab.yaml", "versions:\n  etcd: 3.4.1\n")
+        .args(&["artifacts", "fetch"])
+        .status(2)
+        .run();
+    assert!(
+        ran.stderr.contains("no pinned sha256 for etcd 3.4.1"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("etcd: distro"), "{}", ran.stderr);
 }
