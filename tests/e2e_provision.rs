@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::io::Read;
+use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use support::e2e::E2e;
@@ -80,28 +80,47 @@ fn lab_up_until_etcd_provisions_dns_lb_and_a_tls_etcd_cluster() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let logs = e2e.lab_dir().join(".kubelab/logs");
-    wait_until("the etcd phase to start", 60, || {
-        NODES[1..4]
-            .iter()
-            .any(|(n, _)| logs.join(n).join("etcd.log").exists())
-            || child.try_wait().ok().flatten().is_some()
-    });
-    // `nsenter` forwards the signal to kubelab, which interrupts its ssh children.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
+    // Interrupt the moment the etcd phase starts: its members take seconds to
+    // become healthy, so the run is caught inside the phase.
+    let mut stderr = String::new();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        stderr.push_str(&line);
+        stderr.push('\n');
+        if line.starts_with("etcd: ") {
+            // `nsenter` forwards the signal to kubelab, which interrupts its ssh children.
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGINT,
+            )
+            .unwrap();
+            break;
+        }
+    }
+    for line in lines {
+        stderr.push_str(&line.unwrap());
+        stderr.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("carry on where it stopped"), "{stderr}");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(e2e.lab_dir().join(".kubelab/state.json")).unwrap(),
     )
     .unwrap();
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    eprintln!("interrupted run exited {status}:\n{stderr}");
+    let etcd_done = ["etcd0", "etcd1", "etcd2"]
+        .iter()
+        .filter(|n| state["steps"][n].get("etcd").is_some())
+        .count();
+    assert!(
+        etcd_done < 3,
+        "the interrupt came after the etcd phase: {stderr}"
+    );
+    assert!(
+        state["steps"]["dns0"].get("dns").is_some(),
+        "finished steps are kept"
+    );
 
     let ran = e2e.kubelab(&["lab", "up", "--until", "etcd"]);
     assert!(ran.stderr.contains("etcd: done"), "{}", ran.stderr);
