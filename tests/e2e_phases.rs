@@ -95,11 +95,10 @@ fn routes_run_everywhere_and_the_kube_phases_stop_cleanly_at_the_missing_binarie
                 .any(|l| l.starts_with(&format!("{cidr} via {via} ")));
             assert_eq!(has, node != worker, "{node} -> {cidr}:\n{table}");
         }
-        if !node.starts_with("worker") {
-            // Persistent: the unit that holds them starts at boot.
-            let enabled = e2e.ssh_ok(address, "systemctl is-enabled kubelab-routes.service");
-            assert_eq!(enabled.trim(), "enabled", "{node}");
-        }
+        // Persistent: the unit that holds them starts at boot (with two
+        // workers every node, each worker included, has routes).
+        let enabled = e2e.ssh_ok(address, "systemctl is-enabled kubelab-routes.service");
+        assert_eq!(enabled.trim(), "enabled", "{node}");
     }
     // Pod traffic really takes the route: worker0's range is reached via
     // worker0 (its address answers behind the route's gateway).
