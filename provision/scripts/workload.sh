@@ -17,10 +17,10 @@ replicas=$(k -n default get deployment nginx -o 'jsonpath={.spec.replicas}')
 # spread_ok : true when each worker runs a Ready nginx pod (or there are
 # fewer replicas than workers and each replica is on its own worker).
 spread_ok() {
-  local nodes
-  nodes=$(k -n default get pods -l app.kubernetes.io/name=nginx \
-    -o 'jsonpath={range .items[?(@.status.containerStatuses[0].ready==true)]}{.spec.nodeName}{"\n"}{end}' | sort -u)
-  local expected=${#workers[@]}
+  local nodes expected=${#workers[@]}
+  nodes=$(k -n default get pods -l app.kubernetes.io/name=nginx --no-headers \
+    -o custom-columns=NODE:.spec.nodeName,READY:.status.containerStatuses[0].ready |
+    awk '$2 == "true" { print $1 }' | sort -u)
   [ "$replicas" -lt "$expected" ] && expected=$replicas
   [ "$(grep -c . <<<"$nodes")" -ge "$expected" ]
 }
