@@ -200,7 +200,6 @@ impl<'a> Host<'a> {
         {
             self.printer
                 .info("provisioning: every selected step is done already; nothing to do");
-            self.report_unbuilt_phases(selection);
             return Ok(());
         }
 
@@ -247,25 +246,7 @@ impl<'a> Host<'a> {
         .await;
         transport.close().await;
         result?;
-        self.report_unbuilt_phases(selection);
         Ok(())
-    }
-
-    /// Says which selected phases kubelab cannot run yet, so a finished
-    /// `lab up` never reads as a finished cluster.
-    fn report_unbuilt_phases(&self, selection: &Selection) {
-        let unbuilt: Vec<&str> = Phase::ALL
-            .iter()
-            .filter(|p| **p != Phase::Machines && !provision::ENGINE_PHASES.contains(p))
-            .filter(|p| selection.includes(**p))
-            .map(|p| p.name())
-            .collect();
-        if !unbuilt.is_empty() {
-            self.printer.warn(format!(
-                "not run: {} (kubelab does not provision these phases yet; the lab has no Kubernetes control plane or workers)",
-                unbuilt.join(", ")
-            ));
-        }
     }
 
     async fn up_machines(&self, jobs: Option<usize>, no_hosts: bool) -> Result<()> {

@@ -31,6 +31,21 @@ pub const SCRIPTS: &[(&str, &str)] = &[
     ("lb.sh", include_str!("../provision/scripts/lb.sh")),
     ("certs.sh", include_str!("../provision/scripts/certs.sh")),
     ("etcd.sh", include_str!("../provision/scripts/etcd.sh")),
+    (
+        "registry.sh",
+        include_str!("../provision/scripts/registry.sh"),
+    ),
+    (
+        "controller.sh",
+        include_str!("../provision/scripts/controller.sh"),
+    ),
+    ("worker.sh", include_str!("../provision/scripts/worker.sh")),
+    ("routes.sh", include_str!("../provision/scripts/routes.sh")),
+    ("addons.sh", include_str!("../provision/scripts/addons.sh")),
+    (
+        "workload.sh",
+        include_str!("../provision/scripts/workload.sh"),
+    ),
 ];
 
 /// Where scripts live on a node.
@@ -98,41 +113,70 @@ pub fn phase_of(path: &str) -> Option<Phase> {
             Phase::Workers
         }
         p if p.starts_with("etc/kubelab/pod-routes") => Phase::Routes,
+        p if p == CLUSTER_WORKLOAD => Phase::Workload,
+        p if p.starts_with(CLUSTER_DIR) => Phase::Addons,
         _ if unit == Some("kubelab-routes.service") => Phase::Routes,
         _ => return None,
     })
 }
 
-/// The script a phase runs, and on which nodes.
+/// Where the first controller keeps what the addons and workload phases
+/// apply with kubectl: the admin kubeconfig, the cluster manifests and the
+/// plan's pod range of each worker (`render::kube::cluster_files`).
+pub const CLUSTER_DIR: &str = "var/lib/kubelab/cluster/";
+
+/// The one file of `CLUSTER_DIR` the workload phase places.
+pub const CLUSTER_WORKLOAD: &str = "var/lib/kubelab/cluster/manifests/nginx.yaml";
+
+/// The script a phase runs; `None` for the phases run by kubelab itself
+/// (machines on the host, facts read over SSH).
 pub fn script_of(phase: Phase) -> Option<&'static str> {
     Some(match phase {
+        Phase::Machines | Phase::Facts => return None,
         Phase::Dns => "dns.sh",
         Phase::Resolv => "resolv.sh",
+        Phase::Registry => "registry.sh",
         Phase::Lb => "lb.sh",
         Phase::Certs => "certs.sh",
         Phase::Etcd => "etcd.sh",
-        _ => return None,
+        Phase::Controllers => "controller.sh",
+        Phase::Workers => "worker.sh",
+        Phase::Routes => "routes.sh",
+        Phase::Addons => "addons.sh",
+        Phase::Workload => "workload.sh",
     })
 }
 
+/// Whether `node` runs `phase`. The cluster-wide kubectl phases run once,
+/// on the first controller.
 pub fn participates(phase: Phase, node: &Node) -> bool {
     match phase {
-        Phase::Facts | Phase::Resolv | Phase::Certs => true,
+        Phase::Machines => false,
+        Phase::Facts | Phase::Resolv | Phase::Certs | Phase::Routes => true,
         Phase::Dns => node.role == Role::Dns,
+        Phase::Registry => node.role == Role::Registry,
         Phase::Lb => node.role == Role::Lb,
         Phase::Etcd => node.role == Role::Etcd,
-        _ => false,
+        Phase::Controllers => node.role == Role::Controller,
+        Phase::Workers => node.role == Role::Worker,
+        Phase::Addons | Phase::Workload => node.role == Role::Controller && node.index == 0,
     }
 }
 
-/// Phases the engine runs (machines is the host side's).
-pub const ENGINE_PHASES: [Phase; 6] = [
+/// Phases the engine runs: every one but machines, which is the host side's.
+pub const ENGINE_PHASES: [Phase; 12] = [
     Phase::Facts,
     Phase::Dns,
     Phase::Resolv,
+    Phase::Registry,
     Phase::Lb,
     Phase::Certs,
     Phase::Etcd,
+    Phase::Controllers,
+    Phase::Workers,
+    Phase::Routes,
+    Phase::Addons,
+    Phase::Workload,
 ];
 
 /// Roles whose re-application goes one node at a time, so quorum and the VIP
@@ -649,7 +693,7 @@ mod tests {
         );
         let summary: Vec<String> = steps
             .iter()
-            .filter(|s| s.phase != Phase::Resolv && s.phase != Phase::Certs)
+            .filter(|s| ![Phase::Resolv, Phase::Certs, Phase::Routes].contains(&s.phase))
             .map(|s| format!("{}:{}", s.phase, s.node))
             .collect();
         assert_eq!(
@@ -660,9 +704,18 @@ mod tests {
                 "lb:lb1",
                 "etcd:etcd0",
                 "etcd:etcd1",
-                "etcd:etcd2"
+                "etcd:etcd2",
+                "controllers:controller0",
+                "controllers:controller1",
+                "controllers:controller2",
+                "workers:worker0",
+                "addons:controller0",
+                "workload:controller0",
             ]
         );
+        // Routes run on every node (the only worker's step has no files).
+        let routes = steps.iter().filter(|s| s.phase == Phase::Routes).count();
+        assert_eq!(routes, topo.nodes.len());
         assert!(steps.iter().all(|s| s.status == StepStatus::New));
         // Every file of those phases is placed by exactly one step.
         let lb0 = steps
@@ -705,9 +758,42 @@ mod tests {
             Phase::Controllers,
             Phase::Workers,
             Phase::Routes,
+            Phase::Addons,
+            Phase::Workload,
         ] {
             assert!(phases.contains(&p), "no files for {p}");
         }
+        // Every phase the engine runs with a script has a script.
+        for p in ENGINE_PHASES.into_iter().filter(|p| *p != Phase::Facts) {
+            assert!(script_of(p).is_some(), "no script for {p}");
+        }
+        // The first controller carries what addons and workload apply.
+        let addons: Vec<&str> = by_step[&("controller0".to_string(), Phase::Addons)]
+            .iter()
+            .map(|f| f.path.as_str())
+            .collect();
+        assert_eq!(
+            addons,
+            [
+                "var/lib/kubelab/cluster/admin.kubeconfig",
+                "var/lib/kubelab/cluster/manifests/apiserver-to-kubelet.yaml",
+                "var/lib/kubelab/cluster/manifests/coredns.yaml",
+                "var/lib/kubelab/cluster/pod-cidrs",
+            ]
+        );
+        let cidrs = by_step[&("controller0".to_string(), Phase::Addons)]
+            .iter()
+            .find(|f| f.path.ends_with("pod-cidrs"))
+            .unwrap();
+        assert!(
+            cidrs.contents.lines().any(|l| l == "worker0 10.200.0.0/24"),
+            "{}",
+            cidrs.contents
+        );
+        let workload = &by_step[&("controller0".to_string(), Phase::Workload)];
+        assert_eq!(workload.len(), 1);
+        assert_eq!(workload[0].path, CLUSTER_WORKLOAD);
+        assert!(!by_step.contains_key(&("controller1".to_string(), Phase::Addons)));
         let controller = &by_step[&("controller0".to_string(), Phase::Controllers)];
         assert!(
             controller
@@ -791,7 +877,10 @@ mod tests {
             .filter(|s| s.status != StepStatus::Done)
             .map(|s| format!("{}:{}", s.phase, s.node))
             .collect();
-        assert_eq!(pending, ["resolv:etcd1", "certs:etcd1", "etcd:etcd1"]);
+        assert_eq!(
+            pending,
+            ["resolv:etcd1", "certs:etcd1", "etcd:etcd1", "routes:etcd1"]
+        );
         assert!(
             again
                 .iter()

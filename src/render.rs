@@ -141,7 +141,8 @@ pub fn all(lab: &Lab, topo: &Topology, pki: &Pki) -> Vec<RenderedFile> {
             contents: hosts_block(lab, topo),
         },
     ];
-    files.extend(kube::host_files(lab, topo, pki));
+    let host = kube::host_files(lab, topo, pki);
+    files.extend(host.iter().cloned());
     let dns = topo.by_role(Role::Dns).next();
     for node in &topo.nodes {
         let mut bundle = Bundle::new(node);
@@ -158,6 +159,9 @@ pub fn all(lab: &Lab, topo: &Topology, pki: &Pki) -> Vec<RenderedFile> {
             Role::Controller => {
                 controller_files(node, pki, &mut bundle);
                 kube::controller_files(lab, topo, node, pki, &mut bundle);
+                if node.index == 0 {
+                    kube::cluster_files(topo, &host, &mut bundle);
+                }
             }
             Role::Worker => {
                 worker_files(node, pki, &mut bundle);

@@ -782,6 +782,13 @@ fn every_kubeconfig_passes_kubectl_config_view_with_its_server_and_user() {
             "CN=admin,O=system:masters",
         ),
         (
+            // The first controller's copy, for the addons and workload phases.
+            "controller0/var/lib/kubelab/cluster/admin.kubeconfig",
+            "https://api.lan:6443",
+            "admin",
+            "CN=admin,O=system:masters",
+        ),
+        (
             "worker0/var/lib/kubelet/kubeconfig",
             "https://api.lan:6443",
             "system:node:worker0",
@@ -817,8 +824,8 @@ fn every_kubeconfig_passes_kubectl_config_view_with_its_server_and_user() {
         .iter()
         .filter(|(p, _, _)| p.ends_with("kubeconfig"))
         .collect();
-    // admin, 3 controllers x 2, 2 workers x 2.
-    assert_eq!(kubeconfigs.len(), 1 + 6 + 4, "{kubeconfigs:?}");
+    // admin and controller0's copy of it, 3 controllers x 2, 2 workers x 2.
+    assert_eq!(kubeconfigs.len(), 2 + 6 + 4, "{kubeconfigs:?}");
     for (path, _, mode) in &kubeconfigs {
         assert_eq!(*mode, 0o600, "{path} embeds a key");
         kubeconfig_view(&out.join(path));

@@ -66,3 +66,60 @@ restart_if_changed() {
     systemctl restart --no-block "$unit"
   fi
 }
+
+# Release files kubelab uploads from its download cache.
+artifacts_dir=/var/lib/kubelab/artifacts
+
+# artifact GLOB : the last file of the artifacts directory matching GLOB, or
+# nothing.
+artifact() {
+  local f found=
+  # shellcheck disable=SC2086 # GLOB is a pattern on purpose
+  for f in "$artifacts_dir"/$1; do
+    [ -e "$f" ] && found=$f
+  done
+  printf '%s' "$found"
+}
+
+# require_artifacts GLOB... : die naming every release file that is missing,
+# before anything is installed.
+require_artifacts() {
+  local missing=() glob
+  for glob in "$@"; do
+    [ -n "$(artifact "$glob")" ] || missing+=("$glob")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  die "missing release binaries for the $KUBELAB_PHASE phase on $KUBELAB_NODE: ${missing[*]} (looked in $artifacts_dir). kubelab copies release files to the nodes from its download cache (\`kubelab artifacts fetch\`), which does not download the Kubernetes, containerd, runc and CNI releases yet: put them in $artifacts_dir on $KUBELAB_NODE and run \`kubelab lab up\` again"
+}
+
+# install_binary SRC DEST : install SRC as the executable DEST when it differs.
+install_binary() {
+  if ! cmp -s "$1" "$2"; then
+    log "installing $2"
+    install -D -m 0755 "$1" "$2"
+  fi
+}
+
+# units_active UNIT... : true when every UNIT is active.
+units_active() {
+  local unit
+  for unit in "$@"; do
+    systemctl is-active --quiet "$unit" || return 1
+  done
+}
+
+# What the phases that run kubectl on the first controller (addons,
+# workload) use: the admin kubeconfig, the manifests and the pod ranges.
+cluster=/var/lib/kubelab/cluster
+kubectl_bin=/usr/local/bin/kubectl
+
+# need_kubectl : die unless kubectl and the admin kubeconfig are in place.
+need_kubectl() {
+  [ -x "$kubectl_bin" ] ||
+    die "no $kubectl_bin on $KUBELAB_NODE: the controllers phase installs it (\`kubelab lab up --from controllers\`)"
+  [ -f "$cluster/admin.kubeconfig" ] ||
+    die "no $cluster/admin.kubeconfig on $KUBELAB_NODE: the addons phase places it (\`kubelab lab up --from addons\`)"
+}
+
+# k ARGS... : kubectl as the lab's admin, through the API name.
+k() { "$kubectl_bin" --kubeconfig "$cluster/admin.kubeconfig" --request-timeout=20s "$@"; }

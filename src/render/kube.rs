@@ -788,6 +788,31 @@ pub fn host_files(lab: &Lab, topo: &Topology, pki: &Pki) -> Vec<RenderedFile> {
     files
 }
 
+/// The first controller's copy of the hypervisor's admin kubeconfig and
+/// manifests, and the plan's pod range of each worker: the addons and
+/// workload phases run kubectl there, against the API name, so no cluster
+/// credential has to leave the lab's own machines at run time.
+pub fn cluster_files(topo: &Topology, host: &[RenderedFile], bundle: &mut Bundle) {
+    let dir = crate::provision::CLUSTER_DIR;
+    for f in host {
+        let Some(rel) = f.path.strip_prefix("host/") else {
+            continue;
+        };
+        if rel == "admin.kubeconfig" || rel.starts_with("manifests/") {
+            bundle.add(&format!("{dir}{rel}"), f.mode, f.contents.clone());
+        }
+    }
+    let mut cidrs = String::from(
+        "# Managed by kubelab: each worker's pod range, set as its Node's spec.podCIDR.\n",
+    );
+    for w in topo.by_role(Role::Worker) {
+        if let Some(cidr) = w.pod_cidr {
+            cidrs.push_str(&format!("{} {cidr}\n", w.name));
+        }
+    }
+    bundle.text(&format!("{dir}pod-cidrs"), cidrs);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

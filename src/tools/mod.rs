@@ -255,6 +255,13 @@ impl Runner {
         for (k, v) in &inv.env {
             cmd.env(k, v);
         }
+        // The log exists from the start, so a step in progress shows in it.
+        if let Some(log) = &inv.log {
+            append_log(
+                log,
+                &format!("$ {}   # {}\n", inv.command_line(), inv.purpose),
+            )?;
+        }
         let mut child = cmd.spawn().map_err(|source| Error::CommandStart {
             purpose: inv.purpose.clone(),
             command: inv.command_line(),
@@ -303,7 +310,15 @@ impl Runner {
             stderr: String::from_utf8_lossy(&err).into_owned(),
         };
         if let Some(log) = &inv.log {
-            append_log(log, inv, &status, &captured)?;
+            append_log(
+                log,
+                &format!(
+                    "{}{}# {}\n\n",
+                    captured.stdout,
+                    captured.stderr,
+                    describe_status(&status)
+                ),
+            )?;
         }
         Ok((status, captured))
     }
@@ -358,12 +373,7 @@ pub fn describe_status(status: &std::process::ExitStatus) -> String {
     }
 }
 
-fn append_log(
-    path: &Path,
-    inv: &Invocation,
-    status: &std::process::ExitStatus,
-    captured: &Captured,
-) -> Result<()> {
+fn append_log(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     if let Some(parent) = path.parent() {
         fs_err::create_dir_all(parent)?;
@@ -372,14 +382,6 @@ fn append_log(
         .create(true)
         .append(true)
         .open(path)?;
-    writeln!(
-        file,
-        "$ {}   # {}\n{}{}# {}\n",
-        inv.command_line(),
-        inv.purpose,
-        captured.stdout,
-        captured.stderr,
-        describe_status(status)
-    )?;
+    file.write_all(text.as_bytes())?;
     Ok(())
 }

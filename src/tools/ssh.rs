@@ -121,12 +121,22 @@ impl Transport {
     ) -> Result<Transport> {
         let bin = find("ssh", "provision the lab's VMs")?;
         // Socket paths are limited to 108 bytes: keep them in a short,
-        // private per-user directory, named by ssh's own %C hash.
+        // private per-user directory, named by ssh's own %C hash. %C covers
+        // only host, port and user, and two labs can have the same addresses
+        // (in separate network namespaces, or one destroyed and made again):
+        // a per-lab subdirectory keeps each lab on its own masters.
         let uid = nix::unistd::Uid::effective();
-        let control_dir = std::env::temp_dir().join(format!("kubelab-{uid}"));
-        fs_err::create_dir_all(&control_dir)?;
+        let user_dir = std::env::temp_dir().join(format!("kubelab-{uid}"));
+        use sha2::Digest;
+        let lab_dir = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+        let digest = sha2::Sha256::digest(lab_dir.as_os_str().as_encoded_bytes());
+        let tag: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let control_dir = user_dir.join(tag);
         use std::os::unix::fs::PermissionsExt;
-        fs_err::set_permissions(&control_dir, std::fs::Permissions::from_mode(0o700))?;
+        for dir in [&user_dir, &control_dir] {
+            fs_err::create_dir_all(dir)?;
+            fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
         Ok(Transport {
             bin,
             control_dir,
@@ -239,6 +249,19 @@ impl Transport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_labs_never_share_a_control_master() {
+        let runner = Runner::new(false);
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let new = |dir: &Path| Transport::new("kubelab", dir, BTreeMap::new(), &runner).unwrap();
+        let (first, again, other) = (new(a.path()), new(a.path()), new(b.path()));
+        assert_eq!(first.control_dir, again.control_dir);
+        assert_ne!(first.control_dir, other.control_dir);
+        // ssh's %C (40 hex digits) and its temporary suffix fit the 108-byte limit.
+        assert!(first.control_dir.as_os_str().len() + 1 + 40 + 17 < 108);
+    }
 
     #[test]
     fn parses_vagrant_ssh_config() {

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# routes: persistent routes to every other worker's pod range via that
+# worker's host-only address, held by kubelab-routes.service across reboots.
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+routes=/etc/kubelab/pod-routes
+unit=kubelab-routes.service
+if [ ! -f "$routes" ]; then
+  # The only worker of a lab reaches its own range over its bridge.
+  log "no pod routes for $KUBELAB_NODE"
+  exit 0
+fi
+systemctl daemon-reload
+systemctl enable "$unit" >/dev/null 2>&1 || systemctl enable "$unit"
+# missing_routes : each rendered route the kernel's table lacks, one a line.
+missing_routes() {
+  local verb action cidr via gateway
+  while read -r verb action cidr via gateway _; do
+    if [ "$verb" != route ] || [ "$action" != replace ] || [ "$via" != via ]; then
+      continue
+    fi
+    ip route show "$cidr" | grep -q "via $gateway " || echo "$cidr via $gateway"
+  done <"$routes"
+}
+
+# A oneshot unit: restart it (synchronously) so its `route replace` lines
+# apply now; `replace` leaves routes that are already right alone.
+if changed routes "$routes" "/etc/systemd/system/$unit" ||
+  ! systemctl is-active --quiet "$unit" || [ -n "$(missing_routes)" ]; then
+  log "applying $routes"
+  systemctl restart "$unit" ||
+    die "$unit failed: $(systemctl status --no-pager -n 5 "$unit" 2>&1 | tail -n 5)"
+fi
+absent=$(missing_routes)
+[ -z "$absent" ] || die "routes missing after $unit ran: $(echo "$absent" | paste -sd, -)"
+log "$(grep -c '^route ' "$routes") pod route(s) in place"
+applied routes "$routes" "/etc/systemd/system/$unit"
