@@ -363,3 +363,20 @@ fn certs_lists_every_certificate_after_render_and_never_a_key() {
     assert!(worker1.contains("missing"), "{worker1}");
     assert!(ran.stdout.starts_with("NAME "));
 }
+
+#[test]
+fn verify_names_its_checks_and_needs_a_lab_that_was_brought_up() {
+    let ran = Test::new()
+        .args(&["lab", "verify", "--only", "etcdd"])
+        .status(2)
+        .run();
+    assert!(
+        ran.stderr.contains("no check named \"etcdd\""),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("did you mean etcd?"), "{}", ran.stderr);
+    let ran = Test::new().args(&["lab", "verify"]).status(1).run();
+    assert!(ran.stderr.contains("never brought up"), "{}", ran.stderr);
+    assert!(ran.stdout.is_empty(), "{}", ran.stdout);
+}
