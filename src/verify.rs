@@ -84,7 +84,7 @@ fn judge(problems: Vec<String>, summary: String, hint: &str) -> Outcome {
     Outcome::failed(why, hint)
 }
 
-const API_HINT: &str = "the Kubernetes API does not answer: `kubelab lab up` (every phase) provisions the control plane; `kubelab lab status` shows the phases done";
+const API_HINT: &str = "the Kubernetes control plane is not provisioned or not running: `kubelab lab status` shows the phases done on each node";
 
 /// The checks, in the order the issue numbers them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -588,7 +588,7 @@ async fn dns(ctx: &Ctx<'_>) -> Outcome {
             topo.nodes.len().saturating_sub(1),
             ctx.hosts_file.display()
         ),
-        "`kubelab lab up --only dns,resolv` re-provisions bind9 and the resolvers; `kubelab lab up --only machines` rewrites the hosts block",
+        "`kubelab lab ssh dns0 -- sudo journalctl -u named` and `resolvectl status` on a node say why; `kubelab lab up` (without --no-hosts) rewrites the hosts block",
     )
 }
 
@@ -680,24 +680,28 @@ fn tls_client(
         .map_err(|e| format!("could not set up TLS: {e}"))
 }
 
-/// An error from reqwest with its causes, on one line (connection refused
-/// hides two levels down).
+/// An error from reqwest on one line: what failed and its innermost cause
+/// ("connection refused" hides two levels down). The callers name the URL.
 fn describe(e: &reqwest::Error) -> String {
-    // The callers name the URL already.
-    let mut text = e.to_string();
-    if let Some(url) = e.url() {
-        text = text.replace(&format!(" for url ({url})"), "");
-    }
+    let mut causes = Vec::new();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        let line = s.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
+        causes.push(s.to_string());
         source = s.source();
     }
-    text
+    let innermost = causes.last().cloned();
+    match innermost {
+        Some(cause) if e.is_connect() => format!("cannot connect: {cause}"),
+        _ if e.is_timeout() => "no answer in time".to_string(),
+        Some(cause) => {
+            let mut top = e.to_string();
+            if let Some(url) = e.url() {
+                top = top.replace(&format!(" for url ({url})"), "");
+            }
+            format!("{top}: {cause}")
+        }
+        None => e.to_string(),
+    }
 }
 
 /// A short, one-line excerpt of a response body for an error message.
@@ -875,7 +879,7 @@ fn judge_etcd(expected: &[(&str, Ipv4Addr)], views: &[(&str, EtcdView)]) -> Outc
             views.len(),
             want.iter().copied().collect::<Vec<_>>().join(", ")
         ),
-        "`kubelab lab up --only etcd` re-provisions it; `journalctl -u etcd` on the member (`kubelab lab ssh etcd0`) says why",
+        "`kubelab lab ssh MEMBER -- sudo journalctl -u etcd` says why",
     )
 }
 
@@ -1092,7 +1096,7 @@ async fn lb_failover(ctx: &Ctx<'_>) -> Outcome {
     let vip = topo.api.address;
     let target = SocketAddr::from((vip, topo.api.port));
     let lbs: Vec<&Node> = topo.by_role(Role::Lb).collect();
-    let hint = "`kubelab lab up --only lb` re-provisions haproxy and keepalived; `journalctl -u keepalived` on the load balancers says why";
+    let hint = "`kubelab lab ssh LB -- sudo journalctl -u keepalived -u haproxy` on the load balancers says why";
     let holder = match vip_holders(ctx, &lbs, vip).await {
         Ok(h) if h.len() == 1 => h[0].clone(),
         Ok(h) => {
@@ -1408,7 +1412,7 @@ async fn secret_at_rest(
             ),
             "the apiserver needs --encryption-provider-config; `kubelab lab up --only controllers` provisions it",
         ),
-        Err(e) => Outcome::failed(e, "`kubelab lab up --only etcd` re-provisions etcd"),
+        Err(e) => Outcome::failed(e, "`kubelab lab verify --only etcd` checks etcd itself"),
     };
     match (verdict, deleted) {
         (Outcome::Passed(_), Err(e)) => Outcome::failed(
@@ -1563,7 +1567,7 @@ async fn workload(ctx: &Ctx<'_>) -> Outcome {
             workers.len(),
             answered.len()
         ),
-        "`kubelab lab up --only workload` applies it again; `kubectl describe deployment nginx` says why pods are not Ready",
+        "`kubectl describe deployment nginx` and `kubectl get pods -o wide` say why",
     )
 }
 

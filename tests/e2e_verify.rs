@@ -82,6 +82,25 @@ fn lab_verify_passes_what_runs_here_and_never_passes_kubernetes() {
     assert!(lb0.contains("inet 192.168.56.50/"), "{lb0}");
     assert!(lb0.trim_end().ends_with("active"), "{lb0}");
 
+    // The table: one row per check, with its status and duration.
+    let ran = e2e.kubelab_unchecked(&["lab", "verify", "--no-disruptive"]);
+    assert_eq!(ran.status, 1, "{}", ran.stderr);
+    let header = ran.stdout.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("CHECK") && header.contains("STATUS"),
+        "{}",
+        ran.stdout
+    );
+    for row in [" 3. etcd", "Passed", "Failed", "Skipped", "hint: "] {
+        assert!(ran.stdout.contains(row), "{row}: {}", ran.stdout);
+    }
+    assert!(
+        ran.stderr.contains("error: 5 checks failed"),
+        "{}",
+        ran.stderr
+    );
+    eprintln!("{}", ran.stdout);
+
     // --no-disruptive skips the failover, and says so.
     let (_, doc, _) = verify(&e2e, &["--no-disruptive"]);
     let failover = check(&doc, "lb-failover");
