@@ -32,7 +32,7 @@ impl LoadedLab {
 }
 
 /// Runs a command; `Ok(code)` is the exit code of a command that reports
-/// its own outcome (`lab ssh`, `doctor`).
+/// its own outcome (`lab ssh`, `doctor`, `lab verify`).
 pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
     let verbose = cli.verbose > 0;
     match cli.command {
@@ -84,6 +84,17 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                     SnapshotCommand::List(a) => host.snapshot_list(a.json).map(|()| 0),
                 },
                 LabCommand::Certs(args) => certs(&loaded, &args, printer).map(|()| 0),
+                LabCommand::Verify(args) => block_on(crate::verify::run(
+                    &loaded,
+                    settings,
+                    printer,
+                    &crate::verify::Options {
+                        json: args.json,
+                        only: args.only,
+                        no_disruptive: args.no_disruptive,
+                    },
+                    verbose,
+                )),
             }
         }
     }

@@ -41,6 +41,7 @@ const ROOT_HELP: &str = "Examples:
   kubelab lab render --out r/  every generated file, no VM touched
   kubelab doctor               can this host run it?
   kubelab lab up               create and boot the VMs, write /etc/hosts
+  kubelab lab verify           check that the lab works, piece by piece
   kubelab lab destroy          remove it all
   kubelab lab certs            the lab's certificates, their names and expiry
 
@@ -187,6 +188,37 @@ The exit code is the remote command's.")]
     /// Save, restore, list or delete a snapshot of the whole lab
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+
+    /// Check that the lab works: VMs, DNS, etcd, the API, failover, certificates
+    #[command(after_long_help = "Examples:
+  kubelab lab verify
+  kubelab lab verify --only etcd
+  kubelab lab verify --no-disruptive
+  kubelab lab verify --json | jq '.checks[] | select(.status == \"failed\")'
+
+Checks (`--only NAME`): machines, dns, etcd, api, lb-failover, control-plane,
+nodes, secrets, networking, workload, certificates. They run at once, each
+under its own deadline, from this host over the host-only network with the
+lab's certificates (and over SSH where the host cannot see the thing);
+lb-failover stops haproxy on the VIP holder, so it runs alone after the
+others (`--no-disruptive` skips it). Each ends Passed, Warned, Skipped (with
+why) or Failed (with a hint). Exit 1 on any Failed.")]
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Print JSON on stdout (every document carries `schema_version`)
+    #[arg(long)]
+    pub json: bool,
+
+    /// Run only this check
+    #[arg(long, value_name = "NAME")]
+    pub only: Option<String>,
+
+    /// Skip the checks that disturb the lab (the LB failover)
+    #[arg(long)]
+    pub no_disruptive: bool,
 }
 
 #[derive(Debug, Args)]

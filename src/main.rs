@@ -4,6 +4,7 @@ mod app;
 mod artifacts;
 mod cli;
 mod config;
+mod dns_client;
 mod doctor;
 mod error;
 mod fsutil;
@@ -18,6 +19,7 @@ mod settings;
 mod state;
 mod tools;
 mod topology;
+mod verify;
 mod yaml_edit;
 
 use clap::Parser;

@@ -287,6 +287,7 @@ fn help_teaches_with_examples_and_exit_codes() {
         &["lab", "snapshot", "restore"],
         &["lab", "snapshot", "list"],
         &["lab", "snapshot", "delete"],
+        &["lab", "verify"],
         &["artifacts", "fetch"],
         &["cache", "clean"],
     ];
@@ -402,4 +403,21 @@ fn artifacts_fetch_refuses_a_version_without_a_pinned_checksum() {
         ran.stderr
     );
     assert!(ran.stderr.contains("etcd: distro"), "{}", ran.stderr);
+}
+
+#[test]
+fn verify_names_its_checks_and_needs_a_lab_that_was_brought_up() {
+    let ran = Test::new()
+        .args(&["lab", "verify", "--only", "etcdd"])
+        .status(2)
+        .run();
+    assert!(
+        ran.stderr.contains("no check named \"etcdd\""),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("did you mean etcd?"), "{}", ran.stderr);
+    let ran = Test::new().args(&["lab", "verify"]).status(1).run();
+    assert!(ran.stderr.contains("never brought up"), "{}", ran.stderr);
+    assert!(ran.stdout.is_empty(), "{}", ran.stdout);
 }

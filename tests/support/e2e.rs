@@ -96,6 +96,7 @@ impl E2e {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let box_dir = bake_box();
+        wait_for_other_processes_runs();
         clean_stale_runs();
         let prefix = new_prefix();
         let run_dir = std::env::temp_dir().join(&prefix);
@@ -388,6 +389,53 @@ fn is_prefix_of_a_run(name: &str) -> Option<String> {
     hex.chars()
         .all(|c| c.is_ascii_hexdigit())
         .then(|| candidate.to_string())
+}
+
+/// The runs of other live processes (another test binary, another checkout).
+fn runs_of_other_live_processes() -> Vec<String> {
+    list_dir(&std::env::temp_dir())
+        .iter()
+        .filter_map(|path| file_name(path).and_then(|n| is_prefix_of_a_run(&n)))
+        .filter(|prefix| {
+            let owner = std::fs::read_to_string(std::env::temp_dir().join(prefix).join("owner"))
+                .unwrap_or_default();
+            owner
+                .split_whitespace()
+                .next()
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| pid != std::process::id() && owner_tag(pid) == owner.trim())
+        })
+        .collect()
+}
+
+/// Waits while another process runs a lab: two 10-machine labs at once run
+/// out of the host's inotify instances (128 per user by default; a booting
+/// machine's systemd fails with "Too many open files") and share two cores.
+fn wait_for_other_processes_runs() {
+    const WAIT: Duration = Duration::from_secs(900);
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        let others = runs_of_other_live_processes();
+        if others.is_empty() {
+            return;
+        }
+        if !told {
+            eprintln!(
+                "e2e: waiting (up to {} s) for another process's run to end: {}",
+                WAIT.as_secs(),
+                others.join(", ")
+            );
+            told = true;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "another process's end-to-end run ({}) still holds its machines after {} s",
+            others.join(", "),
+            WAIT.as_secs()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
 }
 
 /// Tears down every run whose owner process is gone.

@@ -1,0 +1,2206 @@
+//! `kubelab lab verify`: does the lab work? Each check is `{name, applies,
+//! run}` and ends Passed, Warned (why), Skipped (why) or Failed (why, hint).
+//! The checks run concurrently, each under its own deadline, from the host
+//! over the host-only network (reqwest with the lab's PKI, a small DNS
+//! client), and over SSH only where the host cannot see the thing. The
+//! disruptive one (LB failover) runs alone after the others.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::app::LoadedLab;
+use crate::config::Role;
+use crate::dns_client::{self, Record};
+use crate::error::{Error, Result};
+use crate::printer::{self, Printer, SCHEMA_VERSION, Style};
+use crate::settings::Settings;
+use crate::tools::Runner;
+use crate::tools::ssh::Transport;
+use crate::tools::vagrant::{MachineState, Vagrant};
+use crate::topology::Node;
+
+/// What `lab verify` was asked to do.
+pub struct Options {
+    pub json: bool,
+    pub only: Option<String>,
+    pub no_disruptive: bool,
+}
+
+/// How one check ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Passed(String),
+    Warned(String),
+    Skipped(String),
+    Failed { why: String, hint: Option<String> },
+}
+
+impl Outcome {
+    fn failed(why: impl Into<String>, hint: impl Into<String>) -> Outcome {
+        Outcome::Failed {
+            why: why.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    fn status(&self) -> &'static str {
+        match self {
+            Outcome::Passed(_) => "passed",
+            Outcome::Warned(_) => "warned",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+
+    fn detail(&self) -> &str {
+        match self {
+            Outcome::Passed(d) | Outcome::Warned(d) | Outcome::Skipped(d) => d,
+            Outcome::Failed { why, .. } => why,
+        }
+    }
+}
+
+/// Problems found by a check: none is a pass with `summary`.
+fn judge(problems: Vec<String>, summary: String, hint: &str) -> Outcome {
+    if problems.is_empty() {
+        return Outcome::Passed(summary);
+    }
+    const SHOWN: usize = 6;
+    let mut why = problems
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if problems.len() > SHOWN {
+        why.push_str(&format!("; and {} more", problems.len() - SHOWN));
+    }
+    Outcome::failed(why, hint)
+}
+
+const API_HINT: &str = "the Kubernetes control plane is not provisioned or not running: `kubelab lab status` shows the phases done on each node";
+
+/// The checks, in the order the issue numbers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckId {
+    Machines,
+    Dns,
+    Etcd,
+    Api,
+    LbFailover,
+    ControlPlane,
+    Nodes,
+    Secrets,
+    Networking,
+    Workload,
+    Certificates,
+}
+
+impl CheckId {
+    pub const ALL: [CheckId; 11] = [
+        CheckId::Machines,
+        CheckId::Dns,
+        CheckId::Etcd,
+        CheckId::Api,
+        CheckId::LbFailover,
+        CheckId::ControlPlane,
+        CheckId::Nodes,
+        CheckId::Secrets,
+        CheckId::Networking,
+        CheckId::Workload,
+        CheckId::Certificates,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckId::Machines => "machines",
+            CheckId::Dns => "dns",
+            CheckId::Etcd => "etcd",
+            CheckId::Api => "api",
+            CheckId::LbFailover => "lb-failover",
+            CheckId::ControlPlane => "control-plane",
+            CheckId::Nodes => "nodes",
+            CheckId::Secrets => "secrets",
+            CheckId::Networking => "networking",
+            CheckId::Workload => "workload",
+            CheckId::Certificates => "certificates",
+        }
+    }
+
+    /// How long the check may take before it counts as Failed.
+    fn deadline(self) -> Duration {
+        Duration::from_secs(match self {
+            // Stop haproxy, wait for the move, start it, wait for the return.
+            CheckId::LbFailover => 150,
+            CheckId::Certificates => 10,
+            _ => 60,
+        })
+    }
+
+    /// Checks that change the lab while they run: after the others, alone.
+    fn disruptive(self) -> bool {
+        self == CheckId::LbFailover
+    }
+
+    /// `None` when the check applies to this lab, else why not.
+    fn applies(self, ctx: &Ctx) -> Option<String> {
+        let topo = &ctx.loaded.topo;
+        let workers = topo.by_role(Role::Worker).count();
+        match self {
+            CheckId::LbFailover if !topo.api.vip => {
+                Some("one load balancer: there is no VIP to fail over".into())
+            }
+            CheckId::LbFailover if ctx.no_disruptive => {
+                Some("--no-disruptive: it stops haproxy on the VIP holder".into())
+            }
+            CheckId::Nodes | CheckId::Workload if workers == 0 => {
+                Some("the lab has no workers".into())
+            }
+            CheckId::Dns if topo.by_role(Role::Dns).next().is_none() => {
+                Some("the lab has no DNS node".into())
+            }
+            _ => None,
+        }
+    }
+
+    async fn run(self, ctx: &Ctx<'_>) -> Outcome {
+        match self {
+            CheckId::Machines => machines(ctx).await,
+            CheckId::Dns => dns(ctx).await,
+            CheckId::Etcd => etcd(ctx).await,
+            CheckId::Api => api(ctx).await,
+            CheckId::LbFailover => lb_failover(ctx).await,
+            CheckId::ControlPlane => control_plane(ctx).await,
+            CheckId::Nodes => nodes(ctx).await,
+            CheckId::Secrets => secrets(ctx).await,
+            CheckId::Networking => Outcome::Skipped(
+                "not built yet: pod-to-pod across workers and DNS from pods need test pods and an exec into them, which kubelab does not do yet".into(),
+            ),
+            CheckId::Workload => workload(ctx).await,
+            CheckId::Certificates => certificates(ctx),
+        }
+    }
+}
+
+/// What every check reads: the lab, its files and one SSH connection per node.
+struct Ctx<'a> {
+    loaded: &'a LoadedLab,
+    hosts_file: PathBuf,
+    pki_dir: PathBuf,
+    logs: PathBuf,
+    /// `vagrant status`, once for all checks.
+    machines: std::result::Result<Vec<MachineState>, String>,
+    /// SSH to the running nodes.
+    transport: Option<Transport>,
+    no_disruptive: bool,
+}
+
+impl Ctx<'_> {
+    fn log(&self, node: &str) -> PathBuf {
+        self.logs.join(node).join("verify.log")
+    }
+
+    /// Runs `command` on `node` over SSH; the error is one line.
+    async fn ssh(
+        &self,
+        node: &str,
+        command: impl AsRef<str>,
+        purpose: &str,
+    ) -> std::result::Result<String, String> {
+        let command = command.as_ref();
+        let Some(transport) = &self.transport else {
+            return Err("no SSH settings (the VMs are not running)".into());
+        };
+        transport
+            .run(
+                node,
+                command,
+                None,
+                format!("{purpose} on {node}"),
+                &self.log(node),
+            )
+            .await
+            .map(|c| c.stdout)
+            .map_err(|e| first_line(&e.to_string()))
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+/// One finished check, as printed.
+#[derive(Debug, Serialize)]
+struct Report {
+    name: &'static str,
+    number: usize,
+    status: &'static str,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
+    duration_ms: u128,
+}
+
+pub async fn run(
+    loaded: &LoadedLab,
+    settings: &Settings,
+    printer: &Printer,
+    options: &Options,
+    verbose: bool,
+) -> Result<i32> {
+    let selected: Vec<CheckId> = match &options.only {
+        None => CheckId::ALL.to_vec(),
+        Some(name) => {
+            let Some(id) = CheckId::ALL.into_iter().find(|c| c.name() == name) else {
+                let names: Vec<String> =
+                    CheckId::ALL.iter().map(|c| c.name().to_string()).collect();
+                let hint = match crate::config::closest(name, &names) {
+                    Some(best) => format!("did you mean {best}? checks: {}", names.join(", ")),
+                    None => format!("checks: {}", names.join(", ")),
+                };
+                return Err(Error::usage(format!("no check named {name:?}"), hint));
+            };
+            vec![id]
+        }
+    };
+    let state_dir = loaded.state_dir();
+    if !state_dir.join("Vagrantfile").exists() {
+        return Err(Error::other(
+            "this lab was never brought up: nothing to verify",
+            "run `kubelab lab up` first",
+        ));
+    }
+    // The failover stops haproxy: never while another kubelab changes the lab.
+    let _lock = crate::state::LabLock::acquire(&state_dir, "kubelab lab verify")?;
+    let runner = Runner::new(verbose);
+    let vagrant = Vagrant::find(&state_dir, &runner)?;
+    printer.info("asking Vagrant for the VMs' state and SSH settings");
+    let machines = vagrant
+        .status()
+        .await
+        .map_err(|e| first_line(&e.to_string()));
+    let running: Vec<&str> = match &machines {
+        Ok(states) => loaded
+            .topo
+            .nodes
+            .iter()
+            .filter(|n| states.iter().any(|m| m.name == n.name && m.is_running()))
+            .map(|n| n.name.as_str())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let transport = if running.is_empty() {
+        None
+    } else {
+        let targets = crate::tools::ssh::parse_ssh_config(&vagrant.ssh_config(&running).await?);
+        Some(Transport::new(
+            &loaded.lab.name,
+            &state_dir,
+            targets,
+            &runner,
+        )?)
+    };
+    let ctx = Ctx {
+        loaded,
+        hosts_file: settings.hosts_file.clone(),
+        pki_dir: state_dir.join("pki"),
+        logs: state_dir.join("logs"),
+        machines,
+        transport,
+        no_disruptive: options.no_disruptive,
+    };
+
+    let one = |id: CheckId| {
+        let ctx = &ctx;
+        async move {
+            let started = Instant::now();
+            let outcome = match id.applies(ctx) {
+                Some(why) => Outcome::Skipped(why),
+                None => match tokio::time::timeout(id.deadline(), id.run(ctx)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Outcome::failed(
+                        format!("no result within {} s", id.deadline().as_secs()),
+                        "run it alone with `--only` and -v to see where it waits",
+                    ),
+                },
+            };
+            let elapsed = started.elapsed();
+            printer.info(format!(
+                "  {:<14} {} ({:.1} s)",
+                id.name(),
+                outcome.status(),
+                elapsed.as_secs_f64()
+            ));
+            (id, outcome, elapsed)
+        }
+    };
+    printer.info(format!(
+        "running {} check{}",
+        selected.len(),
+        if selected.len() == 1 { "" } else { "s" }
+    ));
+    let (quiet, loud): (Vec<CheckId>, Vec<CheckId>) =
+        selected.iter().partition(|c| !c.disruptive());
+    let mut results = futures_util::future::join_all(quiet.into_iter().map(one)).await;
+    for id in loud {
+        results.push(one(id).await);
+    }
+    if let Some(transport) = &ctx.transport {
+        transport.close().await;
+    }
+    results.sort_by_key(|(id, _, _)| CheckId::ALL.iter().position(|c| c == id));
+
+    let reports: Vec<Report> = results
+        .into_iter()
+        .map(|(id, outcome, elapsed)| Report {
+            name: id.name(),
+            number: CheckId::ALL.iter().position(|c| *c == id).unwrap_or(0) + 1,
+            status: outcome.status(),
+            detail: outcome.detail().to_string(),
+            hint: match outcome {
+                Outcome::Failed { hint, .. } => hint,
+                _ => None,
+            },
+            duration_ms: elapsed.as_millis(),
+        })
+        .collect();
+    let failed = reports.iter().filter(|r| r.status == "failed").count();
+    if options.json {
+        printer.json(&serde_json::json!({
+            "schema_version": SCHEMA_VERSION,
+            "lab": loaded.lab.name,
+            "checks": reports,
+            "failed": failed,
+        }))?;
+    } else {
+        let rows: Vec<Vec<String>> = reports
+            .iter()
+            .map(|r| {
+                let status = match r.status {
+                    "passed" => "Passed".to_string(),
+                    "skipped" => "Skipped".to_string(),
+                    "warned" => printer.paint(Style::Yellow, "Warned"),
+                    _ => printer.paint(Style::Red, "Failed"),
+                };
+                let mut detail = r.detail.clone();
+                if let Some(hint) = &r.hint {
+                    detail.push_str(&format!("\n    hint: {hint}"));
+                }
+                vec![
+                    format!("{:>2}. {}", r.number, r.name),
+                    status,
+                    format!("{:.1} s", r.duration_ms as f64 / 1000.0),
+                    detail,
+                ]
+            })
+            .collect();
+        printer.data(printer::table(
+            &["CHECK", "STATUS", "TIME", "DETAIL"],
+            &rows,
+        ));
+    }
+    if failed > 0 {
+        return Err(Error::ChecksFailed(format!(
+            "{failed} check{} failed",
+            if failed == 1 { "" } else { "s" }
+        )));
+    }
+    Ok(0)
+}
+
+// ---------------------------------------------------------------------------
+// 1. machines
+// ---------------------------------------------------------------------------
+
+async fn machines(ctx: &Ctx<'_>) -> Outcome {
+    let topo = &ctx.loaded.topo;
+    let states = match &ctx.machines {
+        Ok(states) => states,
+        Err(e) => {
+            return Outcome::failed(
+                format!("`vagrant status` failed: {e}"),
+                "run `vagrant status` in .kubelab to see why",
+            );
+        }
+    };
+    let not_running: Vec<String> = topo
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let state = states
+                .iter()
+                .find(|m| m.name == n.name)
+                .map(|m| m.state.as_str())
+                .unwrap_or("not_created");
+            (state != "running").then(|| format!("{} is {state}", n.name))
+        })
+        .collect();
+    if !not_running.is_empty() {
+        return judge(
+            not_running,
+            String::new(),
+            "`kubelab lab up` boots the VMs that are not running",
+        );
+    }
+    let reached = futures_util::future::join_all(
+        topo.nodes
+            .iter()
+            .map(|n| ctx.ssh(&n.name, "true", "check SSH")),
+    )
+    .await;
+    let problems: Vec<String> = topo
+        .nodes
+        .iter()
+        .zip(reached)
+        .filter_map(|(n, r)| {
+            r.err()
+                .map(|e| format!("{} unreachable over SSH: {e}", n.name))
+        })
+        .collect();
+    judge(
+        problems,
+        format!(
+            "{} VMs running, every one reachable over SSH",
+            topo.nodes.len()
+        ),
+        "`kubelab lab ssh NODE` shows the SSH error; `kubelab lab up` re-creates a broken VM",
+    )
+}
+
+// ---------------------------------------------------------------------------
+// 2. dns
+// ---------------------------------------------------------------------------
+
+const DNS_WAIT: Duration = Duration::from_secs(2);
+
+async fn dns(ctx: &Ctx<'_>) -> Outcome {
+    let LoadedLab { lab, topo, .. } = ctx.loaded;
+    let Some(dns0) = topo.by_role(Role::Dns).next() else {
+        return Outcome::Skipped("the lab has no DNS node".into());
+    };
+    let server = SocketAddr::from((dns0.address, 53));
+    let mut problems = Vec::new();
+
+    // From the host: every name and reverse record, as dns0 answers them.
+    let mut names: Vec<(String, Ipv4Addr)> = topo
+        .nodes
+        .iter()
+        .map(|n| (n.fqdn.clone(), n.address))
+        .collect();
+    names.push((topo.api.name.clone(), topo.api.address));
+    let forward = futures_util::future::join_all(
+        names
+            .iter()
+            .map(|(name, _)| dns_client::query(server, name, dns_client::TYPE_A, DNS_WAIT)),
+    )
+    .await;
+    for ((name, want), got) in names.iter().zip(forward) {
+        match got {
+            Ok(records) if records == [Record::A(*want)] => {}
+            Ok(records) => problems.push(format!(
+                "{} answers {name} with {records:?}, not {want}",
+                dns0.name
+            )),
+            Err(e) => problems.push(format!("{} on {name}: {e}", dns0.name)),
+        }
+    }
+    let reverse = futures_util::future::join_all(topo.nodes.iter().map(|n| {
+        dns_client::query(
+            server,
+            dns_client::reverse_name(n.address),
+            dns_client::TYPE_PTR,
+            DNS_WAIT,
+        )
+    }))
+    .await;
+    for (n, got) in topo.nodes.iter().zip(reverse) {
+        let want = Record::Ptr(format!("{}.", n.fqdn));
+        match got {
+            Ok(records) if records == [want.clone()] => {}
+            Ok(records) => problems.push(format!(
+                "{} answers the reverse of {} with {records:?}, not {}.",
+                dns0.name, n.address, n.fqdn
+            )),
+            Err(e) => problems.push(format!(
+                "{} on the reverse of {}: {e}",
+                dns0.name, n.address
+            )),
+        }
+    }
+
+    // On every node: the others resolve through its resolver.
+    let resolved = futures_util::future::join_all(topo.nodes.iter().map(|n| {
+        let others: Vec<&str> = topo
+            .nodes
+            .iter()
+            .filter(|o| o.name != n.name)
+            .map(|o| o.fqdn.as_str())
+            .collect();
+        let command = format!(
+            "for name in {}; do getent hosts \"$name\" || echo \"- $name\"; done",
+            others.join(" ")
+        );
+        ctx.ssh(&n.name, command, "resolve the other nodes")
+    }))
+    .await;
+    for (n, got) in topo.nodes.iter().zip(resolved) {
+        match got {
+            Ok(out) => problems.extend(
+                resolution_problems(&out, topo.nodes.iter().filter(|o| o.name != n.name))
+                    .into_iter()
+                    .map(|p| format!("on {}: {p}", n.name)),
+            ),
+            Err(e) => problems.push(format!("on {}: {e}", n.name)),
+        }
+    }
+
+    // The hypervisor's hosts block is the one the plan makes.
+    let want = crate::render::hosts_block(lab, topo);
+    match crate::hosts_file::read(&ctx.hosts_file) {
+        Ok(text) => match lab_block(&text, &lab.name) {
+            Some(block) if block == want => {}
+            Some(_) => problems.push(format!(
+                "the lab's block in {} differs from the plan",
+                ctx.hosts_file.display()
+            )),
+            None => problems.push(format!(
+                "no block for lab {} in {}",
+                lab.name,
+                ctx.hosts_file.display()
+            )),
+        },
+        Err(e) => problems.push(format!("could not read {}: {e}", ctx.hosts_file.display())),
+    }
+
+    judge(
+        problems,
+        format!(
+            "{} answers {} names and {} reverse records; every node resolves the other {}; the block in {} matches the plan",
+            dns0.name,
+            names.len(),
+            topo.nodes.len(),
+            topo.nodes.len().saturating_sub(1),
+            ctx.hosts_file.display()
+        ),
+        "`kubelab lab ssh dns0 -- sudo journalctl -u named` and `resolvectl status` on a node say why; `kubelab lab up` (without --no-hosts) rewrites the hosts block",
+    )
+}
+
+/// What is wrong in `getent hosts` output (one line per name, `- NAME` for
+/// a name that did not resolve) against the nodes that should be there.
+fn resolution_problems<'a>(out: &str, expected: impl Iterator<Item = &'a Node>) -> Vec<String> {
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for line in out.lines() {
+        let mut words = line.split_whitespace();
+        if let (Some(address), Some(name)) = (words.next(), words.next()) {
+            seen.insert(name.trim_end_matches('.'), address);
+        }
+    }
+    expected
+        .filter_map(|n| match seen.get(n.fqdn.as_str()) {
+            Some(&"-") | None => Some(format!("{} does not resolve", n.fqdn)),
+            Some(address) if *address != n.address.to_string() => Some(format!(
+                "{} resolves to {address}, not {}",
+                n.fqdn, n.address
+            )),
+            Some(_) => None,
+        })
+        .collect()
+}
+
+/// The lab's marked block in a hosts file, with `\n` line ends.
+fn lab_block(text: &str, lab: &str) -> Option<String> {
+    let begin = format!("# BEGIN kubelab {lab}");
+    let end = format!("# END kubelab {lab}");
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        if !inside && line == begin {
+            inside = true;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+            if line == end {
+                return Some(out);
+            }
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------
+// 3. etcd
+// ---------------------------------------------------------------------------
+
+/// The apiserver's view of etcd: its client certificate against the etcd CA.
+fn etcd_client(pki_dir: &Path) -> std::result::Result<reqwest::Client, String> {
+    tls_client(pki_dir, "etcd-ca", Some("apiserver-etcd-client"), &[])
+}
+
+/// A reqwest client that trusts only the lab CA `ca` (a file stem under
+/// pki/) and presents `identity`'s certificate when it is given.
+fn tls_client(
+    pki_dir: &Path,
+    ca: &str,
+    identity: Option<&str>,
+    resolve: &[(&str, SocketAddr)],
+) -> std::result::Result<reqwest::Client, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let read = |stem: &str| {
+        fs_err::read(pki_dir.join(format!("{stem}.pem")))
+            .map_err(|e| format!("{e} (`kubelab lab render` signs the lab's certificates)"))
+    };
+    let ca =
+        reqwest::Certificate::from_pem(&read(ca)?).map_err(|e| format!("reading the CA: {e}"))?;
+    let mut builder = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .user_agent(concat!("kubelab/", env!("CARGO_PKG_VERSION"), " verify"));
+    if let Some(stem) = identity {
+        let mut pem = read(stem)?;
+        pem.extend(read(&format!("{stem}-key"))?);
+        let id = reqwest::Identity::from_pem(&pem)
+            .map_err(|e| format!("reading the {stem} certificate: {e}"))?;
+        builder = builder.identity(id);
+    }
+    for (name, addr) in resolve {
+        builder = builder.resolve(name, *addr);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("could not set up TLS: {e}"))
+}
+
+/// An error from reqwest on one line: what failed and its innermost cause
+/// ("connection refused" hides two levels down). The callers name the URL.
+fn describe(e: &reqwest::Error) -> String {
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        causes.push(s.to_string());
+        source = s.source();
+    }
+    let innermost = causes.last().cloned();
+    match innermost {
+        Some(cause) if e.is_connect() => format!("cannot connect: {cause}"),
+        _ if e.is_timeout() => "no answer in time".to_string(),
+        Some(cause) => {
+            let mut top = e.to_string();
+            if let Some(url) = e.url() {
+                top = top.replace(&format!(" for url ({url})"), "");
+            }
+            format!("{top}: {cause}")
+        }
+        None => e.to_string(),
+    }
+}
+
+/// A short, one-line excerpt of a response body for an error message.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() > 160 {
+        format!("{}...", line.chars().take(160).collect::<String>())
+    } else {
+        line
+    }
+}
+
+/// Sends a request and returns the status and body; the error names the URL.
+async fn request(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: impl AsRef<str>,
+    body: Option<String>,
+) -> std::result::Result<(u16, Vec<u8>), String> {
+    let url = url.as_ref();
+    let mut req = client.request(method, url);
+    if let Some(body) = body {
+        req = req.header("content-type", "application/json").body(body);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {}", describe(&e)))?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("{url}: {}", describe(&e)))?;
+    Ok((status, bytes.to_vec()))
+}
+
+/// A request that must answer 2xx with JSON.
+async fn fetch_json(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: impl AsRef<str>,
+    body: Option<String>,
+) -> std::result::Result<Value, String> {
+    let url = url.as_ref();
+    let (status, bytes) = request(client, method, url, body).await?;
+    if !(200..300).contains(&status) {
+        return Err(format!("{url}: HTTP {status}: {}", excerpt(&bytes)));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| format!("{url}: not JSON: {e}"))
+}
+
+/// uint64 fields come as strings from etcd's JSON gateway.
+fn id_string(v: &Value) -> Option<String> {
+    v.as_str()
+        .map(str::to_string)
+        .or_else(|| v.as_u64().map(|n| n.to_string()))
+}
+
+/// What one etcd member says about itself and the cluster.
+#[derive(Debug, Clone)]
+struct EtcdView {
+    health: std::result::Result<Value, String>,
+    members: std::result::Result<Value, String>,
+    status: std::result::Result<Value, String>,
+}
+
+async fn etcd_view(client: &reqwest::Client, base: String) -> EtcdView {
+    let (health, members, status) = tokio::join!(
+        fetch_json(client, reqwest::Method::GET, format!("{base}/health"), None),
+        fetch_json(
+            client,
+            reqwest::Method::POST,
+            format!("{base}/v3/cluster/member/list"),
+            Some("{}".into())
+        ),
+        fetch_json(
+            client,
+            reqwest::Method::POST,
+            format!("{base}/v3/maintenance/status"),
+            Some("{}".into())
+        ),
+    );
+    EtcdView {
+        health,
+        members,
+        status,
+    }
+}
+
+/// Every member healthy, every member's list == the plan's etcd nodes at
+/// their client URLs, and all agree on one leader that is one of them.
+fn judge_etcd(expected: &[(&str, Ipv4Addr)], views: &[(&str, EtcdView)]) -> Outcome {
+    let mut problems = Vec::new();
+    let want: BTreeSet<&str> = expected.iter().map(|(n, _)| *n).collect();
+    let mut ids: BTreeMap<String, String> = BTreeMap::new();
+    let mut leaders: BTreeSet<String> = BTreeSet::new();
+    let mut self_ids: BTreeMap<&str, String> = BTreeMap::new();
+    for (name, view) in views {
+        match &view.health {
+            Ok(v) if v["health"] == "true" => {}
+            Ok(v) => problems.push(format!("{name} is not healthy: {v}")),
+            Err(e) => problems.push(format!("{name} /health: {e}")),
+        }
+        match &view.members {
+            Ok(v) => {
+                let members = v["members"].as_array().cloned().unwrap_or_default();
+                let listed: BTreeSet<&str> =
+                    members.iter().filter_map(|m| m["name"].as_str()).collect();
+                if listed != want {
+                    problems.push(format!(
+                        "{name} lists members {listed:?}, the plan has {want:?}"
+                    ));
+                }
+                for m in &members {
+                    let (Some(member), Some(id)) = (m["name"].as_str(), id_string(&m["ID"])) else {
+                        continue;
+                    };
+                    ids.insert(id, member.to_string());
+                    if let Some((_, address)) = expected.iter().find(|(n, _)| *n == member) {
+                        let url = format!("https://{address}:2379");
+                        let urls = m["clientURLs"].as_array().cloned().unwrap_or_default();
+                        if !urls.iter().any(|u| u == url.as_str()) {
+                            problems.push(format!(
+                                "member {member} does not advertise {url} (it lists {urls:?})"
+                            ));
+                        }
+                    }
+                }
+            }
+            Err(e) => problems.push(format!("{name} member list: {e}")),
+        }
+        match &view.status {
+            Ok(v) => {
+                match id_string(&v["leader"]) {
+                    Some(leader) if leader != "0" => {
+                        leaders.insert(leader);
+                    }
+                    _ => problems.push(format!("{name} knows no leader")),
+                }
+                if let Some(id) = id_string(&v["header"]["member_id"]) {
+                    self_ids.insert(name, id);
+                }
+            }
+            Err(e) => problems.push(format!("{name} status: {e}")),
+        }
+    }
+    let mut leader_name = String::new();
+    match leaders.len() {
+        0 => {}
+        1 => {
+            let leader = leaders.iter().next().cloned().unwrap_or_default();
+            let claimed: Vec<&&str> = self_ids
+                .iter()
+                .filter(|(_, id)| **id == leader)
+                .map(|(n, _)| n)
+                .collect();
+            match ids.get(&leader) {
+                Some(name) if claimed.len() == 1 => leader_name = name.clone(),
+                Some(name) => problems.push(format!(
+                    "the leader {name} is not among the members that answered"
+                )),
+                None => problems.push(format!("the leader {leader} is not in the member list")),
+            }
+        }
+        _ => problems.push(format!(
+            "the members disagree on the leader: {} leaders reported",
+            leaders.len()
+        )),
+    }
+    judge(
+        problems,
+        format!(
+            "{} members healthy over mutual TLS; member list = {}; one leader: {leader_name}",
+            views.len(),
+            want.iter().copied().collect::<Vec<_>>().join(", ")
+        ),
+        "`kubelab lab ssh MEMBER -- sudo journalctl -u etcd` says why",
+    )
+}
+
+async fn etcd(ctx: &Ctx<'_>) -> Outcome {
+    let client = match etcd_client(&ctx.pki_dir) {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(e, "`kubelab lab render` signs the etcd certificates"),
+    };
+    let members: Vec<&Node> = ctx.loaded.topo.by_role(Role::Etcd).collect();
+    let views = futures_util::future::join_all(
+        members
+            .iter()
+            .map(|n| etcd_view(&client, format!("https://{}:2379", n.address))),
+    )
+    .await;
+    let expected: Vec<(&str, Ipv4Addr)> = members
+        .iter()
+        .map(|n| (n.name.as_str(), n.address))
+        .collect();
+    let views: Vec<(&str, EtcdView)> = members.iter().map(|n| n.name.as_str()).zip(views).collect();
+    judge_etcd(&expected, &views)
+}
+
+// ---------------------------------------------------------------------------
+// 4. api
+// ---------------------------------------------------------------------------
+
+/// A client as `admin`, with the API name pinned to the plan's address so it
+/// does not depend on the host's resolver.
+fn admin_client(ctx: &Ctx) -> std::result::Result<reqwest::Client, String> {
+    let api = &ctx.loaded.topo.api;
+    tls_client(
+        &ctx.pki_dir,
+        "ca",
+        Some("admin"),
+        &[(api.name.as_str(), SocketAddr::from((api.address, api.port)))],
+    )
+}
+
+/// The API through the VIP (or the single LB's address).
+fn api_base(ctx: &Ctx) -> String {
+    let api = &ctx.loaded.topo.api;
+    format!("https://{}:{}", api.address, api.port)
+}
+
+/// `/readyz?verbose`: 200 is ready; otherwise the failing checks (`[-]` lines).
+fn readyz_verdict(status: u16, body: &str) -> std::result::Result<(), String> {
+    if status == 200 {
+        return Ok(());
+    }
+    let failing: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("[-]"))
+        .map(|l| l.trim_start_matches("[-]"))
+        .collect();
+    Err(if failing.is_empty() {
+        format!("HTTP {status}: {}", excerpt(body.as_bytes()))
+    } else {
+        format!("HTTP {status}, failing: {}", failing.join(", "))
+    })
+}
+
+async fn readyz(client: &reqwest::Client, base: &str) -> std::result::Result<(), String> {
+    let url = format!("{base}/readyz?verbose");
+    let (status, body) = request(client, reqwest::Method::GET, &url, None).await?;
+    readyz_verdict(status, &String::from_utf8_lossy(&body)).map_err(|e| format!("{url}: {e}"))
+}
+
+/// Controllers that haproxy's statistics (CSV) do not show UP in the
+/// kube-apiserver backend.
+fn haproxy_down(csv: &str, controllers: &[&str]) -> Vec<String> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let (Some(px), Some(sv), Some(st)) = (col("pxname"), col("svname"), col("status")) else {
+        return vec!["haproxy's statistics have no pxname/svname/status columns".into()];
+    };
+    let mut status: BTreeMap<&str, &str> = BTreeMap::new();
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        if cells.get(px) == Some(&"kube-apiserver")
+            && let (Some(server), Some(state)) = (cells.get(sv), cells.get(st))
+        {
+            status.insert(server, state);
+        }
+    }
+    controllers
+        .iter()
+        .filter_map(|c| match status.get(c) {
+            Some(state) if state.starts_with("UP") => None,
+            Some(state) => Some(format!("{c} is {state}")),
+            None => Some(format!("{c} is not in the backend")),
+        })
+        .collect()
+}
+
+async fn api(ctx: &Ctx<'_>) -> Outcome {
+    let topo = &ctx.loaded.topo;
+    let client = match admin_client(ctx) {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(e, "`kubelab lab render` signs the admin certificate"),
+    };
+    let controllers: Vec<&Node> = topo.by_role(Role::Controller).collect();
+    let mut bases = vec![api_base(ctx), topo.api.url()];
+    bases.extend(
+        controllers
+            .iter()
+            .map(|n| format!("https://{}:{}", n.address, topo.api.port)),
+    );
+    let answers = futures_util::future::join_all(bases.iter().map(|b| readyz(&client, b))).await;
+    let mut problems: Vec<String> = answers.into_iter().filter_map(|r| r.err()).collect();
+    let names: Vec<&str> = controllers.iter().map(|n| n.name.as_str()).collect();
+    let lbs: Vec<&Node> = topo.by_role(Role::Lb).collect();
+    let stats = futures_util::future::join_all(lbs.iter().map(|lb| {
+        ctx.ssh(
+            &lb.name,
+            "curl -fsS --max-time 5 'http://127.0.0.1:8404/;csv'",
+            "read haproxy's statistics",
+        )
+    }))
+    .await;
+    for (lb, got) in lbs.iter().zip(stats) {
+        match got {
+            Ok(csv) => problems.extend(
+                haproxy_down(&csv, &names)
+                    .into_iter()
+                    .map(|p| format!("haproxy on {}: {p}", lb.name)),
+            ),
+            Err(e) => problems.push(format!("haproxy statistics on {}: {e}", lb.name)),
+        }
+    }
+    judge(
+        problems,
+        format!(
+            "/readyz answers through {} and {}, and on all {} controllers; haproxy on {} sees every controller up",
+            topo.api.address,
+            topo.api.name,
+            controllers.len(),
+            lbs.iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        API_HINT,
+    )
+}
+
+// ---------------------------------------------------------------------------
+// 5. lb-failover
+// ---------------------------------------------------------------------------
+
+const FAILOVER_WAIT: Duration = Duration::from_secs(30);
+const RETURN_WAIT: Duration = Duration::from_secs(45);
+
+/// The load balancers that hold `vip` right now.
+async fn vip_holders(
+    ctx: &Ctx<'_>,
+    lbs: &[&Node],
+    vip: Ipv4Addr,
+) -> std::result::Result<Vec<String>, String> {
+    let outs = futures_util::future::join_all(
+        lbs.iter()
+            .map(|lb| ctx.ssh(&lb.name, "ip -4 -o addr show", "look for the VIP")),
+    )
+    .await;
+    let mut holders = Vec::new();
+    for (lb, out) in lbs.iter().zip(outs) {
+        if holds(&out.map_err(|e| format!("{}: {e}", lb.name))?, vip) {
+            holders.push(lb.name.clone());
+        }
+    }
+    Ok(holders)
+}
+
+/// Whether `ip -4 -o addr show` output lists `vip`.
+fn holds(ip_addr: &str, vip: Ipv4Addr) -> bool {
+    let needle = format!("inet {vip}/");
+    ip_addr.lines().any(|l| l.contains(&needle))
+}
+
+async fn tcp_accepts(addr: SocketAddr) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Polls `condition` every 250 ms until it holds or `wait` passes; returns
+/// how long it took.
+async fn poll<F, Fut>(wait: Duration, mut condition: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if condition().await {
+            return Some(started.elapsed());
+        }
+        if started.elapsed() > wait {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn lb_failover(ctx: &Ctx<'_>) -> Outcome {
+    let topo = &ctx.loaded.topo;
+    let vip = topo.api.address;
+    let target = SocketAddr::from((vip, topo.api.port));
+    let lbs: Vec<&Node> = topo.by_role(Role::Lb).collect();
+    let hint = "`kubelab lab ssh LB -- sudo journalctl -u keepalived -u haproxy` on the load balancers says why";
+    let holder = match vip_holders(ctx, &lbs, vip).await {
+        Ok(h) if h.len() == 1 => h[0].clone(),
+        Ok(h) => {
+            return Outcome::failed(
+                format!(
+                    "the VIP {vip} is held by {} load balancers ({h:?}), not one",
+                    h.len()
+                ),
+                hint,
+            );
+        }
+        Err(e) => return Outcome::failed(e, hint),
+    };
+    if !tcp_accepts(target).await {
+        return Outcome::failed(
+            format!("{target} (held by {holder}) does not accept TCP before the test"),
+            hint,
+        );
+    }
+    if let Err(e) = ctx
+        .ssh(&holder, "sudo systemctl stop haproxy", "stop haproxy")
+        .await
+    {
+        return Outcome::failed(format!("could not stop haproxy on {holder}: {e}"), hint);
+    }
+    // From here on, Ctrl-C ends the waiting but never skips the restart.
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    let mut interrupted = false;
+    let new_holder = std::cell::RefCell::new(String::new());
+    let moving = poll(FAILOVER_WAIT, || async {
+        match vip_holders(ctx, &lbs, vip).await {
+            Ok(h) if h.len() == 1 && h[0] != holder => {
+                new_holder.replace(h[0].clone());
+                tcp_accepts(target).await
+            }
+            _ => false,
+        }
+    });
+    let moved = tokio::select! {
+        moved = moving => moved,
+        _ = &mut interrupt => {
+            interrupted = true;
+            None
+        }
+    };
+    let new_holder = new_holder.into_inner();
+    // Where the API is up, it must answer through the new holder too.
+    let api_note = match moved {
+        Some(_) if !interrupted => match admin_client(ctx) {
+            Ok(client) => match readyz(&client, &api_base(ctx)).await {
+                Ok(()) => "; /readyz answered through it".to_string(),
+                Err(_) => {
+                    "; checked at the TCP level (the Kubernetes API does not answer)".to_string()
+                }
+            },
+            Err(_) => String::new(),
+        },
+        _ => String::new(),
+    };
+    // Always restart haproxy, whatever happened above.
+    let restarted = ctx
+        .ssh(&holder, "sudo systemctl start haproxy", "start haproxy")
+        .await;
+    let returned = match &restarted {
+        Ok(_) if !interrupted => {
+            let returning = poll(RETURN_WAIT, || async {
+                matches!(vip_holders(ctx, &lbs, vip).await, Ok(h) if h == [holder.clone()])
+                    && tcp_accepts(target).await
+            });
+            tokio::select! {
+                back = returning => back,
+                _ = &mut interrupt => {
+                    interrupted = true;
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    if interrupted && restarted.is_ok() {
+        return Outcome::failed(
+            format!("interrupted; haproxy on {holder} was started again"),
+            "run `kubelab lab verify --only lb-failover` to finish the check",
+        );
+    }
+    match (moved, restarted, returned) {
+        (_, Err(e), _) => Outcome::failed(
+            format!("could not start haproxy again on {holder}: {e}"),
+            format!("start it by hand: `kubelab lab ssh {holder} -- sudo systemctl start haproxy`"),
+        ),
+        (None, Ok(_), _) => Outcome::failed(
+            format!(
+                "with haproxy stopped on {holder}, the VIP {vip} did not move to another load balancer accepting TCP on {} within {} s",
+                topo.api.port,
+                FAILOVER_WAIT.as_secs()
+            ),
+            hint,
+        ),
+        (Some(_), Ok(_), None) => Outcome::failed(
+            format!(
+                "the VIP moved to {new_holder}, but did not return to {holder} within {} s of haproxy starting again",
+                RETURN_WAIT.as_secs()
+            ),
+            hint,
+        ),
+        (Some(took), Ok(_), Some(back)) => Outcome::Passed(format!(
+            "haproxy stopped on {holder}: the VIP {vip} moved to {new_holder} and accepted TCP on {} after {:.1} s{api_note}; back on {holder} {:.1} s after haproxy started",
+            topo.api.port,
+            took.as_secs_f64(),
+            back.as_secs_f64()
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 6. control-plane
+// ---------------------------------------------------------------------------
+
+/// Who holds a leader-election Lease: the controller named before `_` in
+/// its holderIdentity (`controller0_0b9c...`).
+fn lease_holder(lease: &Value, controllers: &[&str]) -> std::result::Result<String, String> {
+    let holder = lease["spec"]["holderIdentity"].as_str().unwrap_or_default();
+    if holder.is_empty() {
+        return Err("no holder".into());
+    }
+    let node = holder.split('_').next().unwrap_or_default();
+    if controllers.contains(&node) {
+        Ok(node.to_string())
+    } else {
+        Err(format!("held by {holder:?}, not one of the controllers"))
+    }
+}
+
+async fn control_plane(ctx: &Ctx<'_>) -> Outcome {
+    let topo = &ctx.loaded.topo;
+    let (ca_client, admin) = match (tls_client(&ctx.pki_dir, "ca", None, &[]), admin_client(ctx)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            return Outcome::failed(e, "`kubelab lab render` signs the lab's certificates");
+        }
+    };
+    let controllers: Vec<&Node> = topo.by_role(Role::Controller).collect();
+    let mut urls = Vec::new();
+    for n in &controllers {
+        urls.push(format!("https://{}:10259/healthz", n.address));
+        urls.push(format!("https://{}:10257/healthz", n.address));
+    }
+    let answers = futures_util::future::join_all(
+        urls.iter()
+            .map(|u| request(&ca_client, reqwest::Method::GET, u, None)),
+    )
+    .await;
+    let mut problems = Vec::new();
+    for (url, got) in urls.iter().zip(answers) {
+        match got {
+            Ok((200, _)) => {}
+            Ok((status, body)) => {
+                problems.push(format!("{url}: HTTP {status}: {}", excerpt(&body)))
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    let names: Vec<&str> = controllers.iter().map(|n| n.name.as_str()).collect();
+    let base = api_base(ctx);
+    let mut leaders = Vec::new();
+    for component in ["kube-scheduler", "kube-controller-manager"] {
+        let url =
+            format!("{base}/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{component}");
+        match fetch_json(&admin, reqwest::Method::GET, &url, None).await {
+            Ok(lease) => match lease_holder(&lease, &names) {
+                Ok(node) => leaders.push(format!("{component} on {node}")),
+                Err(e) => problems.push(format!("{component} lease: {e}")),
+            },
+            Err(e) => problems.push(e),
+        }
+    }
+    judge(
+        problems,
+        format!(
+            "scheduler and controller-manager healthz answer over TLS on all {} controllers; leaders: {}",
+            controllers.len(),
+            leaders.join(", ")
+        ),
+        API_HINT,
+    )
+}
+
+// ---------------------------------------------------------------------------
+// 7. nodes
+// ---------------------------------------------------------------------------
+
+/// Every planned worker registered, Ready, with the plan's pod CIDR.
+fn node_problems(list: &Value, workers: &[(&str, Option<Ipv4Net>)]) -> Vec<String> {
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    let mut problems = Vec::new();
+    for (name, cidr) in workers {
+        let Some(node) = items.iter().find(|i| i["metadata"]["name"] == *name) else {
+            problems.push(format!("{name} is not registered"));
+            continue;
+        };
+        let ready = node["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .cloned();
+        match ready {
+            Some(c) if c["status"] == "True" => {}
+            Some(c) => problems.push(format!(
+                "{name} is not Ready ({}: {})",
+                c["reason"].as_str().unwrap_or("no reason"),
+                c["message"].as_str().unwrap_or("")
+            )),
+            None => problems.push(format!("{name} reports no Ready condition")),
+        }
+        let want = cidr.map(|c| c.to_string()).unwrap_or_default();
+        match node["spec"]["podCIDR"].as_str() {
+            Some(got) if got == want => {}
+            Some(got) => problems.push(format!("{name} has pod CIDR {got}, the plan gives {want}")),
+            None => problems.push(format!("{name} has no pod CIDR (the plan gives {want})")),
+        }
+    }
+    problems
+}
+
+async fn nodes(ctx: &Ctx<'_>) -> Outcome {
+    let client = match admin_client(ctx) {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(e, "`kubelab lab render` signs the admin certificate"),
+    };
+    let workers: Vec<(&str, Option<Ipv4Net>)> = ctx
+        .loaded
+        .topo
+        .by_role(Role::Worker)
+        .map(|n| (n.name.as_str(), n.pod_cidr))
+        .collect();
+    let url = format!("{}/api/v1/nodes", api_base(ctx));
+    match fetch_json(&client, reqwest::Method::GET, &url, None).await {
+        Ok(list) => judge(
+            node_problems(&list, &workers),
+            format!(
+                "all {} workers Ready with the plan's pod CIDRs",
+                workers.len()
+            ),
+            "`kubelab lab ssh WORKER -- journalctl -u kubelet` says why a node is not Ready",
+        ),
+        Err(e) => Outcome::failed(e, API_HINT),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 8. secrets
+// ---------------------------------------------------------------------------
+
+const ENCRYPTED_PREFIX: &[u8] = b"k8s:enc:aescbc:v1:";
+
+/// Creates a throwaway Secret through the API, reads its raw value from etcd
+/// and deletes it. The value is never printed: only whether it is encrypted.
+async fn secret_at_rest(
+    api: &reqwest::Client,
+    api_base: &str,
+    etcd: &reqwest::Client,
+    etcd_base: &str,
+) -> Outcome {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut random = [0u8; 8];
+    if let Err(e) = getrandom::fill(&mut random) {
+        return Outcome::failed(format!("no randomness for a name: {e}"), "");
+    }
+    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let name = format!("kubelab-verify-{suffix}");
+    let body = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "kubelab"}},
+        "data": {"probe": b64.encode(random)},
+    });
+    let secrets = format!("{api_base}/api/v1/namespaces/default/secrets");
+    if let Err(e) = fetch_json(api, reqwest::Method::POST, &secrets, Some(body.to_string())).await {
+        return Outcome::failed(e, API_HINT);
+    }
+    let key = format!("/registry/secrets/default/{name}");
+    let range = fetch_json(
+        etcd,
+        reqwest::Method::POST,
+        &format!("{etcd_base}/v3/kv/range"),
+        Some(serde_json::json!({"key": b64.encode(&key)}).to_string()),
+    )
+    .await;
+    let deleted = fetch_json(
+        api,
+        reqwest::Method::DELETE,
+        &format!("{secrets}/{name}"),
+        None,
+    )
+    .await;
+    let raw = range.and_then(|v| {
+        v["kvs"][0]["value"]
+            .as_str()
+            .ok_or_else(|| format!("etcd has no key {key}"))
+            .and_then(|s| {
+                b64.decode(s)
+                    .map_err(|e| format!("etcd's value is not base64: {e}"))
+            })
+    });
+    let verdict = match raw {
+        Ok(raw) if raw.starts_with(ENCRYPTED_PREFIX) => Outcome::Passed(format!(
+            "a new Secret is stored in etcd as k8s:enc:aescbc:v1:... (read from {key}, then deleted)"
+        )),
+        Ok(_) => Outcome::failed(
+            format!(
+                "{key} is stored in etcd without the k8s:enc:aescbc:v1: prefix: Secrets are not encrypted at rest"
+            ),
+            "the apiserver needs --encryption-provider-config; `kubelab lab up --only controllers` provisions it",
+        ),
+        Err(e) => Outcome::failed(e, "`kubelab lab verify --only etcd` checks etcd itself"),
+    };
+    match (verdict, deleted) {
+        (Outcome::Passed(_), Err(e)) => Outcome::failed(
+            format!("the Secret is encrypted, but deleting {name} failed: {e}"),
+            format!("delete it by hand: kubectl delete secret {name}"),
+        ),
+        (verdict, _) => verdict,
+    }
+}
+
+async fn secrets(ctx: &Ctx<'_>) -> Outcome {
+    let (api, etcd) = match (admin_client(ctx), etcd_client(&ctx.pki_dir)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            return Outcome::failed(e, "`kubelab lab render` signs the lab's certificates");
+        }
+    };
+    let Some(member) = ctx.loaded.topo.by_role(Role::Etcd).next() else {
+        return Outcome::Skipped("the lab has no etcd".into());
+    };
+    secret_at_rest(
+        &api,
+        &api_base(ctx),
+        &etcd,
+        &format!("https://{}:2379", member.address),
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// 10. workload
+// ---------------------------------------------------------------------------
+
+/// The nginx Deployment is fully Ready and its Ready pods cover every worker
+/// (as far as the replica count allows).
+fn workload_problems(
+    deployment: &Value,
+    pods: &Value,
+    workers: &[&str],
+    replicas: u32,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let spec = deployment["spec"]["replicas"].as_u64().unwrap_or(0);
+    let ready = deployment["status"]["readyReplicas"].as_u64().unwrap_or(0);
+    if spec != u64::from(replicas) {
+        problems.push(format!(
+            "the Deployment asks for {spec} replicas, lab.yaml for {replicas}"
+        ));
+    }
+    if ready < spec {
+        problems.push(format!("{ready} of {spec} replicas Ready"));
+    }
+    let on: BTreeSet<&str> = pods["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|p| {
+                    p["status"]["conditions"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+                })
+                .filter_map(|p| p["spec"]["nodeName"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    let expected = workers.len().min(replicas as usize);
+    let missing: Vec<&&str> = workers.iter().filter(|w| !on.contains(**w)).collect();
+    if on.len() < expected {
+        problems.push(format!(
+            "Ready pods on {} worker(s), expected {expected}; none on {missing:?}",
+            on.len()
+        ));
+    }
+    problems
+}
+
+/// The pod names in NodePort answers (`pod=NAME node=... ip=...`).
+fn answering_pods(bodies: &[String]) -> BTreeSet<String> {
+    bodies
+        .iter()
+        .filter_map(|b| {
+            b.split_whitespace()
+                .find_map(|w| w.strip_prefix("pod="))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+async fn workload(ctx: &Ctx<'_>) -> Outcome {
+    let LoadedLab { lab, topo, .. } = ctx.loaded;
+    let client = match admin_client(ctx) {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(e, "`kubelab lab render` signs the admin certificate"),
+    };
+    let base = api_base(ctx);
+    let deployment = fetch_json(
+        &client,
+        reqwest::Method::GET,
+        format!("{base}/apis/apps/v1/namespaces/default/deployments/nginx"),
+        None,
+    );
+    let pods = fetch_json(
+        &client,
+        reqwest::Method::GET,
+        format!(
+            "{base}/api/v1/namespaces/default/pods?labelSelector=app.kubernetes.io%2Fname%3Dnginx"
+        ),
+        None,
+    );
+    let (deployment, pods) = match tokio::join!(deployment, pods) {
+        (Ok(d), Ok(p)) => (d, p),
+        (Err(e), _) | (_, Err(e)) => return Outcome::failed(e, API_HINT),
+    };
+    let workers: Vec<&Node> = topo.by_role(Role::Worker).collect();
+    let names: Vec<&str> = workers.iter().map(|n| n.name.as_str()).collect();
+    let mut problems = workload_problems(&deployment, &pods, &names, lab.nginx_replicas);
+    let plain = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(format!("could not set up HTTP: {e}"), ""),
+    };
+    // Several rounds over every worker's NodePort: kube-proxy spreads them.
+    let port = crate::render::NGINX_NODE_PORT;
+    let mut bodies = Vec::new();
+    for _ in 0..(lab.nginx_replicas.max(2) * 2) {
+        for w in &workers {
+            let url = format!("http://{}:{port}/", w.address);
+            match request(&plain, reqwest::Method::GET, &url, None).await {
+                Ok((200, body)) => bodies.push(String::from_utf8_lossy(&body).into_owned()),
+                Ok((status, _)) => problems.push(format!("{url}: HTTP {status}")),
+                Err(e) => problems.push(e),
+            }
+        }
+    }
+    let answered = answering_pods(&bodies);
+    if lab.nginx_replicas > 1 && answered.len() < 2 {
+        problems.push(format!(
+            "{} requests through the NodePort were all answered by {answered:?}",
+            bodies.len()
+        ));
+    }
+    problems.dedup();
+    judge(
+        problems,
+        format!(
+            "{} replicas Ready over {} worker(s); the NodePort {port} answers on every worker, from {} different pods",
+            lab.nginx_replicas,
+            workers.len(),
+            answered.len()
+        ),
+        "`kubectl describe deployment nginx` and `kubectl get pods -o wide` say why",
+    )
+}
+
+// ---------------------------------------------------------------------------
+// 11. certificates
+// ---------------------------------------------------------------------------
+
+const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// Expired is Failed, within 30 days is Warned.
+fn judge_expiry(now: time::OffsetDateTime, certs: &[(String, time::OffsetDateTime)]) -> Outcome {
+    let expired: Vec<&str> = certs
+        .iter()
+        .filter(|(_, at)| *at <= now)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !expired.is_empty() {
+        return Outcome::failed(
+            format!("expired: {}", expired.join(", ")),
+            "delete the expired files from .kubelab/pki and run `kubelab lab up` again: it signs new ones and re-provisions what uses them",
+        );
+    }
+    let soon: Vec<String> = certs
+        .iter()
+        .filter(|(_, at)| *at - now < time::Duration::days(EXPIRY_WARNING_DAYS))
+        .map(|(n, at)| format!("{n} ({} days)", (*at - now).whole_days()))
+        .collect();
+    if !soon.is_empty() {
+        return Outcome::Warned(format!(
+            "expiring within {EXPIRY_WARNING_DAYS} days: {}",
+            soon.join(", ")
+        ));
+    }
+    match certs.iter().min_by_key(|(_, at)| *at) {
+        Some((name, at)) => Outcome::Passed(format!(
+            "{} certificates; the first to expire is {name}, in {} days",
+            certs.len(),
+            (*at - now).whole_days()
+        )),
+        None => Outcome::failed("no certificates", "`kubelab lab render` signs them"),
+    }
+}
+
+fn certificates(ctx: &Ctx) -> Outcome {
+    let LoadedLab { lab, topo, .. } = ctx.loaded;
+    let mut names = vec!["ca".to_string(), "etcd-ca".to_string()];
+    names.extend(crate::pki::specs(lab, topo).into_iter().map(|s| s.name));
+    let mut certs = Vec::new();
+    let mut problems = Vec::new();
+    for name in names {
+        let path = ctx.pki_dir.join(format!("{name}.pem"));
+        let parsed = fs_err::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| crate::pki::inspect(&pem).map_err(|e| e.to_string()))
+            .and_then(|info| {
+                time::OffsetDateTime::parse(
+                    &info.not_after,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map_err(|e| format!("{}: {e}", path.display()))
+            });
+        match parsed {
+            Ok(at) => certs.push((name, at)),
+            Err(e) => problems.push(e),
+        }
+    }
+    if !problems.is_empty() {
+        return judge(
+            problems,
+            String::new(),
+            "`kubelab lab render` signs what is missing",
+        );
+    }
+    judge_expiry(time::OffsetDateTime::now_utc(), &certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn fixture(name: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/api")
+            .join(name);
+        fs_err::read_to_string(path).unwrap()
+    }
+
+    /// One canned answer: `path` ending in `*` matches by prefix.
+    struct Route {
+        method: &'static str,
+        path: &'static str,
+        status: u16,
+        body: String,
+    }
+
+    fn route(method: &'static str, path: &'static str, status: u16, body: String) -> Route {
+        Route {
+            method,
+            path,
+            status,
+            body,
+        }
+    }
+
+    /// An HTTPS server on 127.0.0.1 (a port of its own) with a certificate
+    /// from a fresh test CA, answering `routes` (404 otherwise). Returns its
+    /// base URL, a pki dir holding the CA as `ca.pem`, and the requests seen.
+    struct Server {
+        base: String,
+        pki: tempfile::TempDir,
+        seen: Arc<Mutex<Vec<String>>>,
+    }
+
+    async fn serve(routes: Vec<Route>) -> Server {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let pki = tempfile::tempdir().unwrap();
+        fs_err::write(pki.path().join("ca.pem"), ca_cert.pem()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("https://{}", listener.local_addr().unwrap());
+        let routes = Arc::new(routes);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, routes, log) = (acceptor.clone(), routes.clone(), log.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match tls.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < head_end + length {
+                        match tls.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let mut words = head.split_whitespace();
+                    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                    log.lock().unwrap().push(format!("{method} {path}"));
+                    let found = routes.iter().find(|r| {
+                        r.method == method
+                            && match r.path.strip_suffix('*') {
+                                Some(prefix) => path.starts_with(prefix),
+                                None => r.path == path,
+                            }
+                    });
+                    let (status, body) = match found {
+                        Some(r) => (r.status, r.body.clone()),
+                        None => (404, "{\"kind\":\"Status\",\"code\":404}".to_string()),
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(reply.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        Server { base, pki, seen }
+    }
+
+    fn client(server: &Server) -> reqwest::Client {
+        tls_client(server.pki.path(), "ca", None, &[]).unwrap()
+    }
+
+    fn worker0() -> Vec<(&'static str, Option<Ipv4Net>)> {
+        vec![("worker0", Some("10.200.0.0/24".parse().unwrap()))]
+    }
+
+    #[tokio::test]
+    async fn a_ready_node_list_passes_and_a_not_ready_one_says_why() {
+        let server = serve(vec![
+            route("GET", "/api/v1/nodes", 200, fixture("nodes-ready.json")),
+            route(
+                "GET",
+                "/not-ready/api/v1/nodes",
+                200,
+                fixture("nodes-notready.json"),
+            ),
+        ])
+        .await;
+        let c = client(&server);
+        let ready = fetch_json(
+            &c,
+            reqwest::Method::GET,
+            format!("{}/api/v1/nodes", server.base),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(node_problems(&ready, &worker0()), Vec::<String>::new());
+        // The plan's CIDR differs from the node's: reported.
+        let other = [("worker0", Some("10.200.7.0/24".parse().unwrap()))];
+        assert_eq!(
+            node_problems(&ready, &other),
+            ["worker0 has pod CIDR 10.200.0.0/24, the plan gives 10.200.7.0/24"]
+        );
+        // A worker the API does not know.
+        let missing = [("worker1", Some("10.200.1.0/24".parse().unwrap()))];
+        assert_eq!(
+            node_problems(&ready, &missing),
+            ["worker1 is not registered"]
+        );
+
+        let not_ready = fetch_json(
+            &c,
+            reqwest::Method::GET,
+            format!("{}/not-ready/api/v1/nodes", server.base),
+            None,
+        )
+        .await
+        .unwrap();
+        let problems = node_problems(&not_ready, &worker0());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(
+                "worker0 is not Ready (KubeletNotReady: container runtime network not ready"
+            ),
+            "{problems:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn readyz_passes_on_200_and_names_the_failing_checks_otherwise() {
+        let server = serve(vec![
+            route("GET", "/readyz?verbose", 200, fixture("readyz-healthy.txt")),
+            route(
+                "GET",
+                "/sick/readyz?verbose",
+                500,
+                fixture("readyz-unhealthy.txt"),
+            ),
+        ])
+        .await;
+        let c = client(&server);
+        readyz(&c, &server.base).await.unwrap();
+        let err = readyz(&c, &format!("{}/sick", server.base))
+            .await
+            .unwrap_err();
+        assert!(
+            err.ends_with("HTTP 500, failing: etcd failed: reason withheld, etcd-readiness failed: reason withheld, poststarthook/rbac/bootstrap-roles failed: reason withheld"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_api_that_does_not_listen_is_an_error_naming_the_address() {
+        // Bind, learn the port, close: nothing listens there any more.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = serve(vec![]).await;
+        let err = readyz(&client(&server), &format!("https://127.0.0.1:{port}"))
+            .await
+            .unwrap_err();
+        assert!(err.contains(&format!("127.0.0.1:{port}/readyz")), "{err}");
+        assert!(err.to_lowercase().contains("connect"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_server_outside_the_lab_ca_is_refused() {
+        let server = serve(vec![route("GET", "/readyz?verbose", 200, "ok".into())]).await;
+        let other = serve(vec![]).await;
+        // Trusting another CA: the TLS handshake fails, no answer is read.
+        assert!(readyz(&client(&other), &server.base).await.is_err());
+        assert!(server.seen.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_nginx_deployment_is_judged_from_its_status_and_pods() {
+        let server = serve(vec![
+            route(
+                "GET",
+                "/apis/apps/v1/namespaces/default/deployments/nginx",
+                200,
+                fixture("deployment-nginx.json"),
+            ),
+            route(
+                "GET",
+                "/api/v1/namespaces/default/pods*",
+                200,
+                fixture("pods-nginx.json"),
+            ),
+        ])
+        .await;
+        let c = client(&server);
+        let d = fetch_json(
+            &c,
+            reqwest::Method::GET,
+            format!(
+                "{}/apis/apps/v1/namespaces/default/deployments/nginx",
+                server.base
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+        let p = fetch_json(
+            &c,
+            reqwest::Method::GET,
+            format!(
+                "{}/api/v1/namespaces/default/pods?labelSelector=x",
+                server.base
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            workload_problems(&d, &p, &["worker0", "worker1"], 3),
+            Vec::<String>::new()
+        );
+        // A third worker with no pod on it.
+        assert_eq!(
+            workload_problems(&d, &p, &["worker0", "worker1", "worker2"], 3),
+            ["Ready pods on 2 worker(s), expected 3; none on [\"worker2\"]"]
+        );
+        // Two of three replicas Ready.
+        let mut partly = d.clone();
+        partly["status"]["readyReplicas"] = 2.into();
+        assert_eq!(
+            workload_problems(&partly, &p, &["worker0", "worker1"], 3),
+            ["2 of 3 replicas Ready"]
+        );
+        assert_eq!(
+            answering_pods(&[
+                "pod=nginx-a node=worker0 ip=10.200.0.4\n".into(),
+                "pod=nginx-b node=worker1 ip=10.200.1.3\n".into(),
+                "pod=nginx-a node=worker0 ip=10.200.0.4\n".into(),
+            ])
+            .len(),
+            2
+        );
+    }
+
+    fn secret_routes(stored: &[u8]) -> Vec<Route> {
+        use base64::Engine;
+        let value = base64::engine::general_purpose::STANDARD.encode(stored);
+        vec![
+            route(
+                "POST",
+                "/api/v1/namespaces/default/secrets",
+                201,
+                r#"{"kind":"Secret","apiVersion":"v1","metadata":{"name":"kubelab-verify-x","namespace":"default"},"type":"Opaque"}"#.into(),
+            ),
+            route(
+                "POST",
+                "/v3/kv/range",
+                200,
+                format!(
+                    r#"{{"header":{{"cluster_id":"14841639068965178418","member_id":"10276657743932975437","revision":"912","raft_term":"2"}},"kvs":[{{"key":"L3JlZ2lzdHJ5","create_revision":"912","mod_revision":"912","version":"1","value":"{value}"}}],"count":"1"}}"#
+                ),
+            ),
+            route(
+                "DELETE",
+                "/api/v1/namespaces/default/secrets/kubelab-verify-*",
+                200,
+                r#"{"kind":"Status","apiVersion":"v1","status":"Success"}"#.into(),
+            ),
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_secret_stored_encrypted_passes_and_a_plain_one_fails_and_both_are_deleted() {
+        let encrypted = serve(secret_routes(b"k8s:enc:aescbc:v1:key1:\x8a\x01\x02\x03")).await;
+        let c = client(&encrypted);
+        let outcome = secret_at_rest(&c, &encrypted.base, &c, &encrypted.base).await;
+        assert!(matches!(outcome, Outcome::Passed(_)), "{outcome:?}");
+        let seen = encrypted.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert!(seen[2].starts_with("DELETE /api/v1/namespaces/default/secrets/kubelab-verify-"));
+
+        let plain = serve(secret_routes(b"k8s\x00\n\x0c\n\x02v1\x12\x06Secret")).await;
+        let c = client(&plain);
+        let outcome = secret_at_rest(&c, &plain.base, &c, &plain.base).await;
+        let Outcome::Failed { why, .. } = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(why.contains("not encrypted at rest"), "{why}");
+        assert!(
+            !why.contains("Secret\u{12}"),
+            "the raw value is never printed: {why}"
+        );
+        assert!(plain.seen.lock().unwrap()[2].starts_with("DELETE "));
+    }
+
+    fn etcd_json(member_id: &str, leader: &str) -> (Value, Value, Value) {
+        let members = serde_json::json!({
+            "header": {"cluster_id": "14841639068965178418", "member_id": member_id, "raft_term": "2"},
+            "members": [
+                {"ID": "10276657743932975437", "name": "etcd0", "peerURLs": ["https://192.168.56.10:2380"], "clientURLs": ["https://192.168.56.10:2379"]},
+                {"ID": "4503731564478373227", "name": "etcd1", "peerURLs": ["https://192.168.56.11:2380"], "clientURLs": ["https://192.168.56.11:2379"]},
+                {"ID": "13258124508946512354", "name": "etcd2", "peerURLs": ["https://192.168.56.12:2380"], "clientURLs": ["https://192.168.56.12:2379"]}
+            ]
+        });
+        let status = serde_json::json!({
+            "header": {"cluster_id": "14841639068965178418", "member_id": member_id, "revision": "1", "raft_term": "2"},
+            "version": "3.4.23", "dbSize": "20480", "leader": leader, "raftIndex": "9", "raftTerm": "2"
+        });
+        (
+            serde_json::json!({"health": "true", "reason": ""}),
+            members,
+            status,
+        )
+    }
+
+    const EXPECTED_ETCD: [(&str, Ipv4Addr); 3] = [
+        ("etcd0", Ipv4Addr::new(192, 168, 56, 10)),
+        ("etcd1", Ipv4Addr::new(192, 168, 56, 11)),
+        ("etcd2", Ipv4Addr::new(192, 168, 56, 12)),
+    ];
+
+    fn views(leaders: [&str; 3]) -> Vec<(&'static str, EtcdView)> {
+        let ids = [
+            "10276657743932975437",
+            "4503731564478373227",
+            "13258124508946512354",
+        ];
+        ["etcd0", "etcd1", "etcd2"]
+            .into_iter()
+            .zip(ids)
+            .zip(leaders)
+            .map(|((name, id), leader)| {
+                let (health, members, status) = etcd_json(id, leader);
+                (
+                    name,
+                    EtcdView {
+                        health: Ok(health),
+                        members: Ok(members),
+                        status: Ok(status),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn etcd_passes_with_one_agreed_leader_and_fails_otherwise() {
+        let leader = "4503731564478373227";
+        let outcome = judge_etcd(&EXPECTED_ETCD, &views([leader; 3]));
+        assert_eq!(
+            outcome,
+            Outcome::Passed("3 members healthy over mutual TLS; member list = etcd0, etcd1, etcd2; one leader: etcd1".into())
+        );
+        let split = judge_etcd(
+            &EXPECTED_ETCD,
+            &views([leader, leader, "10276657743932975437"]),
+        );
+        assert!(
+            split.detail().contains("disagree on the leader"),
+            "{split:?}"
+        );
+        let none = judge_etcd(&EXPECTED_ETCD, &views(["0"; 3]));
+        assert!(none.detail().contains("etcd0 knows no leader"), "{none:?}");
+        let mut down = views([leader; 3]);
+        down[2].1.health = Err("https://192.168.56.12:2379/health: connection refused".into());
+        let down = judge_etcd(&EXPECTED_ETCD, &down);
+        assert!(down.detail().starts_with("etcd2 /health: "), "{down:?}");
+        // A fourth member nobody planned.
+        let mut extra = views([leader; 3]);
+        if let Ok(m) = &mut extra[0].1.members {
+            m["members"].as_array_mut().unwrap().push(
+                serde_json::json!({"ID": "1", "name": "etcd9", "clientURLs": ["https://192.168.56.19:2379"]}),
+            );
+        }
+        assert!(matches!(
+            judge_etcd(&EXPECTED_ETCD, &extra),
+            Outcome::Failed { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn etcd_is_asked_through_its_json_gateway() {
+        let (health, members, status) = etcd_json("4503731564478373227", "4503731564478373227");
+        let server = serve(vec![
+            route("GET", "/health", 200, health.to_string()),
+            route("POST", "/v3/cluster/member/list", 200, members.to_string()),
+            route("POST", "/v3/maintenance/status", 200, status.to_string()),
+        ])
+        .await;
+        let view = etcd_view(&client(&server), server.base.clone()).await;
+        assert_eq!(view.health.unwrap()["health"], "true");
+        assert_eq!(
+            view.members.unwrap()["members"].as_array().unwrap().len(),
+            3
+        );
+        assert_eq!(view.status.unwrap()["leader"], "4503731564478373227");
+    }
+
+    #[test]
+    fn haproxy_statistics_show_which_controllers_are_down() {
+        let csv = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight\n\
+kube-apiserver,FRONTEND,,,0,0,4096,0,0,0,0,0,0,,,,,OPEN,\n\
+kube-apiserver,controller0,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1\n\
+kube-apiserver,controller1,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1\n\
+kube-apiserver,controller2,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP 1/2,1\n\
+kube-apiserver,BACKEND,0,0,0,0,410,0,0,0,0,0,,0,0,0,0,UP,2\n\
+stats,FRONTEND,,,1,1,4096,1,0,0,0,0,0,,,,,OPEN,\n";
+        assert_eq!(
+            haproxy_down(
+                csv,
+                &["controller0", "controller1", "controller2", "controller3"]
+            ),
+            ["controller1 is DOWN", "controller3 is not in the backend"]
+        );
+        assert!(!haproxy_down("garbage", &["controller0"]).is_empty());
+    }
+
+    #[test]
+    fn lease_holders_must_be_controllers() {
+        let lease = serde_json::json!({"kind": "Lease", "spec": {"holderIdentity": "controller1_6f1f8c0e-5a8b-4c4e-9d7e-0e1c2b3a4d5f", "leaseDurationSeconds": 15}});
+        assert_eq!(
+            lease_holder(&lease, &["controller0", "controller1"]).unwrap(),
+            "controller1"
+        );
+        assert!(lease_holder(&lease, &["controller0"]).is_err());
+        assert!(lease_holder(&serde_json::json!({"spec": {}}), &["controller0"]).is_err());
+    }
+
+    #[test]
+    fn expiry_fails_when_past_and_warns_within_30_days() {
+        let now = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20000);
+        let cert = |name: &str, days: i64| (name.to_string(), now + time::Duration::days(days));
+        assert!(matches!(
+            judge_expiry(now, &[cert("ca", 3000), cert("admin", 364)]),
+            Outcome::Passed(d) if d == "2 certificates; the first to expire is admin, in 364 days"
+        ));
+        assert_eq!(
+            judge_expiry(now, &[cert("ca", 3000), cert("admin", 12)]),
+            Outcome::Warned("expiring within 30 days: admin (12 days)".into())
+        );
+        assert!(matches!(
+            judge_expiry(now, &[cert("ca", 3000), cert("admin", -1), cert("etcd0-etcd-peer", 5)]),
+            Outcome::Failed { why, .. } if why == "expired: admin"
+        ));
+    }
+
+    #[test]
+    fn the_hosts_block_is_read_back_whatever_the_line_ends() {
+        let block = "# BEGIN kubelab lab\n192.168.56.2 dns0.lan dns0\n# END kubelab lab\n";
+        let text = format!("127.0.0.1 localhost\n{block}::1 localhost\n");
+        assert_eq!(lab_block(&text, "lab").unwrap(), block);
+        assert_eq!(
+            lab_block(&text.replace('\n', "\r\n"), "lab").unwrap(),
+            block
+        );
+        assert_eq!(lab_block(block.trim_end(), "lab").unwrap(), block);
+        assert!(lab_block(&text, "other").is_none());
+        assert!(lab_block("# BEGIN kubelab lab\n1.2.3.4 x\n", "lab").is_none());
+    }
+
+    #[test]
+    fn getent_output_is_compared_with_the_plan() {
+        let lab = crate::config::builtin();
+        let topo = crate::topology::Topology::new(&lab);
+        let nodes: Vec<&Node> = ["etcd0", "etcd1", "worker0"]
+            .iter()
+            .filter_map(|n| topo.node(n))
+            .collect();
+        let out = "192.168.56.10   etcd0.lan\n192.168.56.99   etcd1.lan\n- worker0.lan\n";
+        assert_eq!(
+            resolution_problems(out, nodes.into_iter()),
+            [
+                "etcd1.lan resolves to 192.168.56.99, not 192.168.56.11",
+                "worker0.lan does not resolve"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_vip_is_found_in_ip_addr_output() {
+        let out = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n2: host0    inet 192.168.56.51/24 brd 192.168.56.255 scope global host0\n2: host0    inet 192.168.56.50/32 scope global host0\n";
+        assert!(holds(out, Ipv4Addr::new(192, 168, 56, 50)));
+        assert!(!holds(out, Ipv4Addr::new(192, 168, 56, 5)));
+    }
+
+    #[test]
+    fn only_the_failover_is_disruptive_and_every_name_is_distinct() {
+        let names: BTreeSet<&str> = CheckId::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), CheckId::ALL.len());
+        let disruptive: Vec<&str> = CheckId::ALL
+            .iter()
+            .filter(|c| c.disruptive())
+            .map(|c| c.name())
+            .collect();
+        assert_eq!(disruptive, ["lb-failover"]);
+    }
+}
