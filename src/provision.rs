@@ -163,21 +163,9 @@ pub fn participates(phase: Phase, node: &Node) -> bool {
     }
 }
 
-/// Phases the engine runs: every one but machines, which is the host side's.
-pub const ENGINE_PHASES: [Phase; 12] = [
-    Phase::Facts,
-    Phase::Dns,
-    Phase::Resolv,
-    Phase::Registry,
-    Phase::Lb,
-    Phase::Certs,
-    Phase::Etcd,
-    Phase::Controllers,
-    Phase::Workers,
-    Phase::Routes,
-    Phase::Addons,
-    Phase::Workload,
-];
+/// Phases the engine runs: every one but machines (the first), which is the
+/// host side's.
+pub const ENGINE_PHASES: &[Phase] = Phase::ALL.split_at(1).1;
 
 /// Roles whose re-application goes one node at a time, so quorum and the VIP
 /// survive.
@@ -277,7 +265,7 @@ pub fn plan(
 ) -> Vec<Step> {
     let (by_step, _) = files_by_step(files);
     let mut steps = Vec::new();
-    for phase in ENGINE_PHASES {
+    for &phase in ENGINE_PHASES {
         // Facts are read by `Engine::facts`, not run as a script.
         if !selection.includes(phase) || script_of(phase).is_none() {
             continue;
@@ -498,7 +486,7 @@ impl Engine<'_> {
             return Ok(());
         }
         let failed = AtomicBool::new(false);
-        for phase in ENGINE_PHASES {
+        for &phase in ENGINE_PHASES {
             let phase_steps: Vec<&Step> = pending
                 .iter()
                 .copied()
@@ -764,7 +752,7 @@ mod tests {
             assert!(phases.contains(&p), "no files for {p}");
         }
         // Every phase the engine runs with a script has a script.
-        for p in ENGINE_PHASES.into_iter().filter(|p| *p != Phase::Facts) {
+        for p in ENGINE_PHASES.iter().copied().filter(|p| *p != Phase::Facts) {
             assert!(script_of(p).is_some(), "no script for {p}");
         }
         // The first controller carries what addons and workload apply.
@@ -887,6 +875,13 @@ mod tests {
                 .filter(|s| s.node == "etcd1")
                 .all(|s| s.status == StepStatus::New)
         );
+    }
+
+    #[test]
+    fn the_engine_runs_every_phase_after_the_machines() {
+        assert_eq!(ENGINE_PHASES.first(), Some(&Phase::Facts));
+        assert_eq!(ENGINE_PHASES.len(), Phase::ALL.len() - 1);
+        assert!(!ENGINE_PHASES.contains(&Phase::Machines));
     }
 
     #[test]

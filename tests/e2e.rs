@@ -9,21 +9,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use support::e2e::E2e;
-
-/// DESIGN.md's default lab: every machine and its host-only address.
-const DEFAULT_LAB: [(&str, &str); 10] = [
-    ("dns0", "192.168.56.2"),
-    ("etcd0", "192.168.56.10"),
-    ("etcd1", "192.168.56.11"),
-    ("etcd2", "192.168.56.12"),
-    ("controller0", "192.168.56.20"),
-    ("controller1", "192.168.56.21"),
-    ("controller2", "192.168.56.22"),
-    ("worker0", "192.168.56.30"),
-    ("lb0", "192.168.56.51"),
-    ("lb1", "192.168.56.52"),
-];
+use support::e2e::{DEFAULT_LAB, E2e};
 
 /// Reads one line a TCP service at `address:port` sends, from inside a machine.
 fn probe(port: u16, address: &str) -> String {

@@ -10,24 +10,11 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
-use support::e2e::E2e;
+use support::e2e::{DEFAULT_LAB, E2e};
 
 /// The test machines take etcd from Debian's etcd-server package: these
 /// machines cannot download the pinned release.
 const LAB: &str = "name: kubelab\nartifacts:\n  etcd: distro\n";
-
-const NODES: [(&str, &str); 10] = [
-    ("dns0", "192.168.56.2"),
-    ("etcd0", "192.168.56.10"),
-    ("etcd1", "192.168.56.11"),
-    ("etcd2", "192.168.56.12"),
-    ("controller0", "192.168.56.20"),
-    ("controller1", "192.168.56.21"),
-    ("controller2", "192.168.56.22"),
-    ("worker0", "192.168.56.30"),
-    ("lb0", "192.168.56.51"),
-    ("lb1", "192.168.56.52"),
-];
 
 const VIP: &str = "192.168.56.50";
 
@@ -47,7 +34,7 @@ fn vip_holder(e2e: &E2e) -> Vec<&'static str> {
     ["lb0", "lb1"]
         .into_iter()
         .filter(|lb| {
-            let addr = NODES.iter().find(|(n, _)| n == lb).unwrap().1;
+            let addr = DEFAULT_LAB.iter().find(|(n, _)| n == lb).unwrap().1;
             e2e.ssh_ok(addr, "ip -4 -o addr show")
                 .contains(&format!("inet {VIP}/"))
         })
@@ -141,7 +128,7 @@ fn lab_up_until_etcd_provisions_dns_lb_and_a_tls_etcd_cluster() {
     assert!(!ran.stderr.contains("facts:"), "{}", ran.stderr);
 
     // bind9 on dns0 answers every node's name and its reverse record.
-    for (name, address) in NODES {
+    for (name, address) in DEFAULT_LAB {
         let a = e2e.ssh_ok(
             "192.168.56.2",
             &format!("dig +short @192.168.56.2 {name}.lan"),
@@ -157,7 +144,7 @@ fn lab_up_until_etcd_provisions_dns_lb_and_a_tls_etcd_cluster() {
     assert_eq!(api.trim(), VIP);
 
     // Every node resolves the others through it (systemd-resolved drop-in).
-    for (_, address) in NODES {
+    for (_, address) in DEFAULT_LAB {
         let out = e2e.ssh_ok(address, "getent hosts etcd2.lan controller1.lan");
         assert!(
             out.contains("192.168.56.12") && out.contains("192.168.56.21"),

@@ -62,6 +62,20 @@ fn missing_requirement() -> Option<String> {
     None
 }
 
+/// DESIGN.md's default lab: every machine and its host-only address.
+pub const DEFAULT_LAB: [(&str, &str); 10] = [
+    ("dns0", "192.168.56.2"),
+    ("etcd0", "192.168.56.10"),
+    ("etcd1", "192.168.56.11"),
+    ("etcd2", "192.168.56.12"),
+    ("controller0", "192.168.56.20"),
+    ("controller1", "192.168.56.21"),
+    ("controller2", "192.168.56.22"),
+    ("worker0", "192.168.56.30"),
+    ("lb0", "192.168.56.51"),
+    ("lb1", "192.168.56.52"),
+];
+
 /// Serializes e2e runs within one test binary: two 10-machine labs at once
 /// would only compete for the same two cores.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
