@@ -128,6 +128,7 @@ pub struct LabFile {
     pub nodes: NodesFile,
     pub versions: VersionsFile,
     pub artifacts: ArtifactsFile,
+    pub certificates: CertificatesFile,
     pub workload: WorkloadFile,
 }
 
@@ -218,6 +219,12 @@ pub struct ArtifactsFile {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct CertificatesFile {
+    pub validity_days: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct WorkloadFile {
     pub nginx_replicas: Option<u32>,
 }
@@ -300,6 +307,8 @@ pub struct Lab {
     pub versions: Versions,
     /// Where etcd's binary comes from.
     pub etcd_source: ArtifactSource,
+    /// How long the lab's certificates (and CAs) are valid, in days.
+    pub certificate_validity_days: u32,
     pub nginx_replicas: u32,
     /// Things that are allowed but probably not meant (printed on stderr).
     pub warnings: Vec<Problem>,
@@ -913,6 +922,18 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
         coredns: version("coredns", &v.coredns, "1.12.0", &mut problems),
     };
 
+    let certificate_validity_days = file
+        .certificates
+        .validity_days
+        .unwrap_or(crate::pki::VALIDITY_DAYS);
+    if !(1..=3650).contains(&certificate_validity_days) {
+        problems.push(Problem::new(
+            "certificates.validity_days",
+            format!("{certificate_validity_days} is not a usable validity"),
+            "use 1 to 3650 days (the default is 365)",
+        ));
+    }
+
     let nginx_replicas = file.workload.nginx_replicas.unwrap_or(3);
     if nginx_replicas == 0 || nginx_replicas > 100 {
         problems.push(Problem::new(
@@ -942,6 +963,7 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
         vip,
         versions,
         etcd_source: file.artifacts.etcd.unwrap_or_default(),
+        certificate_validity_days,
         nginx_replicas,
         warnings,
     })

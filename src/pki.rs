@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::topology::Topology;
 
 /// How long a certificate is valid. One year, as the issue asks.
-pub const VALIDITY_DAYS: i64 = 365;
+pub const VALIDITY_DAYS: u32 = 365;
 
 /// Certificates start an hour in the past so a VM whose clock lags the host's
 /// a little (common right after a snapshot restore) still accepts them.
@@ -314,13 +314,13 @@ fn random_serial() -> Result<SerialNumber> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
-fn validity(params: &mut CertificateParams) {
+fn validity(params: &mut CertificateParams, days: u32) {
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(BACKDATE_HOURS);
-    params.not_after = now + time::Duration::days(VALIDITY_DAYS);
+    params.not_after = now + time::Duration::days(i64::from(days));
 }
 
-fn ca_params(common_name: &str) -> Result<CertificateParams> {
+fn ca_params(common_name: &str, days: u32) -> Result<CertificateParams> {
     let mut params = CertificateParams::default();
     params.distinguished_name = dn(common_name, Some("kubelab"));
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -330,11 +330,11 @@ fn ca_params(common_name: &str) -> Result<CertificateParams> {
         KeyUsagePurpose::DigitalSignature,
     ];
     params.serial_number = Some(random_serial()?);
-    validity(&mut params);
+    validity(&mut params, days);
     Ok(params)
 }
 
-fn leaf_params(spec: &CertSpec) -> Result<CertificateParams> {
+fn leaf_params(spec: &CertSpec, days: u32) -> Result<CertificateParams> {
     let mut params = CertificateParams::default();
     params.distinguished_name = dn(&spec.common_name, spec.organization.as_deref());
     params.subject_alt_names = spec
@@ -360,7 +360,7 @@ fn leaf_params(spec: &CertSpec) -> Result<CertificateParams> {
     };
     params.use_authority_key_identifier_extension = true;
     params.serial_number = Some(random_serial()?);
-    validity(&mut params);
+    validity(&mut params, days);
     Ok(params)
 }
 
@@ -418,6 +418,7 @@ fn load_or_create_ca(
     dir: &Path,
     stem: &str,
     common_name: &str,
+    days: u32,
     created: &mut Vec<String>,
 ) -> Result<Ca> {
     let cert_path = dir.join(format!("{stem}.pem"));
@@ -441,7 +442,7 @@ fn load_or_create_ca(
     // Half a CA (a lost key or certificate) cannot sign anything that
     // verifies against what the nodes hold: start this CA over.
     let key = new_key()?;
-    let params = ca_params(common_name)?;
+    let params = ca_params(common_name, days)?;
     let cert = params
         .self_signed(&key)
         .map_err(|e| pki_error(&format!("signing {stem}"), e))?;
@@ -524,12 +525,14 @@ pub fn load_or_create(dir: &Path, lab: &Lab, topo: &Topology) -> Result<Pki> {
         dir,
         "ca",
         &format!("kubelab {} cluster CA", lab.name),
+        lab.certificate_validity_days,
         &mut created,
     )?;
     let etcd_ca = load_or_create_ca(
         dir,
         "etcd-ca",
         &format!("kubelab {} etcd CA", lab.name),
+        lab.certificate_validity_days,
         &mut created,
     )?;
 
@@ -553,7 +556,7 @@ pub fn load_or_create(dir: &Path, lab: &Lab, topo: &Topology) -> Result<Pki> {
         let cert_pem = match existing {
             Some(pem) if current => pem,
             _ => {
-                let cert = leaf_params(&spec)?
+                let cert = leaf_params(&spec, lab.certificate_validity_days)?
                     .signed_by(&key, &ca.issuer)
                     .map_err(|e| pki_error(&format!("signing {}", spec.name), e))?;
                 write_cert(&cert_path, &cert.pem())?;
@@ -608,6 +611,28 @@ mod tests {
 
     fn lab(yaml: &str) -> Lab {
         config::parse(yaml, LabSource::BuiltIn).unwrap()
+    }
+
+    #[test]
+    fn validity_follows_the_lab_setting() {
+        let lab = lab("certificates:\n  validity_days: 30\n");
+        let topo = Topology::new(&lab);
+        let dir = tempfile::tempdir().unwrap();
+        load_or_create(dir.path(), &lab, &topo).unwrap();
+        let expected = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+        for file in ["ca.pem", "etcd-ca.pem", "kube-apiserver.pem", "worker0.pem"] {
+            let pem = std::fs::read_to_string(dir.path().join(file)).unwrap();
+            let not_after = time::OffsetDateTime::parse(
+                &inspect(&pem).unwrap().not_after,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap();
+            let off = (not_after - expected).whole_minutes().abs();
+            assert!(
+                off < 10,
+                "{file} expires {not_after}, expected about {expected}"
+            );
+        }
     }
 
     #[test]

@@ -200,3 +200,10 @@ fn dns_forwarders_default_to_the_virtualbox_nat_resolver_and_cannot_be_empty() {
     );
     assert!(errors("network:\n  dns_forwarders: [not-an-address]\n").contains("dns_forwarders"));
 }
+
+#[test]
+fn certificate_validity_is_checked() {
+    insta::assert_snapshot!(errors("certificates:\n  validity_days: 0\n"));
+    let lab = parse("certificates:\n  validity_days: 30\n", LabSource::BuiltIn).unwrap();
+    assert_eq!(lab.certificate_validity_days, 30);
+}
