@@ -794,38 +794,38 @@ impl<'a> Host<'a> {
     /// sharing the host's kernel clock, as the e2e test's containers do).
     async fn resync_clocks(&self, vagrant: &Vagrant, nodes: &[String]) -> Result<()> {
         let names: Vec<&str> = nodes.iter().map(String::as_str).collect();
-        let config = vagrant.ssh_config(&names).await?;
-        let path = self.state_dir().join("ssh_config");
-        crate::fsutil::write_atomic(&path, config.as_bytes(), 0o600)?;
-        let ssh = crate::tools::find("ssh", "reset the restored VMs' clocks")?;
+        let targets = crate::tools::ssh::parse_ssh_config(&vagrant.ssh_config(&names).await?);
+        // The provisioning transport: host keys pinned per lab and node.
+        let transport = Transport::new(
+            &self.loaded.lab.name,
+            &self.state_dir(),
+            targets,
+            &self.runner,
+        )?;
         let results = futures_util::future::join_all(nodes.iter().map(|node| {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
-            let inv = crate::tools::Invocation::new(&ssh, "ssh", format!("reset {node}'s clock"))
-                .arg("-F")
-                .arg(&path)
-                .args([
-                    "-o",
-                    "BatchMode=yes",
-                    "-o",
-                    "ConnectTimeout=20",
-                    node.as_str(),
-                ])
-                .arg(format!(
-                    "off=$(( $(date -u +%s) - {now} )); \
-                     if [ \"${{off#-}}\" -gt 2 ]; then sudo date -u -s @{now} >/dev/null; fi"
-                ))
-                .log(
-                    self.state_dir()
-                        .join("logs")
-                        .join(node)
-                        .join("snapshot.log"),
-                );
-            self.runner.run(inv)
+            // Only a clock that is off is set (a container shares the host's).
+            let command = format!(
+                "off=$(( $(date -u +%s) - {now} )); \
+                 if [ \"${{off#-}}\" -gt 2 ]; then sudo date -u -s @{now} >/dev/null; fi"
+            );
+            let log = self
+                .state_dir()
+                .join("logs")
+                .join(node)
+                .join("snapshot.log");
+            let transport = &transport;
+            async move {
+                transport
+                    .run(node, &command, None, format!("reset {node}'s clock"), &log)
+                    .await
+            }
         }))
         .await;
+        transport.close().await;
         if let Some(err) = results.into_iter().find_map(Result::err) {
             return Err(err);
         }

@@ -736,19 +736,8 @@ mod tests {
         let (by_step, unplaced) = files_by_step(&files_for(&lab, &topo));
         assert_eq!(unplaced, Vec::<String>::new(), "files no phase places");
         let phases: std::collections::BTreeSet<Phase> = by_step.keys().map(|(_, p)| *p).collect();
-        for p in [
-            Phase::Dns,
-            Phase::Resolv,
-            Phase::Registry,
-            Phase::Lb,
-            Phase::Certs,
-            Phase::Etcd,
-            Phase::Controllers,
-            Phase::Workers,
-            Phase::Routes,
-            Phase::Addons,
-            Phase::Workload,
-        ] {
+        // Every phase with a script places files (facts only reads).
+        for &p in ENGINE_PHASES.iter().filter(|p| **p != Phase::Facts) {
             assert!(phases.contains(&p), "no files for {p}");
         }
         // Every phase the engine runs with a script has a script.
