@@ -61,13 +61,39 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                         only: args.only.clone(),
                         node: args.node.clone(),
                     };
-                    block_on(host.up(
-                        args.jobs.map(usize::from),
-                        args.no_hosts,
-                        args.offline,
-                        &selection,
-                    ))
+                    if let Some(name) = &args.snapshot {
+                        crate::machines::check_snapshot_name(name)?;
+                    }
+                    block_on(async {
+                        host.up(
+                            args.jobs.map(usize::from),
+                            args.no_hosts,
+                            args.offline,
+                            &selection,
+                        )
+                        .await?;
+                        match &args.snapshot {
+                            Some(name) => host.snapshot_when_verified(name).await,
+                            None => Ok(()),
+                        }
+                    })
                     .map(|()| 0)
+                }
+                LabCommand::Scale(args) => block_on(host.scale(
+                    &args.request,
+                    &crate::machines::scale::ScaleOptions {
+                        dry_run: args.dry_run,
+                        yes: args.yes,
+                        json: args.json,
+                        jobs: args.jobs.map(usize::from),
+                        no_hosts: args.no_hosts,
+                        offline: args.offline,
+                        until: args.until,
+                    },
+                ))
+                .map(|()| 0),
+                LabCommand::Reset(args) => {
+                    block_on(host.reset(&args.name, args.no_hosts)).map(|()| 0)
                 }
                 LabCommand::Status(args) => block_on(host.status(args.json)).map(|()| 0),
                 LabCommand::Halt => block_on(host.halt()).map(|()| 0),

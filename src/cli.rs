@@ -147,6 +147,7 @@ needs but that is not signed yet is listed as missing.")]
   kubelab lab up --no-hosts      leave /etc/hosts alone
   kubelab lab up --until etcd    stop after the etcd phase
   kubelab lab up --only lb --node lb1   re-run one phase on one node
+  kubelab lab up --snapshot base  then verify, and snapshot it for `lab reset`
 
 The first VM boots alone (box import, linked-clone master), the rest
 concurrently. Then each phase provisions its nodes over one SSH connection
@@ -154,7 +155,9 @@ per node (`kubelab lab plan` lists the phases). Every finished step is
 recorded with a hash of its inputs, so a second `lab up` does nothing, a
 changed file re-runs only the steps that use it, and after a failure or
 Ctrl-C it resumes where it stopped. Writing /etc/hosts asks for sudo once
-when you are not root.")]
+when you are not root. With --snapshot, the checks of the phases the lab
+has done must pass before the snapshot is taken (`kubelab lab reset`
+returns to it).")]
     Up(UpArgs),
 
     /// Each VM's state, address, role and the phases done
@@ -204,6 +207,82 @@ lb-failover stops haproxy on the VIP holder, so it runs alone after the
 others (`--no-disruptive` skips it). Each ends Passed, Warned, Skipped (with
 why) or Failed (with a hint). Exit 1 on any Failed.")]
     Verify(VerifyArgs),
+
+    /// Add or remove workers; nothing else in the lab is disturbed
+    #[command(after_long_help = "Examples:
+  kubelab lab scale workers=3 --dry-run   show what would change
+  kubelab lab scale workers=3             add worker1 and worker2
+  kubelab lab scale workers=1 --yes       drain and remove them again
+
+Up: only the new VMs boot; only their certificates are signed; they are
+provisioned through the same phases as the rest of the lab (`--until` caps
+that); every other node gets only their routes, dns0 their records (bind9
+reloads), the hosts file their entries, and the nginx workload spreads onto
+them where it runs. Down: the removed workers are drained and their Nodes
+deleted (where Kubernetes runs), their VMs destroyed, and their routes,
+records, hosts entries and certificates removed. lab.yaml's
+nodes.worker.count is edited in place (comments kept), so a later
+`kubelab lab up` has nothing to do. etcd, controllers and load balancers are
+not scaled: the error says why and what to do instead.")]
+    Scale(ScaleArgs),
+
+    /// Go back to a snapshot (default `base`) and wait until the lab answers
+    #[command(after_long_help = "Examples:
+  kubelab lab up --snapshot base   build the lab, verify it, snapshot it as `base`
+  kubelab lab reset                back to `base` after an experiment
+  kubelab lab reset before-upgrade
+
+Restores every VM (VMs created since the snapshot are destroyed), lab.yaml's
+node counts, kubelab's state, the hosts block and the VMs' clocks, then waits
+until the checks of the phases the lab has done pass again and says how long
+it took. `kubelab lab destroy` is the full teardown.")]
+    Reset(ResetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// The new size, as ROLE=COUNT (workers=3; only workers can be scaled)
+    #[arg(value_name = "ROLE=COUNT", value_parser = crate::machines::scale::parse_request)]
+    pub request: crate::machines::scale::Request,
+
+    /// Print what would change and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask before removing workers
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Print the plan (and, after the change, what was done) as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// At most this many `vagrant up` at once
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+
+    /// Do not write the lab's block into the hosts file
+    #[arg(long)]
+    pub no_hosts: bool,
+
+    /// Apply the change through this phase at most [default: the phases the lab has done]
+    #[arg(long, value_name = "PHASE", value_parser = parse_phase)]
+    pub until: Option<Phase>,
+
+    /// Use only files already in the download cache
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// The snapshot to go back to
+    #[arg(default_value = "base")]
+    pub name: String,
+
+    /// Do not write the lab's block into the hosts file
+    #[arg(long)]
+    pub no_hosts: bool,
 }
 
 #[derive(Debug, Args)]
@@ -250,6 +329,10 @@ pub struct UpArgs {
     /// Use only files already in the download cache
     #[arg(long)]
     pub offline: bool,
+
+    /// When the lab verifies afterwards, save (or replace) this snapshot
+    #[arg(long, value_name = "NAME")]
+    pub snapshot: Option<String>,
 }
 
 fn parse_phase(s: &str) -> Result<Phase, String> {

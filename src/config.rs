@@ -315,7 +315,6 @@ pub struct Lab {
 }
 
 impl Lab {
-    #[cfg(test)]
     pub fn role(&self, role: Role) -> &RoleSpec {
         // `roles` always holds every role: `resolve` builds it from Role::ALL.
         &self.roles[Role::ALL.iter().position(|r| *r == role).unwrap_or(0)]

@@ -22,6 +22,8 @@ use crate::tools::{Runner, ssh::Ssh};
 use crate::topology::Phase;
 use crate::{hosts_file, render, yaml_edit};
 
+pub mod scale;
+
 /// How long vagrant gets to clean up after the one SIGINT before it is killed.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(30);
 
@@ -113,16 +115,30 @@ impl<'a> Host<'a> {
         selection: &Selection,
     ) -> Result<()> {
         let _lock = self.lock("kubelab lab up")?;
-        self.interruptible("kubelab lab up", async {
-            if selection.includes(Phase::Machines) {
-                self.up_machines(jobs, no_hosts).await?;
-            }
-            if selection.until == Some(Phase::Machines) {
-                return Ok(());
-            }
-            self.provision(jobs, offline, selection).await
-        })
+        self.interruptible(
+            "kubelab lab up",
+            self.up_locked(jobs, no_hosts, offline, selection),
+        )
         .await
+    }
+
+    /// `lab up`'s work, for callers that hold the lab's lock already.
+    async fn up_locked(
+        &self,
+        jobs: Option<usize>,
+        no_hosts: bool,
+        offline: bool,
+        selection: &Selection,
+    ) -> Result<()> {
+        if selection.includes(Phase::Machines) {
+            self.up_machines(jobs, no_hosts).await?;
+        }
+        if selection.until == Some(Phase::Machines)
+            || (!selection.only.is_empty() && selection.only == [Phase::Machines])
+        {
+            return Ok(());
+        }
+        self.provision(jobs, offline, selection).await
     }
 
     /// Every phase after the machines, over one SSH ControlMaster per node.
@@ -640,6 +656,10 @@ impl<'a> Host<'a> {
     pub async fn snapshot_save(&self, name: &str) -> Result<()> {
         check_snapshot_name(name)?;
         let _lock = self.lock("kubelab lab snapshot save")?;
+        self.snapshot_save_locked(name).await
+    }
+
+    async fn snapshot_save_locked(&self, name: &str) -> Result<()> {
         let vagrant = self.vagrant_for_existing_lab()?;
         let states = vagrant.status().await?;
         let nodes = self.existing_nodes(&states);
@@ -740,6 +760,10 @@ impl<'a> Host<'a> {
 
     pub async fn snapshot_restore(&self, name: &str) -> Result<()> {
         let _lock = self.lock("kubelab lab snapshot restore")?;
+        self.snapshot_restore_locked(name).await
+    }
+
+    async fn snapshot_restore_locked(&self, name: &str) -> Result<()> {
         let record = self.read_snapshot(name)?;
         let vagrant = self.vagrant_for_existing_lab()?;
         let states = vagrant.status().await?;
@@ -783,6 +807,118 @@ impl<'a> Host<'a> {
         self.printer.info(format!(
             "restored snapshot {name} ({} VMs) in {:.1} s",
             record.nodes.len(),
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+
+    /// After `lab up --snapshot NAME`: the checks of every phase the lab has
+    /// done must pass, then NAME is saved (an older NAME is replaced).
+    pub async fn snapshot_when_verified(&self, name: &str) -> Result<()> {
+        let _lock = self.lock("kubelab lab up --snapshot")?;
+        let state = self.load_state()?;
+        let phases = scale::phases_done(&self.loaded.topo, &state);
+        let checks = crate::verify::checks_for(&phases);
+        crate::verify::wait_healthy(
+            self.loaded,
+            self.settings,
+            self.printer,
+            &checks,
+            Duration::from_secs(60),
+            self.runner.verbose,
+        )
+        .await
+        .map_err(|e| {
+            Error::other(
+                format!("not taking snapshot {name}: the lab does not verify ({e})"),
+                "`kubelab lab verify` shows each check; fix the lab, then `kubelab lab snapshot save` or `lab up --snapshot` again",
+            )
+        })?;
+        if self.snapshots_dir().join(name).exists() {
+            self.printer
+                .info(format!("replacing the older snapshot {name}"));
+            self.snapshot_delete_locked(name).await?;
+        }
+        self.snapshot_save_locked(name).await
+    }
+
+    /// `lab reset`: back to a snapshot, topology and hosts block included,
+    /// then wait until what the lab had done answers again.
+    pub async fn reset(&self, name: &str, no_hosts: bool) -> Result<()> {
+        check_snapshot_name(name)?;
+        let started = Instant::now();
+        if !self
+            .snapshots_dir()
+            .join(name)
+            .join("snapshot.json")
+            .exists()
+        {
+            return Err(Error::usage(
+                format!(
+                    "lab {} has no snapshot named {name:?}",
+                    self.loaded.lab.name
+                ),
+                format!(
+                    "`kubelab lab up --snapshot {name}` takes it once the lab verifies (or `kubelab lab snapshot save {name}`); `kubelab lab snapshot list` shows what there is"
+                ),
+            ));
+        }
+        let _lock = self.lock("kubelab lab reset")?;
+        self.snapshot_restore_locked(name).await?;
+        // lab.yaml may have other counts now: continue with the lab as restored.
+        let loaded = match &self.loaded.lab.source {
+            crate::config::LabSource::File(path) => {
+                let lab = crate::config::load(path)?;
+                let topo = crate::topology::Topology::new(&lab);
+                LoadedLab {
+                    lab,
+                    topo,
+                    dir: self.loaded.dir.clone(),
+                }
+            }
+            crate::config::LabSource::BuiltIn => LoadedLab {
+                lab: self.loaded.lab.clone(),
+                topo: self.loaded.topo.clone(),
+                dir: self.loaded.dir.clone(),
+            },
+        };
+        let host = Host {
+            loaded: &loaded,
+            settings: self.settings,
+            printer: self.printer,
+            runner: self.runner.clone(),
+        };
+        if no_hosts {
+            self.printer
+                .info("not touching the hosts file (--no-hosts)");
+        } else {
+            host.write_hosts_block(Some(&render::hosts_block(&loaded.lab, &loaded.topo)))
+                .await?;
+        }
+        let state = host.load_state()?;
+        let phases = scale::phases_done(&loaded.topo, &state);
+        let checks = crate::verify::checks_for(&phases);
+        crate::verify::wait_healthy(
+            &loaded,
+            self.settings,
+            self.printer,
+            &checks,
+            Duration::from_secs(180),
+            self.runner.verbose,
+        )
+        .await
+        .map_err(|e| {
+            Error::other(
+                format!(
+                    "lab {} was restored to {name} but does not answer yet: {e}",
+                    loaded.lab.name
+                ),
+                "`kubelab lab verify` shows each check; `kubelab lab up` re-applies what a VM lost",
+            )
+        })?;
+        self.printer.info(format!(
+            "lab {} is back at snapshot {name} and answers again: {:.1} s in all",
+            loaded.lab.name,
             started.elapsed().as_secs_f64()
         ));
         Ok(())
@@ -863,6 +999,10 @@ impl<'a> Host<'a> {
 
     pub async fn snapshot_delete(&self, name: &str) -> Result<()> {
         let _lock = self.lock("kubelab lab snapshot delete")?;
+        self.snapshot_delete_locked(name).await
+    }
+
+    async fn snapshot_delete_locked(&self, name: &str) -> Result<()> {
         let record = self.read_snapshot(name)?;
         let vagrant = self.vagrant_for_existing_lab()?;
         let states = vagrant.status().await?;
@@ -984,7 +1124,7 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     Ok(())
 }
 
-fn check_snapshot_name(name: &str) -> Result<()> {
+pub fn check_snapshot_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name

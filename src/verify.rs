@@ -23,7 +23,7 @@ use crate::settings::Settings;
 use crate::tools::Runner;
 use crate::tools::ssh::Transport;
 use crate::tools::vagrant::{MachineState, Vagrant};
-use crate::topology::Node;
+use crate::topology::{Node, Phase};
 
 /// What `lab verify` was asked to do.
 pub struct Options {
@@ -247,6 +247,168 @@ struct Report {
     duration_ms: u128,
 }
 
+/// Everything the checks read, with one SSH connection per running node.
+async fn context<'a>(
+    loaded: &'a LoadedLab,
+    settings: &Settings,
+    printer: &Printer,
+    runner: &Runner,
+    no_disruptive: bool,
+) -> Result<Ctx<'a>> {
+    let state_dir = loaded.state_dir();
+    let vagrant = Vagrant::find(&state_dir, runner)?;
+    printer.info("asking Vagrant for the VMs' state and SSH settings");
+    let machines = vagrant
+        .status()
+        .await
+        .map_err(|e| first_line(&e.to_string()));
+    let running: Vec<&str> = match &machines {
+        Ok(states) => loaded
+            .topo
+            .nodes
+            .iter()
+            .filter(|n| states.iter().any(|m| m.name == n.name && m.is_running()))
+            .map(|n| n.name.as_str())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let transport = if running.is_empty() {
+        None
+    } else {
+        let targets = crate::tools::ssh::parse_ssh_config(&vagrant.ssh_config(&running).await?);
+        Some(Transport::new(
+            &loaded.lab.name,
+            &state_dir,
+            targets,
+            runner,
+        )?)
+    };
+    Ok(Ctx {
+        loaded,
+        hosts_file: settings.hosts_file.clone(),
+        pki_dir: state_dir.join("pki"),
+        logs: state_dir.join("logs"),
+        machines,
+        transport,
+        no_disruptive,
+    })
+}
+
+/// Runs `selected` (the quiet ones at once, then the disruptive ones alone)
+/// and closes the context's SSH connections. `report` prints each outcome.
+async fn evaluate(
+    ctx: &Ctx<'_>,
+    selected: &[CheckId],
+    printer: &Printer,
+    report: bool,
+) -> Vec<(CheckId, Outcome, Duration)> {
+    let one = |id: CheckId| async move {
+        let started = Instant::now();
+        let outcome = match id.applies(ctx) {
+            Some(why) => Outcome::Skipped(why),
+            None => match tokio::time::timeout(id.deadline(), id.run(ctx)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Outcome::failed(
+                    format!("no result within {} s", id.deadline().as_secs()),
+                    "run it alone with `--only` and -v to see where it waits",
+                ),
+            },
+        };
+        let elapsed = started.elapsed();
+        if report {
+            printer.info(format!(
+                "  {:<14} {} ({:.1} s)",
+                id.name(),
+                outcome.status(),
+                elapsed.as_secs_f64()
+            ));
+        }
+        (id, outcome, elapsed)
+    };
+    let (quiet, loud): (Vec<CheckId>, Vec<CheckId>) =
+        selected.iter().partition(|c| !c.disruptive());
+    let mut results = futures_util::future::join_all(quiet.into_iter().map(one)).await;
+    for id in loud {
+        results.push(one(id).await);
+    }
+    if let Some(transport) = &ctx.transport {
+        transport.close().await;
+    }
+    results
+}
+
+/// The phase a check needs done before it can pass.
+fn needs(id: CheckId) -> Phase {
+    match id {
+        CheckId::Machines => Phase::Machines,
+        CheckId::Dns => Phase::Dns,
+        CheckId::Etcd => Phase::Etcd,
+        CheckId::LbFailover => Phase::Lb,
+        CheckId::Api | CheckId::ControlPlane | CheckId::Secrets => Phase::Controllers,
+        CheckId::Nodes => Phase::Workers,
+        CheckId::Networking => Phase::Routes,
+        CheckId::Workload => Phase::Workload,
+        CheckId::Certificates => Phase::Certs,
+    }
+}
+
+/// The non-disruptive checks a lab provisioned through `phases` must pass.
+pub fn checks_for(phases: &[Phase]) -> Vec<CheckId> {
+    CheckId::ALL
+        .into_iter()
+        .filter(|c| !c.disruptive() && phases.contains(&needs(*c)))
+        .collect()
+}
+
+/// Runs `checks` until none fails or `deadline` passes (the caller holds
+/// the lab's lock). Returns how many rounds it took; the error names the
+/// checks still failing and why.
+pub async fn wait_healthy(
+    loaded: &LoadedLab,
+    settings: &Settings,
+    printer: &Printer,
+    checks: &[CheckId],
+    deadline: Duration,
+    verbose: bool,
+) -> Result<()> {
+    let names: Vec<&str> = checks.iter().map(|c| c.name()).collect();
+    printer.info(format!(
+        "waiting for these checks to pass: {}",
+        names.join(", ")
+    ));
+    let runner = Runner::new(verbose);
+    let started = Instant::now();
+    loop {
+        let ctx = context(loaded, settings, printer, &runner, true).await?;
+        let results = evaluate(&ctx, checks, printer, false).await;
+        let failing: Vec<String> = results
+            .iter()
+            .filter_map(|(id, outcome, _)| match outcome {
+                Outcome::Failed { why, .. } => Some(format!("{}: {why}", id.name())),
+                _ => None,
+            })
+            .collect();
+        if failing.is_empty() {
+            printer.info(format!(
+                "{} check{} passed after {:.1} s",
+                checks.len(),
+                if checks.len() == 1 { "" } else { "s" },
+                started.elapsed().as_secs_f64()
+            ));
+            return Ok(());
+        }
+        if started.elapsed() >= deadline {
+            return Err(Error::ChecksFailed(format!(
+                "still failing after {} s: {}",
+                deadline.as_secs(),
+                failing.join("; ")
+            )));
+        }
+        printer.info(format!("  not yet: {}", failing.join("; ")));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+}
+
 pub async fn run(
     loaded: &LoadedLab,
     settings: &Settings,
@@ -279,81 +441,13 @@ pub async fn run(
     // The failover stops haproxy: never while another kubelab changes the lab.
     let _lock = crate::state::LabLock::acquire(&state_dir, "kubelab lab verify")?;
     let runner = Runner::new(verbose);
-    let vagrant = Vagrant::find(&state_dir, &runner)?;
-    printer.info("asking Vagrant for the VMs' state and SSH settings");
-    let machines = vagrant
-        .status()
-        .await
-        .map_err(|e| first_line(&e.to_string()));
-    let running: Vec<&str> = match &machines {
-        Ok(states) => loaded
-            .topo
-            .nodes
-            .iter()
-            .filter(|n| states.iter().any(|m| m.name == n.name && m.is_running()))
-            .map(|n| n.name.as_str())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    let transport = if running.is_empty() {
-        None
-    } else {
-        let targets = crate::tools::ssh::parse_ssh_config(&vagrant.ssh_config(&running).await?);
-        Some(Transport::new(
-            &loaded.lab.name,
-            &state_dir,
-            targets,
-            &runner,
-        )?)
-    };
-    let ctx = Ctx {
-        loaded,
-        hosts_file: settings.hosts_file.clone(),
-        pki_dir: state_dir.join("pki"),
-        logs: state_dir.join("logs"),
-        machines,
-        transport,
-        no_disruptive: options.no_disruptive,
-    };
-
-    let one = |id: CheckId| {
-        let ctx = &ctx;
-        async move {
-            let started = Instant::now();
-            let outcome = match id.applies(ctx) {
-                Some(why) => Outcome::Skipped(why),
-                None => match tokio::time::timeout(id.deadline(), id.run(ctx)).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Outcome::failed(
-                        format!("no result within {} s", id.deadline().as_secs()),
-                        "run it alone with `--only` and -v to see where it waits",
-                    ),
-                },
-            };
-            let elapsed = started.elapsed();
-            printer.info(format!(
-                "  {:<14} {} ({:.1} s)",
-                id.name(),
-                outcome.status(),
-                elapsed.as_secs_f64()
-            ));
-            (id, outcome, elapsed)
-        }
-    };
+    let ctx = context(loaded, settings, printer, &runner, options.no_disruptive).await?;
     printer.info(format!(
         "running {} check{}",
         selected.len(),
         if selected.len() == 1 { "" } else { "s" }
     ));
-    let (quiet, loud): (Vec<CheckId>, Vec<CheckId>) =
-        selected.iter().partition(|c| !c.disruptive());
-    let mut results = futures_util::future::join_all(quiet.into_iter().map(one)).await;
-    for id in loud {
-        results.push(one(id).await);
-    }
-    if let Some(transport) = &ctx.transport {
-        transport.close().await;
-    }
+    let mut results = evaluate(&ctx, &selected, printer, true).await;
     results.sort_by_key(|(id, _, _)| CheckId::ALL.iter().position(|c| c == id));
 
     let reports: Vec<Report> = results

@@ -421,3 +421,89 @@ fn verify_names_its_checks_and_needs_a_lab_that_was_brought_up() {
     assert!(ran.stderr.contains("never brought up"), "{}", ran.stderr);
     assert!(ran.stdout.is_empty(), "{}", ran.stdout);
 }
+
+#[test]
+fn scale_explains_what_it_refuses_and_plans_without_touching_anything() {
+    // The built-in lab has no lab.yaml to record a new size in.
+    let ran = Test::new()
+        .args(&["lab", "scale", "workers=2"])
+        .status(2)
+        .run();
+    assert!(ran.stderr.contains("kubelab init"), "{}", ran.stderr);
+
+    let lab = "name: kubelab\nnodes:\n  worker:\n    count: 1 # keep me\n";
+    for (request, expected) in [
+        ("etcd=5", "kubelab does not scale etcd"),
+        ("controllers=2", "kubelab does not scale controllers"),
+        ("workers=0", "at least 1 worker"),
+        ("workers=40", "workers=40 does not fit this lab"),
+    ] {
+        let ran = Test::new()
+            .write("lab.yaml", lab)
+            .args(&["lab", "scale", request])
+            .status(2)
+            .run();
+        assert!(ran.stderr.contains(expected), "{request}: {}", ran.stderr);
+    }
+    let ran = Test::new()
+        .write("lab.yaml", lab)
+        .args(&["lab", "scale", "wrokers=2"])
+        .status(2)
+        .run();
+    assert!(
+        ran.stderr.contains("no role named \"wrokers\""),
+        "{}",
+        ran.stderr
+    );
+
+    // A lab that is not up: the plan, and lab.yaml untouched by --dry-run.
+    let test = Test::new()
+        .write("lab.yaml", lab)
+        .args(&["lab", "scale", "workers=3", "--dry-run"]);
+    let ran = test.run();
+    assert!(
+        ran.stdout.contains("scale workers: 1 -> 3"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("+ worker1    192.168.56.31"),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stdout.contains("the lab is not up"), "{}", ran.stdout);
+    let path = test.path().join("lab.yaml");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), lab);
+    let json = Test::new()
+        .write("lab.yaml", lab)
+        .args(&["lab", "scale", "workers=2", "--dry-run", "--json"])
+        .run();
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["plan"]["add"][0]["name"], "worker1");
+
+    // Without --dry-run, a lab that is not up only gets its lab.yaml edited.
+    let test = Test::new()
+        .write("lab.yaml", lab)
+        .args(&["lab", "scale", "workers=2"]);
+    test.run();
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("lab.yaml")).unwrap(),
+        "name: kubelab\nnodes:\n  worker:\n    count: 2 # keep me\n"
+    );
+}
+
+#[test]
+fn reset_without_a_snapshot_says_how_to_take_one() {
+    let ran = Test::new()
+        .write("lab.yaml", "name: kubelab\n")
+        .args(&["lab", "reset"])
+        .status(2)
+        .run();
+    assert!(
+        ran.stderr.contains("no snapshot named \"base\""),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("--snapshot base"), "{}", ran.stderr);
+}

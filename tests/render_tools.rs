@@ -1321,9 +1321,23 @@ fn pod_routes_applied_in_a_namespace_reach_every_other_worker() {
             .collect();
         assert_eq!(got, want, "{node}:\n{table}");
     }
-    // The only worker of a lab needs no route at all.
+    // The only worker of a lab needs no route, but gets the file anyway: it
+    // names the pod range, from which routes.sh removes routes to workers
+    // that were scaled away; `ip -batch` accepts it and adds nothing.
     let (_test, out) = render(Test::new());
-    assert!(!out.join("worker0/etc/kubelab/pod-routes").exists());
+    let alone = read(&out, "worker0/etc/kubelab/pod-routes");
+    assert!(
+        alone.contains("\n# kubelab-pod-cidr 10.200.0.0/16\n"),
+        "{alone}"
+    );
+    assert!(!alone.contains("\nroute "), "{alone}");
+    let ns = Netns::new("r1");
+    run_ok(
+        Command::new("ip")
+            .args(["-n", &ns.name, "-batch"])
+            .arg(out.join("worker0/etc/kubelab/pod-routes")),
+    );
+    assert!(!ns.ip(&["-4", "route", "show"]).contains("10.200."));
     assert!(
         read(&out, "controller0/etc/kubelab/pod-routes")
             .contains("route replace 10.200.0.0/24 via 192.168.56.30\n")

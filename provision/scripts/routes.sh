@@ -7,11 +7,9 @@ set -euo pipefail
 
 routes=/etc/kubelab/pod-routes
 unit=kubelab-routes.service
-if [ ! -f "$routes" ]; then
-  # The only worker of a lab reaches its own range over its bridge.
-  log "no pod routes for $KUBELAB_NODE"
-  exit 0
-fi
+[ -f "$routes" ] || die "no $routes on $KUBELAB_NODE: kubelab uploads it with this phase"
+pod_cidr=$(awk '$1 == "#" && $2 == "kubelab-pod-cidr" { print $3 }' "$routes")
+[ -n "$pod_cidr" ] || die "$routes does not name the lab's pod range (# kubelab-pod-cidr)"
 systemctl daemon-reload
 systemctl enable "$unit" >/dev/null 2>&1 || systemctl enable "$unit"
 # missing_routes : each rendered route the kernel's table lacks, one a line.
@@ -33,7 +31,25 @@ if changed routes "$routes" "/etc/systemd/system/$unit" ||
   systemctl restart "$unit" ||
     die "$unit failed: $(systemctl status --no-pager -n 5 "$unit" 2>&1 | tail -n 5)"
 fi
+# stale_routes : each route into the lab's pod range via a gateway that the
+# file does not list (a worker scaled away), one a line. The node's own
+# range on its bridge has no gateway and stays.
+stale_routes() {
+  local cidr via gateway
+  while read -r cidr via gateway _; do
+    [ "$via" = via ] || continue
+    grep -Fxq "route replace $cidr via $gateway" "$routes" || echo "$cidr via $gateway"
+  done < <(ip -4 route show root "$pod_cidr")
+}
+while read -r cidr _ gateway; do
+  [ -n "$cidr" ] || continue
+  log "removing the stale route $cidr via $gateway"
+  ip route del "$cidr" via "$gateway"
+done < <(stale_routes)
+
 absent=$(missing_routes)
 [ -z "$absent" ] || die "routes missing after $unit ran: $(echo "$absent" | paste -sd, -)"
-log "$(grep -c '^route ' "$routes") pod route(s) in place"
+stale=$(stale_routes)
+[ -z "$stale" ] || die "stale routes remain after removing them: $(echo "$stale" | paste -sd, -)"
+log "$(grep -c '^route ' "$routes" || true) pod route(s) in place"
 applied routes "$routes" "/etc/systemd/system/$unit"

@@ -586,6 +586,7 @@ pub fn pod_routes(topo: &Topology, node: &Node) -> Vec<PodRoute> {
 struct PodRoutesTemplate<'a> {
     lab: &'a str,
     node: &'a str,
+    pod_cidr: Ipv4Net,
     routes: Vec<PodRoute>,
 }
 
@@ -598,19 +599,18 @@ struct RoutesUnitTemplate<'a> {
     routes_file: String,
 }
 
-/// The persistent pod routes of any node; nothing when it needs none (the
-/// only worker of a lab).
+/// The persistent pod routes of every node, even one that needs none (the
+/// only worker of a lab): the file also names the lab's pod range, so
+/// routes.sh can take away routes to workers that were scaled away.
 pub fn route_files(lab: &Lab, topo: &Topology, node: &Node, bundle: &mut Bundle) {
     let routes = pod_routes(topo, node);
-    if routes.is_empty() {
-        return;
-    }
     bundle.text(
         ROUTES_FILE,
         render_or_bug(
             &PodRoutesTemplate {
                 lab: &lab.name,
                 node: &node.name,
+                pod_cidr: lab.network.pod_cidr,
                 routes,
             },
             "pod-routes",
@@ -712,6 +712,10 @@ struct CorednsTemplate<'a> {
 #[template(path = "manifests/nginx.yaml", escape = "none")]
 struct NginxTemplate<'a> {
     lab: &'a str,
+    /// The workers, comma-separated: a pod-template annotation, so a scale
+    /// rolls the Deployment and the spread constraint places pods on the
+    /// new set.
+    workers: String,
     replicas: u32,
     image: &'a str,
     node_port: u16,
@@ -778,6 +782,11 @@ pub fn host_files(lab: &Lab, topo: &Topology, pki: &Pki) -> Vec<RenderedFile> {
         render_or_bug(
             &NginxTemplate {
                 lab: &lab.name,
+                workers: topo
+                    .by_role(Role::Worker)
+                    .map(|w| w.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 replicas: lab.nginx_replicas,
                 image: NGINX_IMAGE,
                 node_port: NGINX_NODE_PORT,

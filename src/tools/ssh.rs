@@ -173,6 +173,10 @@ impl Transport {
             "ServerAliveInterval=15",
             "-o",
             "StrictHostKeyChecking=accept-new",
+            // Debian's ssh_config hashes known_hosts entries; kubelab must
+            // find a node's entry by its alias to forget it.
+            "-o",
+            "HashKnownHosts=no",
             "-o",
             "LogLevel=ERROR",
             "-o",
@@ -232,6 +236,31 @@ impl Transport {
         if kept != text {
             crate::fsutil::write_atomic(&self.known_hosts, kept.as_bytes(), 0o600)?;
         }
+        // Entries hashed by an ssh that hashed them anyway: ssh-keygen
+        // knows how to match those.
+        if kept.lines().any(|l| l.starts_with("|1|")) {
+            let removed = std::process::Command::new("ssh-keygen")
+                .arg("-f")
+                .arg(&self.known_hosts)
+                .arg("-R")
+                .arg(&alias)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+            let _ = fs_err::remove_file(self.known_hosts.with_extension("old"));
+            if !removed.is_ok_and(|s| s.success()) {
+                return Err(Error::other(
+                    format!(
+                        "could not remove {node}'s old host key from {}",
+                        self.known_hosts.display()
+                    ),
+                    format!(
+                        "run `ssh-keygen -f {} -R {alias}`",
+                        self.known_hosts.display()
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -261,6 +290,67 @@ mod tests {
         assert_ne!(first.control_dir, other.control_dir);
         // ssh's %C (40 hex digits) and its temporary suffix fit the 108-byte limit.
         assert!(first.control_dir.as_os_str().len() + 1 + 40 + 17 < 108);
+    }
+
+    #[test]
+    fn forgets_a_nodes_host_key_plain_or_hashed_and_keeps_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        let public = public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let transport =
+            Transport::new("lab", dir.path(), BTreeMap::new(), &Runner::new(false)).unwrap();
+        let known = dir.path().join("known_hosts");
+        let plain = format!(
+            "kubelab-lab-worker1 {public}\nkubelab-lab-worker10 {public}\nkubelab-lab-etcd0 {public}\n"
+        );
+        std::fs::write(&known, &plain).unwrap();
+        transport.forget_host_key("worker1").unwrap();
+        let left = std::fs::read_to_string(&known).unwrap();
+        assert_eq!(
+            left,
+            format!("kubelab-lab-worker10 {public}\nkubelab-lab-etcd0 {public}\n")
+        );
+
+        // As an ssh with HashKnownHosts would have written it.
+        std::fs::write(&known, &plain).unwrap();
+        let hashed = std::process::Command::new("ssh-keygen")
+            .arg("-H")
+            .arg("-f")
+            .arg(&known)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(hashed.success());
+        let _ = std::fs::remove_file(dir.path().join("known_hosts.old"));
+        assert!(std::fs::read_to_string(&known).unwrap().starts_with("|1|"));
+        transport.forget_host_key("worker1").unwrap();
+        let find = |alias: &str| {
+            std::process::Command::new("ssh-keygen")
+                .arg("-F")
+                .arg(alias)
+                .arg("-f")
+                .arg(&known)
+                .output()
+                .unwrap()
+                .status
+                .success()
+        };
+        assert!(!find("kubelab-lab-worker1"));
+        assert!(find("kubelab-lab-worker10"));
+        assert!(find("kubelab-lab-etcd0"));
+        assert!(!dir.path().join("known_hosts.old").exists());
     }
 
     #[test]

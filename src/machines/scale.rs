@@ -1,0 +1,724 @@
+//! `kubelab lab scale workers=N`: a diff of two topologies, applied with the
+//! machinery `lab up` already has. Up creates only the new VMs and runs the
+//! engine, whose step hashes re-run exactly the steps the new workers change
+//! (their own, every node's routes, dns0's zone, the workload). Down drains
+//! and deletes the removed workers' Nodes, destroys their VMs, forgets their
+//! state, certificates and host keys, then lets the same engine take their
+//! routes, records and hosts entries away. lab.yaml follows by a targeted
+//! text edit, so a later `lab up` has nothing to do.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{Host, confirm};
+use crate::app::LoadedLab;
+use crate::config::{self, LabSource, Role};
+use crate::error::{Error, Result};
+use crate::provision::{Selection, participates};
+use crate::state::{MachineStatus, State};
+use crate::tools::ssh::Transport;
+use crate::topology::{Phase, Topology};
+use crate::yaml_edit;
+
+/// `ROLE=N` as typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub role: Role,
+    pub count: u32,
+}
+
+/// clap's parser for `workers=3` (also `worker=3`).
+pub fn parse_request(text: &str) -> std::result::Result<Request, String> {
+    let Some((key, value)) = text.split_once('=') else {
+        return Err(format!(
+            "expected ROLE=COUNT, such as workers=3, not {text:?}"
+        ));
+    };
+    let role = match key.trim() {
+        "worker" | "workers" => Role::Worker,
+        "controller" | "controllers" => Role::Controller,
+        "etcd" => Role::Etcd,
+        "lb" | "lbs" => Role::Lb,
+        "dns" => Role::Dns,
+        "registry" => Role::Registry,
+        other => {
+            return Err(format!(
+                "no role named {other:?}; the roles: workers, controllers, etcd, lb, dns, registry"
+            ));
+        }
+    };
+    let count = value
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("{value:?} is not a count; write e.g. workers=3"))?;
+    Ok(Request { role, count })
+}
+
+/// Why a role other than workers is not scaled by kubelab (yet).
+fn refusal(role: Role) -> Option<(&'static str, &'static str)> {
+    Some(match role {
+        Role::Worker => return None,
+        Role::Etcd => (
+            "kubelab does not scale etcd: a member must be added or removed with `etcdctl member add/remove` one at a time while quorum holds, and every apiserver's --etcd-servers changes with it",
+            "for another etcd size, set nodes.etcd.count (odd) in lab.yaml and build the lab afresh: `kubelab lab destroy --yes && kubelab lab up`",
+        ),
+        Role::Controller => (
+            "kubelab does not scale controllers: the apiserver certificate, haproxy's backends on every load balancer and the control plane's leader elections all change with them",
+            "for another number of controllers, set nodes.controller.count in lab.yaml and build the lab afresh: `kubelab lab destroy --yes && kubelab lab up`",
+        ),
+        Role::Lb => (
+            "kubelab does not scale the load balancers: keepalived's priorities and the VIP's owner are fixed when the pair is built",
+            "set nodes.lb.count in lab.yaml and build the lab afresh: `kubelab lab destroy --yes && kubelab lab up`",
+        ),
+        Role::Dns | Role::Registry => (
+            "a lab has at most one of this role; there is nothing to scale",
+            "set its count (0 or 1) in lab.yaml and build the lab afresh",
+        ),
+    })
+}
+
+/// The scale-down or scale-up, decided before anything is touched.
+#[derive(Debug, Clone, Serialize)]
+pub struct Diff {
+    pub role: &'static str,
+    pub from: u32,
+    pub to: u32,
+    /// New nodes with their address and pod range.
+    pub add: Vec<PlannedNode>,
+    /// Nodes to remove, highest index first.
+    pub remove: Vec<PlannedNode>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedNode {
+    pub name: String,
+    pub address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_cidr: Option<String>,
+}
+
+/// Which workers come and go between `old` (with what `state` says exists)
+/// and `new`. Pure.
+pub fn diff(old: &Topology, state: &State, new: &Topology, from: u32, to: u32) -> Diff {
+    let planned = |topo: &Topology, name: &str| {
+        topo.node(name).map(|n| PlannedNode {
+            name: n.name.clone(),
+            address: n.address.to_string(),
+            pod_cidr: n.pod_cidr.map(|c| c.to_string()),
+        })
+    };
+    let add = new
+        .by_role(Role::Worker)
+        .filter(|n| {
+            // In a lab that is up, also a worker whose VM was never made.
+            old.node(&n.name).is_none()
+                || (!state.nodes.is_empty()
+                    && state
+                        .nodes
+                        .get(&n.name)
+                        .is_none_or(|s| s.machine != MachineStatus::Created))
+        })
+        .filter_map(|n| planned(new, &n.name))
+        .collect();
+    // Workers of the old plan, and any worker VM a half-done scale-down left.
+    let mut gone: BTreeSet<(u32, String)> = BTreeSet::new();
+    for n in old.by_role(Role::Worker) {
+        if new.node(&n.name).is_none() {
+            gone.insert((n.index, n.name.clone()));
+        }
+    }
+    for (name, s) in &state.nodes {
+        if s.role == Role::Worker.to_string() && new.node(name).is_none() {
+            let index = name
+                .trim_start_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .unwrap_or(u32::MAX);
+            gone.insert((index, name.clone()));
+        }
+    }
+    let remove = gone
+        .into_iter()
+        .rev()
+        .map(|(_, name)| {
+            planned(old, &name).unwrap_or_else(|| PlannedNode {
+                address: state
+                    .nodes
+                    .get(&name)
+                    .map(|s| s.address.clone())
+                    .unwrap_or_default(),
+                name,
+                pod_cidr: None,
+            })
+        })
+        .collect();
+    Diff {
+        role: "workers",
+        from,
+        to,
+        add,
+        remove,
+    }
+}
+
+/// The phases a lab has been provisioned through: each one every node of
+/// `topo` that takes part in it has done. New workers are brought to the
+/// same point as the others, no further.
+pub fn phases_done(topo: &Topology, state: &State) -> Vec<Phase> {
+    Phase::ALL
+        .into_iter()
+        .filter(|&phase| {
+            if phase == Phase::Machines {
+                return topo.nodes.iter().any(|n| {
+                    state
+                        .nodes
+                        .get(&n.name)
+                        .is_some_and(|s| s.machine == MachineStatus::Created)
+                });
+            }
+            if phase == Phase::Facts {
+                return topo.nodes.iter().any(|n| state.facts.contains_key(&n.name));
+            }
+            let mut takers = topo.nodes.iter().filter(|n| participates(phase, n));
+            let mut any = false;
+            let all = takers.all(|n| {
+                let done = state
+                    .steps
+                    .get(&n.name)
+                    .is_some_and(|s| s.contains_key(phase.name()));
+                any |= done;
+                // New workers of the same role have not done it yet: judge by
+                // the nodes that existed.
+                done || !state.nodes.contains_key(&n.name)
+            });
+            all && any
+        })
+        .collect()
+}
+
+/// The Kubernetes side of a scale, which only runs where Kubernetes does.
+#[derive(Debug, Clone, Serialize)]
+pub struct KubeStep {
+    pub what: String,
+    /// `done`, `not run`.
+    pub status: &'static str,
+    pub detail: String,
+}
+
+pub struct ScaleOptions {
+    pub dry_run: bool,
+    pub yes: bool,
+    pub json: bool,
+    pub jobs: Option<usize>,
+    pub no_hosts: bool,
+    pub offline: bool,
+    pub until: Option<Phase>,
+}
+
+impl Host<'_> {
+    pub async fn scale(&self, request: &Request, options: &ScaleOptions) -> Result<()> {
+        let started = Instant::now();
+        if let Some((why, hint)) = refusal(request.role) {
+            return Err(Error::usage(why, hint));
+        }
+        if request.count < 1 {
+            return Err(Error::usage(
+                "a lab keeps at least 1 worker (workers=0 was asked)",
+                "`kubelab lab destroy` removes the whole lab",
+            ));
+        }
+        let LoadedLab { lab, topo, dir } = self.loaded;
+        let LabSource::File(path) = &lab.source else {
+            return Err(Error::usage(
+                "this lab is the built-in default: there is no lab.yaml to record the new size in",
+                "run `kubelab init` (it writes the default lab, the one running now, to lab.yaml), then scale again",
+            ));
+        };
+        let from = lab.role(Role::Worker).count;
+        let text = fs_err::read_to_string(path)?;
+        let new_text = yaml_edit::set_scalar(
+            &text,
+            &["nodes", "worker", "count"],
+            &request.count.to_string(),
+        )
+        .ok_or_else(|| {
+            Error::usage(
+                format!(
+                    "could not change nodes.worker.count in {}: nodes.worker is written inline ({{...}})",
+                    path.display()
+                ),
+                "write nodes.worker as a block mapping (one key per line), then scale again",
+            )
+        })?;
+        let new_lab = config::parse(&new_text, lab.source.clone()).map_err(|e| {
+            let hint = e.hint();
+            Error::usage(
+                format!("workers={} does not fit this lab: {e}", request.count),
+                hint.unwrap_or_else(|| "pick another count".into()),
+            )
+        })?;
+        let new_topo = Topology::new(&new_lab);
+
+        // A lab that was never brought up only has its lab.yaml edited: no
+        // lock (it would create .kubelab/).
+        let provisioned = !self.load_state()?.nodes.is_empty();
+        let _lock = if provisioned {
+            Some(self.lock("kubelab lab scale")?)
+        } else {
+            None
+        };
+        let mut state = self.load_state()?;
+        let plan = diff(topo, &state, &new_topo, from, request.count);
+
+        if options.json && options.dry_run {
+            return self.printer.json(&serde_json::json!({
+                "schema_version": crate::printer::SCHEMA_VERSION,
+                "lab": lab.name,
+                "plan": plan,
+            }));
+        }
+        let lines = describe(&plan, provisioned);
+        if options.dry_run {
+            self.printer.data(lines.join("\n"));
+            self.printer
+                .info("--dry-run: nothing was changed; run it without --dry-run to apply");
+            return Ok(());
+        }
+        for line in &lines {
+            self.printer.info(line);
+        }
+        if plan.add.is_empty() && plan.remove.is_empty() && from == request.count {
+            return Ok(());
+        }
+        if !provisioned {
+            crate::fsutil::write_atomic(path, new_text.as_bytes(), 0o644)?;
+            self.printer.info(format!(
+                "{}: nodes.worker.count {from} -> {}; the lab is not up, so `kubelab lab up` builds it at this size",
+                path.display(),
+                request.count
+            ));
+            return Ok(());
+        }
+        if !plan.remove.is_empty() && !options.yes {
+            let names: Vec<&str> = plan.remove.iter().map(|n| n.name.as_str()).collect();
+            confirm(&format!(
+                "Remove {} from lab {} (drain, then destroy the VM{})?",
+                names.join(", "),
+                lab.name,
+                if names.len() == 1 { "" } else { "s" }
+            ))?;
+        }
+
+        // What the lab has been provisioned through, capped by --until.
+        let mut phases = phases_done(topo, &state);
+        if let Some(until) = options.until {
+            phases.retain(|p| *p <= until);
+        }
+        if !phases.contains(&Phase::Machines) {
+            phases.insert(0, Phase::Machines);
+        }
+        let selection = Selection {
+            only: phases.clone(),
+            ..Selection::default()
+        };
+        let names: Vec<&str> = phases.iter().map(|p| p.name()).collect();
+        self.printer.info(format!(
+            "the lab is provisioned through these phases, which the change re-applies where it matters: {}",
+            names.join(", ")
+        ));
+
+        let mut kube = Vec::new();
+        if !plan.remove.is_empty() {
+            kube.extend(self.drain(&plan, &state).await?);
+            self.remove_workers(&plan, &mut state).await?;
+        }
+        // lab.yaml says the new size before the engine runs: if anything
+        // fails from here, `kubelab lab up` finishes the job.
+        crate::fsutil::write_atomic(path, new_text.as_bytes(), 0o644)?;
+        self.printer.info(format!(
+            "{}: nodes.worker.count {from} -> {}",
+            path.display(),
+            request.count
+        ));
+        let loaded = LoadedLab {
+            lab: new_lab,
+            topo: new_topo,
+            dir: dir.clone(),
+        };
+        let host = Host {
+            loaded: &loaded,
+            settings: self.settings,
+            printer: self.printer,
+            runner: self.runner.clone(),
+        };
+        host.interruptible(
+            "kubelab lab scale (or `kubelab lab up`)",
+            host.up_locked(options.jobs, options.no_hosts, options.offline, &selection),
+        )
+        .await?;
+        if !plan.add.is_empty() {
+            let names: Vec<&str> = plan.add.iter().map(|n| n.name.as_str()).collect();
+            kube.push(if phases.contains(&Phase::Workload) {
+                KubeStep {
+                    what: format!("spread the nginx workload onto {}", names.join(", ")),
+                    status: "done",
+                    detail: "the workload phase rolled nginx over every worker and waited for the spread".into(),
+                }
+            } else {
+                KubeStep {
+                    what: format!("spread the nginx workload onto {}", names.join(", ")),
+                    status: "not run",
+                    detail: "the workload phase has not run on this lab".into(),
+                }
+            });
+        }
+        for step in &kube {
+            self.printer.info(format!(
+                "  kubernetes: {}: {} ({})",
+                step.what, step.status, step.detail
+            ));
+        }
+        self.printer.info(format!(
+            "lab {} has {} worker{} now ({:.1} s)",
+            loaded.lab.name,
+            request.count,
+            if request.count == 1 { "" } else { "s" },
+            started.elapsed().as_secs_f64()
+        ));
+        if options.json {
+            self.printer.json(&serde_json::json!({
+                "schema_version": crate::printer::SCHEMA_VERSION,
+                "lab": loaded.lab.name,
+                "plan": plan,
+                "kubernetes": kube,
+                "seconds": started.elapsed().as_secs_f64(),
+            }))?;
+        }
+        Ok(())
+    }
+
+    /// Cordons, drains and deletes each removed worker's Node from the first
+    /// controller, where Kubernetes runs; says why not where it does not.
+    async fn drain(&self, plan: &Diff, state: &State) -> Result<Vec<KubeStep>> {
+        let topo = &self.loaded.topo;
+        let first = topo
+            .by_role(Role::Controller)
+            .find(|n| n.index == 0)
+            .map(|n| n.name.clone());
+        let has = |node: &str, phase: Phase| {
+            state
+                .steps
+                .get(node)
+                .is_some_and(|s| s.contains_key(phase.name()))
+        };
+        let api = first
+            .clone()
+            .filter(|c| has(c, Phase::Controllers) && has(c, Phase::Addons));
+        let mut steps = Vec::new();
+        let mut to_drain = Vec::new();
+        for node in &plan.remove {
+            let what = format!("drain {0} and delete Node {0}", node.name);
+            if api.is_none() {
+                steps.push(KubeStep {
+                    what,
+                    status: "not run",
+                    detail: "the controllers and addons phases have not run on this lab: there is no Kubernetes API to drain through".into(),
+                });
+            } else if !has(&node.name, Phase::Workers) {
+                steps.push(KubeStep {
+                    what,
+                    status: "not run",
+                    detail: format!(
+                        "the workers phase never ran on {}: it is no Kubernetes node",
+                        node.name
+                    ),
+                });
+            } else {
+                to_drain.push((what, node.name.clone()));
+            }
+        }
+        let Some(controller) = api else {
+            return Ok(steps);
+        };
+        if to_drain.is_empty() {
+            return Ok(steps);
+        }
+        let vagrant = self.vagrant()?;
+        let targets =
+            crate::tools::ssh::parse_ssh_config(&vagrant.ssh_config(&[controller.as_str()]).await?);
+        let transport = Transport::new(
+            &self.loaded.lab.name,
+            &self.state_dir(),
+            targets,
+            &self.runner,
+        )?;
+        let log = self
+            .state_dir()
+            .join("logs")
+            .join(&controller)
+            .join("scale.log");
+        let mut result = Ok(());
+        for (what, node) in to_drain {
+            self.printer
+                .info(format!("  {node:<12} draining (from {controller})"));
+            let kubectl = "sudo /usr/local/bin/kubectl --kubeconfig /var/lib/kubelab/cluster/admin.kubeconfig";
+            let command = format!(
+                "{kubectl} drain {node} --ignore-daemonsets --delete-emptydir-data --timeout=180s \
+                 && {kubectl} delete node {node} --ignore-not-found"
+            );
+            match transport
+                .run(&controller, &command, None, format!("drain {node}"), &log)
+                .await
+            {
+                Ok(_) => steps.push(KubeStep {
+                    what,
+                    status: "done",
+                    detail: format!("through {controller}"),
+                }),
+                Err(e) => {
+                    result = Err(Error::other(
+                        format!("could not drain {node}: {e}; nothing was destroyed"),
+                        format!(
+                            "see {}; fix what holds the drain (a PodDisruptionBudget, a stuck pod) and run the scale again",
+                            log.display()
+                        ),
+                    ));
+                    break;
+                }
+            }
+        }
+        transport.close().await;
+        result.map(|()| steps)
+    }
+
+    /// Destroys the removed workers' VMs and forgets them: state, facts,
+    /// certificates and pinned host keys. Saved after each one.
+    async fn remove_workers(&self, plan: &Diff, state: &mut State) -> Result<()> {
+        let vagrant = self.vagrant_for_existing_lab()?;
+        let pki = self.state_dir().join("pki");
+        let forget = Transport::new(
+            &self.loaded.lab.name,
+            &self.state_dir(),
+            Default::default(),
+            &self.runner,
+        )?;
+        for node in &plan.remove {
+            self.printer
+                .info(format!("  {:<12} destroying its VM", node.name));
+            // The Vagrantfile in .kubelab still defines it: `up` rewrites it later.
+            vagrant.destroy(Some(&node.name)).await?;
+            state.nodes.remove(&node.name);
+            state.steps.remove(&node.name);
+            state.facts.remove(&node.name);
+            state.save(&self.state_path())?;
+            for file in [
+                format!("{}.pem", node.name),
+                format!("{}-key.pem", node.name),
+            ] {
+                let path = pki.join(file);
+                if path.exists() {
+                    fs_err::remove_file(path)?;
+                }
+            }
+            forget.forget_host_key(&node.name)?;
+            self.printer.info(format!(
+                "  {:<12} removed (VM, state, certificate, host key)",
+                node.name
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The plan in words, one line each.
+fn describe(plan: &Diff, provisioned: bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    if plan.add.is_empty() && plan.remove.is_empty() {
+        lines.push(format!(
+            "the lab has {} worker{} already: nothing to do",
+            plan.to,
+            if plan.to == 1 { "" } else { "s" }
+        ));
+        return lines;
+    }
+    lines.push(format!("scale workers: {} -> {}", plan.from, plan.to));
+    for n in &plan.add {
+        lines.push(format!(
+            "  + {:<10} {:<15} pod range {}",
+            n.name,
+            n.address,
+            n.pod_cidr.as_deref().unwrap_or("-")
+        ));
+    }
+    for n in &plan.remove {
+        lines.push(format!("  - {:<10} {}", n.name, n.address));
+    }
+    if !provisioned {
+        lines.push("  the lab is not up: only lab.yaml changes".into());
+        return lines;
+    }
+    if !plan.add.is_empty() {
+        lines.push(
+            "  new: their VMs, certificates and provisioning; on every other node only their routes, on dns0 their records (zone serial changes, bind9 reloads), their hosts entries; nothing already running restarts".into(),
+        );
+    }
+    if !plan.remove.is_empty() {
+        lines.push(
+            "  removed: drained and their Nodes deleted (where Kubernetes runs), VMs destroyed, then their routes, DNS records, hosts entries and certificates go".into(),
+        );
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::NodeState;
+
+    fn topo(workers: u32) -> Topology {
+        let lab = config::parse(
+            &format!("nodes:\n  worker:\n    count: {workers}\n"),
+            LabSource::BuiltIn,
+        )
+        .unwrap();
+        Topology::new(&lab)
+    }
+
+    fn running(topo: &Topology) -> State {
+        let mut state = State::new("kubelab");
+        for n in &topo.nodes {
+            state.nodes.insert(
+                n.name.clone(),
+                NodeState {
+                    role: n.role.to_string(),
+                    address: n.address.to_string(),
+                    machine: MachineStatus::Created,
+                    vm_id: Some(format!("id-{}", n.name)),
+                    error: None,
+                },
+            );
+        }
+        state
+    }
+
+    #[test]
+    fn parses_role_counts_and_explains_bad_ones() {
+        assert_eq!(
+            parse_request("workers=3").unwrap(),
+            Request {
+                role: Role::Worker,
+                count: 3
+            }
+        );
+        assert_eq!(parse_request("worker=1").unwrap().count, 1);
+        assert_eq!(parse_request("etcd=5").unwrap().role, Role::Etcd);
+        assert!(parse_request("workers").unwrap_err().contains("ROLE=COUNT"));
+        assert!(parse_request("wrokers=2").unwrap_err().contains("no role"));
+        assert!(
+            parse_request("workers=-1")
+                .unwrap_err()
+                .contains("not a count")
+        );
+    }
+
+    #[test]
+    fn scaling_up_adds_only_the_new_workers_with_their_ranges() {
+        let (old, new) = (topo(1), topo(3));
+        let plan = diff(&old, &running(&old), &new, 1, 3);
+        let added: Vec<(&str, &str, Option<&str>)> = plan
+            .add
+            .iter()
+            .map(|n| (n.name.as_str(), n.address.as_str(), n.pod_cidr.as_deref()))
+            .collect();
+        assert_eq!(
+            added,
+            [
+                ("worker1", "192.168.56.31", Some("10.200.1.0/24")),
+                ("worker2", "192.168.56.32", Some("10.200.2.0/24"))
+            ]
+        );
+        assert!(plan.remove.is_empty());
+    }
+
+    #[test]
+    fn scaling_down_removes_the_highest_first_and_finds_leftovers_of_a_broken_run() {
+        let (old, new) = (topo(3), topo(1));
+        let plan = diff(&old, &running(&old), &new, 3, 1);
+        let removed: Vec<&str> = plan.remove.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(removed, ["worker2", "worker1"]);
+        assert!(plan.add.is_empty());
+
+        // lab.yaml already says 1 (a run stopped after the edit), but state
+        // still holds worker2's VM: it is still removed.
+        let mut state = running(&old);
+        state.nodes.remove("worker1");
+        let plan = diff(&new, &state, &new, 1, 1);
+        let removed: Vec<&str> = plan.remove.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(removed, ["worker2"]);
+        assert_eq!(plan.remove[0].address, "192.168.56.32");
+    }
+
+    #[test]
+    fn the_same_count_is_nothing_to_do() {
+        let t = topo(2);
+        let plan = diff(&t, &running(&t), &t, 2, 2);
+        assert!(plan.add.is_empty() && plan.remove.is_empty());
+        assert!(describe(&plan, true)[0].contains("nothing to do"));
+    }
+
+    #[test]
+    fn a_worker_whose_vm_failed_is_added_again() {
+        let (old, new) = (topo(2), topo(2));
+        let mut state = running(&old);
+        state.nodes.get_mut("worker1").unwrap().machine = MachineStatus::Failed;
+        let plan = diff(&old, &state, &new, 2, 2);
+        assert_eq!(plan.add.len(), 1);
+        assert_eq!(plan.add[0].name, "worker1");
+    }
+
+    #[test]
+    fn phases_done_are_those_every_existing_taker_finished() {
+        let t = topo(2);
+        let mut state = running(&t);
+        let record = crate::state::StepRecord {
+            input_hash: String::new(),
+            vm_id: None,
+            files: Default::default(),
+            finished_unix: 0,
+        };
+        for n in &t.nodes {
+            state
+                .steps
+                .entry(n.name.clone())
+                .or_default()
+                .insert("resolv".into(), record.clone());
+            if n.role == Role::Etcd {
+                state
+                    .steps
+                    .entry(n.name.clone())
+                    .or_default()
+                    .insert("etcd".into(), record.clone());
+            }
+        }
+        // dns0 did not do dns: not a done phase.
+        let done = phases_done(&t, &state);
+        assert_eq!(done, [Phase::Machines, Phase::Resolv, Phase::Etcd]);
+        // A worker that is not in state yet (being added) does not count.
+        let bigger = topo(3);
+        assert_eq!(
+            phases_done(&bigger, &state),
+            [Phase::Machines, Phase::Resolv, Phase::Etcd]
+        );
+    }
+
+    #[test]
+    fn etcd_and_controllers_are_refused_with_a_reason() {
+        for role in [Role::Etcd, Role::Controller, Role::Lb] {
+            let (why, hint) = refusal(role).unwrap();
+            assert!(why.starts_with("kubelab does not scale"), "{why}");
+            assert!(hint.contains("lab.yaml"), "{hint}");
+        }
+        assert!(refusal(Role::Worker).is_none());
+    }
+}
