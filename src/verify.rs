@@ -159,7 +159,7 @@ impl CheckId {
             CheckId::LbFailover if ctx.no_disruptive => {
                 Some("--no-disruptive: it stops haproxy on the VIP holder".into())
             }
-            CheckId::Nodes | CheckId::Workload if workers == 0 => {
+            CheckId::Nodes | CheckId::Workload | CheckId::Networking if workers == 0 => {
                 Some("the lab has no workers".into())
             }
             CheckId::Dns if topo.by_role(Role::Dns).next().is_none() => {
@@ -179,9 +179,7 @@ impl CheckId {
             CheckId::ControlPlane => control_plane(ctx).await,
             CheckId::Nodes => nodes(ctx).await,
             CheckId::Secrets => secrets(ctx).await,
-            CheckId::Networking => Outcome::Skipped(
-                "not built yet: pod-to-pod across workers and DNS from pods need test pods and an exec into them, which kubelab does not do yet".into(),
-            ),
+            CheckId::Networking => networking(ctx).await,
             CheckId::Workload => workload(ctx).await,
             CheckId::Certificates => certificates(ctx),
         }
@@ -1537,6 +1535,228 @@ async fn secrets(ctx: &Ctx<'_>) -> Outcome {
 }
 
 // ---------------------------------------------------------------------------
+// 9. networking
+// ---------------------------------------------------------------------------
+
+/// One command run inside a pod with `kubectl exec`, and what its output
+/// must contain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Probe {
+    label: String,
+    pod: String,
+    command: String,
+    expect: String,
+}
+
+/// Pod names and addresses from the API go into a shell line: only the
+/// characters Kubernetes allows in them are let through.
+fn shell_safe(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':'))
+}
+
+/// The probes of check 9 over the nginx pods (one Ready pod per worker, by
+/// name): from each worker's pod, an HTTP GET of every other worker's pod
+/// (the pod routes), and `kubernetes.default` through CoreDNS; from one pod,
+/// dns0's name in the lab domain. Also what makes a probe impossible.
+fn networking_probes(
+    pods: &Value,
+    workers: &[&str],
+    kubernetes_ip: Ipv4Addr,
+    dns0: Option<(&str, Ipv4Addr)>,
+) -> (Vec<Probe>, Vec<String>) {
+    let mut per_worker: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    for pod in pods["items"].as_array().into_iter().flatten() {
+        let ready = pod["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
+        let (Some(node), Some(name), Some(ip)) = (
+            pod["spec"]["nodeName"].as_str(),
+            pod["metadata"]["name"].as_str(),
+            pod["status"]["podIP"].as_str(),
+        ) else {
+            continue;
+        };
+        if !ready || !shell_safe(name) || ip.parse::<Ipv4Addr>().is_err() {
+            continue;
+        }
+        let entry = per_worker.entry(node).or_insert((name, ip));
+        if name < entry.0 {
+            *entry = (name, ip);
+        }
+    }
+    let mut problems = Vec::new();
+    let mut probes = Vec::new();
+    for w in workers {
+        if !per_worker.contains_key(w) {
+            problems.push(format!("no Ready nginx pod on {w} to probe from"));
+        }
+    }
+    for from in workers {
+        let Some((pod, _)) = per_worker.get(from) else {
+            continue;
+        };
+        for to in workers.iter().filter(|t| *t != from) {
+            let Some((target, ip)) = per_worker.get(to) else {
+                continue;
+            };
+            probes.push(Probe {
+                label: format!("{from} -> {to}: pod {pod} to {target} at {ip}"),
+                pod: pod.to_string(),
+                command: format!("wget -q -O - -T 5 http://{ip}/"),
+                expect: format!("pod={target} "),
+            });
+        }
+        probes.push(Probe {
+            label: format!("{from}: kubernetes.default through CoreDNS from {pod}"),
+            pod: pod.to_string(),
+            command: "nslookup kubernetes.default.svc.cluster.local".into(),
+            expect: kubernetes_ip.to_string(),
+        });
+    }
+    if let (Some((name, address)), Some((_, (pod, _)))) = (dns0, per_worker.iter().next()) {
+        probes.push(Probe {
+            label: format!("the lab domain from {pod}: {name}"),
+            pod: pod.to_string(),
+            command: format!("nslookup {name}"),
+            expect: address.to_string(),
+        });
+    }
+    (probes, problems)
+}
+
+const KUBECTL: &str =
+    "sudo /usr/local/bin/kubectl --kubeconfig /var/lib/kubelab/cluster/admin.kubeconfig";
+
+/// One shell line running every probe in turn, each output framed by
+/// markers `probe_verdicts` reads back.
+fn probe_script(probes: &[Probe]) -> String {
+    probes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "echo '@@probe {i}'; {KUBECTL} -n default exec {} -- sh -c '{}' 2>&1 | tail -n 20; echo \"@@exit ${{PIPESTATUS[0]}}\"",
+                p.pod, p.command
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What went wrong with each probe, from the script's output.
+fn probe_verdicts(probes: &[Probe], output: &str) -> Vec<String> {
+    let mut outputs: BTreeMap<usize, (String, Option<i32>)> = BTreeMap::new();
+    let mut current = None;
+    for line in output.lines() {
+        if let Some(i) = line
+            .strip_prefix("@@probe ")
+            .and_then(|i| i.trim().parse().ok())
+        {
+            current = Some(i);
+            outputs.insert(i, (String::new(), None));
+        } else if let Some(code) = line.strip_prefix("@@exit ") {
+            if let Some(entry) = current.and_then(|i| outputs.get_mut(&i)) {
+                entry.1 = code.trim().parse().ok();
+            }
+            current = None;
+        } else if let Some(entry) = current.and_then(|i| outputs.get_mut(&i)) {
+            entry.0.push_str(line);
+            entry.0.push('\n');
+        }
+    }
+    probes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match outputs.get(&i) {
+            None | Some((_, None)) => Some(format!("{}: did not run", p.label)),
+            Some((out, Some(0))) if out.contains(&p.expect) => None,
+            Some((out, Some(code))) => {
+                let last = out
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
+                Some(format!(
+                    "{}: `{}` exited {code} without {:?} ({})",
+                    p.label,
+                    p.command,
+                    p.expect.trim(),
+                    if last.is_empty() { "no output" } else { last }
+                ))
+            }
+        })
+        .collect()
+}
+
+async fn networking(ctx: &Ctx<'_>) -> Outcome {
+    let LoadedLab { lab, topo, .. } = ctx.loaded;
+    let client = match admin_client(ctx) {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(e, "`kubelab lab render` signs the admin certificate"),
+    };
+    let pods = match fetch_json(
+        &client,
+        reqwest::Method::GET,
+        format!(
+            "{}/api/v1/namespaces/default/pods?labelSelector=app.kubernetes.io%2Fname%3Dnginx",
+            api_base(ctx)
+        ),
+        None,
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => return Outcome::failed(e, API_HINT),
+    };
+    let workers: Vec<&str> = topo
+        .by_role(Role::Worker)
+        .map(|n| n.name.as_str())
+        .collect();
+    let dns0 = topo
+        .by_role(Role::Dns)
+        .next()
+        .map(|n| (n.fqdn.as_str(), n.address));
+    let (probes, mut problems) =
+        networking_probes(&pods, &workers, crate::pki::first_service_ip(lab), dns0);
+    let Some(controller) = topo.by_role(Role::Controller).next() else {
+        return Outcome::Skipped("the lab has no controller to run kubectl on".into());
+    };
+    if !probes.is_empty() {
+        match ctx
+            .ssh(
+                &controller.name,
+                probe_script(&probes),
+                "probe pod networking",
+            )
+            .await
+        {
+            Ok(out) => problems.extend(probe_verdicts(&probes, &out)),
+            Err(e) => problems.push(format!("kubectl exec on {}: {e}", controller.name)),
+        }
+    }
+    let crossings = probes
+        .iter()
+        .filter(|p| p.command.starts_with("wget"))
+        .count();
+    judge(
+        problems,
+        format!(
+            "{crossings} pod-to-pod request(s) across workers answered; kubernetes.default resolves through CoreDNS from every worker's pod{}",
+            if dns0.is_some() {
+                ", and the lab domain too"
+            } else {
+                ""
+            }
+        ),
+        "pod-to-pod failing: `ip route` on the workers (the routes phase); names failing: `kubectl -n kube-system logs deploy/coredns`",
+    )
+}
+
+// ---------------------------------------------------------------------------
 // 10. workload
 // ---------------------------------------------------------------------------
 
@@ -2296,5 +2516,106 @@ stats,FRONTEND,,,1,1,4096,1,0,0,0,0,0,,,,,OPEN,\n";
             .map(|c| c.name())
             .collect();
         assert_eq!(disruptive, ["lb-failover"]);
+    }
+
+    #[test]
+    fn networking_probes_cross_every_pair_of_workers_and_ask_coredns() {
+        let pods: Value = serde_json::from_str(&fixture("pods-nginx.json")).unwrap();
+        let kubernetes: Ipv4Addr = "10.32.0.1".parse().unwrap();
+        let dns0 = Some(("dns0.lan", "192.168.56.2".parse().unwrap()));
+        let (probes, problems) =
+            networking_probes(&pods, &["worker0", "worker1"], kubernetes, dns0);
+        assert!(problems.is_empty(), "{problems:?}");
+        let shown: Vec<(&str, &str, &str)> = probes
+            .iter()
+            .map(|p| (p.pod.as_str(), p.command.as_str(), p.expect.as_str()))
+            .collect();
+        // worker0 runs two pods: the first by name is the one probed.
+        assert_eq!(
+            shown,
+            [
+                (
+                    "nginx-7c5ddbdf54-2xq8k",
+                    "wget -q -O - -T 5 http://10.200.1.3/",
+                    "pod=nginx-7c5ddbdf54-9kfmd "
+                ),
+                (
+                    "nginx-7c5ddbdf54-2xq8k",
+                    "nslookup kubernetes.default.svc.cluster.local",
+                    "10.32.0.1"
+                ),
+                (
+                    "nginx-7c5ddbdf54-9kfmd",
+                    "wget -q -O - -T 5 http://10.200.0.4/",
+                    "pod=nginx-7c5ddbdf54-2xq8k "
+                ),
+                (
+                    "nginx-7c5ddbdf54-9kfmd",
+                    "nslookup kubernetes.default.svc.cluster.local",
+                    "10.32.0.1"
+                ),
+                (
+                    "nginx-7c5ddbdf54-2xq8k",
+                    "nslookup dns0.lan",
+                    "192.168.56.2"
+                ),
+            ]
+        );
+        // A worker without a Ready pod cannot be probed: that is a problem.
+        let (probes, problems) =
+            networking_probes(&pods, &["worker0", "worker1", "worker2"], kubernetes, None);
+        assert_eq!(problems, ["no Ready nginx pod on worker2 to probe from"]);
+        assert_eq!(probes.len(), 4);
+    }
+
+    #[test]
+    fn networking_verdicts_come_from_each_probes_output_and_exit_code() {
+        let pods: Value = serde_json::from_str(&fixture("pods-nginx.json")).unwrap();
+        let (probes, _) = networking_probes(
+            &pods,
+            &["worker0", "worker1"],
+            "10.32.0.1".parse().unwrap(),
+            Some(("dns0.lan", "192.168.56.2".parse().unwrap())),
+        );
+        let script = probe_script(&probes);
+        assert!(script.contains(
+            "exec nginx-7c5ddbdf54-2xq8k -- sh -c 'wget -q -O - -T 5 http://10.200.1.3/'"
+        ));
+        assert_eq!(script.matches("@@probe").count(), probes.len());
+        // What the script prints when every probe answers.
+        let good = "@@probe 0\npod=nginx-7c5ddbdf54-9kfmd node=worker1 ip=10.200.1.3\n@@exit 0\n\
+            @@probe 1\nServer:\t\t10.32.0.10\nName:\tkubernetes.default.svc.cluster.local\nAddress: 10.32.0.1\n@@exit 0\n\
+            @@probe 2\npod=nginx-7c5ddbdf54-2xq8k node=worker0 ip=10.200.0.4\n@@exit 0\n\
+            @@probe 3\nAddress: 10.32.0.1\n@@exit 0\n\
+            @@probe 4\nName:\tdns0.lan\nAddress: 192.168.56.2\n@@exit 0\n";
+        assert_eq!(probe_verdicts(&probes, good), Vec::<String>::new());
+        // A missing route times out; CoreDNS answering NXDOMAIN; a cut-off run.
+        let bad = "@@probe 0\nwget: download timed out\n@@exit 1\n\
+            @@probe 1\n** server can't find kubernetes.default.svc.cluster.local: NXDOMAIN\n@@exit 1\n\
+            @@probe 2\npod=nginx-7c5ddbdf54-2xq8k node=worker0 ip=10.200.0.4\n@@exit 0\n\
+            @@probe 3\nAddress: 10.32.0.1\n@@exit 0\n";
+        let verdicts = probe_verdicts(&probes, bad);
+        assert_eq!(verdicts.len(), 3, "{verdicts:#?}");
+        assert!(
+            verdicts[0].starts_with("worker0 -> worker1"),
+            "{}",
+            verdicts[0]
+        );
+        assert!(verdicts[0].contains("exited 1") && verdicts[0].contains("timed out"));
+        assert!(verdicts[1].contains("NXDOMAIN"), "{}", verdicts[1]);
+        assert!(verdicts[2].ends_with("did not run"), "{}", verdicts[2]);
+    }
+
+    #[test]
+    fn pod_names_with_shell_characters_are_never_probed() {
+        let pods = serde_json::json!({"items": [{
+            "metadata": {"name": "x'; rm -rf /; '"},
+            "spec": {"nodeName": "worker0"},
+            "status": {"podIP": "10.200.0.4", "conditions": [{"type": "Ready", "status": "True"}]}
+        }]});
+        let (probes, problems) =
+            networking_probes(&pods, &["worker0"], "10.32.0.1".parse().unwrap(), None);
+        assert!(probes.is_empty());
+        assert_eq!(problems, ["no Ready nginx pod on worker0 to probe from"]);
     }
 }

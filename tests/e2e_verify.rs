@@ -95,7 +95,7 @@ fn lab_verify_passes_what_runs_here_and_never_passes_kubernetes() {
         assert!(ran.stdout.contains(row), "{row}: {}", ran.stdout);
     }
     assert!(
-        ran.stderr.contains("error: 5 checks failed"),
+        ran.stderr.contains("error: 6 checks failed"),
         "{}",
         ran.stderr
     );
