@@ -96,6 +96,7 @@ pub fn phase_of(path: &str) -> Option<Phase> {
             || p.starts_with("var/lib/kube-proxy/")
             || p.starts_with("etc/containerd/")
             || p.starts_with("etc/cni/")
+            || p == "etc/crictl.yaml"
             || p == "etc/modules-load.d/kubelab-kubernetes.conf"
             || p == "etc/sysctl.d/60-kubelab-kubernetes.conf" =>
         {
