@@ -293,11 +293,22 @@ pub fn artifact(
         } else {
             version.clone()
         };
-        let mut hint = format!(
-            "use {field}: {} (the version{} kubelab pins a published checksum for)",
-            pinned.join(" or "),
-            if pinned.len() == 1 { "" } else { "s" }
-        );
+        let mut hint = if component == Component::Crictl {
+            let minors: Vec<String> = pinned
+                .iter()
+                .map(|p| format!("{}.x", p.rsplit_once('.').map_or(*p, |(m, _)| m)))
+                .collect();
+            format!(
+                "use a {field} whose minor release kubelab pins crictl for: {}",
+                minors.join(" or ")
+            )
+        } else {
+            format!(
+                "use {field}: {} (the version{} kubelab pins a published checksum for)",
+                pinned.join(" or "),
+                if pinned.len() == 1 { "" } else { "s" }
+            )
+        };
         if component == Component::Etcd {
             hint.push_str(", or `artifacts: {etcd: distro}` to use the node's etcd-server package");
         }
@@ -1056,5 +1067,25 @@ mod tests {
         );
         assert!(err.contains("versions.containerd"), "{err}");
         assert!(err.contains("use versions.containerd: 2.0.4"), "{err}");
+
+        // crictl follows the Kubernetes minor release.
+        let err = format!(
+            "{:?}",
+            super::artifact(
+                &lab("versions:\n  kubernetes: 1.33.1\n"),
+                Component::Crictl,
+                "amd64",
+                None
+            )
+            .unwrap_err()
+        );
+        assert!(
+            err.contains("versions.kubernetes: kubelab has no pinned checksum for crictl 1.33.1 (crictl 1.33.0)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("minor release kubelab pins crictl for: 1.32.x"),
+            "{err}"
+        );
     }
 }
