@@ -133,7 +133,15 @@ pub async fn fetch_artifacts(
         settings.artifacts_mirror.as_deref(),
     )?;
     if needs.is_empty() {
-        printer.info("nothing to download: no selected phase needs a release file (etcd comes from the distribution: artifacts.etcd: distro)");
+        let distro = loaded.lab.etcd_source == config::ArtifactSource::Distro;
+        printer.info(format!(
+            "nothing to download: no selected phase needs a release file{}",
+            if distro {
+                " (etcd comes from the distribution: artifacts.etcd: distro)"
+            } else {
+                ""
+            }
+        ));
         return Ok(Default::default());
     }
     let cache = &settings.cache_dir;
