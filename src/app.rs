@@ -43,9 +43,16 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                 &loaded, settings, printer, args.json, verbose,
             ))
         }
-        Command::Artifacts(ArtifactsCommand::Fetch) => {
+        Command::Artifacts(ArtifactsCommand::Fetch(args)) => {
             let loaded = load_lab(cli.lab.as_deref(), printer)?;
-            block_on(fetch_artifacts(&loaded, settings, printer, false)).map(|_| 0)
+            block_on(fetch_artifacts(
+                &loaded,
+                settings,
+                printer,
+                args.offline,
+                &|_| true,
+            ))
+            .map(|_| 0)
         }
         Command::Cache(CacheCommand::Clean) => cache_clean(settings, printer).map(|()| 0),
         Command::Lab(command) => {
@@ -134,65 +141,102 @@ fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T
         .block_on(future)
 }
 
-/// Fetches every release file the lab needs into the shared cache; returns
-/// the etcd tarball's path when the lab takes etcd from the release.
+/// Fetches (or resumes) every release file the selected phases copy to their
+/// nodes, and returns them per phase as (path on the node, file in the
+/// cache). Offline, nothing is downloaded and every missing file is named.
 pub async fn fetch_artifacts(
     loaded: &LoadedLab,
     settings: &Settings,
     printer: &Printer,
     offline: bool,
-) -> Result<Option<PathBuf>> {
-    let Some(artifact) = crate::artifacts::etcd(&loaded.lab, settings.artifacts_mirror.as_deref())?
-    else {
-        printer.info("nothing to download: the lab takes etcd from the distribution (artifacts.etcd: distro)");
-        return Ok(None);
-    };
-    let cached = crate::artifacts::cached_path(&settings.cache_dir, &artifact);
-    if cached.exists() {
+    selected: &dyn Fn(Phase) -> bool,
+) -> Result<std::collections::BTreeMap<Phase, Vec<(String, PathBuf)>>> {
+    use crate::artifacts;
+    let needs = artifacts::needs(
+        &loaded.lab,
+        selected,
+        artifacts::node_arch(),
+        settings.artifacts_mirror.as_deref(),
+    )?;
+    if needs.is_empty() {
+        let distro = loaded.lab.etcd_source == config::ArtifactSource::Distro;
         printer.info(format!(
-            "{} {}: in the cache ({})",
-            artifact.component,
-            artifact.version,
-            cached.display()
-        ));
-        return Ok(Some(cached));
-    }
-    let bar = if printer.interactive() {
-        indicatif::ProgressBar::new(0)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message(format!("{} {}", artifact.component, artifact.version));
-    printer.info(format!("downloading {}", artifact.url));
-    let client = crate::artifacts::client()?;
-    let path = crate::artifacts::fetch(
-        &client,
-        &settings.cache_dir,
-        &artifact,
-        offline,
-        &|done, total| {
-            if let Some(total) = total {
-                bar.set_length(total);
+            "nothing to download: no selected phase needs a release file{}",
+            if distro {
+                " (etcd comes from the distribution: artifacts.etcd: distro)"
+            } else {
+                ""
             }
-            bar.set_position(done);
-        },
-    )
-    .await;
-    bar.finish_and_clear();
-    let path = path?;
-    printer.info(format!(
-        "{} {}: verified and cached at {}",
-        artifact.component,
-        artifact.version,
-        path.display()
-    ));
-    Ok(Some(path))
+        ));
+        return Ok(Default::default());
+    }
+    let cache = &settings.cache_dir;
+    let downloads = artifacts::distinct(&needs);
+    let missing: Vec<String> = downloads
+        .iter()
+        .filter(|a| !artifacts::cached_path(cache, a).exists())
+        .map(|a| format!("  {} ({}, from {})", a.label(), a.file_name, a.url))
+        .collect();
+    if offline && !missing.is_empty() {
+        return Err(Error::other(
+            format!(
+                "{} release file{} not in the cache ({}):\n{}",
+                missing.len(),
+                if missing.len() == 1 { " is" } else { "s are" },
+                cache.display(),
+                missing.join("\n")
+            ),
+            "run `kubelab artifacts fetch` while online, or drop --offline",
+        ));
+    }
+    let client = artifacts::client()?;
+    for a in &downloads {
+        let cached = artifacts::cached_path(cache, a);
+        if cached.exists() {
+            printer.info(format!(
+                "{}: in the cache ({})",
+                a.label(),
+                cached.display()
+            ));
+        } else {
+            let bar = if printer.interactive() {
+                indicatif::ProgressBar::new(0)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_message(a.label());
+            printer.info(format!("downloading {}", a.url));
+            let path = artifacts::fetch(&client, cache, a, offline, &|done, total| {
+                if let Some(total) = total {
+                    bar.set_length(total);
+                }
+                bar.set_position(done);
+            })
+            .await;
+            bar.finish_and_clear();
+            printer.info(format!(
+                "{}: {} verified, cached at {}",
+                a.label(),
+                a.checksum.algorithm(),
+                path?.display()
+            ));
+        }
+        let binaries: Vec<&str> = needs
+            .iter()
+            .filter(|n| n.artifact == *a)
+            .flat_map(|n| n.binaries.iter().copied())
+            .collect();
+        if !binaries.is_empty() {
+            artifacts::extract_server_binaries(cache, a, &binaries)?;
+        }
+    }
+    Ok(artifacts::uploads(cache, &needs))
 }
 
 fn cache_clean(settings: &Settings, printer: &Printer) -> Result<()> {

@@ -84,15 +84,25 @@ Each check prints Passed, Warned or Failed with the fix. Exit 1 on any Failed.")
 
 #[derive(Debug, Subcommand)]
 pub enum ArtifactsCommand {
-    /// Fetch (or resume) every release file the lab needs, sha256-checked
+    /// Fetch (or resume) every release file the lab needs, checksum-verified
     #[command(after_long_help = "Examples:
   kubelab artifacts fetch
+  kubelab artifacts fetch --offline
   KUBELAB_ARTIFACTS_MIRROR=http://mirror.local/kubelab kubelab artifacts fetch
 
-Files land once per host in $XDG_CACHE_HOME/kubelab (KUBELAB_CACHE_DIR) and
-are copied to the VMs that need them; a broken download resumes. A file whose
-sha256 differs from the one kubelab pins is deleted and reported.")]
-    Fetch,
+Fetches etcd (unless artifacts.etcd: distro), the Kubernetes server tarball,
+containerd, runc, the CNI plugins and crictl. Files land once per host in
+$XDG_CACHE_HOME/kubelab (KUBELAB_CACHE_DIR) and are copied to the VMs whose
+role needs them; a broken download resumes. A file whose sha256/sha512
+differs from the one kubelab pins is deleted and reported.")]
+    Fetch(FetchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Download nothing: list every release file missing from the cache
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -220,21 +220,14 @@ impl<'a> Host<'a> {
         }
 
         // Release files first: a missing one fails before any node is touched.
-        let mut uploads = BTreeMap::new();
-        if selection.includes(Phase::Etcd)
-            && let Some(path) =
-                crate::app::fetch_artifacts(self.loaded, self.settings, self.printer, offline)
-                    .await?
-        {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            uploads.insert(
-                Phase::Etcd,
-                vec![(format!("var/lib/kubelab/artifacts/{name}"), path)],
-            );
-        }
+        let uploads = crate::app::fetch_artifacts(
+            self.loaded,
+            self.settings,
+            self.printer,
+            offline,
+            &|phase| selection.includes(phase),
+        )
+        .await?;
         let shared = Arc::new(Mutex::new(state));
         let vagrant = self.vagrant()?;
         let names: Vec<&str> = topo.nodes.iter().map(|n| n.name.as_str()).collect();

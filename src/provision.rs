@@ -96,6 +96,7 @@ pub fn phase_of(path: &str) -> Option<Phase> {
             || p.starts_with("var/lib/kube-proxy/")
             || p.starts_with("etc/containerd/")
             || p.starts_with("etc/cni/")
+            || p == "etc/crictl.yaml"
             || p == "etc/modules-load.d/kubelab-kubernetes.conf"
             || p == "etc/sysctl.d/60-kubelab-kubernetes.conf" =>
         {
@@ -561,7 +562,7 @@ impl Engine<'_> {
             .filter(|r| r.vm_id == step.vm_id)
             .map(|r| r.files)
             .unwrap_or_default();
-        let hashes: BTreeMap<String, String> = step
+        let mut hashes: BTreeMap<String, String> = step
             .files
             .iter()
             .map(|f| (f.path.clone(), sha256_hex(f.contents.as_bytes())))
@@ -573,12 +574,16 @@ impl Engine<'_> {
             .collect();
         let script = script_of(step.phase)
             .ok_or_else(|| Error::other(format!("no script for the {} phase", step.phase), ""))?;
-        // Release files go only with a step that has not run on this VM.
+        // Release files go to a VM that does not have them yet: each is known
+        // by its place in the cache, which names its digest, so a changed
+        // version is sent again and an unchanged one never twice.
         let mut extra = Vec::new();
-        if previous_files.is_empty() {
-            for (remote, local) in self.uploads.get(&step.phase).into_iter().flatten() {
+        for (remote, local) in self.uploads.get(&step.phase).into_iter().flatten() {
+            let id = sha256_hex(local.to_string_lossy().as_bytes());
+            if previous_files.get(remote) != Some(&id) {
                 extra.push((remote.clone(), fs_err::read(local)?));
             }
+            hashes.insert(remote.clone(), id);
         }
         let tar = archive(&changed, &extra)?;
         let env = [

@@ -2,7 +2,13 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha512};
 
 use support::{Test, redact};
 
@@ -382,12 +388,133 @@ fn cache_clean_empties_the_shared_cache_and_only_it() {
 }
 
 #[test]
-fn artifacts_fetch_with_a_distro_etcd_downloads_nothing() {
+fn artifacts_fetch_offline_lists_every_missing_release_and_downloads_nothing() {
+    let ran = Test::new()
+        .args(&["artifacts", "fetch", "--offline"])
+        .status(1)
+        .run();
+    assert!(
+        ran.stderr.contains("6 release files are not in the cache"),
+        "{}",
+        ran.stderr
+    );
+    for (label, file) in [
+        ("etcd 3.5.17", "etcd-v3.5.17-linux-"),
+        ("kubernetes 1.32.3", "kubernetes-server-linux-"),
+        ("containerd 2.0.4", "containerd-2.0.4-linux-"),
+        ("runc 1.2.6", "runc."),
+        ("cni-plugins 1.6.2", "cni-plugins-linux-"),
+        ("crictl 1.32.0", "crictl-v1.32.0-linux-"),
+    ] {
+        assert!(
+            ran.stderr.contains(&format!("  {label} ({file}")),
+            "{label}: {}",
+            ran.stderr
+        );
+    }
+    assert!(ran.stderr.contains("kubelab artifacts fetch` while online"));
+    assert!(
+        !ran.dir.join("cache").exists(),
+        "offline wrote to the cache"
+    );
+
+    // The distribution's etcd is not downloaded; everything else still is.
     let ran = Test::new()
         .write("lab.yaml", "artifacts:\n  etcd: distro\n")
-        .args(&["artifacts", "fetch"])
+        .args(&["artifacts", "fetch", "--offline"])
+        .status(1)
         .run();
-    assert!(ran.stderr.contains("nothing to download"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("5 release files"), "{}", ran.stderr);
+    assert!(!ran.stderr.contains("etcd 3.5.17"), "{}", ran.stderr);
+}
+
+/// An HTTP server on loopback answering every GET with `body`, recording
+/// the paths asked for. It stops after `max` requests.
+fn serve_everything(body: &'static [u8], max: usize) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let paths = Arc::new(Mutex::new(Vec::new()));
+    let log = paths.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(max) {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            reader.read_line(&mut first).unwrap_or(0);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let path = first.split(' ').nth(1).unwrap_or("").to_string();
+            log.lock().unwrap().push(path);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    (url, paths)
+}
+
+#[test]
+fn artifacts_fetch_from_a_mirror_deletes_and_reports_a_file_that_is_not_the_release() {
+    const BODY: &[u8] = b"not the kubernetes server tarball";
+    let (mirror, paths) = serve_everything(BODY, 1);
+    let ran = Test::new()
+        .write("lab.yaml", "artifacts:\n  etcd: distro\n")
+        .env("KUBELAB_ARTIFACTS_MIRROR", &format!("{mirror}/"))
+        .args(&["artifacts", "fetch"])
+        .status(1)
+        .run();
+    let arch = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    let file = format!("kubernetes-server-linux-{arch}.tar.gz");
+    assert_eq!(*paths.lock().unwrap(), [format!("/{file}")]);
+    let actual: String = Sha512::digest(BODY)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        ran.stderr.contains(&format!(
+            "{mirror}/{file} does not match its pinned checksum: expected sha512 "
+        )),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains(&format!("got {actual}")),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("the download was deleted"),
+        "{}",
+        ran.stderr
+    );
+    let left: Vec<_> = walk(&ran.dir.join("cache"))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    assert_eq!(left, Vec::<PathBuf>::new(), "the bad download stayed");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
 }
 
 #[test]
@@ -398,7 +525,13 @@ fn artifacts_fetch_refuses_a_version_without_a_pinned_checksum() {
         .status(2)
         .run();
     assert!(
-        ran.stderr.contains("no pinned sha256 for etcd 3.4.1"),
+        ran.stderr
+            .contains("versions.etcd: kubelab has no pinned checksum for etcd 3.4.1"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("use versions.etcd: 3.5.17"),
         "{}",
         ran.stderr
     );

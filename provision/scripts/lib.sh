@@ -89,7 +89,7 @@ require_artifacts() {
     [ -n "$(artifact "$glob")" ] || missing+=("$glob")
   done
   [ "${#missing[@]}" -eq 0 ] && return 0
-  die "missing release binaries for the $KUBELAB_PHASE phase on $KUBELAB_NODE: ${missing[*]} (looked in $artifacts_dir). kubelab copies release files to the nodes from its download cache (\`kubelab artifacts fetch\`), which does not download the Kubernetes, containerd, runc and CNI releases yet: put them in $artifacts_dir on $KUBELAB_NODE and run \`kubelab lab up\` again"
+  die "missing release binaries for the $KUBELAB_PHASE phase on $KUBELAB_NODE: ${missing[*]} (looked in $artifacts_dir). kubelab copies them to the nodes whose phase needs them from its download cache (\`kubelab artifacts fetch\`): run \`kubelab lab up\` again so the step sends them"
 }
 
 # install_binary SRC DEST : install SRC as the executable DEST when it differs.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# workers: containerd + runc + the CNI plugins, kubelet and kube-proxy, from
+# workers: containerd + runc + the CNI plugins, kubelet, kube-proxy and crictl, from
 # the release files kubelab uploaded. Swap off for good, the kernel modules
 # and sysctls Kubernetes networking needs, then the services.
 set -euo pipefail
@@ -29,7 +29,7 @@ sysctl -q -p "$sysctls" ||
   die "could not apply $sysctls: the kernel lacks br_netfilter or ip_forward cannot be set here"
 applied worker-kernel "$modules" "$sysctls"
 
-release_files=(kubelet kube-proxy 'containerd-*-linux-*.tar.gz' 'runc.*' 'cni-plugins-linux-*-v*.tgz')
+release_files=(kubelet kube-proxy 'containerd-*-linux-*.tar.gz' 'runc.*' 'cni-plugins-linux-*-v*.tgz' 'crictl-v*-linux-*.tar.gz')
 require_artifacts "${release_files[@]}"
 install_binary "$(artifact kubelet)" /usr/local/bin/kubelet
 install_binary "$(artifact kube-proxy)" /usr/local/bin/kube-proxy
@@ -44,6 +44,13 @@ if changed cni-release "$cni_release"; then
   mkdir -p /opt/cni/bin
   tar -xzf "$cni_release" -C /opt/cni/bin
   applied cni-release "$cni_release"
+fi
+# crictl, to look at what kubelet runs; /etc/crictl.yaml points it at
+# containerd's socket.
+crictl_release=$(artifact 'crictl-v*-linux-*.tar.gz')
+if changed crictl-release "$crictl_release" || [ ! -x /usr/local/bin/crictl ]; then
+  tar -xzf "$crictl_release" -C /usr/local/bin crictl
+  applied crictl-release "$crictl_release"
 fi
 
 unit_dir=/etc/systemd/system

@@ -374,6 +374,10 @@ struct KubeProxyConfigTemplate<'a> {
 struct ModulesTemplate;
 
 #[derive(Template)]
+#[template(path = "containerd/crictl.yaml", escape = "none")]
+struct CrictlTemplate;
+
+#[derive(Template)]
 #[template(path = "kernel/sysctl.conf", escape = "none")]
 struct SysctlTemplate;
 
@@ -459,6 +463,11 @@ pub fn worker_files(lab: &Lab, topo: &Topology, node: &Node, pki: &Pki, bundle: 
             },
             "containerd.service",
         ),
+    );
+
+    bundle.text(
+        "etc/crictl.yaml",
+        render_or_bug(&CrictlTemplate, "crictl.yaml"),
     );
 
     // CNI and the kernel settings bridged pod traffic needs
