@@ -931,16 +931,13 @@ impl<'a> Host<'a> {
             targets,
             &self.runner,
         )?;
-        let results = futures_util::future::join_all(nodes.iter().map(|node| {
-            let now = std::time::SystemTime::now()
+        let unix_now = || {
+            std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
-                .unwrap_or(0);
-            // Only a clock that is off is set (a container shares the host's).
-            let command = format!(
-                "off=$(( $(date -u +%s) - {now} )); \
-                 if [ \"${{off#-}}\" -gt 2 ]; then sudo date -u -s @{now} >/dev/null; fi"
-            );
+                .unwrap_or(0)
+        };
+        let results = futures_util::future::join_all(nodes.iter().map(|node| {
             let log = self
                 .state_dir()
                 .join("logs")
@@ -948,9 +945,39 @@ impl<'a> Host<'a> {
                 .join("snapshot.log");
             let transport = &transport;
             async move {
+                // Read the node's clock, bracketed by the host's: the SSH
+                // round trip (seconds on a loaded host) is not skew. Only a
+                // clock outside the bracket is set, so a machine sharing the
+                // host's clock (a container) is never asked to.
+                let before = unix_now();
+                let out = transport
+                    .run(
+                        node,
+                        "date -u +%s",
+                        None,
+                        format!("read {node}'s clock"),
+                        &log,
+                    )
+                    .await?;
+                let after = unix_now();
+                let theirs: u64 = out.stdout.trim().parse().map_err(|_| {
+                    Error::other(
+                        format!("{node} printed {:?} for `date -u +%s`", out.stdout.trim()),
+                        format!("see {}", log.display()),
+                    )
+                })?;
+                if theirs + 2 >= before && theirs <= after + 2 {
+                    return Ok(());
+                }
+                self.printer.info(format!(
+                    "  {node:<12} clock off by {} s: setting it",
+                    theirs.abs_diff(after)
+                ));
+                let command = format!("sudo date -u -s @{} >/dev/null", unix_now());
                 transport
                     .run(node, &command, None, format!("reset {node}'s clock"), &log)
                     .await
+                    .map(|_| ())
             }
         }))
         .await;

@@ -321,6 +321,22 @@ fn snapshots_pause_everything_and_restore_the_topology() {
         std::fs::read_to_string(test.path().join("lab.yaml")).unwrap(),
         "name: t # mine\nnodes:\n  worker:\n    count: 1 # grown\n"
     );
+    // Clocks that are right (within the SSH round trip) are left alone.
+    let test = test
+        .env("STANDIN_CLOCK_SKEW", "0")
+        .then(&["lab", "snapshot", "restore", "base"]);
+    test.clear_calls();
+    test.run();
+    let calls = test.started();
+    assert_eq!(
+        calls.iter().filter(|c| c.ends_with("date -u +%s")).count(),
+        10,
+        "{calls:#?}"
+    );
+    assert!(
+        !calls.iter().any(|c| c.contains("date -u -s @")),
+        "{calls:#?}"
+    );
     assert!(
         ran.stderr.contains("restored snapshot base"),
         "{}",
