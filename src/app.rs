@@ -83,6 +83,9 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                     }
                     SnapshotCommand::List(a) => host.snapshot_list(a.json).map(|()| 0),
                 },
+                LabCommand::ExportInventory(args) => {
+                    crate::inventory::export(&loaded, &args, printer).map(|()| 0)
+                }
                 LabCommand::Certs(args) => certs(&loaded, &args, printer).map(|()| 0),
                 LabCommand::Verify(args) => block_on(crate::verify::run(
                     &loaded,

@@ -204,6 +204,29 @@ lb-failover stops haproxy on the VIP holder, so it runs alone after the
 others (`--no-disruptive` skips it). Each ends Passed, Warned, Skipped (with
 why) or Failed (with a hint). Exit 1 on any Failed.")]
     Verify(VerifyArgs),
+
+    /// Write the lab as an Ansible inventory: groups per role, SSH details, lab variables
+    #[command(after_long_help = "Examples:
+  kubelab lab export-inventory > inventory.ini
+  kubelab lab export-inventory --format ansible-yaml --out inventory.yaml
+  ansible-inventory -i inventory.yaml --graph
+
+Groups dns, etcd, controllers, workers, lb and registry; each host carries
+ansible_host/ansible_port/ansible_user/ansible_ssh_private_key_file (what
+`kubelab lab ssh` uses) and its lab address; `all` carries the network, the
+API endpoint and the versions as kubelab_* variables.")]
+    ExportInventory(ExportInventoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportInventoryArgs {
+    /// The inventory format
+    #[arg(long, value_enum, default_value = "ansible-ini")]
+    pub format: crate::inventory::Format,
+
+    /// Write to this file instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
