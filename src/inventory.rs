@@ -36,6 +36,9 @@ pub struct SshAccess {
     pub port: Option<u16>,
     pub user: Option<String>,
     pub key: Option<PathBuf>,
+    /// kubelab's pinned host keys (`.kubelab/known_hosts`) and the node's
+    /// alias in it, as the provisioning transport checks them.
+    pub known_hosts: Option<(PathBuf, String)>,
 }
 
 /// What `kubelab lab ssh` uses for a Vagrant lab, as `vagrant ssh-config`
@@ -56,6 +59,10 @@ pub fn vagrant_access(topo: &Topology, state_dir: &Path) -> BTreeMap<String, Ssh
                     port: Some(n.ssh_port),
                     user: Some("vagrant".into()),
                     key: Some(key),
+                    known_hosts: Some((
+                        state_dir.join("known_hosts"),
+                        format!("kubelab-{}-{}", topo.lab_name, n.name),
+                    )),
                 },
             )
         })
@@ -87,6 +94,18 @@ fn host_vars(node: &Node, access: Option<&SshAccess>) -> Vars {
         if let Some(key) = &a.key {
             let key = key.display().to_string();
             vars.push(("ansible_ssh_private_key_file".into(), json!(key)));
+        }
+        if let Some((file, alias)) = &a.known_hosts {
+            let file = file.display().to_string();
+            let file = if file.contains(char::is_whitespace) {
+                format!("'{file}'")
+            } else {
+                file
+            };
+            let args = format!(
+                "-o UserKnownHostsFile={file} -o HostKeyAlias={alias} -o StrictHostKeyChecking=accept-new"
+            );
+            vars.push(("ansible_ssh_common_args".into(), json!(args)));
         }
     }
     vars.push(("kubelab_role".into(), json!(node.role.key())));

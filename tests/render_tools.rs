@@ -1793,6 +1793,13 @@ fn ansible_inventory_reads_every_exported_format_back() {
                         .to_string()
                 ),
             ),
+            (
+                "ansible_ssh_common_args",
+                serde_json::json!(format!(
+                    "-o UserKnownHostsFile={} -o HostKeyAlias=kubelab-inv-worker2 -o StrictHostKeyChecking=accept-new",
+                    lab_dir.join(".kubelab/known_hosts").display()
+                )),
+            ),
             ("kubelab_address", serde_json::json!("192.168.56.32")),
             ("kubelab_node_pod_cidr", serde_json::json!("10.200.2.0/24")),
             // Group variables of `all`, typed as written.
