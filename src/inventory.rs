@@ -69,6 +69,37 @@ pub fn vagrant_access(topo: &Topology, state_dir: &Path) -> BTreeMap<String, Ssh
         .collect()
 }
 
+/// A static lab's hosts as lab.yaml gives them: the ssh_config alias or the
+/// address, and the user, port and key when set.
+pub fn static_access(lab: &Lab, state_dir: &Path) -> BTreeMap<String, SshAccess> {
+    lab.hosts
+        .iter()
+        .map(|h| {
+            (
+                h.name.clone(),
+                SshAccess {
+                    host: h.ssh.alias.clone().unwrap_or_else(|| h.address.to_string()),
+                    port: h.ssh.port,
+                    user: h.ssh.user.clone(),
+                    key: h.ssh.key.clone(),
+                    known_hosts: Some((
+                        state_dir.join("known_hosts"),
+                        format!("kubelab-{}-{}", lab.name, h.name),
+                    )),
+                },
+            )
+        })
+        .collect()
+}
+
+/// How each node is reached, for either provider.
+pub fn access(loaded: &crate::app::LoadedLab) -> BTreeMap<String, SshAccess> {
+    match loaded.lab.provider {
+        crate::config::Provider::Static => static_access(&loaded.lab, &loaded.state_dir()),
+        crate::config::Provider::Virtualbox => vagrant_access(&loaded.topo, &loaded.state_dir()),
+    }
+}
+
 /// The Ansible group of a role.
 pub fn group(role: Role) -> &'static str {
     match role {
@@ -246,13 +277,13 @@ pub fn export(
     args: &crate::cli::ExportInventoryArgs,
     printer: &crate::printer::Printer,
 ) -> crate::error::Result<()> {
-    let access = vagrant_access(&loaded.topo, &loaded.state_dir());
+    let access = access(loaded);
     let missing: Vec<&str> = access
         .iter()
         .filter(|(_, a)| a.key.as_ref().is_some_and(|k| !k.exists()))
         .map(|(n, _)| n.as_str())
         .collect();
-    if !missing.is_empty() {
+    if !missing.is_empty() && loaded.lab.provider == crate::config::Provider::Virtualbox {
         printer.warn(format!(
             "no SSH key yet for {}: Vagrant writes each VM's key on its first boot (`kubelab lab up`)",
             missing.join(", ")

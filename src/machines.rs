@@ -22,6 +22,8 @@ use crate::tools::{Runner, ssh::Ssh};
 use crate::topology::Phase;
 use crate::{hosts_file, render, yaml_edit};
 
+mod static_hosts;
+
 /// How long vagrant gets to clean up after the one SIGINT before it is killed.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(30);
 
@@ -114,7 +116,9 @@ impl<'a> Host<'a> {
     ) -> Result<()> {
         let _lock = self.lock("kubelab lab up")?;
         self.interruptible("kubelab lab up", async {
-            if selection.includes(Phase::Machines) {
+            if self.is_static() {
+                self.up_static(no_hosts).await?;
+            } else if selection.includes(Phase::Machines) {
                 self.up_machines(jobs, no_hosts).await?;
             }
             if selection.until == Some(Phase::Machines) {
@@ -220,10 +224,14 @@ impl<'a> Host<'a> {
             );
         }
         let shared = Arc::new(Mutex::new(state));
-        let vagrant = self.vagrant()?;
-        let names: Vec<&str> = topo.nodes.iter().map(|n| n.name.as_str()).collect();
-        let targets = crate::tools::ssh::parse_ssh_config(&vagrant.ssh_config(&names).await?);
-        let transport = Transport::new(&lab.name, &self.state_dir(), targets, &self.runner)?;
+        let transport = if self.is_static() {
+            self.static_transport()?
+        } else {
+            let vagrant = self.vagrant()?;
+            let names: Vec<&str> = topo.nodes.iter().map(|n| n.name.as_str()).collect();
+            let targets = crate::tools::ssh::parse_ssh_config(&vagrant.ssh_config(&names).await?);
+            Transport::new(&lab.name, &self.state_dir(), targets, &self.runner)?
+        };
         let mut engine = provision::Engine {
             lab,
             topo: topo.clone(),
@@ -462,6 +470,13 @@ impl<'a> Host<'a> {
                 .into_iter()
                 .map(|m| (m.name, m.state))
                 .collect()
+        } else if self.is_static() {
+            // Servers are not kubelab's to run: say whether `lab up` reached them.
+            state
+                .nodes
+                .iter()
+                .map(|(n, s)| (n.clone(), format!("{:?}", s.machine).to_lowercase()))
+                .collect()
         } else {
             BTreeMap::new()
         };
@@ -526,6 +541,7 @@ impl<'a> Host<'a> {
     // -----------------------------------------------------------------------
 
     pub async fn halt(&self) -> Result<()> {
+        self.refuse_on_static("halt")?;
         let _lock = self.lock("kubelab lab halt")?;
         if !self.vagrantfile().exists() {
             self.printer.info("no VMs: this lab was never brought up");
@@ -560,6 +576,9 @@ impl<'a> Host<'a> {
     }
 
     pub async fn destroy(&self, yes: bool) -> Result<()> {
+        if self.is_static() {
+            return self.destroy_static(yes).await;
+        }
         let state_dir = self.state_dir();
         if !yes {
             confirm(&format!(
@@ -614,6 +633,9 @@ impl<'a> Host<'a> {
                 hint,
             ));
         }
+        if self.is_static() {
+            return self.ssh_static(node, command);
+        }
         let ssh = Ssh::find()?;
         let config = self.vagrant()?.ssh_config(&[node]).await?;
         let path = self.state_dir().join("ssh_config");
@@ -638,6 +660,7 @@ impl<'a> Host<'a> {
     }
 
     pub async fn snapshot_save(&self, name: &str) -> Result<()> {
+        self.refuse_on_static("snapshot")?;
         check_snapshot_name(name)?;
         let _lock = self.lock("kubelab lab snapshot save")?;
         let vagrant = self.vagrant_for_existing_lab()?;
@@ -739,6 +762,7 @@ impl<'a> Host<'a> {
     }
 
     pub async fn snapshot_restore(&self, name: &str) -> Result<()> {
+        self.refuse_on_static("snapshot")?;
         let _lock = self.lock("kubelab lab snapshot restore")?;
         let record = self.read_snapshot(name)?;
         let vagrant = self.vagrant_for_existing_lab()?;
@@ -862,6 +886,7 @@ impl<'a> Host<'a> {
     }
 
     pub async fn snapshot_delete(&self, name: &str) -> Result<()> {
+        self.refuse_on_static("snapshot")?;
         let _lock = self.lock("kubelab lab snapshot delete")?;
         let record = self.read_snapshot(name)?;
         let vagrant = self.vagrant_for_existing_lab()?;
@@ -884,6 +909,7 @@ impl<'a> Host<'a> {
     }
 
     pub fn snapshot_list(&self, json: bool) -> Result<()> {
+        self.refuse_on_static("snapshot")?;
         let mut records = Vec::new();
         if let Ok(entries) = fs_err::read_dir(self.snapshots_dir()) {
             for entry in entries.flatten() {

@@ -270,7 +270,14 @@ pub async fn run(
         }
     };
     let state_dir = loaded.state_dir();
-    if !state_dir.join("Vagrantfile").exists() {
+    let is_static = loaded.lab.provider == crate::config::Provider::Static;
+    // A static lab has no Vagrantfile; `lab up` records its hosts in the state.
+    let made_by = if is_static {
+        "state.json"
+    } else {
+        "Vagrantfile"
+    };
+    if !state_dir.join(made_by).exists() {
         return Err(Error::other(
             "this lab was never brought up: nothing to verify",
             "run `kubelab lab up` first",
@@ -279,7 +286,36 @@ pub async fn run(
     // The failover stops haproxy: never while another kubelab changes the lab.
     let _lock = crate::state::LabLock::acquire(&state_dir, "kubelab lab verify")?;
     let runner = Runner::new(verbose);
-    let vagrant = Vagrant::find(&state_dir, &runner)?;
+    let (machines, transport) = if is_static {
+        let targets = crate::tools::ssh::static_targets(&loaded.lab);
+        let transport = Transport::new(&loaded.lab.name, &state_dir, targets, &runner)?;
+        (Ok(Vec::new()), Some(transport))
+    } else {
+        vagrant_machines(loaded, &state_dir, &runner, printer).await?
+    };
+    let ctx = Ctx {
+        loaded,
+        hosts_file: settings.hosts_file.clone(),
+        pki_dir: state_dir.join("pki"),
+        logs: state_dir.join("logs"),
+        machines,
+        transport,
+        no_disruptive: options.no_disruptive,
+    };
+    run_checks(&ctx, &selected, options, printer).await
+}
+
+/// `vagrant status` and, for the running VMs, their SSH settings.
+async fn vagrant_machines(
+    loaded: &LoadedLab,
+    state_dir: &std::path::Path,
+    runner: &Runner,
+    printer: &Printer,
+) -> Result<(
+    std::result::Result<Vec<MachineState>, String>,
+    Option<Transport>,
+)> {
+    let vagrant = Vagrant::find(state_dir, runner)?;
     printer.info("asking Vagrant for the VMs' state and SSH settings");
     let machines = vagrant
         .status()
@@ -301,21 +337,20 @@ pub async fn run(
         let targets = crate::tools::ssh::parse_ssh_config(&vagrant.ssh_config(&running).await?);
         Some(Transport::new(
             &loaded.lab.name,
-            &state_dir,
+            state_dir,
             targets,
-            &runner,
+            runner,
         )?)
     };
-    let ctx = Ctx {
-        loaded,
-        hosts_file: settings.hosts_file.clone(),
-        pki_dir: state_dir.join("pki"),
-        logs: state_dir.join("logs"),
-        machines,
-        transport,
-        no_disruptive: options.no_disruptive,
-    };
+    Ok((machines, transport))
+}
 
+async fn run_checks(
+    ctx: &Ctx<'_>,
+    selected: &[CheckId],
+    options: &Options,
+    printer: &Printer,
+) -> Result<i32> {
     let one = |id: CheckId| {
         let ctx = &ctx;
         async move {
@@ -374,7 +409,7 @@ pub async fn run(
     if options.json {
         printer.json(&serde_json::json!({
             "schema_version": SCHEMA_VERSION,
-            "lab": loaded.lab.name,
+            "lab": ctx.loaded.lab.name,
             "checks": reports,
             "failed": failed,
         }))?;
@@ -420,6 +455,9 @@ pub async fn run(
 
 async fn machines(ctx: &Ctx<'_>) -> Outcome {
     let topo = &ctx.loaded.topo;
+    if ctx.loaded.lab.provider == crate::config::Provider::Static {
+        return hosts_reachable(ctx).await;
+    }
     let states = match &ctx.machines {
         Ok(states) => states,
         Err(e) => {
@@ -470,6 +508,39 @@ async fn machines(ctx: &Ctx<'_>) -> Outcome {
             topo.nodes.len()
         ),
         "`kubelab lab ssh NODE` shows the SSH error; `kubelab lab up` re-creates a broken VM",
+    )
+}
+
+/// Check 1 of a static lab: there are no VMs to be running, only servers
+/// to reach, each as lab.yaml says.
+async fn hosts_reachable(ctx: &Ctx<'_>) -> Outcome {
+    let topo = &ctx.loaded.topo;
+    let reached = futures_util::future::join_all(
+        topo.nodes
+            .iter()
+            .map(|n| ctx.ssh(&n.name, "sudo -n true", "check SSH and sudo")),
+    )
+    .await;
+    let problems: Vec<String> = topo
+        .nodes
+        .iter()
+        .zip(reached)
+        .filter_map(|(n, r)| {
+            r.err().map(|e| {
+                format!(
+                    "{} unreachable over SSH, or no passwordless sudo: {e}",
+                    n.name
+                )
+            })
+        })
+        .collect();
+    judge(
+        problems,
+        format!(
+            "{} hosts reachable over SSH with passwordless sudo (provider: static)",
+            topo.nodes.len()
+        ),
+        "`kubelab lab ssh NODE` shows the SSH error; lab.yaml's hosts list says how each host is reached",
     )
 }
 
