@@ -478,6 +478,10 @@ pub fn plan_text(loaded: &LoadedLab, host_mb: Option<u64>) -> String {
     ));
     let total = topo.total_memory_mb();
     let memory_line = match host_mb {
+        _ if lab.provider == config::Provider::Static => format!(
+            "no VMs: {} existing servers (provider: static)",
+            topo.nodes.len()
+        ),
         Some(h) => {
             let verdict = if total + host::HOST_RESERVE_MB <= h {
                 "fits".to_string()

@@ -344,6 +344,44 @@ mod tests {
     }
 
     #[test]
+    fn static_hosts_keep_their_own_ssh_settings() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("id");
+        std::fs::write(&key, "k").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let yaml = "provider: static\nnetwork:\n  dns_forwarders: [192.168.56.1]\nhosts:\n  - {role: dns, address: 192.168.56.2, ssh_user: admin, ssh_port: 2022, ssh_key: id}\n  - {role: etcd, address: 192.168.56.10, ssh_user: admin, ssh_key: id}\n  - {role: controller, address: 192.168.56.20, ssh_user: admin, ssh_key: id}\n  - {role: worker, address: 192.168.56.30, ssh_alias: w0}\n  - {role: lb, address: 192.168.56.51, ssh_user: admin, ssh_key: id}\n";
+        let lab =
+            config::parse(yaml, config::LabSource::File(dir.path().join("lab.yaml"))).unwrap();
+        let topo = Topology::new(&lab);
+        let access = static_access(&lab, &dir.path().join(".kubelab"));
+        let tree: Value =
+            serde_json::from_str(&render(&lab, &topo, &access, Format::Json)).unwrap();
+        let hosts = |g: &str| tree["all"]["children"][g]["hosts"].clone();
+        let dns0 = &hosts("dns")["dns0"];
+        assert_eq!(dns0["ansible_host"], json!("192.168.56.2"));
+        assert_eq!(dns0["ansible_port"], json!(2022));
+        assert_eq!(dns0["ansible_user"], json!("admin"));
+        assert_eq!(
+            dns0["ansible_ssh_private_key_file"],
+            json!(key.display().to_string())
+        );
+        // An alias leaves user, port and key to the user's ssh_config.
+        let worker0 = &hosts("workers")["worker0"];
+        assert_eq!(worker0["ansible_host"], json!("w0"));
+        for absent in [
+            "ansible_port",
+            "ansible_user",
+            "ansible_ssh_private_key_file",
+        ] {
+            assert!(worker0.get(absent).is_none(), "{absent} in {worker0}");
+        }
+        assert_eq!(worker0["kubelab_address"], json!("192.168.56.30"));
+        assert_eq!(tree["all"]["vars"]["kubelab_provider"], json!("static"));
+        assert_eq!(tree["all"]["vars"]["kubelab_api_vip"], json!(false));
+    }
+
+    #[test]
     fn ini_quotes_strings_so_they_come_back_as_written() {
         assert_eq!(ini_value(&json!("1.32")), "\"1.32\"");
         assert_eq!(ini_value(&json!("a \"b\" \\c")), r#""a \"b\" \\c""#);

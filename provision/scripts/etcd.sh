@@ -8,7 +8,7 @@ set -euo pipefail
 
 if [ "${1:-}" = uninstall ]; then
   stop_units etcd
-  rm -rf /var/lib/etcd
+  rm -rf /var/lib/etcd /etc/etcd
   rm -f /usr/local/bin/etcd /usr/local/bin/etcdctl
   exit 0
 fi

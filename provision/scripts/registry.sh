@@ -11,7 +11,7 @@ if [ "${1:-}" = uninstall ]; then
   for unit in /etc/systemd/system/registry-*.service; do
     [ -e "$unit" ] && stop_units "$(basename "$unit")"
   done
-  rm -rf /var/lib/kubelab-registry
+  rm -rf /var/lib/kubelab-registry /etc/kubelab-registry
   rm -f /usr/local/bin/registry
   exit 0
 fi

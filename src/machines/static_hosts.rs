@@ -262,7 +262,8 @@ impl Host<'_> {
     }
 }
 
-/// One host's failed check, naming the host, what failed and the fix.
+/// One host's failed check: the host, what failed and its fix, on one line
+/// (a list of several failures shows each one's message).
 fn preflight_failure(
     node: &str,
     target: Option<&SshTarget>,
@@ -279,36 +280,42 @@ fn preflight_failure(
         .rfind(|l| !l.is_empty())
         .unwrap_or("no message")
         .to_string();
-    match code {
-        Some(3) => Error::other(
-            format!("{node} ({at}): {user} has no passwordless sudo ({said})"),
+    let by_hand = target
+        .map(|t| {
+            let port = t.port.map(|p| format!("-p {p} ")).unwrap_or_default();
+            let key = t
+                .identity_files
+                .first()
+                .map(|k| format!("-i {} ", k.display()))
+                .unwrap_or_default();
+            let user = t
+                .user
+                .as_deref()
+                .map(|u| format!("{u}@"))
+                .unwrap_or_default();
+            format!("ssh {key}{port}{user}{} true", t.hostname)
+        })
+        .unwrap_or_default();
+    let (what, fix) = match code {
+        Some(3) => (
+            format!("{user} has no passwordless sudo ({said})"),
             format!(
                 "on {node}, as root: echo '{user} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/kubelab && chmod 440 /etc/sudoers.d/kubelab"
             ),
         ),
-        Some(255) => Error::other(
-            format!("{node} ({at}): SSH failed: {said}"),
+        Some(255) => (
+            format!("SSH failed: {said}"),
             format!(
-                "check that sshd runs on {node} and accepts the key of hosts[].ssh_key in lab.yaml for {user} (its public half in ~{user}/.ssh/authorized_keys); try `ssh -i KEY {at}` by hand",
-                at = target
-                    .map(|t| {
-                        let port = t.port.map(|p| format!("-p {p} ")).unwrap_or_default();
-                        let user = t
-                            .user
-                            .as_deref()
-                            .map(|u| format!("{u}@"))
-                            .unwrap_or_default();
-                        format!("{port}{user}{}", t.hostname)
-                    })
-                    .unwrap_or_default()
+                "check that sshd runs on {node} at the address and port lab.yaml gives, and accepts the key of its ssh_key for {user} (the public half in ~{user}/.ssh/authorized_keys); `{by_hand}` must work"
             ),
         ),
-        other => Error::other(
+        other => (
             format!(
-                "{node} ({at}): the check exited {}: {said}",
+                "the check exited {}: {said}",
                 other.map_or("on a signal".to_string(), |c| c.to_string())
             ),
             format!("run `sudo -n true` on {node} as {user} to see what fails"),
         ),
-    }
+    };
+    Error::other(format!("{node} ({at}): {what}\n  fix: {fix}"), "")
 }
