@@ -70,6 +70,12 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                     };
                     if let Some(name) = &args.snapshot {
                         crate::machines::check_snapshot_name(name)?;
+                        if loaded.lab.provider == crate::config::Provider::Static {
+                            return Err(Error::usage(
+                                "--snapshot is for VirtualBox labs: a static lab's servers are never snapshotted by kubelab",
+                                "drop --snapshot; use your servers' own tools for snapshots",
+                            ));
+                        }
                     }
                     block_on(async {
                         host.up(
@@ -116,6 +122,9 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                     }
                     SnapshotCommand::List(a) => host.snapshot_list(a.json).map(|()| 0),
                 },
+                LabCommand::ExportInventory(args) => {
+                    crate::inventory::export(&loaded, &args, printer).map(|()| 0)
+                }
                 LabCommand::Certs(args) => certs(&loaded, &args, printer).map(|()| 0),
                 LabCommand::Verify(args) => block_on(crate::verify::run(
                     &loaded,
@@ -545,6 +554,10 @@ pub fn plan_text(loaded: &LoadedLab, host_mb: Option<u64>) -> String {
     ));
     let total = topo.total_memory_mb();
     let memory_line = match host_mb {
+        _ if lab.provider == config::Provider::Static => format!(
+            "no VMs: {} existing servers (provider: static)",
+            topo.nodes.len()
+        ),
         Some(h) => {
             let verdict = if total + host::HOST_RESERVE_MB <= h {
                 "fits".to_string()

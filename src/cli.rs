@@ -247,6 +247,18 @@ node counts, kubelab's state, the hosts block and the VMs' clocks, then waits
 until the checks of the phases the lab has done pass again and says how long
 it took. `kubelab lab destroy` is the full teardown.")]
     Reset(ResetArgs),
+
+    /// Write the lab as an Ansible inventory: groups per role, SSH details, lab variables
+    #[command(after_long_help = "Examples:
+  kubelab lab export-inventory > inventory.ini
+  kubelab lab export-inventory --format ansible-yaml --out inventory.yaml
+  ansible-inventory -i inventory.yaml --graph
+
+Groups dns, etcd, controllers, workers, lb and registry; each host carries
+ansible_host/ansible_port/ansible_user/ansible_ssh_private_key_file (what
+`kubelab lab ssh` uses) and its lab address; `all` carries the network, the
+API endpoint and the versions as kubelab_* variables.")]
+    ExportInventory(ExportInventoryArgs),
 }
 
 #[derive(Debug, Args)]
@@ -293,6 +305,17 @@ pub struct ResetArgs {
     /// Do not write the lab's block into the hosts file
     #[arg(long)]
     pub no_hosts: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportInventoryArgs {
+    /// The inventory format
+    #[arg(long, value_enum, default_value = "ansible-ini")]
+    pub format: crate::inventory::Format,
+
+    /// Write to this file instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

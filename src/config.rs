@@ -103,12 +103,15 @@ const VBOX_DHCP_FIRST_HOST: u32 = 100;
 pub enum Provider {
     #[default]
     Virtualbox,
+    /// Existing servers listed under `hosts:`; no VM is made or powered off.
+    Static,
 }
 
 impl fmt::Display for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Provider::Virtualbox => f.write_str("virtualbox"),
+            Provider::Static => f.write_str("static"),
         }
     }
 }
@@ -130,6 +133,22 @@ pub struct LabFile {
     pub artifacts: ArtifactsFile,
     pub certificates: CertificatesFile,
     pub workload: WorkloadFile,
+    /// `provider: static` only: the servers, instead of VM sizes.
+    pub hosts: Option<Vec<HostFile>>,
+}
+
+/// One existing server of a `provider: static` lab.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostFile {
+    pub name: Option<String>,
+    pub role: Role,
+    pub address: Ipv4Addr,
+    pub interface: Option<String>,
+    pub ssh_user: Option<String>,
+    pub ssh_port: Option<u16>,
+    pub ssh_key: Option<String>,
+    pub ssh_alias: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -292,6 +311,30 @@ pub struct Versions {
     pub coredns: String,
 }
 
+/// How kubelab reaches a static host over SSH.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaticSsh {
+    /// The login user; `None` leaves it to the user's ssh_config (alias only).
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    /// Absolute path of the private key, checked to exist with mode 0600.
+    pub key: Option<PathBuf>,
+    /// A `Host` of the user's ssh_config, connected to instead of `address`.
+    pub alias: Option<String>,
+}
+
+/// One server of a `provider: static` lab, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaticHost {
+    pub name: String,
+    pub role: Role,
+    pub address: Ipv4Addr,
+    /// The interface holding `address`, when lab.yaml names it (the facts
+    /// phase reads the real one from the host either way).
+    pub interface: Option<String>,
+    pub ssh: StaticSsh,
+}
+
 /// A validated lab definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lab {
@@ -310,6 +353,9 @@ pub struct Lab {
     /// How long the lab's certificates (and CAs) are valid, in days.
     pub certificate_validity_days: u32,
     pub nginx_replicas: u32,
+    /// `provider: static`: the listed servers, in lab.yaml's order (empty
+    /// for a VirtualBox lab).
+    pub hosts: Vec<StaticHost>,
     /// Things that are allowed but probably not meant (printed on stderr).
     pub warnings: Vec<Problem>,
 }
@@ -508,6 +554,15 @@ fn structural_problem(err: &serde_path_to_error::Error<serde_yaml::Error>) -> Pr
             format!("use one of: {}", expected.join(", ")),
         );
     }
+    if let Some(field) = between(&message, "missing field `", "`") {
+        return Problem::new(
+            path,
+            format!("`{field}` is missing{location}"),
+            format!(
+                "add `{field}:` here; the commented default lab.yaml and README show each setting"
+            ),
+        );
+    }
     if message.starts_with("invalid type") {
         return Problem::new(
             path,
@@ -579,6 +634,9 @@ fn host_addr(net: Ipv4Net, host: u32) -> Ipv4Addr {
 pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
+    let provider = file.provider.unwrap_or_default();
+    let is_static = provider == Provider::Static;
+    let hosts = resolve_hosts(file, &source, &mut problems);
 
     let name = file.name.clone().unwrap_or_else(|| "kubelab".to_string());
     if !is_dns_label(&name) || name.len() > 40 {
@@ -652,7 +710,14 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
             "use a /24 such as 192.168.56.0/24",
         ));
     }
-    if !VIRTUALBOX_ALLOWED.contains(&cidr) {
+    if is_static && file.network.dns_forwarders.is_none() {
+        warnings.push(Problem::new(
+            "network.dns_forwarders",
+            "not set, so dns0 forwards to 10.0.2.3, VirtualBox's NAT resolver, which your servers do not have",
+            "set it to the resolvers your servers use, such as [192.168.1.1]",
+        ));
+    }
+    if !is_static && !VIRTUALBOX_ALLOWED.contains(&cidr) {
         warnings.push(Problem::new(
             "network.cidr",
             format!("{cidr} is outside 192.168.56.0/21, the only host-only range VirtualBox >= 6.1.28 allows by default"),
@@ -707,6 +772,74 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
                 (lb.count, lb.memory, lb.cpus, lb.first_address)
             }
         };
+        let key = role.key();
+        if is_static {
+            // The hosts list decides the counts and addresses; a VM size
+            // would mean nothing.
+            for (field, set) in [
+                ("count", count.is_some()),
+                ("memory", memory.is_some()),
+                ("cpus", cpus.is_some()),
+                ("first_address", first.is_some()),
+            ] {
+                if set {
+                    problems.push(Problem::new(
+                        format!("nodes.{key}.{field}"),
+                        "is for VirtualBox labs; with provider: static the hosts list decides",
+                        format!("remove nodes.{key}.{field}; list each {key} server under hosts: with `role: {key}`"),
+                    ));
+                }
+            }
+            let listed: Vec<&StaticHost> = hosts.iter().filter(|h| h.role == role).collect();
+            let count = listed.len() as u32;
+            if file.hosts.is_some()
+                && (count < d.min_count
+                    || count > d.max_count
+                    || (role == Role::Etcd && count >= 1 && count.is_multiple_of(2)))
+            {
+                let message = if count < d.min_count {
+                    format!(
+                        "no host has role {key}: a lab needs at least {} {key} host{}",
+                        d.min_count,
+                        if d.min_count == 1 { "" } else { "s" }
+                    )
+                } else if count > d.max_count {
+                    format!(
+                        "{count} hosts have role {key}, more than kubelab supports ({})",
+                        d.max_count
+                    )
+                } else {
+                    format!(
+                        "{count} hosts have role etcd, an even count: etcd needs a majority ({}) of members up, so {count} members survive no more failures than {}",
+                        count / 2 + 1,
+                        count - 1
+                    )
+                };
+                let hint = if count < d.min_count {
+                    format!("add a host with `role: {key}` to hosts")
+                } else if count > d.max_count {
+                    format!("list at most {} hosts with `role: {key}`", d.max_count)
+                } else {
+                    format!(
+                        "list an odd number of etcd hosts: {} or {}",
+                        count - 1,
+                        count + 1
+                    )
+                };
+                problems.push(Problem::new("hosts", message, hint));
+            }
+            roles.push(RoleSpec {
+                role,
+                count,
+                memory: 0,
+                cpus: 0,
+                first_address: listed
+                    .first()
+                    .map(|h| h.address)
+                    .unwrap_or_else(|| host_addr(cidr, d.first_host)),
+            });
+            continue;
+        }
         let spec = RoleSpec {
             role,
             count: count.unwrap_or(d.count),
@@ -714,7 +847,6 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
             cpus: cpus.unwrap_or(d.cpus),
             first_address: first.unwrap_or_else(|| host_addr(cidr, d.first_host)),
         };
-        let key = role.key();
         if spec.count < d.min_count {
             problems.push(Problem::new(
                 format!("nodes.{key}.count"),
@@ -781,7 +913,10 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
     if lb_count >= 2 {
         taken.push((vip, "nodes.lb.vip".to_string()));
     }
-    for spec in &roles {
+    for (i, h) in hosts.iter().enumerate() {
+        taken.push((h.address, format!("hosts[{i}].address ({})", h.name)));
+    }
+    for spec in roles.iter().filter(|_| !is_static) {
         let key = spec.role.key();
         for i in 0..spec.count {
             let addr = Ipv4Addr::from(u32::from(spec.first_address).saturating_add(i));
@@ -821,7 +956,7 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
                     }),
                 ));
             }
-        } else if *addr == host {
+        } else if *addr == host && !is_static {
             problems.push(Problem::new(
                 field_path,
                 format!("{addr} is the hypervisor's own address on the host-only network"),
@@ -845,11 +980,16 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
             {
                 continue;
             }
+            let hint = if is_static {
+                "each host needs its own address, and the VIP (nodes.lb.vip) one no host has"
+            } else {
+                "give each role a first_address whose range does not reach another role's"
+            };
             problems.push(over_range.unwrap_or_else(|| {
                 Problem::new(
                     b.split(' ').next().unwrap_or(b),
                     format!("{} is used twice: by {b} and by {a}", pair[0].0),
-                    "give each role a first_address whose range does not reach another role's",
+                    hint,
                 )
             }));
         }
@@ -857,7 +997,10 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
     dedup_problems(&mut problems);
 
     let dhcp = host_addr(cidr, VBOX_DHCP_FIRST_HOST);
-    if cidr.prefix_len() <= 24 && taken.iter().any(|(a, _)| *a >= dhcp && cidr.contains(a)) {
+    if !is_static
+        && cidr.prefix_len() <= 24
+        && taken.iter().any(|(a, _)| *a >= dhcp && cidr.contains(a))
+    {
         let fields: std::collections::BTreeSet<&str> = taken
             .iter()
             .filter(|(a, _)| *a >= dhcp && cidr.contains(a))
@@ -891,7 +1034,7 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
         .map(|(a, _)| u32::from(*a) & 0xff)
         .max()
         .unwrap_or(0);
-    if u32::from(ssh_port_base) + max_port_host > 65535 || ssh_port_base < 1024 {
+    if !is_static && (u32::from(ssh_port_base) + max_port_host > 65535 || ssh_port_base < 1024) {
         problems.push(Problem::new(
             "network.ssh_port_base",
             format!("{ssh_port_base} gives SSH ports outside 1024-65535"),
@@ -948,7 +1091,7 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
     Ok(Lab {
         name,
         source,
-        provider: file.provider.unwrap_or_default(),
+        provider,
         vm_box,
         network: Network {
             cidr,
@@ -964,8 +1107,184 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
         etcd_source: file.artifacts.etcd.unwrap_or_default(),
         certificate_validity_days,
         nginx_replicas,
+        hosts,
         warnings,
     })
+}
+
+/// `hosts:` of a `provider: static` lab: names, SSH settings and key files.
+/// Counts and addresses are checked with the rest of the lab.
+fn resolve_hosts(
+    file: &LabFile,
+    source: &LabSource,
+    problems: &mut Vec<Problem>,
+) -> Vec<StaticHost> {
+    let is_static = file.provider == Some(Provider::Static);
+    let Some(listed) = &file.hosts else {
+        if is_static {
+            problems.push(Problem::new(
+                "hosts",
+                "missing: provider: static needs the list of servers",
+                "list each server under hosts: with its role, address, ssh_user and ssh_key (see README, \"Your own servers\")",
+            ));
+        }
+        return Vec::new();
+    };
+    if !is_static {
+        problems.push(Problem::new(
+            "hosts",
+            "is only for provider: static; this lab makes VirtualBox VMs",
+            "set `provider: static` to provision these servers, or remove hosts:",
+        ));
+        return Vec::new();
+    }
+    let base = match source {
+        LabSource::File(path) => path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+        LabSource::BuiltIn => PathBuf::from("."),
+    };
+    let mut per_role: std::collections::BTreeMap<Role, u32> = Default::default();
+    let mut names: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut out = Vec::new();
+    for (i, h) in listed.iter().enumerate() {
+        let at = |field: &str| format!("hosts[{i}].{field}");
+        let index = per_role.entry(h.role).or_insert(0);
+        let name = h
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}{index}", h.role.key()));
+        *index += 1;
+        if !is_dns_label(&name) {
+            problems.push(Problem::new(
+                at("name"),
+                format!("{name:?} is not a valid node name"),
+                "use lowercase letters, digits and '-', starting with a letter (it becomes the hostname and the Kubernetes node name)",
+            ));
+        } else if let Some(first) = names.insert(name.clone(), i) {
+            problems.push(Problem::new(
+                at("name"),
+                format!("{name:?} is also the name of hosts[{first}]"),
+                "give every host its own name (leave name out for <role><N>)",
+            ));
+        }
+        if let Some(interface) = &h.interface
+            && (interface.is_empty()
+                || interface.len() > 15
+                || interface.contains(|c: char| c.is_whitespace() || c == '/'))
+        {
+            problems.push(Problem::new(
+                at("interface"),
+                format!("{interface:?} is not a network interface name"),
+                format!("name the interface holding {} on the host, as `ip -4 -o addr show` prints it (such as eth1)", h.address),
+            ));
+        }
+        let alias = h.ssh_alias.clone();
+        if let Some(a) = &alias
+            && (a.trim().is_empty() || a.contains(char::is_whitespace))
+        {
+            problems.push(Problem::new(
+                at("ssh_alias"),
+                format!("{a:?} is not an ssh_config Host name"),
+                "use a `Host` of your ~/.ssh/config, or remove ssh_alias and give ssh_user and ssh_key",
+            ));
+        }
+        let user = h.ssh_user.clone();
+        match &user {
+            Some(u) if u.trim().is_empty() || u.contains(|c: char| c.is_whitespace() || c == '@') => {
+                problems.push(Problem::new(
+                    at("ssh_user"),
+                    format!("{u:?} is not a user name"),
+                    "name the user kubelab logs in as; it needs passwordless sudo",
+                ));
+            }
+            None if alias.is_none() => problems.push(Problem::new(
+                at("ssh_user"),
+                "missing: kubelab needs the user to log in as",
+                "add ssh_user (a user with passwordless sudo), or ssh_alias naming a Host of your ~/.ssh/config that sets User",
+            )),
+            _ => {}
+        }
+        if h.ssh_port == Some(0) {
+            problems.push(Problem::new(
+                at("ssh_port"),
+                "0 is not a port",
+                "use the port sshd listens on, usually 22",
+            ));
+        }
+        let key = match &h.ssh_key {
+            None => {
+                if alias.is_none() {
+                    problems.push(Problem::new(
+                        at("ssh_key"),
+                        "missing: kubelab logs in with a key, never a password",
+                        "add ssh_key: the private key whose public half is in the user's ~/.ssh/authorized_keys on the host, or ssh_alias naming a Host of your ~/.ssh/config",
+                    ));
+                }
+                None
+            }
+            Some(raw) => check_key(raw, &base, &at("ssh_key"), problems),
+        };
+        out.push(StaticHost {
+            name,
+            role: h.role,
+            address: h.address,
+            interface: h.interface.clone(),
+            ssh: StaticSsh {
+                user,
+                port: h.ssh_port,
+                key,
+                alias,
+            },
+        });
+    }
+    out
+}
+
+/// A private key path as written: `~/` is the home directory, a relative
+/// path is relative to lab.yaml's folder. It must exist and be private.
+fn check_key(raw: &str, base: &Path, field: &str, problems: &mut Vec<Problem>) -> Option<PathBuf> {
+    if raw.trim().is_empty() {
+        problems.push(Problem::new(
+            field,
+            "is empty",
+            "give the path of the private key kubelab logs in with, such as ~/.ssh/id_ed25519",
+        ));
+        return None;
+    }
+    let path = match raw.strip_prefix("~/") {
+        Some(rest) => match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(rest),
+            None => PathBuf::from(raw),
+        },
+        None => base.join(raw),
+    };
+    let path = std::path::absolute(&path).unwrap_or(path);
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(&path) {
+        Err(_) => problems.push(Problem::new(
+            field,
+            format!("{raw:?}: no such file ({})", path.display()),
+            "give the path of an existing private key (relative paths start at lab.yaml's folder)",
+        )),
+        Ok(meta) if !meta.is_file() => problems.push(Problem::new(
+            field,
+            format!("{raw:?} is not a file ({})", path.display()),
+            "give the path of the private key file itself",
+        )),
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => problems.push(Problem::new(
+            field,
+            format!(
+                "{raw:?} has mode {:04o}: other users can read it, and ssh refuses such a key",
+                meta.permissions().mode() & 0o7777
+            ),
+            format!("chmod 600 {}", path.display()),
+        )),
+        Ok(_) => {}
+    }
+    Some(path)
 }
 
 fn role_fields(r: &RoleFile) -> (Option<u32>, Option<u32>, Option<u32>, Option<Ipv4Addr>) {

@@ -23,6 +23,7 @@ use crate::topology::Phase;
 use crate::{hosts_file, render, yaml_edit};
 
 pub mod scale;
+mod static_hosts;
 
 /// How long vagrant gets to clean up after the one SIGINT before it is killed.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(30);
@@ -130,7 +131,9 @@ impl<'a> Host<'a> {
         offline: bool,
         selection: &Selection,
     ) -> Result<()> {
-        if selection.includes(Phase::Machines) {
+        if self.is_static() {
+            self.up_static(no_hosts).await?;
+        } else if selection.includes(Phase::Machines) {
             self.up_machines(jobs, no_hosts).await?;
         }
         if selection.until == Some(Phase::Machines)
@@ -229,10 +232,14 @@ impl<'a> Host<'a> {
         )
         .await?;
         let shared = Arc::new(Mutex::new(state));
-        let vagrant = self.vagrant()?;
-        let names: Vec<&str> = topo.nodes.iter().map(|n| n.name.as_str()).collect();
-        let targets = crate::tools::ssh::parse_ssh_config(&vagrant.ssh_config(&names).await?);
-        let transport = Transport::new(&lab.name, &self.state_dir(), targets, &self.runner)?;
+        let transport = if self.is_static() {
+            self.static_transport()?
+        } else {
+            let vagrant = self.vagrant()?;
+            let names: Vec<&str> = topo.nodes.iter().map(|n| n.name.as_str()).collect();
+            let targets = crate::tools::ssh::parse_ssh_config(&vagrant.ssh_config(&names).await?);
+            Transport::new(&lab.name, &self.state_dir(), targets, &self.runner)?
+        };
         let mut engine = provision::Engine {
             lab,
             topo: topo.clone(),
@@ -471,6 +478,13 @@ impl<'a> Host<'a> {
                 .into_iter()
                 .map(|m| (m.name, m.state))
                 .collect()
+        } else if self.is_static() {
+            // Servers are not kubelab's to run: say whether `lab up` reached them.
+            state
+                .nodes
+                .iter()
+                .map(|(n, s)| (n.clone(), format!("{:?}", s.machine).to_lowercase()))
+                .collect()
         } else {
             BTreeMap::new()
         };
@@ -535,6 +549,7 @@ impl<'a> Host<'a> {
     // -----------------------------------------------------------------------
 
     pub async fn halt(&self) -> Result<()> {
+        self.refuse_on_static("halt")?;
         let _lock = self.lock("kubelab lab halt")?;
         if !self.vagrantfile().exists() {
             self.printer.info("no VMs: this lab was never brought up");
@@ -569,6 +584,9 @@ impl<'a> Host<'a> {
     }
 
     pub async fn destroy(&self, yes: bool) -> Result<()> {
+        if self.is_static() {
+            return self.destroy_static(yes).await;
+        }
         let state_dir = self.state_dir();
         if !yes {
             confirm(&format!(
@@ -623,6 +641,9 @@ impl<'a> Host<'a> {
                 hint,
             ));
         }
+        if self.is_static() {
+            return self.ssh_static(node, command);
+        }
         let ssh = Ssh::find()?;
         let config = self.vagrant()?.ssh_config(&[node]).await?;
         let path = self.state_dir().join("ssh_config");
@@ -647,6 +668,7 @@ impl<'a> Host<'a> {
     }
 
     pub async fn snapshot_save(&self, name: &str) -> Result<()> {
+        self.refuse_on_static("snapshot")?;
         check_snapshot_name(name)?;
         let _lock = self.lock("kubelab lab snapshot save")?;
         self.snapshot_save_locked(name).await
@@ -752,6 +774,7 @@ impl<'a> Host<'a> {
     }
 
     pub async fn snapshot_restore(&self, name: &str) -> Result<()> {
+        self.refuse_on_static("snapshot")?;
         let _lock = self.lock("kubelab lab snapshot restore")?;
         self.snapshot_restore_locked(name).await
     }
@@ -808,6 +831,7 @@ impl<'a> Host<'a> {
     /// After `lab up --snapshot NAME`: the checks of every phase the lab has
     /// done must pass, then NAME is saved (an older NAME is replaced).
     pub async fn snapshot_when_verified(&self, name: &str) -> Result<()> {
+        self.refuse_on_static("up --snapshot")?;
         let _lock = self.lock("kubelab lab up --snapshot")?;
         let state = self.load_state()?;
         let phases = scale::phases_done(&self.loaded.topo, &state);
@@ -838,6 +862,7 @@ impl<'a> Host<'a> {
     /// `lab reset`: back to a snapshot, topology and hosts block included,
     /// then wait until what the lab had done answers again.
     pub async fn reset(&self, name: &str, no_hosts: bool) -> Result<()> {
+        self.refuse_on_static("reset")?;
         check_snapshot_name(name)?;
         let started = Instant::now();
         if !self
@@ -1018,6 +1043,7 @@ impl<'a> Host<'a> {
     }
 
     pub async fn snapshot_delete(&self, name: &str) -> Result<()> {
+        self.refuse_on_static("snapshot")?;
         let _lock = self.lock("kubelab lab snapshot delete")?;
         self.snapshot_delete_locked(name).await
     }
@@ -1044,6 +1070,7 @@ impl<'a> Host<'a> {
     }
 
     pub fn snapshot_list(&self, json: bool) -> Result<()> {
+        self.refuse_on_static("snapshot")?;
         let mut records = Vec::new();
         if let Ok(entries) = fs_err::read_dir(self.snapshots_dir()) {
             for entry in entries.flatten() {

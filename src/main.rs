@@ -10,6 +10,7 @@ mod error;
 mod fsutil;
 mod host;
 mod hosts_file;
+mod inventory;
 mod machines;
 mod pki;
 mod printer;

@@ -356,6 +356,41 @@ fn archive(files: &[&RenderedFile], extra: &[(String, Vec<u8>)]) -> Result<Vec<u
     Ok(builder.into_inner()?)
 }
 
+/// What `lab destroy` runs on a static lab's node: the role scripts (sent
+/// again, so the current ones run) with `uninstall`, in reverse phase order,
+/// then the removal of every file the state says kubelab placed there.
+/// Returns the shell line and the tar stream to feed it.
+pub fn uninstall(lab: &Lab, node: &Node, state: &State) -> Result<(String, Vec<u8>)> {
+    let env = [
+        format!("KUBELAB_NODE={}", node.name),
+        format!("KUBELAB_ADDRESS={}", node.address),
+        format!("KUBELAB_DOMAIN={}", lab.network.domain),
+        "KUBELAB_PHASE=uninstall".to_string(),
+    ]
+    .join(" ");
+    let mut lines = vec!["sudo tar -x -p -f - -C /".to_string()];
+    for phase in ENGINE_PHASES.iter().rev() {
+        if let Some(script) = script_of(*phase).filter(|_| participates(*phase, node)) {
+            lines.push(format!(
+                "sudo env {env} bash /{REMOTE_SCRIPTS}/{script} uninstall"
+            ));
+        }
+    }
+    let placed: std::collections::BTreeSet<&String> = state
+        .steps
+        .get(&node.name)
+        .into_iter()
+        .flat_map(|steps| steps.values())
+        .flat_map(|record| record.files.keys())
+        .collect();
+    for path in placed {
+        lines.push(format!("sudo rm -f '/{}'", path.replace('\'', "")));
+    }
+    lines.push("sudo rm -rf /var/lib/kubelab /etc/kubelab".into());
+    lines.push("sudo systemctl daemon-reload".into());
+    Ok((lines.join(" && "), archive(&[], &[])?))
+}
+
 /// Runs the engine's phases over SSH. `state` is saved after every step.
 pub struct Engine<'a> {
     pub lab: &'a Lab,

@@ -138,7 +138,27 @@ pub struct Topology {
 impl Topology {
     pub fn new(lab: &Lab) -> Topology {
         let mut nodes = Vec::new();
-        for spec in &lab.roles {
+        // A static lab's nodes are its listed servers, by role in kubelab's
+        // order and within a role in lab.yaml's; a worker's pod range follows
+        // its position, so listing one more worker adds one more range.
+        for role in Role::ALL.iter().filter(|_| !lab.hosts.is_empty()) {
+            for (index, host) in lab.hosts.iter().filter(|h| h.role == *role).enumerate() {
+                let index = index as u32;
+                nodes.push(Node {
+                    fqdn: format!("{}.{}", host.name, lab.network.domain),
+                    name: host.name.clone(),
+                    role: host.role,
+                    index,
+                    address: host.address,
+                    memory_mb: 0,
+                    cpus: 0,
+                    ssh_port: host.ssh.port.unwrap_or(22),
+                    pod_cidr: (host.role == Role::Worker).then(|| worker_pod_cidr(lab, index)),
+                    interface: host.interface.clone().unwrap_or_else(|| "eth0".to_string()),
+                });
+            }
+        }
+        for spec in lab.roles.iter().filter(|_| lab.hosts.is_empty()) {
             for index in 0..spec.count {
                 let name = format!("{}{index}", spec.role.key());
                 let address = Ipv4Addr::from(u32::from(spec.first_address) + index);

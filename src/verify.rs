@@ -254,6 +254,24 @@ async fn context<'a>(
     no_disruptive: bool,
 ) -> Result<Ctx<'a>> {
     let state_dir = loaded.state_dir();
+    if loaded.lab.provider == crate::config::Provider::Static {
+        // Existing servers: no VMs to ask about, SSH settings from lab.yaml.
+        let targets = crate::tools::ssh::static_targets(&loaded.lab);
+        return Ok(Ctx {
+            loaded,
+            hosts_file: settings.hosts_file.clone(),
+            pki_dir: state_dir.join("pki"),
+            logs: state_dir.join("logs"),
+            machines: Ok(Vec::new()),
+            transport: Some(Transport::new(
+                &loaded.lab.name,
+                &state_dir,
+                targets,
+                runner,
+            )?),
+            no_disruptive,
+        });
+    }
     let vagrant = Vagrant::find(&state_dir, runner)?;
     printer.info("asking Vagrant for the VMs' state and SSH settings");
     let machines = vagrant
@@ -430,7 +448,14 @@ pub async fn run(
         }
     };
     let state_dir = loaded.state_dir();
-    if !state_dir.join("Vagrantfile").exists() {
+    let is_static = loaded.lab.provider == crate::config::Provider::Static;
+    // A static lab has no Vagrantfile; `lab up` records its hosts in the state.
+    let made_by = if is_static {
+        "state.json"
+    } else {
+        "Vagrantfile"
+    };
+    if !state_dir.join(made_by).exists() {
         return Err(Error::other(
             "this lab was never brought up: nothing to verify",
             "run `kubelab lab up` first",
@@ -466,7 +491,7 @@ pub async fn run(
     if options.json {
         printer.json(&serde_json::json!({
             "schema_version": SCHEMA_VERSION,
-            "lab": loaded.lab.name,
+            "lab": ctx.loaded.lab.name,
             "checks": reports,
             "failed": failed,
         }))?;
@@ -512,6 +537,9 @@ pub async fn run(
 
 async fn machines(ctx: &Ctx<'_>) -> Outcome {
     let topo = &ctx.loaded.topo;
+    if ctx.loaded.lab.provider == crate::config::Provider::Static {
+        return hosts_reachable(ctx).await;
+    }
     let states = match &ctx.machines {
         Ok(states) => states,
         Err(e) => {
@@ -562,6 +590,39 @@ async fn machines(ctx: &Ctx<'_>) -> Outcome {
             topo.nodes.len()
         ),
         "`kubelab lab ssh NODE` shows the SSH error; `kubelab lab up` re-creates a broken VM",
+    )
+}
+
+/// Check 1 of a static lab: there are no VMs to be running, only servers
+/// to reach, each as lab.yaml says.
+async fn hosts_reachable(ctx: &Ctx<'_>) -> Outcome {
+    let topo = &ctx.loaded.topo;
+    let reached = futures_util::future::join_all(
+        topo.nodes
+            .iter()
+            .map(|n| ctx.ssh(&n.name, "sudo -n true", "check SSH and sudo")),
+    )
+    .await;
+    let problems: Vec<String> = topo
+        .nodes
+        .iter()
+        .zip(reached)
+        .filter_map(|(n, r)| {
+            r.err().map(|e| {
+                format!(
+                    "{} unreachable over SSH, or no passwordless sudo: {e}",
+                    n.name
+                )
+            })
+        })
+        .collect();
+    judge(
+        problems,
+        format!(
+            "{} hosts reachable over SSH with passwordless sudo (provider: static)",
+            topo.nodes.len()
+        ),
+        "`kubelab lab ssh NODE` shows the SSH error; lab.yaml's hosts list says how each host is reached",
     )
 }
 

@@ -1728,3 +1728,109 @@ fn the_cni_bridge_config_gives_a_pod_an_address_of_its_workers_range() {
     );
     add("DEL");
 }
+
+/// `ansible-inventory --list` of a file, run with its own HOME so Ansible's
+/// temp and config directories stay inside the test.
+fn ansible_inventory(file: &Path, home: &Path) -> serde_json::Value {
+    let out = run_ok(
+        Command::new("ansible-inventory")
+            .arg("-i")
+            .arg(file)
+            .arg("--list")
+            .env("HOME", home)
+            .env("ANSIBLE_LOCAL_TEMP", home.join("tmp"))
+            .env_remove("ANSIBLE_CONFIG")
+            .env_remove("ANSIBLE_INVENTORY"),
+    );
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("ansible-inventory printed no JSON: {e}\n{out}"))
+}
+
+#[test]
+fn ansible_inventory_reads_every_exported_format_back() {
+    if !have("ansible-inventory") {
+        return;
+    }
+    let lab = "name: inv\nnodes:\n  worker:\n    count: 3\n  registry:\n    count: 1\n";
+    let test = Test::new().write("lab.yaml", lab);
+    let mut lists = Vec::new();
+    for (format, file) in [
+        ("ansible-ini", "inventory.ini"),
+        ("ansible-yaml", "inventory.yaml"),
+        ("json", "inventory.json"),
+    ] {
+        let ran = Test::new()
+            .args(&["--lab"])
+            .args(&[test.path().join("lab.yaml").to_str().unwrap()])
+            .args(&["lab", "export-inventory", "--format", format, "--out"])
+            .args(&[test.path().join(file).to_str().unwrap()])
+            .run();
+        assert_eq!(
+            ran.stdout.trim(),
+            test.path().join(file).display().to_string()
+        );
+        let list = ansible_inventory(&test.path().join(file), test.path());
+        let group = |g: &str| -> Vec<String> {
+            list[g]["hosts"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{format}: no group {g} in {list:#}"))
+                .iter()
+                .map(|h| h.as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(group("dns"), ["dns0"], "{format}");
+        assert_eq!(group("etcd"), ["etcd0", "etcd1", "etcd2"], "{format}");
+        assert_eq!(
+            group("controllers"),
+            ["controller0", "controller1", "controller2"],
+            "{format}"
+        );
+        assert_eq!(
+            group("workers"),
+            ["worker0", "worker1", "worker2"],
+            "{format}"
+        );
+        assert_eq!(group("lb"), ["lb0", "lb1"], "{format}");
+        assert_eq!(group("registry"), ["registry0"], "{format}");
+        let vars = &list["_meta"]["hostvars"]["worker2"];
+        let lab_dir = test.path().canonicalize().unwrap();
+        for (key, want) in [
+            ("ansible_host", serde_json::json!("127.0.0.1")),
+            ("ansible_port", serde_json::json!(2232)),
+            ("ansible_user", serde_json::json!("vagrant")),
+            (
+                "ansible_ssh_private_key_file",
+                serde_json::json!(
+                    lab_dir
+                        .join(".kubelab/.vagrant/machines/worker2/virtualbox/private_key")
+                        .display()
+                        .to_string()
+                ),
+            ),
+            (
+                "ansible_ssh_common_args",
+                serde_json::json!(format!(
+                    "-o UserKnownHostsFile={} -o HostKeyAlias=kubelab-inv-worker2 -o StrictHostKeyChecking=accept-new",
+                    lab_dir.join(".kubelab/known_hosts").display()
+                )),
+            ),
+            ("kubelab_address", serde_json::json!("192.168.56.32")),
+            ("kubelab_node_pod_cidr", serde_json::json!("10.200.2.0/24")),
+            // Group variables of `all`, typed as written.
+            ("kubelab_api_url", serde_json::json!("https://api.lan:6443")),
+            ("kubelab_api_address", serde_json::json!("192.168.56.50")),
+            ("kubelab_api_vip", serde_json::json!(true)),
+            ("kubelab_network_cidr", serde_json::json!("192.168.56.0/24")),
+            ("kubelab_kubernetes_version", serde_json::json!("1.32.3")),
+            ("kubelab_etcd_version", serde_json::json!("3.5.17")),
+            ("kubelab_schema_version", serde_json::json!(1)),
+        ] {
+            assert_eq!(vars[key], want, "{format}: {key} of worker2 in {vars:#}");
+        }
+        lists.push((format, list));
+    }
+    // All three formats mean the same inventory to Ansible.
+    for (format, list) in &lists[1..] {
+        assert_eq!(list, &lists[0].1, "{format} differs from ansible-ini");
+    }
+}

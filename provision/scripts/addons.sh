@@ -6,6 +6,12 @@
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+
+if [ "${1:-}" = uninstall ]; then
+  # CoreDNS and the RBAC live in the cluster, which goes with the controllers.
+  rm -rf /var/lib/kubelab/cluster
+  exit 0
+fi
 need_kubectl
 
 wait_for "the API at https://api.$KUBELAB_DOMAIN:6443 to be ready" 180 k get --raw /readyz

@@ -5,6 +5,12 @@ set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
+if [ "${1:-}" = uninstall ]; then
+  # The certificates and keys are files kubelab placed: it removes them.
+  log "nothing to stop for certificates"
+  exit 0
+fi
+
 ensure_packages openssl
 count=0
 for dir in /etc/etcd /var/lib/kubernetes /var/lib/kubelet /var/lib/kube-proxy; do

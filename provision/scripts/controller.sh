@@ -6,6 +6,14 @@ set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
+if [ "${1:-}" = uninstall ]; then
+  stop_units kube-apiserver kube-controller-manager kube-scheduler
+  rm -f /usr/local/bin/kube-apiserver /usr/local/bin/kube-controller-manager \
+    /usr/local/bin/kube-scheduler /usr/local/bin/kubectl
+  rm -rf /var/lib/kubernetes /etc/kubernetes
+  exit 0
+fi
+
 ensure_packages curl
 binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 require_artifacts "${binaries[@]}"

@@ -6,6 +6,12 @@ set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
+if [ "${1:-}" = uninstall ]; then
+  # kubelab's zones and options go with the files kubelab placed.
+  stop_units named bind9
+  exit 0
+fi
+
 ensure_packages bind9 bind9-dnsutils
 files=(/etc/bind/named.conf.options /etc/bind/named.conf.local /etc/bind/db.*)
 named-checkconf /etc/bind/named.conf

@@ -6,6 +6,13 @@ set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
+if [ "${1:-}" = uninstall ]; then
+  stop_units etcd
+  rm -rf /var/lib/etcd /etc/etcd
+  rm -f /usr/local/bin/etcd /usr/local/bin/etcdctl
+  exit 0
+fi
+
 if [ ! -x /usr/local/bin/etcd ]; then
   artifact=
   for f in /var/lib/kubelab/artifacts/etcd-v*-linux-*.tar.gz; do

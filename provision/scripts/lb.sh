@@ -4,6 +4,13 @@ set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
+if [ "${1:-}" = uninstall ]; then
+  stop_units keepalived haproxy
+  rm -f /etc/sysctl.d/60-kubelab-nonlocal-bind.conf
+  sysctl -q -w net.ipv4.ip_nonlocal_bind=0 || true
+  exit 0
+fi
+
 packages=(haproxy)
 [ -f /etc/keepalived/keepalived.conf ] && packages+=(keepalived)
 ensure_packages "${packages[@]}"

@@ -2,7 +2,9 @@
 # Shared helpers for kubelab's role scripts. Sourced, never run.
 # kubelab uploads the node's files for a phase to their final paths, then runs
 # `<role>.sh` as root with KUBELAB_NODE, KUBELAB_ADDRESS, KUBELAB_DOMAIN and
-# KUBELAB_PHASE set. Every script is safe to run twice.
+# KUBELAB_PHASE set. Every script is safe to run twice. `<role>.sh uninstall`
+# (kubelab lab destroy on a static lab) stops and disables what the script
+# started and removes its data; kubelab then deletes every file it placed.
 
 applied_dir=/var/lib/kubelab/applied
 
@@ -65,6 +67,18 @@ restart_if_changed() {
     log "restarting $unit"
     systemctl restart --no-block "$unit"
   fi
+}
+
+# stop_units UNIT... : stop and disable each UNIT (`uninstall`); a unit that
+# does not exist is no error.
+stop_units() {
+  local unit
+  for unit in "$@"; do
+    if systemctl cat "$unit" >/dev/null 2>&1; then
+      log "stopping and disabling $unit"
+      systemctl disable --now "$unit" >/dev/null 2>&1 || systemctl stop "$unit" || true
+    fi
+  done
 }
 
 # Release files kubelab uploads from its download cache.

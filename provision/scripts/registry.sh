@@ -7,6 +7,15 @@ set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
+if [ "${1:-}" = uninstall ]; then
+  for unit in /etc/systemd/system/registry-*.service; do
+    [ -e "$unit" ] && stop_units "$(basename "$unit")"
+  done
+  rm -rf /var/lib/kubelab-registry /etc/kubelab-registry
+  rm -f /usr/local/bin/registry
+  exit 0
+fi
+
 ensure_packages curl
 release=$(artifact 'registry_*_linux_*.tar.gz')
 if [ -n "$release" ]; then

@@ -5,6 +5,13 @@ set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
+if [ "${1:-}" = uninstall ]; then
+  # The lab domain no longer goes to dns0.
+  rm -f /etc/systemd/resolved.conf.d/kubelab.conf
+  systemctl try-restart systemd-resolved || true
+  exit 0
+fi
+
 ensure_packages systemd-resolved
 dropin=/etc/systemd/resolved.conf.d/kubelab.conf
 systemctl enable systemd-resolved >/dev/null 2>&1 || true

@@ -5,6 +5,18 @@ set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
+if [ "${1:-}" = uninstall ]; then
+  stop_units kubelab-routes.service
+  if [ -f /etc/kubelab/pod-routes ]; then
+    while read -r verb action cidr via gateway _; do
+      if [ "$verb" = route ] && [ "$action" = replace ] && [ "$via" = via ]; then
+        ip route del "$cidr" via "$gateway" 2>/dev/null || true
+      fi
+    done </etc/kubelab/pod-routes
+  fi
+  exit 0
+fi
+
 routes=/etc/kubelab/pod-routes
 unit=kubelab-routes.service
 [ -f "$routes" ] || die "no $routes on $KUBELAB_NODE: kubelab uploads it with this phase"

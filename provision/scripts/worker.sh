@@ -6,6 +6,16 @@ set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
+if [ "${1:-}" = uninstall ]; then
+  stop_units kubelet kube-proxy containerd
+  rm -f /usr/local/bin/kubelet /usr/local/bin/kube-proxy /usr/local/sbin/runc \
+    /usr/local/bin/containerd /usr/local/bin/containerd-shim-runc-v2 /usr/local/bin/ctr
+  rm -rf /var/lib/kubelet /var/lib/kube-proxy /var/lib/containerd /etc/containerd /etc/cni /opt/cni
+  ip link delete cni0 2>/dev/null || true
+  rm -f /etc/modules-load.d/kubelab-kubernetes.conf /etc/sysctl.d/60-kubelab-kubernetes.conf
+  exit 0
+fi
+
 ensure_packages curl conntrack iptables socat kmod
 
 # kubelet refuses to start with swap on: off now and after a reboot.

@@ -5,6 +5,12 @@
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+
+if [ "${1:-}" = uninstall ]; then
+  # nginx lives in the cluster, which goes with the controllers.
+  log "nothing to remove for the workload"
+  exit 0
+fi
 need_kubectl
 
 manifest=$cluster/manifests/nginx.yaml

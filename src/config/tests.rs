@@ -207,3 +207,191 @@ fn certificate_validity_is_checked() {
     let lab = parse("certificates:\n  validity_days: 30\n", LabSource::BuiltIn).unwrap();
     assert_eq!(lab.certificate_validity_days, 30);
 }
+
+// ---------------------------------------------------------------------------
+// provider: static
+// ---------------------------------------------------------------------------
+
+/// A folder holding `lab.yaml` and a private key `id` (0600) and a readable
+/// one `loose` (0644), for static labs whose key files are checked.
+fn key_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, mode) in [("id", 0o600), ("loose", 0o644)] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, "not a real key\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    dir
+}
+
+fn parse_in(dir: &tempfile::TempDir, yaml: &str) -> Result<Lab, ConfigError> {
+    parse(yaml, LabSource::File(dir.path().join("lab.yaml")))
+}
+
+fn static_errors(yaml: &str) -> String {
+    let dir = key_dir();
+    match parse_in(&dir, yaml) {
+        Ok(_) => panic!("expected {yaml:?} to be rejected"),
+        Err(err) => err
+            .to_string()
+            .replace(&dir.path().display().to_string(), "[DIR]"),
+    }
+}
+
+/// The default topology as static hosts, one line per host.
+fn default_static_hosts(workers: u32) -> String {
+    let mut hosts = vec![
+        ("dns", 2),
+        ("etcd", 10),
+        ("etcd", 11),
+        ("etcd", 12),
+        ("controller", 20),
+        ("controller", 21),
+        ("controller", 22),
+    ];
+    hosts.extend((0..workers).map(|w| ("worker", 30 + w)));
+    hosts.extend([("lb", 51), ("lb", 52)]);
+    hosts
+        .iter()
+        .map(|(role, last)| {
+            format!(
+                "  - {{role: {role}, address: 192.168.56.{last}, ssh_user: admin, ssh_key: id}}\n"
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_static_lab_takes_its_nodes_from_the_hosts_list() {
+    let dir = key_dir();
+    let yaml = format!(
+        "provider: static\nnetwork:\n  dns_forwarders: [192.168.56.1]\nhosts:\n{}",
+        default_static_hosts(1)
+    );
+    let lab = parse_in(&dir, &yaml).unwrap();
+    assert_eq!(lab.provider, Provider::Static);
+    assert!(lab.warnings.is_empty(), "{:?}", lab.warnings);
+    let topo = crate::topology::Topology::new(&lab);
+    let names: Vec<&str> = topo.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "dns0",
+            "etcd0",
+            "etcd1",
+            "etcd2",
+            "controller0",
+            "controller1",
+            "controller2",
+            "worker0",
+            "lb0",
+            "lb1"
+        ]
+    );
+    // The same names and addresses as the VirtualBox lab's.
+    let vbox = crate::topology::Topology::new(&builtin());
+    for (s, v) in topo.nodes.iter().zip(&vbox.nodes) {
+        assert_eq!(
+            (&s.name, s.address, s.pod_cidr),
+            (&v.name, v.address, v.pod_cidr)
+        );
+        assert_eq!(s.ssh_port, 22);
+    }
+    assert_eq!(topo.api, vbox.api);
+    let key = lab.hosts[0].ssh.key.clone().unwrap();
+    assert_eq!(key, dir.path().join("id"));
+    assert_eq!(lab.hosts[0].ssh.user.as_deref(), Some("admin"));
+    assert_eq!(lab.role(Role::Etcd).count, 3);
+}
+
+#[test]
+fn a_static_lab_with_another_worker_gets_the_next_pod_range() {
+    let dir = key_dir();
+    for workers in [1, 2, 3] {
+        let yaml = format!(
+            "provider: static\nnetwork:\n  dns_forwarders: [192.168.56.1]\nhosts:\n{}",
+            default_static_hosts(workers)
+        );
+        let topo = crate::topology::Topology::new(&parse_in(&dir, &yaml).unwrap());
+        let ranges: Vec<String> = topo
+            .by_role(Role::Worker)
+            .map(|n| format!("{} {}", n.name, n.pod_cidr.unwrap()))
+            .collect();
+        let want: Vec<String> = (0..workers)
+            .map(|w| format!("worker{w} 10.200.{w}.0/24"))
+            .collect();
+        assert_eq!(ranges, want);
+    }
+}
+
+#[test]
+fn static_names_aliases_and_ports_are_kept() {
+    let dir = key_dir();
+    let yaml = format!(
+        "provider: static\nnetwork:\n  dns_forwarders: [192.168.56.1]\nhosts:\n{}  - {{name: gpu1, role: worker, address: 192.168.56.40, ssh_alias: gpu1-box, ssh_port: 2022, interface: enp3s0}}\n",
+        default_static_hosts(1)
+    );
+    let lab = parse_in(&dir, &yaml).unwrap();
+    let topo = crate::topology::Topology::new(&lab);
+    let gpu = topo.node("gpu1").unwrap();
+    assert_eq!(
+        (gpu.index, gpu.ssh_port, gpu.interface.as_str()),
+        (1, 2022, "enp3s0")
+    );
+    let host = lab.hosts.iter().find(|h| h.name == "gpu1").unwrap();
+    assert_eq!(host.ssh.alias.as_deref(), Some("gpu1-box"));
+    assert_eq!(
+        (host.ssh.user.as_ref(), host.ssh.key.as_ref()),
+        (None, None)
+    );
+}
+
+#[test]
+fn static_lab_without_hosts() {
+    insta::assert_snapshot!(static_errors("provider: static\n"));
+}
+
+#[test]
+fn hosts_need_provider_static() {
+    insta::assert_snapshot!(static_errors(
+        "hosts:\n  - {role: dns, address: 192.168.56.2, ssh_user: a, ssh_key: id}\n"
+    ));
+}
+
+#[test]
+fn a_host_without_a_role() {
+    insta::assert_snapshot!(static_errors(
+        "provider: static\nhosts:\n  - {address: 192.168.56.2, ssh_user: a, ssh_key: id}\n"
+    ));
+}
+
+#[test]
+fn static_hosts_are_validated_like_vms_and_their_keys_checked() {
+    // No dns host, two etcd hosts, a duplicate address and name, VM sizes,
+    // and every kind of bad SSH setting.
+    let yaml = "provider: static
+nodes:
+  worker:
+    count: 2
+    memory: 4096
+hosts:
+  - {role: etcd, address: 192.168.56.10, ssh_user: admin, ssh_key: id}
+  - {role: etcd, address: 192.168.56.10, ssh_user: admin, ssh_key: id}
+  - {role: controller, address: 192.168.56.20, ssh_user: admin, ssh_key: \"\"}
+  - {role: worker, address: 192.168.56.30, ssh_user: admin, ssh_key: missing-key}
+  - {name: etcd1, role: lb, address: 192.168.56.51, ssh_user: admin, ssh_key: loose}
+  - {role: lb, address: 10.9.9.9, ssh_key: id, interface: \"eth 1\"}
+  - {role: worker, address: 192.168.56.31, ssh_user: \"\", ssh_port: 0}
+";
+    insta::assert_snapshot!(static_errors(yaml));
+}
+
+#[test]
+fn a_static_lab_without_dns_forwarders_warns() {
+    let dir = key_dir();
+    let yaml = format!("provider: static\nhosts:\n{}", default_static_hosts(1));
+    let lab = parse_in(&dir, &yaml).unwrap();
+    let text: Vec<String> = lab.warnings.iter().map(ToString::to_string).collect();
+    insta::assert_snapshot!(text.join("\n"));
+}

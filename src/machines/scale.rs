@@ -222,6 +222,12 @@ impl Host<'_> {
         if let Some((why, hint)) = refusal(request.role) {
             return Err(Error::usage(why, hint));
         }
+        if self.is_static() {
+            return Err(Error::usage(
+                "`lab scale` does not change a static lab yet: its workers are the hosts listed under hosts: in lab.yaml",
+                "to add a worker, list its host under hosts: and run `kubelab lab up` (only it is provisioned; the others get its routes and DNS records); removing one is `kubelab lab destroy` of the lab and `kubelab lab up` without it",
+            ));
+        }
         if request.count < 1 {
             return Err(Error::usage(
                 "a lab keeps at least 1 worker (workers=0 was asked)",

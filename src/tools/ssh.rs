@@ -40,14 +40,89 @@ impl Ssh {
     }
 }
 
-/// One `Host` block of `vagrant ssh-config`.
+impl Ssh {
+    /// `ssh ARGS... DESTINATION [-- COMMAND]` with the terminal attached:
+    /// a static host, reached as lab.yaml says.
+    pub fn interactive_target(
+        &self,
+        target: &SshTarget,
+        known_hosts: &Path,
+        host_key_alias: &str,
+        command: &[String],
+    ) -> Result<i32> {
+        let mut cmd = std::process::Command::new(&self.bin);
+        cmd.arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+            .arg("-o")
+            .arg(format!("HostKeyAlias={host_key_alias}"))
+            .arg("-o")
+            .arg("StrictHostKeyChecking=accept-new");
+        if let Some(port) = target.port {
+            cmd.arg("-p").arg(port.to_string());
+        }
+        for identity in &target.identity_files {
+            cmd.arg("-o")
+                .arg("IdentitiesOnly=yes")
+                .arg("-i")
+                .arg(identity);
+        }
+        cmd.arg(match &target.user {
+            Some(user) => format!("{user}@{}", target.hostname),
+            None => target.hostname.clone(),
+        });
+        if !command.is_empty() {
+            cmd.arg("--").args(command);
+        }
+        let status = cmd.status().map_err(|source| Error::CommandStart {
+            purpose: format!("log in to {}", target.host),
+            command: format!("ssh {}", target.describe()),
+            source,
+        })?;
+        Ok(status.code().unwrap_or(255))
+    }
+}
+
+/// How to reach one node: a `Host` block of `vagrant ssh-config`, or a
+/// static host of lab.yaml (whose port and user may be left to the user's
+/// ssh_config when it names an alias).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshTarget {
     pub host: String,
     pub hostname: String,
-    pub port: u16,
-    pub user: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
     pub identity_files: Vec<PathBuf>,
+}
+
+impl SshTarget {
+    /// `user@host:port` as a person would type it, for messages.
+    pub fn describe(&self) -> String {
+        let user = self
+            .user
+            .as_deref()
+            .map(|u| format!("{u}@"))
+            .unwrap_or_default();
+        let port = self.port.map(|p| format!(" port {p}")).unwrap_or_default();
+        format!("{user}{}{port}", self.hostname)
+    }
+}
+
+/// The SSH targets of a `provider: static` lab, from lab.yaml: the same
+/// settings `vagrant ssh-config` gives for a VM.
+pub fn static_targets(lab: &crate::config::Lab) -> BTreeMap<String, SshTarget> {
+    lab.hosts
+        .iter()
+        .map(|h| {
+            let target = SshTarget {
+                host: h.name.clone(),
+                hostname: h.ssh.alias.clone().unwrap_or_else(|| h.address.to_string()),
+                port: h.ssh.port.or(h.ssh.alias.is_none().then_some(22)),
+                user: h.ssh.user.clone(),
+                identity_files: h.ssh.key.iter().cloned().collect(),
+            };
+            (h.name.clone(), target)
+        })
+        .collect()
 }
 
 /// Parses `vagrant ssh-config` output into one target per `Host`.
@@ -68,8 +143,8 @@ pub fn parse_ssh_config(text: &str) -> BTreeMap<String, SshTarget> {
                 current = Some(SshTarget {
                     host: value.to_string(),
                     hostname: value.to_string(),
-                    port: 22,
-                    user: "vagrant".to_string(),
+                    port: Some(22),
+                    user: Some("vagrant".to_string()),
                     identity_files: Vec::new(),
                 });
             }
@@ -80,12 +155,12 @@ pub fn parse_ssh_config(text: &str) -> BTreeMap<String, SshTarget> {
             }
             "port" => {
                 if let Some(t) = current.as_mut() {
-                    t.port = value.parse().unwrap_or(22);
+                    t.port = Some(value.parse().unwrap_or(22));
                 }
             }
             "user" => {
                 if let Some(t) = current.as_mut() {
-                    t.user = value.to_string();
+                    t.user = Some(value.to_string());
                 }
             }
             "identityfile" => {
@@ -188,13 +263,17 @@ impl Transport {
             .arg("-o")
             .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
             .arg("-o")
-            .arg(format!("HostKeyAlias={}", self.host_key_alias(node)))
-            .arg("-p")
-            .arg(target.port.to_string());
+            .arg(format!("HostKeyAlias={}", self.host_key_alias(node)));
+        if let Some(port) = target.port {
+            inv = inv.arg("-p").arg(port.to_string());
+        }
         for identity in &target.identity_files {
             inv = inv.arg("-i").arg(identity);
         }
-        Ok(inv.arg(format!("{}@{}", target.user, target.hostname)))
+        Ok(inv.arg(match &target.user {
+            Some(user) => format!("{user}@{}", target.hostname),
+            None => target.hostname.clone(),
+        }))
     }
 
     /// Runs `command` (a shell line) on `node`, optionally feeding `stdin`.
@@ -216,6 +295,29 @@ impl Transport {
             inv = inv.stdin(bytes);
         }
         self.runner.run(inv).await
+    }
+
+    /// Runs `command` on `node` and returns its exit status with the
+    /// output, leaving the judgement to the caller (255 is ssh's own failure).
+    pub async fn run_status(
+        &self,
+        node: &str,
+        command: &str,
+        purpose: String,
+        log: &Path,
+    ) -> Result<(std::process::ExitStatus, Captured)> {
+        let inv = self
+            .base(node, purpose)?
+            .arg("--")
+            .arg(command)
+            .shown_as(format!("ssh {node} -- {command}"))
+            .log(log.to_path_buf());
+        self.runner.run_status(&inv).await
+    }
+
+    /// The target a node is reached at.
+    pub fn target(&self, node: &str) -> Option<&SshTarget> {
+        self.targets.get(node)
     }
 
     /// Forgets a node's recorded host key (its VM was recreated).
@@ -358,7 +460,7 @@ mod tests {
         let text = "Host dns0\n  HostName 127.0.0.1\n  User vagrant\n  Port 2202\n  UserKnownHostsFile /dev/null\n  StrictHostKeyChecking no\n  IdentityFile \"/home/u/lab/.kubelab/.vagrant/machines/dns0/virtualbox/private_key\"\n  IdentitiesOnly yes\n\nHost etcd0\n  HostName 192.168.56.10\n  User vagrant\n  Port 22\n";
         let targets = parse_ssh_config(text);
         assert_eq!(targets.len(), 2);
-        assert_eq!(targets["dns0"].port, 2202);
+        assert_eq!(targets["dns0"].port, Some(2202));
         assert_eq!(
             targets["dns0"].identity_files,
             [PathBuf::from(

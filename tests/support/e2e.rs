@@ -277,6 +277,114 @@ impl E2e {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Boots the default lab's machines as existing servers for a
+    /// `provider: static` lab: the test runs the stand-in's machine code
+    /// itself (the same systemd-nspawn machines on the test box), from a
+    /// Vagrantfile in a directory kubelab never sees; kubelab then finds
+    /// them only through lab.yaml's hosts. Use `kubelab_without_vagrant`.
+    pub fn boot_servers(&self) {
+        let servers = self.run_dir.join("servers");
+        std::fs::create_dir_all(&servers).unwrap();
+        // The machines' definitions: the default lab's, rendered by kubelab
+        // as for VirtualBox (names, addresses, memory).
+        let render = self.run_dir.join("servers-render");
+        let out = Command::new(super::kubelab_bin())
+            .args(["lab", "render", "--out"])
+            .arg(&render)
+            .current_dir(&servers)
+            .env("KUBELAB_CACHE_DIR", self.run_dir.join("cache"))
+            .env("KUBELAB_HOSTS_FILE", self.run_dir.join("servers-hosts"))
+            .env_remove("KUBELAB_LAB")
+            .stdin(Stdio::null())
+            .output()
+            .expect("render the servers' Vagrantfile");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::copy(render.join("host/Vagrantfile"), servers.join("Vagrantfile")).unwrap();
+        let standin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e-standin/vagrant");
+        let boot = |name: &str| {
+            self.in_hypervisor(&standin)
+                .args(["up", name])
+                .env("VAGRANT_CWD", &servers)
+                .env("KUBELAB_E2E_PREFIX", &self.prefix)
+                .env("KUBELAB_E2E_DIR", &self.run_dir)
+                .env("KUBELAB_E2E_BOX", &self.box_dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start a server")
+        };
+        let started = Instant::now();
+        let children: Vec<_> = DEFAULT_LAB
+            .iter()
+            .map(|(name, _)| (name, boot(name)))
+            .collect();
+        for (name, child) in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "server {name} did not boot: {}{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.consoles()
+            );
+        }
+        eprintln!(
+            "e2e: {} servers booted in {:.1} s",
+            DEFAULT_LAB.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    /// The real kubelab in the hypervisor namespace with no stand-in on
+    /// PATH: a `vagrant` and a `VBoxManage` that only record they were called
+    /// come first (see `vagrant_calls`), so a static lab that reached for
+    /// Vagrant would show.
+    pub fn kubelab_without_vagrant(&self, args: &[&str]) -> Ran {
+        let trap = self.run_dir.join("no-vagrant");
+        std::fs::create_dir_all(&trap).unwrap();
+        for tool in ["vagrant", "VBoxManage"] {
+            let path = trap.join(tool);
+            std::fs::write(
+                &path,
+                format!(
+                    "#!/bin/sh\necho \"{tool} $*\" >>{}\nexit 1\n",
+                    self.run_dir.join("vagrant-calls").display()
+                ),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let path = format!(
+            "{}:{}",
+            trap.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = self.kubelab_command(args);
+        cmd.env("PATH", path);
+        let started = Instant::now();
+        let output = cmd.output().expect("run kubelab under nsenter");
+        eprintln!(
+            "e2e: kubelab {} (no vagrant) took {:.1} s",
+            args.join(" "),
+            started.elapsed().as_secs_f64()
+        );
+        Ran {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            status: output.status.code().unwrap_or(-1),
+            dir: self.lab_dir(),
+        }
+    }
+
+    /// Every call `kubelab_without_vagrant`'s trap recorded.
+    pub fn vagrant_calls(&self) -> String {
+        std::fs::read_to_string(self.run_dir.join("vagrant-calls")).unwrap_or_default()
+    }
+
     /// The tail of every machine's console, for failure messages.
     fn consoles(&self) -> String {
         let mut text = String::new();

@@ -1,0 +1,321 @@
+//! `provider: static`: the lab's servers exist already. `lab up` checks that
+//! every one is reachable over SSH with passwordless sudo before anything is
+//! provisioned anywhere, then the same engine provisions them; nothing here
+//! ever powers a server off.
+
+use std::collections::BTreeMap;
+
+use super::Host;
+use crate::config::Provider;
+use crate::error::{Error, Result};
+use crate::state::{MachineStatus, NodeState};
+use crate::tools::ssh::{SshTarget, Transport, static_targets};
+
+/// What `lab up` runs on each host before anything else: sudo without a
+/// password, then the host's identity (a reinstalled server has a new
+/// machine-id, so it is provisioned again, like a recreated VM).
+const PREFLIGHT: &str = "if sudo -n true 2>/dev/null; then cat /etc/machine-id; else echo 'kubelab: sudo needs a password' >&2; exit 3; fi";
+
+impl Host<'_> {
+    pub(super) fn is_static(&self) -> bool {
+        self.loaded.lab.provider == Provider::Static
+    }
+
+    /// `lab halt` and `lab snapshot` have no meaning for servers kubelab did
+    /// not make.
+    pub(super) fn refuse_on_static(&self, command: &str) -> Result<()> {
+        if !self.is_static() {
+            return Ok(());
+        }
+        Err(Error::usage(
+            format!(
+                "`kubelab lab {command}` is for VirtualBox labs; lab {} is provider: static, your own servers, which kubelab never powers off or snapshots",
+                self.loaded.lab.name
+            ),
+            "use your servers' own tools for that; `kubelab lab destroy` removes what kubelab installed on them",
+        ))
+    }
+
+    /// The transport to a static lab's hosts, from lab.yaml.
+    pub(super) fn static_transport(&self) -> Result<Transport> {
+        Transport::new(
+            &self.loaded.lab.name,
+            &self.state_dir(),
+            static_targets(&self.loaded.lab),
+            &self.runner,
+        )
+    }
+
+    /// Checks every host at once; records each one's identity in the state
+    /// and writes the hosts block only when all of them pass.
+    pub(super) async fn up_static(&self, no_hosts: bool) -> Result<()> {
+        let LoadedLab { lab, topo, .. } = self.loaded;
+        fs_err::create_dir_all(self.state_dir())?;
+        self.printer.info(format!(
+            "checking SSH and passwordless sudo on {} hosts",
+            topo.nodes.len()
+        ));
+        let transport = self.static_transport()?;
+        let logs = self.state_dir().join("logs");
+        let checks = topo.nodes.iter().map(|n| {
+            let transport = &transport;
+            let log = logs.join(&n.name).join("preflight.log");
+            async move {
+                let result = transport
+                    .run_status(
+                        &n.name,
+                        PREFLIGHT,
+                        format!("check SSH and sudo on {}", n.name),
+                        &log,
+                    )
+                    .await;
+                (n, result)
+            }
+        });
+        let results = futures_util::future::join_all(checks).await;
+        transport.close().await;
+        let mut ids = BTreeMap::new();
+        let mut failures = Vec::new();
+        for (node, result) in results {
+            let target = transport.target(&node.name).cloned();
+            match result {
+                Ok((status, out)) if status.success() => {
+                    let id = out.stdout.trim();
+                    let id = if id.is_empty() {
+                        node.address.to_string()
+                    } else {
+                        id.to_string()
+                    };
+                    ids.insert(node.name.clone(), format!("static:{id}"));
+                }
+                Ok((status, out)) => failures.push(preflight_failure(
+                    &node.name,
+                    target.as_ref(),
+                    status.code(),
+                    &out.stderr,
+                )),
+                Err(e) => failures.push(e),
+            }
+        }
+        if !failures.is_empty() {
+            if self.runner.children.interrupted() {
+                return Err(Error::Interrupted { hint: None });
+            }
+            let n = failures.len();
+            return Err(Error::Several {
+                summary: format!(
+                    "{n} of {} host{} failed the check; nothing was provisioned on any host:",
+                    topo.nodes.len(),
+                    if topo.nodes.len() == 1 { "" } else { "s" }
+                ),
+                failures,
+                hint: Some(
+                    "fix each host as its line says, then run `kubelab lab up` again".into(),
+                ),
+            });
+        }
+        let mut state = self.load_state()?;
+        state.lab = lab.name.clone();
+        for node in &topo.nodes {
+            let id = ids.remove(&node.name);
+            let changed = state
+                .nodes
+                .get(&node.name)
+                .is_some_and(|s| s.vm_id.is_some() && s.vm_id != id);
+            if changed {
+                // A reinstalled server: its old host key is no longer its.
+                transport.forget_host_key(&node.name)?;
+            }
+            state.nodes.insert(
+                node.name.clone(),
+                NodeState {
+                    role: node.role.to_string(),
+                    address: node.address.to_string(),
+                    machine: MachineStatus::Created,
+                    vm_id: id,
+                    error: None,
+                },
+            );
+        }
+        state.save(&self.state_path())?;
+        self.printer.info(format!(
+            "all {} hosts answer over SSH and have passwordless sudo",
+            topo.nodes.len()
+        ));
+        if no_hosts {
+            self.printer
+                .info("not touching the hosts file (--no-hosts)");
+        } else {
+            self.write_hosts_block(Some(&crate::render::hosts_block(lab, topo)))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+use crate::app::LoadedLab;
+
+impl Host<'_> {
+    /// `lab destroy` on a static lab: after a confirmation naming every
+    /// host, each role's `uninstall` and the removal of every file kubelab
+    /// placed, on all hosts at once; then the hosts block and the state.
+    /// Nothing is powered off. A host that fails keeps the state, so the
+    /// next `lab destroy` tries again.
+    pub(super) async fn destroy_static(&self, yes: bool) -> Result<()> {
+        let LoadedLab { lab, topo, .. } = self.loaded;
+        let state_dir = self.state_dir();
+        if !yes {
+            let hosts: Vec<String> = topo
+                .nodes
+                .iter()
+                .map(|n| format!("{} ({})", n.name, n.address))
+                .collect();
+            super::confirm(&format!(
+                "Remove everything kubelab installed for lab {} (services, configuration, data, routes) from {}, its block in {} and {}? The servers stay up.",
+                lab.name,
+                hosts.join(", "),
+                self.settings.hosts_file.display(),
+                state_dir.display()
+            ))?;
+        }
+        let lock = self.lock("kubelab lab destroy")?;
+        let state = self.load_state()?;
+        let touched: Vec<&crate::topology::Node> = topo
+            .nodes
+            .iter()
+            .filter(|n| state.nodes.contains_key(&n.name) || state.steps.contains_key(&n.name))
+            .collect();
+        if touched.is_empty() {
+            self.printer
+                .info("kubelab never provisioned these hosts: nothing to uninstall");
+        } else {
+            self.printer.info(format!(
+                "uninstalling from {}",
+                touched
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            let transport = self.static_transport()?;
+            let logs = state_dir.join("logs");
+            let runs = touched.iter().map(|n| {
+                let transport = &transport;
+                let log = logs.join(&n.name).join("uninstall.log");
+                let state = &state;
+                async move {
+                    let (command, tar) = crate::provision::uninstall(lab, n, state)?;
+                    transport
+                        .run(
+                            &n.name,
+                            &command,
+                            Some(tar),
+                            format!("uninstall kubelab from {}", n.name),
+                            &log,
+                        )
+                        .await
+                }
+            });
+            let results = futures_util::future::join_all(runs).await;
+            transport.close().await;
+            let failures: Vec<Error> = results.into_iter().filter_map(Result::err).collect();
+            if !failures.is_empty() {
+                return Err(Error::Several {
+                    summary: "kubelab could not uninstall everywhere:".into(),
+                    failures,
+                    hint: Some(
+                        "fix what the log says and run `kubelab lab destroy` again; the state is kept until every host is clean".into(),
+                    ),
+                });
+            }
+        }
+        self.write_hosts_block(None).await?;
+        drop(lock);
+        if state_dir.exists() {
+            fs_err::remove_dir_all(&state_dir)?;
+        }
+        self.printer.info(format!(
+            "lab {} removed from its {} hosts; they keep running",
+            lab.name,
+            topo.nodes.len()
+        ));
+        Ok(())
+    }
+}
+
+impl Host<'_> {
+    /// `lab ssh` on a static host: lab.yaml's settings, the pinned host key.
+    pub(super) fn ssh_static(&self, node: &str, command: &[String]) -> Result<i32> {
+        let targets = static_targets(&self.loaded.lab);
+        let Some(target) = targets.get(node) else {
+            return Err(Error::usage(
+                format!("no host named {node:?} in this lab"),
+                "see `kubelab lab plan`",
+            ));
+        };
+        crate::tools::ssh::Ssh::find()?.interactive_target(
+            target,
+            &self.state_dir().join("known_hosts"),
+            &format!("kubelab-{}-{node}", self.loaded.lab.name),
+            command,
+        )
+    }
+}
+
+/// One host's failed check: the host, what failed and its fix, on one line
+/// (a list of several failures shows each one's message).
+fn preflight_failure(
+    node: &str,
+    target: Option<&SshTarget>,
+    code: Option<i32>,
+    stderr: &str,
+) -> Error {
+    let at = target.map(SshTarget::describe).unwrap_or_default();
+    let user = target
+        .and_then(|t| t.user.clone())
+        .unwrap_or_else(|| "the login user".into());
+    let said = stderr
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("no message")
+        .to_string();
+    let by_hand = target
+        .map(|t| {
+            let port = t.port.map(|p| format!("-p {p} ")).unwrap_or_default();
+            let key = t
+                .identity_files
+                .first()
+                .map(|k| format!("-i {} ", k.display()))
+                .unwrap_or_default();
+            let user = t
+                .user
+                .as_deref()
+                .map(|u| format!("{u}@"))
+                .unwrap_or_default();
+            format!("ssh {key}{port}{user}{} true", t.hostname)
+        })
+        .unwrap_or_default();
+    let (what, fix) = match code {
+        Some(3) => (
+            format!("{user} has no passwordless sudo ({said})"),
+            format!(
+                "on {node}, as root: echo '{user} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/kubelab && chmod 440 /etc/sudoers.d/kubelab"
+            ),
+        ),
+        Some(255) => (
+            format!("SSH failed: {said}"),
+            format!(
+                "check that sshd runs on {node} at the address and port lab.yaml gives, and accepts the key of its ssh_key for {user} (the public half in ~{user}/.ssh/authorized_keys); `{by_hand}` must work"
+            ),
+        ),
+        other => (
+            format!(
+                "the check exited {}: {said}",
+                other.map_or("on a signal".to_string(), |c| c.to_string())
+            ),
+            format!("run `sudo -n true` on {node} as {user} to see what fails"),
+        ),
+    };
+    Error::other(format!("{node} ({at}): {what}\n  fix: {fix}"), "")
+}
