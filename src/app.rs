@@ -48,6 +48,8 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
             block_on(fetch_artifacts(&loaded, settings, printer, false)).map(|_| 0)
         }
         Command::Cache(CacheCommand::Clean) => cache_clean(settings, printer).map(|()| 0),
+        Command::Completions(args) => crate::completions::completions(args.shell).map(|()| 0),
+        Command::Man(args) => crate::completions::man(args.out.as_deref(), printer).map(|()| 0),
         Command::Lab(command) => {
             let loaded = load_lab(cli.lab.as_deref(), printer)?;
             let host = Host::new(&loaded, settings, printer, verbose);

@@ -80,6 +80,37 @@ Each check prints Passed, Warned or Failed with the fix. Exit 1 on any Failed.")
     /// The download cache shared by every lab on this host
     #[command(subcommand)]
     Cache(CacheCommand),
+
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell
+    #[command(after_long_help = "Examples:
+  kubelab completions bash > ~/.local/share/bash-completion/completions/kubelab
+  kubelab completions zsh > ~/.zfunc/_kubelab     # with fpath+=~/.zfunc in ~/.zshrc
+  kubelab completions fish > ~/.config/fish/completions/kubelab.fish
+  source <(kubelab completions bash)              # this shell only")]
+    Completions(CompletionsArgs),
+
+    /// Print kubelab's man page, or write one per command into a directory
+    #[command(after_long_help = "Examples:
+  kubelab man | man -l -
+  kubelab man --out ~/.local/share/man/man1     # then `man kubelab-lab-up`
+
+Generated from the same definitions as --help, so it never lags behind.")]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write the script for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write kubelab.1 and a page per command (kubelab-lab-up.1, ...) here
+    /// instead of printing kubelab.1
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

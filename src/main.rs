@@ -3,6 +3,7 @@
 mod app;
 mod artifacts;
 mod cli;
+mod completions;
 mod config;
 mod dns_client;
 mod doctor;

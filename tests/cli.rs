@@ -290,6 +290,8 @@ fn help_teaches_with_examples_and_exit_codes() {
         &["lab", "verify"],
         &["artifacts", "fetch"],
         &["cache", "clean"],
+        &["completions"],
+        &["man"],
     ];
     for sub in subcommands {
         let args: Vec<&str> = sub.iter().copied().chain(["--help"]).collect();

@@ -1,0 +1,182 @@
+//! Everyday ergonomics with the real binary: shell completions, man pages,
+//! the admin kubeconfig merged into the user's kubeconfig.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::Test;
+
+/// True when `tool` is on PATH. Otherwise prints SKIPPED and returns false,
+/// but never in CI, which installs every tool (tests/run) and must not skip.
+fn have(tool: &str) -> bool {
+    if which::which(tool).is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{tool} is missing in CI; tests/run installs it"
+    );
+    eprintln!("SKIPPED: {tool} is not installed (tests/run installs it)");
+    false
+}
+
+/// Sources `script` in a fresh bash and asks its completion function for
+/// the words that complete `line` (the last word being completed).
+fn bash_complete(script: &Path, line: &str) -> Vec<String> {
+    let words: Vec<&str> = line.split(' ').collect();
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let program = format!(
+        "source '{}'\n\
+         spec=$(complete -p kubelab) || exit 3\n\
+         func=$(sed -E 's/.*-F ([^ ]+).*/\\1/' <<<\"$spec\")\n\
+         COMP_WORDS=({words})\n\
+         COMP_CWORD={cword}\n\
+         COMP_LINE='{line}'\n\
+         COMP_POINT=${{#COMP_LINE}}\n\
+         \"$func\" kubelab '{cur}' '{prev}'\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        script.display(),
+        words = quoted.join(" "),
+        cword = words.len() - 1,
+        cur = words[words.len() - 1],
+        prev = words[words.len() - 2],
+    );
+    let out = Command::new("bash")
+        .args(["--norc", "--noprofile", "-c", &program])
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "bash completion failed for {line:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn bash_completion_is_valid_and_completes_subcommands_and_flags() {
+    let test = Test::new().args(&["completions", "bash"]);
+    let ran = test.run();
+    let script = test.path().join("kubelab.bash");
+    std::fs::write(&script, &ran.stdout).unwrap();
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        syntax.status.success(),
+        "bash -n: {}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+
+    assert_eq!(bash_complete(&script, "kubelab la"), ["lab"]);
+    let lab = bash_complete(&script, "kubelab lab ");
+    for sub in ["plan", "up", "verify", "destroy", "snapshot"] {
+        assert!(lab.iter().any(|w| w == sub), "{sub} missing from {lab:?}");
+    }
+    assert_eq!(
+        bash_complete(&script, "kubelab lab snapshot re"),
+        ["restore"]
+    );
+    assert!(
+        bash_complete(&script, "kubelab lab up --no")
+            .iter()
+            .any(|w| w == "--no-hosts")
+    );
+    assert_eq!(bash_complete(&script, "kubelab completions fi"), ["fish"]);
+}
+
+#[test]
+fn zsh_and_fish_scripts_name_every_top_level_command() {
+    for (shell, marker) in [("zsh", "#compdef kubelab"), ("fish", "complete -c kubelab")] {
+        let ran = Test::new().args(&["completions", shell]).run();
+        assert!(ran.stdout.contains(marker), "{shell}: {}", ran.stdout);
+        for cmd in ["init", "doctor", "lab", "completions", "man"] {
+            assert!(ran.stdout.contains(cmd), "{shell} script misses {cmd}");
+        }
+    }
+    let ran = Test::new().args(&["completions", "tcsh"]).status(2).run();
+    assert!(ran.stderr.contains("tcsh"), "{}", ran.stderr);
+}
+
+/// Renders a man page with groff, every warning on; returns the text.
+fn groff(page: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("groff")
+        .args(["-man", "-Tutf8", "-wall"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start groff");
+    child.stdin.take().unwrap().write_all(page).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "groff warned about the page"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn man_page_renders_with_groff_and_man() {
+    if !have("groff") || !have("man") {
+        return;
+    }
+    let ran = Test::new().args(&["man"]).run();
+    let text = groff(ran.stdout.as_bytes());
+    // groff marks bold with backspaces on a terminal device; drop them.
+    let plain = strip_overstrike(&text);
+    for expected in ["NAME", "kubelab", "SYNOPSIS", "lab", "completions", "130"] {
+        assert!(plain.contains(expected), "{expected} missing:\n{plain}");
+    }
+
+    let test = Test::new().args(&["man", "--out", "man1"]);
+    let ran = test.run();
+    let dir = test.path().join("man1");
+    for page in [
+        "kubelab.1",
+        "kubelab-lab.1",
+        "kubelab-lab-up.1",
+        "kubelab-man.1",
+    ] {
+        assert!(dir.join(page).is_file(), "{page} not written");
+        assert!(
+            ran.stdout.contains(page),
+            "{page} not listed: {}",
+            ran.stdout
+        );
+    }
+    let up = Command::new("man")
+        .arg("-l")
+        .arg(dir.join("kubelab-lab-up.1"))
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+        .unwrap();
+    assert!(up.status.success());
+    let up = strip_overstrike(&String::from_utf8_lossy(&up.stdout));
+    for expected in ["kubelab-lab-up", "--no-hosts", "--jobs", "Examples:"] {
+        assert!(up.contains(expected), "{expected} missing:\n{up}");
+    }
+}
+
+fn strip_overstrike(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c == '\u{8}' {
+            out.pop();
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
