@@ -71,6 +71,9 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                     ))
                     .map(|()| 0)
                 }
+                LabCommand::Kubeconfig(args) => {
+                    crate::kubeconfig::run(&loaded, &args, settings, printer).map(|()| 0)
+                }
                 LabCommand::Status(args) => block_on(host.status(args.json)).map(|()| 0),
                 LabCommand::Halt => block_on(host.halt()).map(|()| 0),
                 LabCommand::Destroy(args) => block_on(host.destroy(args.yes)).map(|()| 0),

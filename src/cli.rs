@@ -188,6 +188,21 @@ Ctrl-C it resumes where it stopped. Writing /etc/hosts asks for sudo once
 when you are not root.")]
     Up(UpArgs),
 
+    /// Print the path of the lab's admin kubeconfig; merge it into yours
+    #[command(after_long_help = "Examples:
+  kubectl --kubeconfig \"$(kubelab lab kubeconfig)\" get nodes
+  kubelab lab kubeconfig --merge       add context kubelab-<lab> to ~/.kube/config
+  kubelab lab kubeconfig --use         the same, and make it the current context
+
+The kubeconfig (.kubelab/admin.kubeconfig, 0600: it holds the admin's client
+key) reaches the API through its name, https://api.<domain>:6443, which the
+lab's /etc/hosts block points at the VIP. --merge writes $KUBECONFIG's first
+file, else ~/.kube/config: the cluster, user and context kubelab-<lab> are
+added or replaced, every other entry is kept, the previous file is copied to
+<file>.kubelab.bak first, and the file is left 0600. `kubelab lab destroy`
+removes the three entries again.")]
+    Kubeconfig(KubeconfigArgs),
+
     /// Each VM's state, address, role and the phases done
     #[command(after_long_help = "Examples:
   kubelab lab status
@@ -235,6 +250,17 @@ lb-failover stops haproxy on the VIP holder, so it runs alone after the
 others (`--no-disruptive` skips it). Each ends Passed, Warned, Skipped (with
 why) or Failed (with a hint). Exit 1 on any Failed.")]
     Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    /// Add the lab's cluster, user and context (kubelab-<lab>) to $KUBECONFIG's first file or ~/.kube/config
+    #[arg(long)]
+    pub merge: bool,
+
+    /// Merge, and make kubelab-<lab> the current context
+    #[arg(long = "use")]
+    pub use_it: bool,
 }
 
 #[derive(Debug, Args)]

@@ -581,6 +581,7 @@ impl<'a> Host<'a> {
                 .info("no Vagrantfile in .kubelab: no VMs to destroy");
         }
         self.write_hosts_block(None).await?;
+        crate::kubeconfig::forget(&self.loaded.lab.name, self.settings, self.printer);
         drop(lock);
         if state_dir.exists() {
             fs_err::remove_dir_all(&state_dir)?;

@@ -11,6 +11,7 @@ mod error;
 mod fsutil;
 mod host;
 mod hosts_file;
+mod kubeconfig;
 mod machines;
 mod pki;
 mod printer;

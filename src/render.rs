@@ -4,6 +4,7 @@
 
 mod kube;
 pub use kube::NGINX_NODE_PORT;
+pub use kube::admin_kubeconfig;
 
 use std::path::Path;
 

@@ -16,6 +16,9 @@ pub const ENV_CACHE_DIR: &str = "KUBELAB_CACHE_DIR";
 /// Download release files from this base URL instead of their upstream
 /// release pages (a local mirror): `<mirror>/<file name>`.
 pub const ENV_ARTIFACTS_MIRROR: &str = "KUBELAB_ARTIFACTS_MIRROR";
+/// kubectl's kubeconfig search path; `lab kubeconfig --merge` edits its
+/// first file (default ~/.kube/config), as kubectl itself does.
+pub const ENV_KUBECONFIG: &str = "KUBECONFIG";
 /// Any value turns colour off (https://no-color.org).
 pub const ENV_NO_COLOR: &str = "NO_COLOR";
 
@@ -27,6 +30,8 @@ pub struct Settings {
     pub no_color: bool,
     pub cache_dir: PathBuf,
     pub artifacts_mirror: Option<String>,
+    /// The kubeconfig `lab kubeconfig --merge` edits; None without $HOME.
+    pub user_kubeconfig: Option<PathBuf>,
 }
 
 impl Settings {
@@ -48,6 +53,9 @@ impl Settings {
             host_memory_mb: var(ENV_HOST_MEMORY_MB)
                 .and_then(|v| v.to_str().and_then(|s| s.trim().parse().ok())),
             no_color: var(ENV_NO_COLOR).is_some(),
+            user_kubeconfig: var(ENV_KUBECONFIG)
+                .and_then(|v| std::env::split_paths(&v).find(|p| !p.as_os_str().is_empty()))
+                .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".kube/config"))),
         }
     }
 }

@@ -288,6 +288,7 @@ fn help_teaches_with_examples_and_exit_codes() {
         &["lab", "snapshot", "list"],
         &["lab", "snapshot", "delete"],
         &["lab", "verify"],
+        &["lab", "kubeconfig"],
         &["artifacts", "fetch"],
         &["cache", "clean"],
         &["completions"],

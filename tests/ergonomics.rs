@@ -180,3 +180,195 @@ fn strip_overstrike(text: &str) -> String {
     }
     out
 }
+
+/// A kubeconfig that already holds someone else's cluster, user and context.
+const OTHER_CLUSTERS: &str = "apiVersion: v1
+kind: Config
+preferences: {}
+clusters:
+- name: prod
+  cluster:
+    server: https://prod.example:6443
+- name: kind-dev
+  cluster:
+    server: https://127.0.0.1:36443
+users:
+- name: alice
+  user:
+    token: t0k3n
+contexts:
+- name: prod
+  context:
+    cluster: prod
+    user: alice
+    namespace: web
+- name: kind-dev
+  context:
+    cluster: kind-dev
+    user: alice
+current-context: prod
+";
+
+fn kubectl(config: &Path, args: &[&str]) -> String {
+    let out = Command::new("kubectl")
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(config)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn kubeconfig_needs_the_lab_certificates_first() {
+    let ran = Test::new()
+        .write("lab.yaml", "name: k\n")
+        .args(&["lab", "kubeconfig"])
+        .status(1)
+        .run();
+    assert!(
+        ran.stderr.contains("lab k has no certificates yet"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("kubelab lab up"), "{}", ran.stderr);
+    assert!(ran.stdout.is_empty());
+}
+
+#[test]
+fn kubeconfig_merges_beside_other_clusters_uses_and_destroy_removes_it() {
+    if !have("kubectl") {
+        return;
+    }
+    let test = Test::new()
+        .write("lab.yaml", "name: k\n")
+        .write("kube/config", OTHER_CLUSTERS)
+        .standins()
+        .args(&["lab", "render"]);
+    test.run();
+    let user_config = test.path().join("kube/config");
+
+    // The path alone: a kubeconfig kubectl reads, to the API name, 0600.
+    let test = test.then(&["lab", "kubeconfig"]);
+    let ran = test.run();
+    let admin = std::path::PathBuf::from(ran.stdout.trim());
+    assert_eq!(admin, test.path().join(".kubelab/admin.kubeconfig"));
+    assert_eq!(mode(&admin), 0o600);
+    assert_eq!(
+        kubectl(
+            &admin,
+            &[
+                "config",
+                "view",
+                "-o",
+                "jsonpath={.clusters[0].cluster.server}"
+            ]
+        ),
+        "https://api.lan:6443"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&user_config).unwrap(),
+        OTHER_CLUSTERS,
+        "no --merge: the user's file is untouched"
+    );
+
+    let test = test.then(&["lab", "kubeconfig", "--merge"]);
+    let ran = test.run();
+    assert_eq!(ran.stdout.trim(), admin.display().to_string());
+    assert!(
+        ran.stderr.contains("kubectl config use-context kubelab-k"),
+        "{}",
+        ran.stderr
+    );
+    let backup = test.path().join("kube/config.kubelab.bak");
+    assert_eq!(std::fs::read_to_string(&backup).unwrap(), OTHER_CLUSTERS);
+    assert_eq!(mode(&user_config), 0o600);
+    assert_eq!(mode(&backup), 0o600);
+    let contexts = kubectl(&user_config, &["config", "get-contexts", "-o", "name"]);
+    assert_eq!(
+        contexts.lines().collect::<Vec<_>>(),
+        ["kind-dev", "kubelab-k", "prod"]
+    );
+    let clusters = kubectl(&user_config, &["config", "get-clusters"]);
+    for name in ["prod", "kind-dev", "kubelab-k"] {
+        assert!(clusters.lines().any(|l| l == name), "{name}: {clusters}");
+    }
+    let users = kubectl(&user_config, &["config", "get-users"]);
+    for name in ["alice", "kubelab-k"] {
+        assert!(users.lines().any(|l| l == name), "{name}: {users}");
+    }
+    assert_eq!(
+        kubectl(&user_config, &["config", "current-context"]),
+        "prod"
+    );
+    assert_eq!(
+        kubectl(
+            &user_config,
+            &[
+                "config",
+                "view",
+                "-o",
+                "jsonpath={.contexts[?(@.name==\"prod\")].context.namespace}"
+            ]
+        ),
+        "web"
+    );
+    // kubectl sees the same credentials as the lab's own file.
+    let key = |f: &Path, user: &str| {
+        kubectl(
+            f,
+            &[
+                "config",
+                "view",
+                "--raw",
+                "-o",
+                &format!("jsonpath={{.users[?(@.name==\"{user}\")].user.client-key-data}}"),
+            ],
+        )
+    };
+    assert!(!key(&admin, "admin").is_empty());
+    assert_eq!(key(&user_config, "kubelab-k"), key(&admin, "admin"));
+
+    let test = test.then(&["lab", "kubeconfig", "--use"]);
+    test.run();
+    assert_eq!(
+        kubectl(&user_config, &["config", "current-context"]),
+        "kubelab-k"
+    );
+    assert_eq!(
+        kubectl(&user_config, &["config", "get-contexts", "-o", "name"])
+            .lines()
+            .count(),
+        3,
+        "merging twice adds nothing twice"
+    );
+
+    let test = test.then(&["lab", "destroy", "--yes"]);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("removed context kubelab-k from"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        kubectl(&user_config, &["config", "get-contexts", "-o", "name"])
+            .lines()
+            .collect::<Vec<_>>(),
+        ["kind-dev", "prod"]
+    );
+    let clusters = kubectl(&user_config, &["config", "get-clusters"]);
+    assert!(!clusters.contains("kubelab-k"), "{clusters}");
+    let users = kubectl(&user_config, &["config", "get-users"]);
+    assert!(!users.contains("kubelab-k"), "{users}");
+}
