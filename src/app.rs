@@ -48,6 +48,7 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
             block_on(fetch_artifacts(&loaded, settings, printer, false)).map(|_| 0)
         }
         Command::Cache(CacheCommand::Clean) => cache_clean(settings, printer).map(|()| 0),
+        Command::Labs(args) => labs(settings, printer, args.json).map(|()| 0),
         Command::Completions(args) => crate::completions::completions(args.shell).map(|()| 0),
         Command::Man(args) => crate::completions::man(args.out.as_deref(), printer).map(|()| 0),
         Command::Lab(command) => {
@@ -63,6 +64,11 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                         only: args.only.clone(),
                         node: args.node.clone(),
                     };
+                    crate::registry::check_no_clash(&settings.registry, &loaded)?;
+                    crate::registry::record(
+                        &settings.registry,
+                        crate::registry::Entry::of(&loaded, crate::registry::LabState::Up),
+                    )?;
                     block_on(host.up(
                         args.jobs.map(usize::from),
                         args.no_hosts,
@@ -75,8 +81,19 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                     crate::kubeconfig::run(&loaded, &args, settings, printer).map(|()| 0)
                 }
                 LabCommand::Status(args) => block_on(host.status(args.json)).map(|()| 0),
-                LabCommand::Halt => block_on(host.halt()).map(|()| 0),
-                LabCommand::Destroy(args) => block_on(host.destroy(args.yes)).map(|()| 0),
+                LabCommand::Halt => {
+                    block_on(host.halt())?;
+                    let halted = crate::registry::LabState::Halted;
+                    crate::registry::record(
+                        &settings.registry,
+                        crate::registry::Entry::of(&loaded, halted),
+                    )
+                    .map(|()| 0)
+                }
+                LabCommand::Destroy(args) => {
+                    block_on(host.destroy(args.yes))?;
+                    crate::registry::forget(&settings.registry, &loaded.dir).map(|()| 0)
+                }
                 LabCommand::Ssh(args) => block_on(host.ssh(&args.node, &args.command)),
                 LabCommand::Snapshot(cmd) => match cmd {
                     SnapshotCommand::Save(a) => block_on(host.snapshot_save(&a.name)).map(|()| 0),
@@ -224,6 +241,80 @@ pub fn load_lab(explicit: Option<&Path>, printer: &Printer) -> Result<LoadedLab>
 }
 
 // ---------------------------------------------------------------------------
+// kubelab labs
+// ---------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct LabsJson {
+    schema_version: u32,
+    registry: String,
+    labs: Vec<LabRow>,
+}
+
+#[derive(Serialize)]
+struct LabRow {
+    name: String,
+    /// defined, up, halted, or gone (its directory was deleted).
+    state: &'static str,
+    cidr: String,
+    domain: String,
+    ssh_ports: String,
+    /// The lab file; null for the built-in lab.
+    lab_file: Option<String>,
+    dir: String,
+}
+
+fn labs(settings: &Settings, printer: &Printer, json: bool) -> Result<()> {
+    let registry = crate::registry::load(&settings.registry)?;
+    let rows: Vec<LabRow> = registry
+        .labs
+        .iter()
+        .map(|e| LabRow {
+            name: e.name.clone(),
+            state: if e.exists() { e.state.name() } else { "gone" },
+            cidr: e.cidr.to_string(),
+            domain: e.domain.clone(),
+            ssh_ports: format!("{}-{}", e.ssh_ports.0, e.ssh_ports.1),
+            lab_file: e.lab_file.as_ref().map(|p| p.display().to_string()),
+            dir: e.dir.display().to_string(),
+        })
+        .collect();
+    if json {
+        return printer.json(&LabsJson {
+            schema_version: SCHEMA_VERSION,
+            registry: settings.registry.display().to_string(),
+            labs: rows,
+        });
+    }
+    if rows.is_empty() {
+        printer.info(format!(
+            "no labs yet ({} is empty); `kubelab init` writes one",
+            settings.registry.display()
+        ));
+        return Ok(());
+    }
+    let table: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| {
+            vec![
+                r.name,
+                r.state.to_string(),
+                r.cidr,
+                r.domain,
+                r.ssh_ports,
+                r.lab_file
+                    .unwrap_or_else(|| format!("built-in lab in {}", r.dir)),
+            ]
+        })
+        .collect();
+    printer.data(printer::table(
+        &["LAB", "STATE", "NETWORK", "DOMAIN", "SSH PORTS", "LAB FILE"],
+        &table,
+    ));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
 // kubelab init
 // ---------------------------------------------------------------------------
 
@@ -241,7 +332,23 @@ fn init(
         ));
     }
     let host_mb = host::memory_mb(settings);
-    let (text, changes) = sized_default_lab(host_mb);
+    let (mut text, changes) = sized_default_lab(host_mb);
+    if let Some(name) = &args.name {
+        let registry = crate::registry::load(&settings.registry)?;
+        let dir = std::path::absolute(
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )?;
+        let (cidr, ssh_port_base) = crate::registry::next_free(&registry, &dir)?;
+        text = named_lab(&text, name, cidr, ssh_port_base);
+        // A bad name fails here, before anything is written.
+        config::parse(&text, LabSource::File(path.to_path_buf()))?;
+        printer.info(format!(
+            "lab {name}: network {cidr}, domain {name}.lan, SSH ports from {ssh_port_base} (free among the labs in {})",
+            settings.registry.display()
+        ));
+    }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs_err::create_dir_all(parent)?;
     }
@@ -249,11 +356,46 @@ fn init(
     for change in &changes {
         printer.info(format!("lowered {change}"));
     }
+    let loaded = load_lab(Some(path), printer)?;
+    crate::registry::record(
+        &settings.registry,
+        crate::registry::Entry::of(&loaded, crate::registry::LabState::Defined),
+    )?;
     printer.info(format!(
         "wrote {}; next: `kubelab lab plan` to see what it makes",
         path.display()
     ));
     Ok(())
+}
+
+/// The default lab text renamed to `name`, on `cidr` (every address moved
+/// to the same offset inside it), domain `<name>.lan` and `ssh_port_base`.
+fn named_lab(text: &str, name: &str, cidr: ipnet::Ipv4Net, ssh_port_base: u16) -> String {
+    let builtin = config::builtin();
+    let moved = |addr: std::net::Ipv4Addr| {
+        let offset = u32::from(addr) - u32::from(builtin.network.cidr.network());
+        std::net::Ipv4Addr::from(u32::from(cidr.network()) + offset).to_string()
+    };
+    let mut edits: Vec<(Vec<&str>, String)> = vec![
+        (vec!["name"], name.to_string()),
+        (vec!["network", "cidr"], cidr.to_string()),
+        (vec!["network", "domain"], format!("{name}.lan")),
+        (vec!["network", "ssh_port_base"], ssh_port_base.to_string()),
+        (vec!["nodes", "lb", "vip"], moved(builtin.vip)),
+    ];
+    for role in &builtin.roles {
+        edits.push((
+            vec!["nodes", role.role.key(), "first_address"],
+            moved(role.first_address),
+        ));
+    }
+    let mut text = text.to_string();
+    for (path, value) in edits {
+        if let Some(edited) = yaml_edit::set_scalar(&text, &path, &value) {
+            text = edited;
+        }
+    }
+    text
 }
 
 /// The default lab text, with memory lowered to fit `host_mb` (minus what the

@@ -55,6 +55,11 @@ pub enum Command {
   kubelab init                  ./lab.yaml, the default lab sized for this host's RAM
   kubelab init --force          overwrite an existing lab.yaml
   kubelab --lab labs/a.yaml init
+  kubelab --lab ../b/lab.yaml init --name b   a second lab beside the first
+
+With --name, the lab gets the domain NAME.lan, the first /24 inside
+192.168.56.0/21 and the first block of 100 SSH ports from 2200 that no lab
+in `kubelab labs` uses, so two labs can run at once.
 
 When the host has less RAM than the default lab needs, the worker's memory
 (then the other roles', down to their minimums) is lowered, and a comment at
@@ -80,6 +85,16 @@ Each check prints Passed, Warned or Failed with the fix. Exit 1 on any Failed.")
     /// The download cache shared by every lab on this host
     #[command(subcommand)]
     Cache(CacheCommand),
+
+    /// The labs this host knows: name, state, network and where lab.yaml lives
+    #[command(after_long_help = "Examples:
+  kubelab labs
+  kubelab labs --json | jq -r '.labs[] | select(.state == \"up\") | .lab_file'
+
+`kubelab init` records a lab, `lab up` and `lab halt` update its state and
+`lab destroy` removes it; the list lives in $XDG_DATA_HOME/kubelab/labs.json
+(KUBELAB_REGISTRY). A lab whose directory was deleted shows as gone.")]
+    Labs(JsonArgs),
 
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell
     #[command(after_long_help = "Examples:
@@ -139,6 +154,11 @@ pub struct InitArgs {
     /// Overwrite an existing file
     #[arg(long)]
     pub force: bool,
+
+    /// Name the lab, and give it the domain NAME.lan, the first /24 of
+    /// 192.168.56.0/21 and SSH port block no other lab on this host uses
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

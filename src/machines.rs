@@ -343,8 +343,10 @@ impl<'a> Host<'a> {
             self.printer
                 .info("not touching the hosts file (--no-hosts)");
         } else {
-            self.write_hosts_block(Some(&render::hosts_block(lab, topo)))
-                .await?;
+            let existing = hosts_file::read(&self.settings.hosts_file)?;
+            let block =
+                hosts_file::unambiguous(&render::hosts_block(lab, topo), &existing, &lab.name);
+            self.write_hosts_block(Some(&block)).await?;
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ mod machines;
 mod pki;
 mod printer;
 mod provision;
+mod registry;
 mod render;
 mod settings;
 mod state;

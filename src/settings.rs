@@ -19,6 +19,9 @@ pub const ENV_ARTIFACTS_MIRROR: &str = "KUBELAB_ARTIFACTS_MIRROR";
 /// kubectl's kubeconfig search path; `lab kubeconfig --merge` edits its
 /// first file (default ~/.kube/config), as kubectl itself does.
 pub const ENV_KUBECONFIG: &str = "KUBECONFIG";
+/// The registry of this host's labs (default
+/// `$XDG_DATA_HOME/kubelab/labs.json`); tests point it at a file of their own.
+pub const ENV_REGISTRY: &str = "KUBELAB_REGISTRY";
 /// Any value turns colour off (https://no-color.org).
 pub const ENV_NO_COLOR: &str = "NO_COLOR";
 
@@ -32,6 +35,8 @@ pub struct Settings {
     pub artifacts_mirror: Option<String>,
     /// The kubeconfig `lab kubeconfig --merge` edits; None without $HOME.
     pub user_kubeconfig: Option<PathBuf>,
+    /// The labs this host knows (`kubelab labs`).
+    pub registry: PathBuf,
 }
 
 impl Settings {
@@ -44,7 +49,15 @@ impl Settings {
                 .unwrap_or_else(std::env::temp_dir)
                 .join("kubelab")
         });
+        let registry = var(ENV_REGISTRY).map(PathBuf::from).unwrap_or_else(|| {
+            var("XDG_DATA_HOME")
+                .map(PathBuf::from)
+                .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+                .unwrap_or_else(std::env::temp_dir)
+                .join("kubelab/labs.json")
+        });
         Settings {
+            registry,
             cache_dir,
             artifacts_mirror: var(ENV_ARTIFACTS_MIRROR).and_then(|v| v.into_string().ok()),
             hosts_file: var(ENV_HOSTS_FILE)

@@ -291,6 +291,7 @@ fn help_teaches_with_examples_and_exit_codes() {
         &["lab", "kubeconfig"],
         &["artifacts", "fetch"],
         &["cache", "clean"],
+        &["labs"],
         &["completions"],
         &["man"],
     ];

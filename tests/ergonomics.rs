@@ -75,7 +75,8 @@ fn bash_completion_is_valid_and_completes_subcommands_and_flags() {
         String::from_utf8_lossy(&syntax.stderr)
     );
 
-    assert_eq!(bash_complete(&script, "kubelab la"), ["lab"]);
+    assert_eq!(bash_complete(&script, "kubelab do"), ["doctor"]);
+    assert_eq!(bash_complete(&script, "kubelab la"), ["lab", "labs"]);
     let lab = bash_complete(&script, "kubelab lab ");
     for sub in ["plan", "up", "verify", "destroy", "snapshot"] {
         assert!(lab.iter().any(|w| w == sub), "{sub} missing from {lab:?}");
@@ -371,4 +372,167 @@ fn kubeconfig_merges_beside_other_clusters_uses_and_destroy_removes_it() {
     assert!(!clusters.contains("kubelab-k"), "{clusters}");
     let users = kubectl(&user_config, &["config", "get-users"]);
     assert!(!users.contains("kubelab-k"), "{users}");
+}
+
+fn labs_json(test: &Test) -> serde_json::Value {
+    let ran = Test::new()
+        .env(
+            "KUBELAB_REGISTRY",
+            &test.path().join("labs.json").display().to_string(),
+        )
+        .args(&["labs", "--json"])
+        .run();
+    serde_json::from_str(&ran.stdout).expect("JSON")
+}
+
+#[test]
+fn a_second_lab_gets_its_own_network_and_a_colliding_one_is_refused_by_name() {
+    let first = Test::new().standins().args(&["init", "--name", "alpha"]);
+    first.run();
+    let registry = first.path().join("labs.json").display().to_string();
+    // One hosts file for the host, as /etc/hosts is.
+    let hosts = first.path().join("etc-hosts");
+    let hosts_env = hosts.display().to_string();
+    let first = first.then(&["lab", "up", "--until", "machines"]);
+    first.run();
+
+    // The second lab, in its own directory, sharing the host's registry.
+    let second = Test::new()
+        .standins()
+        .env("KUBELAB_REGISTRY", &registry)
+        .env("KUBELAB_HOSTS_FILE", &hosts_env)
+        .args(&["init", "--name", "beta"]);
+    second.run();
+    let second = second.then(&["lab", "plan", "--json"]);
+    let plan = second.run();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(plan["nodes"][0]["address"], "192.168.57.2");
+    assert_eq!(plan["nodes"][0]["fqdn"], "dns0.beta.lan");
+    assert_eq!(plan["nodes"][0]["ssh_port"], 2302);
+    assert_eq!(plan["api"]["url"], "https://api.beta.lan:6443");
+    assert_eq!(plan["api"]["address"], "192.168.57.50");
+    let second = second.then(&["lab", "up", "--until", "machines"]);
+    second.run();
+
+    // Both blocks are in the hosts file; the short names stay alpha's.
+    let text = std::fs::read_to_string(&hosts).unwrap();
+    assert!(
+        text.contains("192.168.56.2\tdns0.alpha.lan dns0\n"),
+        "{text}"
+    );
+    assert!(text.contains("192.168.57.2\tdns0.beta.lan\n"), "{text}");
+    assert!(text.contains("192.168.57.50\tapi.beta.lan\n"), "{text}");
+    let short_claims = text
+        .lines()
+        .filter(|l| l.split_whitespace().skip(1).any(|n| n == "etcd0"))
+        .count();
+    assert_eq!(short_claims, 1, "{text}");
+
+    let doc = labs_json(&first);
+    assert_eq!(doc["schema_version"], 1);
+    let rows: Vec<(String, String, String, String)> = doc["labs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_string(),
+                l["state"].as_str().unwrap().to_string(),
+                l["cidr"].as_str().unwrap().to_string(),
+                l["ssh_ports"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (
+                "alpha".into(),
+                "up".into(),
+                "192.168.56.0/24".into(),
+                "2202-2252".into()
+            ),
+            (
+                "beta".into(),
+                "up".into(),
+                "192.168.57.0/24".into(),
+                "2302-2352".into()
+            ),
+        ]
+    );
+    assert_eq!(
+        doc["labs"][1]["lab_file"],
+        second.path().join("lab.yaml").display().to_string()
+    );
+
+    // A third lab written without --name takes the default network: refused
+    // while alpha is up, naming alpha and its lab file, with nothing started.
+    let third = Test::new()
+        .standins()
+        .env("KUBELAB_REGISTRY", &registry)
+        .env("KUBELAB_HOSTS_FILE", &hosts_env)
+        .write("lab.yaml", "name: gamma\n")
+        .args(&["lab", "up", "--until", "machines"])
+        .status(2);
+    let ran = third.run();
+    assert!(
+        ran.stderr.contains("lab gamma clashes with lab alpha"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains(&first.path().join("lab.yaml").display().to_string()),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("network.cidr 192.168.56.0/24 overlaps"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("SSH ports"), "{}", ran.stderr);
+    assert!(third.started().is_empty(), "{:?}", third.started());
+    let third = third.then(&["doctor", "--json"]).status(1);
+    let doctor = third.run();
+    let doc: serde_json::Value = serde_json::from_str(&doctor.stdout).unwrap();
+    let check = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "other-labs")
+        .expect("an other-labs check");
+    assert_eq!(check["status"], "failed");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("clashes with lab alpha"),
+        "{check}"
+    );
+
+    // Once alpha is halted its network is free for gamma.
+    let first = first.then(&["lab", "halt"]);
+    first.run();
+    let third = third.then(&["lab", "up", "--until", "machines"]);
+    third.run();
+
+    // Destroy takes a lab out of the registry.
+    second.then(&["lab", "destroy", "--yes"]).run();
+    let names: Vec<String> = labs_json(&first)["labs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            format!(
+                "{} {}",
+                l["name"].as_str().unwrap(),
+                l["state"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(names, ["alpha halted", "gamma up"]);
+    // A lab whose directory was deleted is listed as gone.
+    drop(third);
+    assert_eq!(labs_json(&first)["labs"][1]["state"], "gone");
 }
