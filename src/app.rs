@@ -69,18 +69,21 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                         &settings.registry,
                         crate::registry::Entry::of(&loaded, crate::registry::LabState::Up),
                     )?;
-                    block_on(host.up(
+                    let started = std::time::Instant::now();
+                    let result = block_on(host.up(
                         args.jobs.map(usize::from),
                         args.no_hosts,
                         args.offline,
                         &selection,
-                    ))
-                    .map(|()| 0)
+                    ));
+                    keep_timings(&loaded, printer, started, &result)?;
+                    result.map(|()| 0)
                 }
                 LabCommand::Kubeconfig(args) => {
                     crate::kubeconfig::run(&loaded, &args, settings, printer).map(|()| 0)
                 }
                 LabCommand::Status(args) => block_on(host.status(args.json)).map(|()| 0),
+                LabCommand::Timings(args) => timings(&loaded, printer, args.json).map(|()| 0),
                 LabCommand::Halt => {
                     block_on(host.halt())?;
                     let halted = crate::registry::LabState::Halted;
@@ -238,6 +241,59 @@ pub fn load_lab(explicit: Option<&Path>, printer: &Printer) -> Result<LoadedLab>
     let dir = std::path::absolute(&dir)?;
     let topo = Topology::new(&lab);
     Ok(LoadedLab { lab, topo, dir })
+}
+
+// ---------------------------------------------------------------------------
+// lab up's timings
+// ---------------------------------------------------------------------------
+
+/// Prints where `lab up`'s time went and keeps it in state.json.
+fn keep_timings(
+    loaded: &LoadedLab,
+    printer: &Printer,
+    started: std::time::Instant,
+    result: &Result<()>,
+) -> Result<()> {
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs().saturating_sub(started.elapsed().as_secs()))
+        .unwrap_or(0);
+    let Some(run) = crate::timings::finish(started, started_unix, result) else {
+        return Ok(());
+    };
+    printer.info(crate::timings::summary(&run));
+    let path = loaded.state_dir().join("state.json");
+    if !path.exists() {
+        return Ok(());
+    }
+    let mut state = crate::state::State::load(&path, &loaded.lab.name)?;
+    state.runs.push(run);
+    let excess = state.runs.len().saturating_sub(crate::timings::KEPT_RUNS);
+    state.runs.drain(..excess);
+    state.save(&path)
+}
+
+#[derive(Serialize)]
+struct TimingsJson<'a> {
+    schema_version: u32,
+    runs: &'a [crate::timings::Run],
+}
+
+fn timings(loaded: &LoadedLab, printer: &Printer, json: bool) -> Result<()> {
+    let path = loaded.state_dir().join("state.json");
+    let state = crate::state::State::load(&path, &loaded.lab.name)?;
+    if json {
+        return printer.json(&TimingsJson {
+            schema_version: SCHEMA_VERSION,
+            runs: &state.runs,
+        });
+    }
+    if state.runs.is_empty() {
+        printer.info("no `lab up` timed yet; `kubelab lab up` records each run");
+        return Ok(());
+    }
+    printer.data(crate::timings::table(&state.runs));
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------

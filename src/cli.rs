@@ -229,6 +229,16 @@ removes the three entries again.")]
   kubelab lab status --json")]
     Status(JsonArgs),
 
+    /// Where the last `lab up` runs spent their time: machines, each phase
+    #[command(after_long_help = "Examples:
+  kubelab lab timings
+  kubelab lab timings --json | jq '.runs[-1].parts'
+
+`lab up` ends with the same summary for its own run and keeps the last 10
+runs in .kubelab/state.json, so a slower phase after a change shows here.
+`other` is what no part accounts for: reading facts, SSH set-up, rendering.")]
+    Timings(JsonArgs),
+
     /// Shut every VM down (`kubelab lab up` boots them again)
     #[command(after_long_help = "Examples:
   kubelab lab halt")]

@@ -115,7 +115,10 @@ impl<'a> Host<'a> {
         let _lock = self.lock("kubelab lab up")?;
         self.interruptible("kubelab lab up", async {
             if selection.includes(Phase::Machines) {
-                self.up_machines(jobs, no_hosts).await?;
+                let started = std::time::Instant::now();
+                let machines = self.up_machines(jobs, no_hosts).await;
+                crate::timings::record("machines", started.elapsed());
+                machines?;
             }
             if selection.until == Some(Phase::Machines) {
                 return Ok(());

@@ -20,6 +20,7 @@ mod registry;
 mod render;
 mod settings;
 mod state;
+mod timings;
 mod tools;
 mod topology;
 mod verify;

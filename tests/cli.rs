@@ -289,6 +289,7 @@ fn help_teaches_with_examples_and_exit_codes() {
         &["lab", "snapshot", "delete"],
         &["lab", "verify"],
         &["lab", "kubeconfig"],
+        &["lab", "timings"],
         &["artifacts", "fetch"],
         &["cache", "clean"],
         &["labs"],

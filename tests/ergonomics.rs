@@ -536,3 +536,70 @@ fn a_second_lab_gets_its_own_network_and_a_colliding_one_is_refused_by_name() {
     drop(third);
     assert_eq!(labs_json(&first)["labs"][1]["state"], "gone");
 }
+
+#[test]
+fn lab_up_says_where_its_time_went_and_keeps_the_last_runs() {
+    let test = Test::new()
+        .write("lab.yaml", "name: t\n")
+        .standins()
+        .env("STANDIN_FAIL", "worker0")
+        .args(&["lab", "up", "--until", "machines", "--no-hosts"])
+        .status(1);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("lab up took ") && ran.stderr.contains(" (failed): "),
+        "{}",
+        ran.stderr
+    );
+    let test =
+        test.env("STANDIN_FAIL", "")
+            .then(&["lab", "up", "--until", "machines", "--no-hosts"]);
+    let ran = test.run();
+    let summary = ran
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("lab up took "))
+        .unwrap_or_else(|| panic!("no summary in {}", ran.stderr));
+    assert!(summary.contains(": machines "), "{summary}");
+    assert!(summary.ends_with(" s"), "{summary}");
+
+    let test = test.then(&["lab", "timings", "--json"]);
+    let ran = test.run();
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(doc["schema_version"], 1);
+    let runs = doc["runs"].as_array().unwrap();
+    let outcomes: Vec<&str> = runs
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["failed", "ok"]);
+    for run in runs {
+        let parts: Vec<&str> = run["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        let sum: u64 = run["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["ms"].as_u64().unwrap())
+            .sum();
+        assert_eq!(sum, run["total_ms"].as_u64().unwrap(), "{run}");
+        assert_eq!(parts, ["machines", "other"], "{run}");
+    }
+    // Kept in state.json, where the next `lab up` finds them.
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(test.path().join(".kubelab/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["runs"].as_array().unwrap().len(), 2);
+
+    let ran = test.then(&["lab", "timings"]).run();
+    let header = ran.stdout.lines().next().unwrap();
+    for column in ["STARTED (UTC)", "OUTCOME", "TOTAL", "machines", "other"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert_eq!(ran.stdout.lines().count(), 3, "{}", ran.stdout);
+}
