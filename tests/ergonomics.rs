@@ -603,3 +603,108 @@ fn lab_up_says_where_its_time_went_and_keeps_the_last_runs() {
     }
     assert_eq!(ran.stdout.lines().count(), 3, "{}", ran.stdout);
 }
+
+/// Every key path of a JSON document with the type of its value, arrays'
+/// elements merged: the document's shape, independent of this host's values.
+/// A key some elements lack is marked `(optional)`.
+fn shape(doc: &serde_json::Value) -> String {
+    use serde_json::Value;
+    use std::collections::BTreeMap;
+    fn walk(path: &str, v: &Value, out: &mut BTreeMap<String, (String, usize)>, seen: usize) {
+        let kind = match v {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let entry = out.entry(path.to_string()).or_insert((String::new(), 0));
+        if !entry.0.split(" | ").any(|k| k == kind) {
+            entry.0 = if entry.0.is_empty() {
+                kind.to_string()
+            } else {
+                format!("{} | {kind}", entry.0)
+            };
+        }
+        entry.1 += seen;
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map {
+                    walk(&format!("{path}.{k}"), child, out, 1);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    walk(&format!("{path}[]"), item, out, 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk("", doc, &mut out, 1);
+    // How often each parent was seen, to tell optional keys.
+    let counts: BTreeMap<String, usize> = out.iter().map(|(k, (_, n))| (k.clone(), *n)).collect();
+    out.iter()
+        .filter(|(path, _)| !path.is_empty())
+        .map(|(path, (kind, n))| {
+            let parent = &path[..path.rfind('.').unwrap_or(0)];
+            let optional = counts.get(parent).is_some_and(|p| n < p);
+            format!(
+                "{path}: {kind}{}",
+                if optional { " (optional)" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn json_of(ran: &support::Ran) -> serde_json::Value {
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", ran.stdout, ran.stderr));
+    assert_eq!(doc["schema_version"], 1, "{doc}");
+    doc
+}
+
+/// The documented `--json` shapes: a change to one is a change for every
+/// script that reads it, and shows here as a snapshot diff.
+#[test]
+fn json_documents_keep_their_shape() {
+    let test = Test::new()
+        .write("lab.yaml", "name: t\n")
+        .standins()
+        .args(&["lab", "plan", "--json"]);
+    insta::assert_snapshot!("plan_json", shape(&json_of(&test.run())));
+
+    let test = test.then(&["lab", "render"]);
+    test.run();
+    let test = test.then(&["lab", "certs", "--json"]);
+    insta::assert_snapshot!("certs_json", shape(&json_of(&test.run())));
+
+    let test = test.then(&["lab", "up", "--until", "machines", "--no-hosts"]);
+    test.run();
+    let test = test.then(&["lab", "status", "--json"]);
+    insta::assert_snapshot!("status_json", shape(&json_of(&test.run())));
+
+    // Only the check that reads .kubelab/pki: no network is touched.
+    let test = test.then(&["lab", "verify", "--json", "--only", "certificates"]);
+    insta::assert_snapshot!("verify_json", shape(&json_of(&test.run())));
+
+    let test = test.then(&["lab", "timings", "--json"]);
+    insta::assert_snapshot!("timings_json", shape(&json_of(&test.run())));
+
+    let test = test.then(&["labs", "--json"]);
+    insta::assert_snapshot!("labs_json", shape(&json_of(&test.run())));
+
+    // A DHCP server on the lab's addresses makes one check fail with a fix,
+    // whatever else this host has.
+    let test = test
+        .env(
+            "STANDIN_DHCPSERVERS",
+            "NetworkName:    HostInterfaceNetworking-vboxnet0\\nDhcpd IP:       192.168.56.2\\nLowerIPAddress: 192.168.56.3\\nUpperIPAddress: 192.168.56.254\\nNetworkMask:    255.255.255.0\\nEnabled:        Yes\\n",
+        )
+        .then(&["doctor", "--json"])
+        .status(1);
+    insta::assert_snapshot!("doctor_json", shape(&json_of(&test.run())));
+}
