@@ -235,7 +235,20 @@ async fn write_with_sudo(
 
 #[cfg(test)]
 mod tests {
-    use super::with_block;
+    use super::{unambiguous, with_block};
+
+    #[test]
+    fn a_later_lab_leaves_the_names_other_blocks_claim() {
+        let existing = "127.0.0.1\tlocalhost\r\n# BEGIN kubelab a\r\n# Managed by kubelab\r\n192.168.56.2\tdns0.a.lan dns0\r\n192.168.56.50\tapi.lan\r\n# END kubelab a\r\n# BEGIN kubelab b\r\n192.168.57.9\tstale\r\n# END kubelab b\r\n";
+        let block = "# BEGIN kubelab b\n# Managed by kubelab\n192.168.57.2\tdns0.b.lan dns0\n192.168.57.50\tapi.lan\n# END kubelab b\n";
+        assert_eq!(
+            unambiguous(block, existing, "b"),
+            "# BEGIN kubelab b\n# Managed by kubelab\n192.168.57.2\tdns0.b.lan\n# END kubelab b\n"
+        );
+        // Its own old block claims nothing against it.
+        let own = "# BEGIN kubelab b\n1.2.3.4\tdns0\n# END kubelab b\n";
+        assert_eq!(unambiguous(block, own, "b"), block);
+    }
 
     const BLOCK: &str = "# BEGIN kubelab lab\n192.168.56.2\tdns0.lan dns0\n# END kubelab lab\n";
     const BLOCK2: &str = "# BEGIN kubelab lab\n192.168.56.3\tdns0.lan dns0\n# END kubelab lab\n";
