@@ -76,7 +76,10 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                         args.offline,
                         &selection,
                     ));
-                    keep_timings(&loaded, printer, started, &result)?;
+                    // Keeping the timings never hides how `lab up` ended.
+                    if let Err(e) = keep_timings(&loaded, printer, started, &result) {
+                        printer.warn(format!("could not keep this run's timings: {e}"));
+                    }
                     result.map(|()| 0)
                 }
                 LabCommand::Kubeconfig(args) => {
