@@ -32,6 +32,7 @@ fn kubelab_up(lab_yaml: &str, delay_ms: u64, jobs: Option<&str>) -> (Duration, V
         .current_dir(dir.path())
         .env("PATH", env_path())
         .env("STANDIN_LOG", dir.path().join("calls.log"))
+        .env("KUBELAB_REGISTRY", dir.path().join("labs.json"))
         .env("STANDIN_DELAY_MS", delay_ms.to_string())
         .output()
         .expect("run kubelab");

@@ -55,6 +55,9 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
             .map(|_| 0)
         }
         Command::Cache(CacheCommand::Clean) => cache_clean(settings, printer).map(|()| 0),
+        Command::Labs(args) => labs(settings, printer, args.json).map(|()| 0),
+        Command::Completions(args) => crate::completions::completions(args.shell).map(|()| 0),
+        Command::Man(args) => crate::completions::man(args.out.as_deref(), printer).map(|()| 0),
         Command::Lab(command) => {
             let loaded = load_lab(cli.lab.as_deref(), printer)?;
             let host = Host::new(&loaded, settings, printer, verbose);
@@ -77,20 +80,31 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                             ));
                         }
                     }
-                    block_on(async {
-                        host.up(
-                            args.jobs.map(usize::from),
-                            args.no_hosts,
-                            args.offline,
-                            &selection,
-                        )
-                        .await?;
-                        match &args.snapshot {
-                            Some(name) => host.snapshot_when_verified(name).await,
-                            None => Ok(()),
-                        }
-                    })
-                    .map(|()| 0)
+                    crate::registry::check_no_clash(&settings.registry, &loaded)?;
+                    crate::registry::record(
+                        &settings.registry,
+                        crate::registry::Entry::of(&loaded, crate::registry::LabState::Up),
+                    )?;
+                    let started = std::time::Instant::now();
+                    let result = block_on(host.up(
+                        args.jobs.map(usize::from),
+                        args.no_hosts,
+                        args.offline,
+                        &selection,
+                    ));
+                    // Keeping the timings never hides how `lab up` ended.
+                    if let Err(e) = keep_timings(&loaded, printer, started, &result) {
+                        printer.warn(format!("could not keep this run's timings: {e}"));
+                    }
+                    result?;
+                    crate::kubeconfig::after_up(&loaded, settings, printer)?;
+                    match &args.snapshot {
+                        Some(name) => block_on(host.snapshot_when_verified(name)).map(|()| 0),
+                        None => Ok(0),
+                    }
+                }
+                LabCommand::Kubeconfig(args) => {
+                    crate::kubeconfig::run(&loaded, &args, settings, printer).map(|()| 0)
                 }
                 LabCommand::Scale(args) => block_on(host.scale(
                     &args.request,
@@ -109,8 +123,20 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                     block_on(host.reset(&args.name, args.no_hosts)).map(|()| 0)
                 }
                 LabCommand::Status(args) => block_on(host.status(args.json)).map(|()| 0),
-                LabCommand::Halt => block_on(host.halt()).map(|()| 0),
-                LabCommand::Destroy(args) => block_on(host.destroy(args.yes)).map(|()| 0),
+                LabCommand::Timings(args) => timings(&loaded, printer, args.json).map(|()| 0),
+                LabCommand::Halt => {
+                    block_on(host.halt())?;
+                    let halted = crate::registry::LabState::Halted;
+                    crate::registry::record(
+                        &settings.registry,
+                        crate::registry::Entry::of(&loaded, halted),
+                    )
+                    .map(|()| 0)
+                }
+                LabCommand::Destroy(args) => {
+                    block_on(host.destroy(args.yes))?;
+                    crate::registry::forget(&settings.registry, &loaded.dir).map(|()| 0)
+                }
                 LabCommand::Ssh(args) => block_on(host.ssh(&args.node, &args.command)),
                 LabCommand::Snapshot(cmd) => match cmd {
                     SnapshotCommand::Save(a) => block_on(host.snapshot_save(&a.name)).map(|()| 0),
@@ -298,6 +324,133 @@ pub fn load_lab(explicit: Option<&Path>, printer: &Printer) -> Result<LoadedLab>
 }
 
 // ---------------------------------------------------------------------------
+// lab up's timings
+// ---------------------------------------------------------------------------
+
+/// Prints where `lab up`'s time went and keeps it in state.json.
+fn keep_timings(
+    loaded: &LoadedLab,
+    printer: &Printer,
+    started: std::time::Instant,
+    result: &Result<()>,
+) -> Result<()> {
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs().saturating_sub(started.elapsed().as_secs()))
+        .unwrap_or(0);
+    let Some(run) = crate::timings::finish(started, started_unix, result) else {
+        return Ok(());
+    };
+    printer.info(crate::timings::summary(&run));
+    let path = loaded.state_dir().join("state.json");
+    if !path.exists() {
+        return Ok(());
+    }
+    let mut state = crate::state::State::load(&path, &loaded.lab.name)?;
+    state.runs.push(run);
+    let excess = state.runs.len().saturating_sub(crate::timings::KEPT_RUNS);
+    state.runs.drain(..excess);
+    state.save(&path)
+}
+
+#[derive(Serialize)]
+struct TimingsJson<'a> {
+    schema_version: u32,
+    runs: &'a [crate::timings::Run],
+}
+
+fn timings(loaded: &LoadedLab, printer: &Printer, json: bool) -> Result<()> {
+    let path = loaded.state_dir().join("state.json");
+    let state = crate::state::State::load(&path, &loaded.lab.name)?;
+    if json {
+        return printer.json(&TimingsJson {
+            schema_version: SCHEMA_VERSION,
+            runs: &state.runs,
+        });
+    }
+    if state.runs.is_empty() {
+        printer.info("no `lab up` timed yet; `kubelab lab up` records each run");
+        return Ok(());
+    }
+    printer.data(crate::timings::table(&state.runs));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// kubelab labs
+// ---------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct LabsJson {
+    schema_version: u32,
+    registry: String,
+    labs: Vec<LabRow>,
+}
+
+#[derive(Serialize)]
+struct LabRow {
+    name: String,
+    /// defined, up, halted, or gone (its directory was deleted).
+    state: &'static str,
+    cidr: String,
+    domain: String,
+    ssh_ports: String,
+    /// The lab file; null for the built-in lab.
+    lab_file: Option<String>,
+    dir: String,
+}
+
+fn labs(settings: &Settings, printer: &Printer, json: bool) -> Result<()> {
+    let registry = crate::registry::load(&settings.registry)?;
+    let rows: Vec<LabRow> = registry
+        .labs
+        .iter()
+        .map(|e| LabRow {
+            name: e.name.clone(),
+            state: if e.exists() { e.state.name() } else { "gone" },
+            cidr: e.cidr.to_string(),
+            domain: e.domain.clone(),
+            ssh_ports: format!("{}-{}", e.ssh_ports.0, e.ssh_ports.1),
+            lab_file: e.lab_file.as_ref().map(|p| p.display().to_string()),
+            dir: e.dir.display().to_string(),
+        })
+        .collect();
+    if json {
+        return printer.json(&LabsJson {
+            schema_version: SCHEMA_VERSION,
+            registry: settings.registry.display().to_string(),
+            labs: rows,
+        });
+    }
+    if rows.is_empty() {
+        printer.info(format!(
+            "no labs yet ({} is empty); `kubelab init` writes one",
+            settings.registry.display()
+        ));
+        return Ok(());
+    }
+    let table: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| {
+            vec![
+                r.name,
+                r.state.to_string(),
+                r.cidr,
+                r.domain,
+                r.ssh_ports,
+                r.lab_file
+                    .unwrap_or_else(|| format!("built-in lab in {}", r.dir)),
+            ]
+        })
+        .collect();
+    printer.data(printer::table(
+        &["LAB", "STATE", "NETWORK", "DOMAIN", "SSH PORTS", "LAB FILE"],
+        &table,
+    ));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
 // kubelab init
 // ---------------------------------------------------------------------------
 
@@ -315,7 +468,23 @@ fn init(
         ));
     }
     let host_mb = host::memory_mb(settings);
-    let (text, changes) = sized_default_lab(host_mb);
+    let (mut text, changes) = sized_default_lab(host_mb);
+    if let Some(name) = &args.name {
+        let registry = crate::registry::load(&settings.registry)?;
+        let dir = std::path::absolute(
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )?;
+        let (cidr, ssh_port_base) = crate::registry::next_free(&registry, &dir)?;
+        text = named_lab(&text, name, cidr, ssh_port_base);
+        // A bad name fails here, before anything is written.
+        config::parse(&text, LabSource::File(path.to_path_buf()))?;
+        printer.info(format!(
+            "lab {name}: network {cidr}, domain {name}.lan, SSH ports from {ssh_port_base} (free among the labs in {})",
+            settings.registry.display()
+        ));
+    }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs_err::create_dir_all(parent)?;
     }
@@ -323,11 +492,46 @@ fn init(
     for change in &changes {
         printer.info(format!("lowered {change}"));
     }
+    let loaded = load_lab(Some(path), printer)?;
+    crate::registry::record(
+        &settings.registry,
+        crate::registry::Entry::of(&loaded, crate::registry::LabState::Defined),
+    )?;
     printer.info(format!(
         "wrote {}; next: `kubelab lab plan` to see what it makes",
         path.display()
     ));
     Ok(())
+}
+
+/// The default lab text renamed to `name`, on `cidr` (every address moved
+/// to the same offset inside it), domain `<name>.lan` and `ssh_port_base`.
+fn named_lab(text: &str, name: &str, cidr: ipnet::Ipv4Net, ssh_port_base: u16) -> String {
+    let builtin = config::builtin();
+    let moved = |addr: std::net::Ipv4Addr| {
+        let offset = u32::from(addr) - u32::from(builtin.network.cidr.network());
+        std::net::Ipv4Addr::from(u32::from(cidr.network()) + offset).to_string()
+    };
+    let mut edits: Vec<(Vec<&str>, String)> = vec![
+        (vec!["name"], name.to_string()),
+        (vec!["network", "cidr"], cidr.to_string()),
+        (vec!["network", "domain"], format!("{name}.lan")),
+        (vec!["network", "ssh_port_base"], ssh_port_base.to_string()),
+        (vec!["nodes", "lb", "vip"], moved(builtin.vip)),
+    ];
+    for role in &builtin.roles {
+        edits.push((
+            vec!["nodes", role.role.key(), "first_address"],
+            moved(role.first_address),
+        ));
+    }
+    let mut text = text.to_string();
+    for (path, value) in edits {
+        if let Some(edited) = yaml_edit::set_scalar(&text, &path, &value) {
+            text = edited;
+        }
+    }
+    text
 }
 
 /// The default lab text, with memory lowered to fit `host_mb` (minus what the

@@ -55,6 +55,11 @@ pub enum Command {
   kubelab init                  ./lab.yaml, the default lab sized for this host's RAM
   kubelab init --force          overwrite an existing lab.yaml
   kubelab --lab labs/a.yaml init
+  kubelab --lab ../b/lab.yaml init --name b   a second lab beside the first
+
+With --name, the lab gets the domain NAME.lan, the first /24 inside
+192.168.56.0/21 and the first block of 100 SSH ports from 2200 that no lab
+in `kubelab labs` uses, so two labs can run at once.
 
 When the host has less RAM than the default lab needs, the worker's memory
 (then the other roles', down to their minimums) is lowered, and a comment at
@@ -80,6 +85,47 @@ Each check prints Passed, Warned or Failed with the fix. Exit 1 on any Failed.")
     /// The download cache shared by every lab on this host
     #[command(subcommand)]
     Cache(CacheCommand),
+
+    /// The labs this host knows: name, state, network and where lab.yaml lives
+    #[command(after_long_help = "Examples:
+  kubelab labs
+  kubelab labs --json | jq -r '.labs[] | select(.state == \"up\") | .lab_file'
+
+`kubelab init` records a lab, `lab up` and `lab halt` update its state and
+`lab destroy` removes it; the list lives in $XDG_DATA_HOME/kubelab/labs.json
+(KUBELAB_REGISTRY). A lab whose directory was deleted shows as gone.")]
+    Labs(JsonArgs),
+
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell
+    #[command(after_long_help = "Examples:
+  kubelab completions bash > ~/.local/share/bash-completion/completions/kubelab
+  kubelab completions zsh > ~/.zfunc/_kubelab     # with fpath+=~/.zfunc in ~/.zshrc
+  kubelab completions fish > ~/.config/fish/completions/kubelab.fish
+  source <(kubelab completions bash)              # this shell only")]
+    Completions(CompletionsArgs),
+
+    /// Print kubelab's man page, or write one per command into a directory
+    #[command(after_long_help = "Examples:
+  kubelab man | man -l -
+  kubelab man --out ~/.local/share/man/man1     # then `man kubelab-lab-up`
+
+Generated from the same definitions as --help, so it never lags behind.")]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write the script for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write kubelab.1 and a page per command (kubelab-lab-up.1, ...) here
+    /// instead of printing kubelab.1
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +164,11 @@ pub struct InitArgs {
     /// Overwrite an existing file
     #[arg(long)]
     pub force: bool,
+
+    /// Name the lab, and give it the domain NAME.lan, the first /24 of
+    /// 192.168.56.0/21 and SSH port block no other lab on this host uses
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,11 +221,36 @@ has done must pass before the snapshot is taken (`kubelab lab reset`
 returns to it).")]
     Up(UpArgs),
 
+    /// Print the path of the lab's admin kubeconfig; merge it into yours
+    #[command(after_long_help = "Examples:
+  kubectl --kubeconfig \"$(kubelab lab kubeconfig)\" get nodes
+  kubelab lab kubeconfig --merge       add context kubelab-<lab> to ~/.kube/config
+  kubelab lab kubeconfig --use         the same, and make it the current context
+
+The kubeconfig (.kubelab/admin.kubeconfig, 0600: it holds the admin's client
+key) reaches the API through its name, https://api.<domain>:6443, which the
+lab's /etc/hosts block points at the VIP. --merge writes $KUBECONFIG's first
+file, else ~/.kube/config: the cluster, user and context kubelab-<lab> are
+added or replaced, every other entry is kept, the previous file is copied to
+<file>.kubelab.bak first, and the file is left 0600. `kubelab lab destroy`
+removes the three entries again.")]
+    Kubeconfig(KubeconfigArgs),
+
     /// Each VM's state, address, role and the phases done
     #[command(after_long_help = "Examples:
   kubelab lab status
   kubelab lab status --json")]
     Status(JsonArgs),
+
+    /// Where the last `lab up` runs spent their time: machines, each phase
+    #[command(after_long_help = "Examples:
+  kubelab lab timings
+  kubelab lab timings --json | jq '.runs[-1].parts'
+
+`lab up` ends with the same summary for its own run and keeps the last 10
+runs in .kubelab/state.json, so a slower phase after a change shows here.
+`other` is what no part accounts for: reading facts, SSH set-up, rendering.")]
+    Timings(JsonArgs),
 
     /// Shut every VM down (`kubelab lab up` boots them again)
     #[command(after_long_help = "Examples:
@@ -316,6 +392,17 @@ pub struct ExportInventoryArgs {
     /// Write to this file instead of stdout
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    /// Add the lab's cluster, user and context (kubelab-<lab>) to $KUBECONFIG's first file or ~/.kube/config
+    #[arg(long)]
+    pub merge: bool,
+
+    /// Merge, and make kubelab-<lab> the current context
+    #[arg(long = "use")]
+    pub use_it: bool,
 }
 
 #[derive(Debug, Args)]

@@ -120,6 +120,7 @@ pub async fn run(
         }
     }
     checks.push(routes(cidr));
+    checks.push(other_labs(loaded, settings));
 
     // Fixed SSH ports.
     let state = State::load(&state_dir.join("state.json"), &loaded.lab.name).unwrap_or_default();
@@ -187,6 +188,20 @@ pub async fn run(
         )));
     }
     Ok(0)
+}
+
+/// Another lab of this host that is up on the same name, network or SSH
+/// ports (from the registry `kubelab labs` lists).
+fn other_labs(loaded: &LoadedLab, settings: &Settings) -> Check {
+    match crate::registry::check_no_clash(&settings.registry, loaded) {
+        Ok(()) => check(
+            "other-labs",
+            Status::Passed,
+            "no other lab that is up uses its name, network or SSH ports",
+            None,
+        ),
+        Err(e) => check("other-labs", Status::Failed, e.to_string(), e.hint()),
+    }
 }
 
 fn first_line(e: &Error) -> String {

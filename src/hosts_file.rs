@@ -82,6 +82,44 @@ pub fn with_block(existing: &str, lab: &str, block: Option<&str>) -> String {
     }
 }
 
+/// `block` without the names another kubelab lab's block in `existing`
+/// already claims (the short `etcd0` of a lab brought up earlier), so two
+/// labs never answer for the same name; a line left with no name is dropped.
+/// The first lab up keeps its short names, later ones use their FQDNs.
+pub fn unambiguous(block: &str, existing: &str, lab: &str) -> String {
+    let mine = begin_marker(lab);
+    let mut taken = std::collections::BTreeSet::new();
+    let mut other = false;
+    for line in existing.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(name) = line.strip_prefix("# BEGIN kubelab ") {
+            other = line != mine && !name.is_empty();
+        } else if line.starts_with("# END kubelab ") {
+            other = false;
+        } else if other && !line.starts_with('#') {
+            taken.extend(line.split_whitespace().skip(1).map(str::to_string));
+        }
+    }
+    if taken.is_empty() {
+        return block.to_string();
+    }
+    let mut out = String::new();
+    for line in block.split_inclusive('\n') {
+        let content = line.trim_end_matches('\n');
+        let mut fields = content.split_whitespace();
+        match fields.next() {
+            Some(address) if !content.starts_with('#') => {
+                let names: Vec<&str> = fields.filter(|n| !taken.contains(*n)).collect();
+                if !names.is_empty() {
+                    out.push_str(&format!("{address}\t{}\n", names.join(" ")));
+                }
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out
+}
+
 /// Reads the hosts file; a missing one counts as empty.
 pub fn read(path: &Path) -> Result<String> {
     match fs_err::read_to_string(path) {
@@ -197,7 +235,20 @@ async fn write_with_sudo(
 
 #[cfg(test)]
 mod tests {
-    use super::with_block;
+    use super::{unambiguous, with_block};
+
+    #[test]
+    fn a_later_lab_leaves_the_names_other_blocks_claim() {
+        let existing = "127.0.0.1\tlocalhost\r\n# BEGIN kubelab a\r\n# Managed by kubelab\r\n192.168.56.2\tdns0.a.lan dns0\r\n192.168.56.50\tapi.lan\r\n# END kubelab a\r\n# BEGIN kubelab b\r\n192.168.57.9\tstale\r\n# END kubelab b\r\n";
+        let block = "# BEGIN kubelab b\n# Managed by kubelab\n192.168.57.2\tdns0.b.lan dns0\n192.168.57.50\tapi.lan\n# END kubelab b\n";
+        assert_eq!(
+            unambiguous(block, existing, "b"),
+            "# BEGIN kubelab b\n# Managed by kubelab\n192.168.57.2\tdns0.b.lan\n# END kubelab b\n"
+        );
+        // Its own old block claims nothing against it.
+        let own = "# BEGIN kubelab b\n1.2.3.4\tdns0\n# END kubelab b\n";
+        assert_eq!(unambiguous(block, own, "b"), block);
+    }
 
     const BLOCK: &str = "# BEGIN kubelab lab\n192.168.56.2\tdns0.lan dns0\n# END kubelab lab\n";
     const BLOCK2: &str = "# BEGIN kubelab lab\n192.168.56.3\tdns0.lan dns0\n# END kubelab lab\n";

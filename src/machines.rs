@@ -134,7 +134,10 @@ impl<'a> Host<'a> {
         if self.is_static() {
             self.up_static(no_hosts).await?;
         } else if selection.includes(Phase::Machines) {
-            self.up_machines(jobs, no_hosts).await?;
+            let started = std::time::Instant::now();
+            let machines = self.up_machines(jobs, no_hosts).await;
+            crate::timings::record("machines", started.elapsed());
+            machines?;
         }
         if selection.until == Some(Phase::Machines)
             || (!selection.only.is_empty() && selection.only == [Phase::Machines])
@@ -359,7 +362,7 @@ impl<'a> Host<'a> {
             self.printer
                 .info("not touching the hosts file (--no-hosts)");
         } else {
-            self.write_hosts_block(Some(&render::hosts_block(lab, topo)))
+            self.write_hosts_block(Some(&self.lab_hosts_block()?))
                 .await?;
         }
         Ok(())
@@ -433,6 +436,18 @@ impl<'a> Host<'a> {
             Err(_) => self.printer.info(format!("  {:<12} failed", node.name)),
         }
         result.map(|_| ())
+    }
+
+    /// The lab's hosts block, leaving out the short names another lab's
+    /// block already claims.
+    fn lab_hosts_block(&self) -> Result<String> {
+        let LoadedLab { lab, topo, .. } = self.loaded;
+        let existing = hosts_file::read(&self.settings.hosts_file)?;
+        Ok(hosts_file::unambiguous(
+            &render::hosts_block(lab, topo),
+            &existing,
+            &lab.name,
+        ))
     }
 
     async fn write_hosts_block(&self, block: Option<&str>) -> Result<()> {
@@ -608,6 +623,7 @@ impl<'a> Host<'a> {
                 .info("no Vagrantfile in .kubelab: no VMs to destroy");
         }
         self.write_hosts_block(None).await?;
+        crate::kubeconfig::forget(&self.loaded.lab.name, self.settings, self.printer);
         drop(lock);
         if state_dir.exists() {
             fs_err::remove_dir_all(&state_dir)?;
@@ -910,7 +926,7 @@ impl<'a> Host<'a> {
             self.printer
                 .info("not touching the hosts file (--no-hosts)");
         } else {
-            host.write_hosts_block(Some(&render::hosts_block(&loaded.lab, &loaded.topo)))
+            host.write_hosts_block(Some(&host.lab_hosts_block()?))
                 .await?;
         }
         let state = host.load_state()?;

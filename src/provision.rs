@@ -562,6 +562,7 @@ impl Engine<'_> {
                 .filter_map(|e| async move { e })
                 .collect()
                 .await;
+            crate::timings::record(phase.name(), started.elapsed());
             if !errors.is_empty() {
                 let n = errors.len();
                 return Err(Error::Several {

@@ -3,6 +3,7 @@
 //! config validation rejects anything a template could not express.
 
 mod kube;
+pub use kube::admin_kubeconfig;
 pub use kube::{NGINX_NODE_PORT, cluster_dns_ip};
 
 use std::path::Path;

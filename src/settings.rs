@@ -16,6 +16,12 @@ pub const ENV_CACHE_DIR: &str = "KUBELAB_CACHE_DIR";
 /// Download release files from this base URL instead of their upstream
 /// release pages (a local mirror): `<mirror>/<file name>`.
 pub const ENV_ARTIFACTS_MIRROR: &str = "KUBELAB_ARTIFACTS_MIRROR";
+/// kubectl's kubeconfig search path; `lab kubeconfig --merge` edits its
+/// first file (default ~/.kube/config), as kubectl itself does.
+pub const ENV_KUBECONFIG: &str = "KUBECONFIG";
+/// The registry of this host's labs (default
+/// `$XDG_DATA_HOME/kubelab/labs.json`); tests point it at a file of their own.
+pub const ENV_REGISTRY: &str = "KUBELAB_REGISTRY";
 /// Any value turns colour off (https://no-color.org).
 pub const ENV_NO_COLOR: &str = "NO_COLOR";
 
@@ -27,6 +33,10 @@ pub struct Settings {
     pub no_color: bool,
     pub cache_dir: PathBuf,
     pub artifacts_mirror: Option<String>,
+    /// The kubeconfig `lab kubeconfig --merge` edits; None without $HOME.
+    pub user_kubeconfig: Option<PathBuf>,
+    /// The labs this host knows (`kubelab labs`).
+    pub registry: PathBuf,
 }
 
 impl Settings {
@@ -39,7 +49,15 @@ impl Settings {
                 .unwrap_or_else(std::env::temp_dir)
                 .join("kubelab")
         });
+        let registry = var(ENV_REGISTRY).map(PathBuf::from).unwrap_or_else(|| {
+            var("XDG_DATA_HOME")
+                .map(PathBuf::from)
+                .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+                .unwrap_or_else(std::env::temp_dir)
+                .join("kubelab/labs.json")
+        });
         Settings {
+            registry,
             cache_dir,
             artifacts_mirror: var(ENV_ARTIFACTS_MIRROR).and_then(|v| v.into_string().ok()),
             hosts_file: var(ENV_HOSTS_FILE)
@@ -48,6 +66,9 @@ impl Settings {
             host_memory_mb: var(ENV_HOST_MEMORY_MB)
                 .and_then(|v| v.to_str().and_then(|s| s.trim().parse().ok())),
             no_color: var(ENV_NO_COLOR).is_some(),
+            user_kubeconfig: var(ENV_KUBECONFIG)
+                .and_then(|v| std::env::split_paths(&v).find(|p| !p.as_os_str().is_empty()))
+                .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".kube/config"))),
         }
     }
 }

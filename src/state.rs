@@ -23,6 +23,9 @@ pub struct State {
     /// What the facts phase read from each node.
     #[serde(default)]
     pub facts: BTreeMap<String, NodeFacts>,
+    /// The last `lab up` runs' timings, oldest first (`kubelab lab timings`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<crate::timings::Run>,
 }
 
 /// A finished (node, phase) step: what it was run with, on which VM.

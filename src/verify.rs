@@ -717,7 +717,7 @@ async fn dns(ctx: &Ctx<'_>) -> Outcome {
     let want = crate::render::hosts_block(lab, topo);
     match crate::hosts_file::read(&ctx.hosts_file) {
         Ok(text) => match lab_block(&text, &lab.name) {
-            Some(block) if block == want => {}
+            Some(block) if block == crate::hosts_file::unambiguous(&want, &text, &lab.name) => {}
             Some(_) => problems.push(format!(
                 "the lab's block in {} differs from the plan",
                 ctx.hosts_file.display()

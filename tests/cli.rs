@@ -294,8 +294,13 @@ fn help_teaches_with_examples_and_exit_codes() {
         &["lab", "snapshot", "list"],
         &["lab", "snapshot", "delete"],
         &["lab", "verify"],
+        &["lab", "kubeconfig"],
+        &["lab", "timings"],
         &["artifacts", "fetch"],
         &["cache", "clean"],
+        &["labs"],
+        &["completions"],
+        &["man"],
     ];
     for sub in subcommands {
         let args: Vec<&str> = sub.iter().copied().chain(["--help"]).collect();

@@ -538,3 +538,45 @@ fn doctor_passes_with_no_conflicts() {
     );
     assert!(ran.stdout.contains("box"), "{}", ran.stdout);
 }
+
+#[test]
+fn up_of_a_lab_whose_api_is_up_makes_it_kubectls_current_context() {
+    // Another cluster in the user's kubeconfig stays.
+    let test = lab()
+        .write(
+            "kube/config",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: other\n  cluster: {server: https://other:6443}\nusers:\n- name: other\n  user: {token: x}\ncontexts:\n- name: other\n  context: {cluster: other, user: other}\ncurrent-context: other\n",
+        )
+        .args(&["lab", "up", "--until", "machines"]);
+    test.run();
+    // Machines only: no API yet, so the user's kubeconfig is not touched.
+    let config = test.path().join("kube/config");
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("current-context: other")
+    );
+    assert!(!test.path().join(".kubelab/admin.kubeconfig").exists());
+
+    // As after the addons phase: certificates signed, the step recorded.
+    let test = test.then(&["lab", "render"]);
+    test.run();
+    let state_path = test.path().join(".kubelab/state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    state["steps"]["controller0"]["addons"] = serde_json::json!({
+        "input_hash": "x", "vm_id": null, "files": {}, "finished_unix": 0
+    });
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    let test = test.then(&["lab", "up", "--until", "machines"]);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("kubectl now uses context kubelab-t"),
+        "{}",
+        ran.stderr
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("current-context: kubelab-t"), "{text}");
+    assert!(text.contains("name: other"), "{text}");
+    assert!(text.contains("server: https://api.lan:6443"), "{text}");
+}

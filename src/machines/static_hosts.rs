@@ -146,7 +146,7 @@ impl Host<'_> {
             self.printer
                 .info("not touching the hosts file (--no-hosts)");
         } else {
-            self.write_hosts_block(Some(&crate::render::hosts_block(lab, topo)))
+            self.write_hosts_block(Some(&self.lab_hosts_block()?))
                 .await?;
         }
         Ok(())

@@ -739,15 +739,19 @@ fn host_file(path: &str, mode: u32, contents: String) -> RenderedFile {
     }
 }
 
+/// The cluster admin's kubeconfig, to the API name (`https://api.<domain>:6443`,
+/// the VIP with 2+ load balancers), so it survives the loss of any one node.
+pub fn admin_kubeconfig(lab: &Lab, topo: &Topology, pki: &Pki) -> KeyPem {
+    kubeconfig(lab, pki, "admin", &topo.api.url(), "admin")
+}
+
 /// The admin kubeconfig and the manifests the addons and workload phases
 /// apply, all kept on the hypervisor.
 pub fn host_files(lab: &Lab, topo: &Topology, pki: &Pki) -> Vec<RenderedFile> {
     let mut files = vec![host_file(
         "admin.kubeconfig",
         0o600,
-        kubeconfig(lab, pki, "admin", &topo.api.url(), "admin")
-            .expose()
-            .to_string(),
+        admin_kubeconfig(lab, topo, pki).expose().to_string(),
     )];
     let kubelet_client = pki
         .cert("apiserver-kubelet-client")

@@ -197,6 +197,8 @@ impl E2e {
             .env("NO_COLOR", "1")
             .env("KUBELAB_CACHE_DIR", self.run_dir.join("cache"))
             .env("KUBELAB_HOSTS_FILE", self.hosts_file())
+            .env("KUBECONFIG", self.run_dir.join("kube/config"))
+            .env("KUBELAB_REGISTRY", self.run_dir.join("labs.json"))
             .env("KUBELAB_HOST_MEMORY_MB", "16384")
             .env("KUBELAB_E2E_PREFIX", &self.prefix)
             .env("KUBELAB_E2E_DIR", &self.run_dir)

@@ -58,6 +58,16 @@ impl Test {
             dir.path().join("cache").display().to_string(),
         );
         env.insert("KUBELAB_HOST_MEMORY_MB".into(), "16384".into());
+        // Never the user's own registry of labs.
+        env.insert(
+            "KUBELAB_REGISTRY".into(),
+            dir.path().join("labs.json").display().to_string(),
+        );
+        // Never the user's own kubeconfig (merge, and destroy's clean-up).
+        env.insert(
+            "KUBECONFIG".into(),
+            dir.path().join("kube/config").display().to_string(),
+        );
         env.insert("NO_COLOR".into(), "1".into());
         Test {
             dir,

@@ -1,0 +1,240 @@
+//! The labs this host knows: a small JSON file in the user's data dir
+//! (`$XDG_DATA_HOME/kubelab/labs.json`, `KUBELAB_REGISTRY`), written by
+//! `init` and `lab up`, `lab halt`, emptied of a lab by `lab destroy`. It lets
+//! a second lab pick a free network and keeps two running labs off the same
+//! addresses and SSH ports.
+
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::app::LoadedLab;
+use crate::config::LabSource;
+use crate::error::{Error, Result};
+
+pub const REGISTRY_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Registry {
+    pub schema_version: u32,
+    #[serde(default)]
+    pub labs: Vec<Entry>,
+}
+
+/// One lab, keyed by the directory its `.kubelab/` lives in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub name: String,
+    pub dir: PathBuf,
+    /// The lab file, or `None` for the built-in lab.
+    pub lab_file: Option<PathBuf>,
+    pub cidr: Ipv4Net,
+    pub domain: String,
+    /// The lowest and highest SSH port on 127.0.0.1 of its VMs.
+    pub ssh_ports: (u16, u16),
+    pub state: LabState,
+    pub updated_unix: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabState {
+    /// Written by `kubelab init`; no VM yet.
+    Defined,
+    /// `lab up` ran (or is running): its VMs hold the network and ports.
+    Up,
+    /// `lab halt` stopped its VMs.
+    Halted,
+}
+
+impl LabState {
+    pub fn name(self) -> &'static str {
+        match self {
+            LabState::Defined => "defined",
+            LabState::Up => "up",
+            LabState::Halted => "halted",
+        }
+    }
+}
+
+impl Entry {
+    pub fn of(loaded: &LoadedLab, state: LabState) -> Entry {
+        let ports = loaded.topo.nodes.iter().map(|n| n.ssh_port);
+        let lo = ports.clone().min().unwrap_or(0);
+        let hi = ports.max().unwrap_or(0);
+        Entry {
+            name: loaded.lab.name.clone(),
+            dir: loaded.dir.clone(),
+            lab_file: match &loaded.lab.source {
+                LabSource::File(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+                LabSource::BuiltIn => None,
+            },
+            cidr: loaded.lab.network.cidr,
+            domain: loaded.lab.network.domain.clone(),
+            ssh_ports: (lo, hi),
+            state,
+            updated_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        }
+    }
+
+    /// False when its directory was deleted: the lab is gone with it.
+    pub fn exists(&self) -> bool {
+        self.dir.is_dir()
+    }
+
+    /// Why this lab and `other` cannot run side by side, if they cannot.
+    pub fn clash(&self, other: &Entry) -> Option<String> {
+        let mut why = Vec::new();
+        if self.name == other.name {
+            why.push(format!(
+                "the same name {:?} (its VMs are named kubelab-{}-<node>)",
+                self.name, self.name
+            ));
+        }
+        if self.cidr.contains(&other.cidr.network()) || other.cidr.contains(&self.cidr.network()) {
+            why.push(format!(
+                "network.cidr {} overlaps its {}",
+                self.cidr, other.cidr
+            ));
+        }
+        if self.ssh_ports.0 <= other.ssh_ports.1 && other.ssh_ports.0 <= self.ssh_ports.1 {
+            why.push(format!(
+                "SSH ports {}-{} overlap its {}-{}",
+                self.ssh_ports.0, self.ssh_ports.1, other.ssh_ports.0, other.ssh_ports.1
+            ));
+        }
+        (!why.is_empty()).then(|| why.join("; "))
+    }
+}
+
+/// Reads the registry; a missing file is an empty registry.
+pub fn load(path: &Path) -> Result<Registry> {
+    let text = match fs_err::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Registry {
+                schema_version: REGISTRY_SCHEMA_VERSION,
+                labs: Vec::new(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        Error::other(
+            format!("{}: not a kubelab lab registry: {e}", path.display()),
+            "delete it (kubelab writes it again as labs are initialised and brought up)",
+        )
+    })
+}
+
+fn save(path: &Path, registry: &Registry) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        fs_err::create_dir_all(dir)?;
+    }
+    let text = serde_json::to_string_pretty(registry)
+        .map_err(|e| Error::other(format!("could not encode the lab registry: {e}"), ""))?;
+    crate::fsutil::write_atomic(path, format!("{text}\n").as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// Adds or replaces the lab's entry (by directory).
+pub fn record(path: &Path, entry: Entry) -> Result<()> {
+    let mut registry = load(path)?;
+    registry.schema_version = REGISTRY_SCHEMA_VERSION;
+    registry.labs.retain(|e| e.dir != entry.dir);
+    registry.labs.push(entry);
+    save(path, &registry)
+}
+
+/// Removes the lab in `dir`, if recorded.
+pub fn forget(path: &Path, dir: &Path) -> Result<()> {
+    let mut registry = load(path)?;
+    let before = registry.labs.len();
+    registry.labs.retain(|e| e.dir != dir);
+    if registry.labs.len() != before {
+        save(path, &registry)?;
+    }
+    Ok(())
+}
+
+/// Refuses to bring `loaded` up while another lab that is up uses its
+/// name, addresses or SSH ports.
+pub fn check_no_clash(path: &Path, loaded: &LoadedLab) -> Result<()> {
+    let me = Entry::of(loaded, LabState::Up);
+    let registry = load(path)?;
+    for other in registry
+        .labs
+        .iter()
+        .filter(|e| e.dir != me.dir && e.state == LabState::Up && e.exists())
+    {
+        if let Some(why) = me.clash(other) {
+            let file = other
+                .lab_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| format!("the built-in lab in {}", other.dir.display()));
+            return Err(Error::usage(
+                format!(
+                    "lab {} clashes with lab {} ({file}), which is up: {why}",
+                    me.name, other.name
+                ),
+                format!(
+                    "give this lab its own name, network.cidr, first_address/vip and network.ssh_port_base (`kubelab init --name NAME` picks free ones), or `kubelab --lab {file} lab destroy` first",
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The first /24 inside 192.168.56.0/21 (the range VirtualBox allows
+/// without configuration) and the first SSH port base (2200, 2300, ...)
+/// that no other lab in the registry (than the one in `dir`) uses.
+pub fn next_free(registry: &Registry, dir: &Path) -> Result<(Ipv4Net, u16)> {
+    let labs: Vec<&Entry> = registry
+        .labs
+        .iter()
+        .filter(|e| e.exists() && e.dir != dir)
+        .collect();
+    let range: Ipv4Net = "192.168.56.0/21"
+        .parse()
+        .map_err(|_| Error::other("192.168.56.0/21 does not parse (a kubelab bug)", ""))?;
+    let subnets = range
+        .subnets(24)
+        .map_err(|_| Error::other("192.168.56.0/21 has no /24 subnets (a kubelab bug)", ""))?;
+    let cidr = subnets
+        .into_iter()
+        .find(|net| {
+            labs.iter()
+                .all(|e| !e.cidr.contains(&net.network()) && !net.contains(&e.cidr.network()))
+        })
+        .ok_or_else(|| {
+            Error::usage(
+                format!(
+                    "every /24 of 192.168.56.0/21 is used by a lab on this host: {}",
+                    labs.iter()
+                        .map(|e| format!("{} ({})", e.name, e.cidr))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "destroy a lab you no longer need (`kubelab labs` lists them), or pick network.cidr outside the range and allow it in /etc/vbox/networks.conf",
+            )
+        })?;
+    let base = (0u16..600)
+        .map(|i| 2200 + i * 100)
+        .find(|base| {
+            labs.iter()
+                .all(|e| !(*base <= e.ssh_ports.1 && e.ssh_ports.0 <= base + 99))
+        })
+        .ok_or_else(|| {
+            Error::usage(
+                "no free block of 100 SSH ports above 2200",
+                "destroy a lab you no longer need (`kubelab labs` lists them)",
+            )
+        })?;
+    Ok((cidr, base))
+}
