@@ -62,7 +62,7 @@ fn scale_up_and_down_then_reset_to_the_base_snapshot() {
     let ran = e2e.kubelab(&["lab", "up", "--only", "routes", "--snapshot", "base"]);
     assert!(
         ran.stderr
-            .contains("waiting for these checks to pass: machines, dns, etcd"),
+            .contains("waiting for these checks to pass: machines, dns, etcd, certificates\n"),
         "{}",
         ran.stderr
     );
