@@ -674,6 +674,11 @@ mod tests {
             .unwrap()
     }
 
+    /// `fetch` without progress, on a runtime of its own.
+    fn fetch_now(cache: &Path, a: &Artifact, offline: bool) -> Result<PathBuf> {
+        rt().block_on(fetch(&client().unwrap(), cache, a, offline, &|_, _| {}))
+    }
+
     #[test]
     fn downloads_once_verifies_and_reuses_the_cache() {
         let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
@@ -706,15 +711,7 @@ mod tests {
         let dir = cache.path().join("sha256").join(a.checksum.hex());
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("file.tar.gz.partial"), &body[..40_000]).unwrap();
-        let path = rt()
-            .block_on(fetch(
-                &client().unwrap(),
-                cache.path(),
-                &a,
-                false,
-                &|_, _| {},
-            ))
-            .unwrap();
+        let path = fetch_now(cache.path(), &a, false).unwrap();
         assert_eq!(std::fs::read(path).unwrap(), body);
         assert_eq!(*seen.lock().unwrap(), [Some("40000".to_string())]);
     }
@@ -726,16 +723,7 @@ mod tests {
         let cache = tempfile::tempdir().unwrap();
         let mut a = artifact(url.clone(), &body);
         a.checksum = Checksum::Sha256("0".repeat(64));
-        let err = rt()
-            .block_on(fetch(
-                &client().unwrap(),
-                cache.path(),
-                &a,
-                false,
-                &|_, _| {},
-            ))
-            .unwrap_err()
-            .to_string();
+        let err = fetch_now(cache.path(), &a, false).unwrap_err().to_string();
         assert!(err.contains(&url), "{err}");
         assert!(err.contains(&"0".repeat(64)), "{err}");
         assert!(err.contains(&hex(&Sha256::digest(&body))), "{err}");
@@ -751,15 +739,7 @@ mod tests {
     fn offline_names_what_is_missing() {
         let cache = tempfile::tempdir().unwrap();
         let a = artifact("http://127.0.0.1:9/x".into(), b"x");
-        let err = rt()
-            .block_on(fetch(
-                &client().unwrap(),
-                cache.path(),
-                &a,
-                true,
-                &|_, _| {},
-            ))
-            .unwrap_err();
+        let err = fetch_now(cache.path(), &a, true).unwrap_err();
         assert!(
             err.to_string().contains("etcd 9.9.9 is not in the cache"),
             "{err}"
@@ -773,31 +753,14 @@ mod tests {
         let cache = tempfile::tempdir().unwrap();
         let mut a = artifact(url, &body);
         a.checksum = Checksum::Sha512(hex(&Sha512::digest(&body)));
-        let path = rt()
-            .block_on(fetch(
-                &client().unwrap(),
-                cache.path(),
-                &a,
-                false,
-                &|_, _| {},
-            ))
-            .unwrap();
+        let path = fetch_now(cache.path(), &a, false).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), body);
         assert!(path.starts_with(cache.path().join("sha512").join(a.checksum.hex())));
 
         // The same bytes against another sha512: deleted, reported as sha512.
         let other = tempfile::tempdir().unwrap();
         a.checksum = Checksum::Sha512("f".repeat(128));
-        let err = rt()
-            .block_on(fetch(
-                &client().unwrap(),
-                other.path(),
-                &a,
-                false,
-                &|_, _| {},
-            ))
-            .unwrap_err()
-            .to_string();
+        let err = fetch_now(other.path(), &a, false).unwrap_err().to_string();
         assert!(
             err.contains(&format!("expected sha512 {}", "f".repeat(128))),
             "{err}"
@@ -857,14 +820,7 @@ mod tests {
             file_name: "kubernetes-server-linux-amd64.tar.gz".into(),
             checksum: Checksum::Sha512(hex(&Sha512::digest(&gz))),
         };
-        rt().block_on(fetch(
-            &client().unwrap(),
-            cache.path(),
-            &a,
-            false,
-            &|_, _| {},
-        ))
-        .unwrap();
+        fetch_now(cache.path(), &a, false).unwrap();
         extract_server_binaries(cache.path(), &a, &CONTROLLER_BINARIES).unwrap();
         let bin = extracted_path(cache.path(), &a, "x")
             .parent()

@@ -49,7 +49,7 @@ pub fn run(
 pub fn after_up(loaded: &LoadedLab, settings: &Settings, printer: &Printer) -> Result<()> {
     let state =
         crate::state::State::load(&loaded.state_dir().join("state.json"), &loaded.lab.name)?;
-    let done = crate::machines::scale::phases_done(&loaded.topo, &state);
+    let done = crate::provision::phases_done(&loaded.topo, &state);
     if !done.contains(&crate::topology::Phase::Addons) {
         return Ok(());
     }

@@ -844,24 +844,30 @@ impl<'a> Host<'a> {
         Ok(())
     }
 
+    /// Waits until the checks of every phase the lab has done pass (never
+    /// the disruptive failover); the caller holds the lab's lock.
+    async fn wait_until_verified(&self, deadline: Duration) -> Result<()> {
+        let state = self.load_state()?;
+        let phases = crate::provision::phases_done(&self.loaded.topo, &state);
+        crate::verify::wait_healthy(
+            self.loaded,
+            self.settings,
+            self.printer,
+            &crate::verify::checks_for(&phases),
+            deadline,
+            self.runner.verbose,
+        )
+        .await
+    }
+
     /// After `lab up --snapshot NAME`: the checks of every phase the lab has
     /// done must pass, then NAME is saved (an older NAME is replaced).
     pub async fn snapshot_when_verified(&self, name: &str) -> Result<()> {
         self.refuse_on_static("up --snapshot")?;
         let _lock = self.lock("kubelab lab up --snapshot")?;
-        let state = self.load_state()?;
-        let phases = scale::phases_done(&self.loaded.topo, &state);
-        let checks = crate::verify::checks_for(&phases);
-        crate::verify::wait_healthy(
-            self.loaded,
-            self.settings,
-            self.printer,
-            &checks,
-            Duration::from_secs(60),
-            self.runner.verbose,
-        )
-        .await
-        .map_err(|e| {
+        self.wait_until_verified(Duration::from_secs(60))
+            .await
+            .map_err(|e| {
             Error::other(
                 format!("not taking snapshot {name}: the lab does not verify ({e})"),
                 "`kubelab lab verify` shows each check; fix the lab, then `kubelab lab snapshot save` or `lab up --snapshot` again",
@@ -929,19 +935,9 @@ impl<'a> Host<'a> {
             host.write_hosts_block(Some(&host.lab_hosts_block()?))
                 .await?;
         }
-        let state = host.load_state()?;
-        let phases = scale::phases_done(&loaded.topo, &state);
-        let checks = crate::verify::checks_for(&phases);
-        crate::verify::wait_healthy(
-            &loaded,
-            self.settings,
-            self.printer,
-            &checks,
-            Duration::from_secs(180),
-            self.runner.verbose,
-        )
-        .await
-        .map_err(|e| {
+        host.wait_until_verified(Duration::from_secs(180))
+            .await
+            .map_err(|e| {
             Error::other(
                 format!(
                     "lab {} was restored to {name} but does not answer yet: {e}",

@@ -126,6 +126,11 @@ pub fn phase_of(path: &str) -> Option<Phase> {
 /// plan's pod range of each worker (`render::kube::cluster_files`).
 pub const CLUSTER_DIR: &str = "var/lib/kubelab/cluster/";
 
+/// kubectl as root on the first controller, with the admin kubeconfig the
+/// addons phase places in `CLUSTER_DIR`.
+pub const ADMIN_KUBECTL: &str =
+    "sudo /usr/local/bin/kubectl --kubeconfig /var/lib/kubelab/cluster/admin.kubeconfig";
+
 /// The one file of `CLUSTER_DIR` the workload phase places.
 pub const CLUSTER_WORKLOAD: &str = "var/lib/kubelab/cluster/manifests/nginx.yaml";
 
@@ -167,6 +172,41 @@ pub fn participates(phase: Phase, node: &Node) -> bool {
 /// Phases the engine runs: every one but machines (the first), which is the
 /// host side's.
 pub const ENGINE_PHASES: &[Phase] = Phase::ALL.split_at(1).1;
+
+/// The phases a lab has been provisioned through: each one every node of
+/// `topo` that takes part in it has done. New workers are brought to the
+/// same point as the others, no further.
+pub fn phases_done(topo: &Topology, state: &State) -> Vec<Phase> {
+    Phase::ALL
+        .into_iter()
+        .filter(|&phase| {
+            if phase == Phase::Machines {
+                return topo.nodes.iter().any(|n| {
+                    state
+                        .nodes
+                        .get(&n.name)
+                        .is_some_and(|s| s.machine == crate::state::MachineStatus::Created)
+                });
+            }
+            if phase == Phase::Facts {
+                return topo.nodes.iter().any(|n| state.facts.contains_key(&n.name));
+            }
+            let mut takers = topo.nodes.iter().filter(|n| participates(phase, n));
+            let mut any = false;
+            let all = takers.all(|n| {
+                let done = state
+                    .steps
+                    .get(&n.name)
+                    .is_some_and(|s| s.contains_key(phase.name()));
+                any |= done;
+                // New workers of the same role have not done it yet: judge by
+                // the nodes that existed.
+                done || !state.nodes.contains_key(&n.name)
+            });
+            all && any
+        })
+        .collect()
+}
 
 /// Roles whose re-application goes one node at a time, so quorum and the VIP
 /// survive.

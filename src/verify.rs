@@ -569,23 +569,8 @@ async fn machines(ctx: &Ctx<'_>) -> Outcome {
             "`kubelab lab up` boots the VMs that are not running",
         );
     }
-    let reached = futures_util::future::join_all(
-        topo.nodes
-            .iter()
-            .map(|n| ctx.ssh(&n.name, "true", "check SSH")),
-    )
-    .await;
-    let problems: Vec<String> = topo
-        .nodes
-        .iter()
-        .zip(reached)
-        .filter_map(|(n, r)| {
-            r.err()
-                .map(|e| format!("{} unreachable over SSH: {e}", n.name))
-        })
-        .collect();
     judge(
-        problems,
+        unreachable(ctx, "true", "check SSH", "unreachable over SSH").await,
         format!(
             "{} VMs running, every one reachable over SSH",
             topo.nodes.len()
@@ -594,29 +579,30 @@ async fn machines(ctx: &Ctx<'_>) -> Outcome {
     )
 }
 
+/// `command` on every node at once; one line per node it failed on.
+async fn unreachable(ctx: &Ctx<'_>, command: &str, purpose: &str, what: &str) -> Vec<String> {
+    let nodes = &ctx.loaded.topo.nodes;
+    let reached =
+        futures_util::future::join_all(nodes.iter().map(|n| ctx.ssh(&n.name, command, purpose)))
+            .await;
+    nodes
+        .iter()
+        .zip(reached)
+        .filter_map(|(n, r)| r.err().map(|e| format!("{} {what}: {e}", n.name)))
+        .collect()
+}
+
 /// Check 1 of a static lab: there are no VMs to be running, only servers
 /// to reach, each as lab.yaml says.
 async fn hosts_reachable(ctx: &Ctx<'_>) -> Outcome {
     let topo = &ctx.loaded.topo;
-    let reached = futures_util::future::join_all(
-        topo.nodes
-            .iter()
-            .map(|n| ctx.ssh(&n.name, "sudo -n true", "check SSH and sudo")),
+    let problems = unreachable(
+        ctx,
+        "sudo -n true",
+        "check SSH and sudo",
+        "unreachable over SSH, or no passwordless sudo",
     )
     .await;
-    let problems: Vec<String> = topo
-        .nodes
-        .iter()
-        .zip(reached)
-        .filter_map(|(n, r)| {
-            r.err().map(|e| {
-                format!(
-                    "{} unreachable over SSH, or no passwordless sudo: {e}",
-                    n.name
-                )
-            })
-        })
-        .collect();
     judge(
         problems,
         format!(
@@ -1690,8 +1676,7 @@ fn networking_probes(
     (probes, problems)
 }
 
-const KUBECTL: &str =
-    "sudo /usr/local/bin/kubectl --kubeconfig /var/lib/kubelab/cluster/admin.kubeconfig";
+use crate::provision::ADMIN_KUBECTL as KUBECTL;
 
 /// One shell line running every probe in turn, each output framed by
 /// markers `probe_verdicts` reads back.

@@ -16,7 +16,7 @@ use super::{Host, confirm};
 use crate::app::LoadedLab;
 use crate::config::{self, LabSource, Role};
 use crate::error::{Error, Result};
-use crate::provision::{Selection, participates};
+use crate::provision::{self, Selection};
 use crate::state::{MachineStatus, State};
 use crate::tools::ssh::Transport;
 use crate::topology::{Phase, Topology};
@@ -162,41 +162,6 @@ pub fn diff(old: &Topology, state: &State, new: &Topology, from: u32, to: u32) -
     }
 }
 
-/// The phases a lab has been provisioned through: each one every node of
-/// `topo` that takes part in it has done. New workers are brought to the
-/// same point as the others, no further.
-pub fn phases_done(topo: &Topology, state: &State) -> Vec<Phase> {
-    Phase::ALL
-        .into_iter()
-        .filter(|&phase| {
-            if phase == Phase::Machines {
-                return topo.nodes.iter().any(|n| {
-                    state
-                        .nodes
-                        .get(&n.name)
-                        .is_some_and(|s| s.machine == MachineStatus::Created)
-                });
-            }
-            if phase == Phase::Facts {
-                return topo.nodes.iter().any(|n| state.facts.contains_key(&n.name));
-            }
-            let mut takers = topo.nodes.iter().filter(|n| participates(phase, n));
-            let mut any = false;
-            let all = takers.all(|n| {
-                let done = state
-                    .steps
-                    .get(&n.name)
-                    .is_some_and(|s| s.contains_key(phase.name()));
-                any |= done;
-                // New workers of the same role have not done it yet: judge by
-                // the nodes that existed.
-                done || !state.nodes.contains_key(&n.name)
-            });
-            all && any
-        })
-        .collect()
-}
-
 /// The Kubernetes side of a scale, which only runs where Kubernetes does.
 #[derive(Debug, Clone, Serialize)]
 pub struct KubeStep {
@@ -317,7 +282,7 @@ impl Host<'_> {
         }
 
         // What the lab has been provisioned through, capped by --until.
-        let mut phases = phases_done(topo, &state);
+        let mut phases = provision::phases_done(topo, &state);
         if let Some(until) = options.until {
             phases.retain(|p| *p <= until);
         }
@@ -468,7 +433,7 @@ impl Host<'_> {
         for (what, node) in to_drain {
             self.printer
                 .info(format!("  {node:<12} draining (from {controller})"));
-            let kubectl = "sudo /usr/local/bin/kubectl --kubeconfig /var/lib/kubelab/cluster/admin.kubeconfig";
+            let kubectl = provision::ADMIN_KUBECTL;
             let command = format!(
                 "{kubectl} drain {node} --ignore-daemonsets --delete-emptydir-data --timeout=180s \
                  && {kubectl} delete node {node} --ignore-not-found"
@@ -708,12 +673,12 @@ mod tests {
             }
         }
         // dns0 did not do dns: not a done phase.
-        let done = phases_done(&t, &state);
+        let done = provision::phases_done(&t, &state);
         assert_eq!(done, [Phase::Machines, Phase::Resolv, Phase::Etcd]);
         // A worker that is not in state yet (being added) does not count.
         let bigger = topo(3);
         assert_eq!(
-            phases_done(&bigger, &state),
+            provision::phases_done(&bigger, &state),
             [Phase::Machines, Phase::Resolv, Phase::Etcd]
         );
     }
