@@ -776,8 +776,10 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
         if is_static {
             // The hosts list decides the counts and addresses; a VM size
             // would mean nothing.
+            // Except how many of the listed workers are in the lab: the
+            // number `lab scale` changes, the first N in lab.yaml's order.
             for (field, set) in [
-                ("count", count.is_some()),
+                ("count", count.is_some() && role != Role::Worker),
                 ("memory", memory.is_some()),
                 ("cpus", cpus.is_some()),
                 ("first_address", first.is_some()),
@@ -828,6 +830,32 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
                 };
                 problems.push(Problem::new("hosts", message, hint));
             }
+            let listed_count = count;
+            let count = match (role, file.nodes.worker.count) {
+                (Role::Worker, Some(wanted)) if file.hosts.is_some() => {
+                    if wanted < d.min_count {
+                        problems.push(Problem::new(
+                            "nodes.worker.count",
+                            format!("{wanted} is too few: a lab needs at least {} worker", d.min_count),
+                            "set nodes.worker.count to 1 or more (it is how many of the worker hosts listed under hosts: are in the lab)",
+                        ));
+                    } else if wanted > listed_count {
+                        problems.push(Problem::new(
+                            "nodes.worker.count",
+                            format!(
+                                "{wanted} workers, but only {listed_count} host{} under hosts: {} role worker",
+                                if listed_count == 1 { "" } else { "s" },
+                                if listed_count == 1 { "has" } else { "have" }
+                            ),
+                            format!(
+                                "list another server under hosts: with `role: worker`, or set nodes.worker.count to at most {listed_count}"
+                            ),
+                        ));
+                    }
+                    wanted.min(listed_count)
+                }
+                _ => listed_count,
+            };
             roles.push(RoleSpec {
                 role,
                 count,

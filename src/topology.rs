@@ -136,13 +136,37 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// A static lab's plan with every listed host in it, also the workers
+    /// past nodes.worker.count: where kubelab may have installed something
+    /// (a worker `lab scale` removed, or one a stopped scale left behind).
+    /// For a VirtualBox lab, the plan itself.
+    pub fn every_listed_host(lab: &Lab) -> Topology {
+        let mut all = lab.clone();
+        for spec in &mut all.roles {
+            let listed = lab.hosts.iter().filter(|h| h.role == spec.role).count() as u32;
+            if listed > spec.count {
+                spec.count = listed;
+            }
+        }
+        Topology::new(&all)
+    }
+
     pub fn new(lab: &Lab) -> Topology {
         let mut nodes = Vec::new();
         // A static lab's nodes are its listed servers, by role in kubelab's
         // order and within a role in lab.yaml's; a worker's pod range follows
         // its position, so listing one more worker adds one more range.
         for role in Role::ALL.iter().filter(|_| !lab.hosts.is_empty()) {
-            for (index, host) in lab.hosts.iter().filter(|h| h.role == *role).enumerate() {
+            // Only the first `count` of a role's hosts are in the lab (for
+            // workers, lab.yaml may list more than nodes.worker.count).
+            let in_lab = lab.role(*role).count as usize;
+            for (index, host) in lab
+                .hosts
+                .iter()
+                .filter(|h| h.role == *role)
+                .take(in_lab)
+                .enumerate()
+            {
                 let index = index as u32;
                 nodes.push(Node {
                     fqdn: format!("{}.{}", host.name, lab.network.domain),

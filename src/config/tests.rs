@@ -326,6 +326,53 @@ fn a_static_lab_with_another_worker_gets_the_next_pod_range() {
 }
 
 #[test]
+fn a_static_lab_uses_the_first_listed_workers_that_nodes_worker_count_names() {
+    let dir = key_dir();
+    let yaml = |count: &str| {
+        format!(
+            "provider: static\nnetwork:\n  dns_forwarders: [192.168.56.1]\n{count}hosts:\n{}",
+            default_static_hosts(3)
+        )
+    };
+    // Without a count, every listed worker is in the lab.
+    let lab = parse_in(&dir, &yaml("")).unwrap();
+    assert_eq!(lab.role(Role::Worker).count, 3);
+    // With one, only the first N (in lab.yaml's order), with their ranges;
+    // the others stay listed for `lab scale` to add.
+    let lab = parse_in(&dir, &yaml("nodes:\n  worker:\n    count: 2\n")).unwrap();
+    assert_eq!(lab.role(Role::Worker).count, 2);
+    assert_eq!(
+        lab.hosts.iter().filter(|h| h.role == Role::Worker).count(),
+        3
+    );
+    let topo = crate::topology::Topology::new(&lab);
+    let workers: Vec<String> = topo
+        .by_role(Role::Worker)
+        .map(|n| format!("{} {} {}", n.name, n.address, n.pod_cidr.unwrap()))
+        .collect();
+    assert_eq!(
+        workers,
+        [
+            "worker0 192.168.56.30 10.200.0.0/24",
+            "worker1 192.168.56.31 10.200.1.0/24"
+        ]
+    );
+    assert_eq!(topo.nodes.len(), 11);
+}
+
+#[test]
+fn a_static_worker_count_must_fit_the_listed_workers() {
+    let yaml = |count: u32| {
+        format!(
+            "provider: static\nnetwork:\n  dns_forwarders: [192.168.56.1]\nnodes:\n  worker:\n    count: {count}\n    memory: 2048\n  etcd:\n    count: 3\nhosts:\n{}",
+            default_static_hosts(2)
+        )
+    };
+    insta::assert_snapshot!(static_errors(&yaml(3)));
+    insta::assert_snapshot!(static_errors(&yaml(0)));
+}
+
+#[test]
 fn static_names_aliases_and_ports_are_kept() {
     let dir = key_dir();
     let yaml = format!(
