@@ -309,7 +309,12 @@ deleted (where Kubernetes runs), their VMs destroyed, and their routes,
 records, hosts entries and certificates removed. lab.yaml's
 nodes.worker.count is edited in place (comments kept), so a later
 `kubelab lab up` has nothing to do. etcd, controllers and load balancers are
-not scaled: the error says why and what to do instead.")]
+not scaled: the error says why and what to do instead.
+
+On a `provider: static` lab the workers are the hosts listed under hosts:
+with `role: worker`; nodes.worker.count picks the first N. Up brings in the
+next listed ones; down uninstalls kubelab from the removed ones, which keep
+running and stay listed.")]
     Scale(ScaleArgs),
 
     /// Go back to a snapshot (default `base`) and wait until the lab answers

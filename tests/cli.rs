@@ -632,6 +632,91 @@ fn scale_explains_what_it_refuses_and_plans_without_touching_anything() {
 }
 
 #[test]
+fn scale_on_a_static_lab_moves_within_the_listed_workers() {
+    // Two workers listed, none of nodes.worker.count: both are in the lab.
+    let mut lab = String::from(
+        "name: kubelab\nprovider: static\nnetwork:\n  dns_forwarders: [192.168.56.1]\nhosts:\n",
+    );
+    for (role, last) in [
+        ("dns", 2),
+        ("etcd", 10),
+        ("etcd", 11),
+        ("etcd", 12),
+        ("controller", 20),
+        ("controller", 21),
+        ("controller", 22),
+        ("worker", 30),
+        ("worker", 31),
+        ("lb", 51),
+        ("lb", 52),
+    ] {
+        lab.push_str(&format!(
+            "  - {{role: {role}, address: 192.168.56.{last}, ssh_user: admin, ssh_key: id}}\n"
+        ));
+    }
+    let with_key = |test: Test| {
+        use std::os::unix::fs::PermissionsExt;
+        let test = test.write("lab.yaml", &lab).write("id", "not a real key\n");
+        std::fs::set_permissions(
+            test.path().join("id"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        test
+    };
+    // Past the listed workers: refused, naming the fix.
+    let ran = with_key(Test::new())
+        .args(&["lab", "scale", "workers=3"])
+        .status(2)
+        .run();
+    assert!(
+        ran.stderr
+            .contains("3 workers, but only 2 hosts under hosts: have role worker"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("list another server under hosts: with `role: worker`"),
+        "{}",
+        ran.stderr
+    );
+    // Down to 1 on a lab that is not up: lab.yaml gains nodes.worker.count,
+    // the hosts list stays as written.
+    let test = with_key(Test::new()).args(&["lab", "scale", "workers=1"]);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("- worker1    192.168.56.31"),
+        "{}",
+        ran.stderr
+    );
+    let yaml = std::fs::read_to_string(test.path().join("lab.yaml")).unwrap();
+    assert!(yaml.starts_with(&lab), "{yaml}");
+    assert!(
+        yaml.ends_with("nodes:\n  worker:\n    count: 1\n"),
+        "{yaml}"
+    );
+    let plan = Test::new()
+        .write("lab.yaml", &yaml)
+        .write("id", "")
+        .args(&["lab", "plan", "--json"]);
+    std::fs::set_permissions(
+        plan.path().join("id"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&plan.run().stdout).unwrap();
+    let workers: Vec<&str> = doc["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["role"] == "worker")
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(workers, ["worker0"]);
+}
+
+#[test]
 fn reset_without_a_snapshot_says_how_to_take_one() {
     let ran = Test::new()
         .write("lab.yaml", "name: kubelab\n")

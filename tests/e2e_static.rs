@@ -5,22 +5,36 @@
 //! `lab up` before any host is touched; then `lab up --until etcd`
 //! provisions them with the same engine as a VirtualBox lab, `lab verify`
 //! passes the same checks as there, and `lab destroy --yes` removes what
-//! kubelab installed while the servers keep running. Needs root.
+//! kubelab installed while the servers keep running. In between, `lab
+//! scale workers=2` brings in worker1, listed in lab.yaml past
+//! nodes.worker.count, and `workers=1` uninstalls it again without touching
+//! the server otherwise. Needs root.
 
 mod support;
 
 use serde_json::Value;
-use support::e2e::{DEFAULT_LAB, E2e};
+use support::e2e::{DEFAULT_LAB, E2e, worker};
 
-/// The default lab as static hosts; `worker0_port` is where kubelab is told
+/// The default lab's machines and worker1, which the lab does not use yet.
+fn servers() -> Vec<(String, String)> {
+    DEFAULT_LAB
+        .iter()
+        .map(|(n, a)| (n.to_string(), a.to_string()))
+        .chain([worker(1)])
+        .collect()
+}
+
+/// The default lab as static hosts, with worker1 listed but not in the lab
+/// (nodes.worker.count: 1); `worker0_port` is where kubelab is told
 /// worker0's sshd listens.
 fn static_lab(key: &std::path::Path, worker0_port: u16) -> String {
     let mut yaml = String::from(
-        "name: kubelab\nprovider: static\nartifacts:\n  etcd: distro\nnetwork:\n  dns_forwarders: [192.168.56.1]\nhosts:\n",
+        "name: kubelab\nprovider: static\nartifacts:\n  etcd: distro\nnetwork:\n  dns_forwarders: [192.168.56.1]\nnodes:\n  worker:\n    count: 1 # worker1 waits\nhosts:\n",
     );
-    for (name, address) in DEFAULT_LAB {
+    for (name, address) in servers() {
         let role = name.trim_end_matches(|c: char| c.is_ascii_digit());
         let port = if name == "worker0" { worker0_port } else { 22 };
+        let role = role.to_string();
         yaml.push_str(&format!(
             "  - {{name: {name}, role: {role}, address: {address}, interface: eth1, ssh_user: vagrant, ssh_port: {port}, ssh_key: {}}}\n",
             key.display()
@@ -38,12 +52,47 @@ fn addr(name: &str) -> &'static str {
     DEFAULT_LAB.iter().find(|(n, _)| *n == name).unwrap().1
 }
 
+/// `dig +short ARGS` against dns0, on dns0 (the hypervisor has no dig).
+fn dig(e2e: &E2e, args: &[&str]) -> String {
+    e2e.ssh_ok(
+        "192.168.56.2",
+        &format!(
+            "dig +short +time=2 +tries=2 @192.168.56.2 {}",
+            args.join(" ")
+        ),
+    )
+    .trim()
+    .to_string()
+}
+
+/// The status of each check of `lab verify --json`, by name.
+fn verify(e2e: &E2e) -> (Value, i32) {
+    let ran = e2e.kubelab_without_vagrant(&["lab", "verify", "--json"]);
+    let doc: Value = serde_json::from_str(&ran.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", ran.stdout, ran.stderr));
+    (doc, ran.status)
+}
+
+fn status(doc: &Value, name: &str) -> String {
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .map(|c| c["status"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+fn lab_yaml(e2e: &E2e) -> String {
+    std::fs::read_to_string(e2e.lab_dir().join("lab.yaml")).unwrap()
+}
+
 #[test]
 fn a_static_lab_is_checked_provisioned_verified_and_uninstalled() {
     let Some(e2e) = E2e::start("192.168.56.1") else {
         return;
     };
-    e2e.boot_servers();
+    e2e.boot_servers_with_workers(2);
     // The key is the user's own file, 0600, beside lab.yaml.
     let key = e2e.lab_dir().join("id_servers");
     std::fs::copy(e2e.ssh_key(), &key).unwrap();
@@ -73,7 +122,7 @@ fn a_static_lab_is_checked_provisioned_verified_and_uninstalled() {
         "{}",
         ran.stderr
     );
-    for (name, address) in DEFAULT_LAB.iter().filter(|(n, _)| *n != "worker0") {
+    for (name, address) in servers().iter().filter(|(n, _)| n != "worker0") {
         let traces = e2e.ssh_ok(address, TRACES);
         assert_eq!(traces.trim(), "", "{name} was touched: {traces}");
     }
@@ -100,44 +149,131 @@ fn a_static_lab_is_checked_provisioned_verified_and_uninstalled() {
     );
     assert_eq!(health.lines().count(), 3, "{health}");
 
+    // Routes need no Kubernetes: they run here, so the scale can move them.
+    let ran = e2e.kubelab_without_vagrant(&["lab", "up", "--only", "routes"]);
+    assert_eq!(ran.status, 0, "{}\n{}", ran.stdout, ran.stderr);
+
     // verify: the same checks pass as on the VirtualBox lab (tests/e2e_verify.rs),
     // check 1 as "hosts reachable".
-    let ran = e2e.kubelab_without_vagrant(&["lab", "verify", "--json"]);
-    let doc: Value = serde_json::from_str(&ran.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", ran.stdout, ran.stderr));
-    let status = |name: &str| -> String {
-        doc["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == name)
-            .map(|c| c["status"].as_str().unwrap_or_default().to_string())
-            .unwrap_or_default()
-    };
+    let (doc, code) = verify(&e2e);
     for name in ["machines", "dns", "etcd", "lb-failover", "certificates"] {
-        assert_eq!(status(name), "passed", "{name}: {doc:#}");
+        assert_eq!(status(&doc, name), "passed", "{name}: {doc:#}");
     }
     for name in ["api", "control-plane", "nodes", "secrets", "workload"] {
         assert_ne!(
-            status(name),
+            status(&doc, name),
             "passed",
             "{name} cannot pass without Kubernetes: {doc:#}"
         );
     }
-    let machines = doc["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "machines")
-        .unwrap();
-    assert!(
-        machines["detail"]
+    let machines = |doc: &Value| {
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "machines")
+            .unwrap()["detail"]
             .as_str()
             .unwrap()
-            .contains("10 hosts reachable over SSH with passwordless sudo"),
-        "{machines:#}"
+            .to_string()
+    };
+    assert!(
+        machines(&doc).contains("10 hosts reachable over SSH with passwordless sudo"),
+        "{doc:#}"
     );
-    assert_eq!(ran.status, 1, "the Kubernetes checks fail here");
+    assert_eq!(code, 1, "the Kubernetes checks fail here");
+
+    // scale workers=2: worker1, listed past the count, joins: checked,
+    // provisioned through the lab's phases, in DNS and everyone's routes.
+    let (w1, w1_addr) = worker(1);
+    let ran = e2e.kubelab_without_vagrant(&["lab", "scale", "workers=2", "--dry-run"]);
+    assert_eq!(ran.status, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout
+            .contains("+ worker1    192.168.56.31   pod range 10.200.1.0/24")
+            && ran.stdout.contains("new: the SSH and sudo check"),
+        "{}",
+        ran.stdout
+    );
+    let ran = e2e.kubelab_without_vagrant(&["lab", "scale", "workers=3"]);
+    assert_eq!(ran.status, 2, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("3 workers, but only 2 hosts under hosts: have role worker")
+            && ran.stderr.contains("list another server under hosts:"),
+        "{}",
+        ran.stderr
+    );
+    let ran = e2e.kubelab_without_vagrant(&["lab", "scale", "workers=2"]);
+    eprintln!("{}", ran.stderr);
+    assert_eq!(ran.status, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("all 11 hosts answer over SSH and have passwordless sudo"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        lab_yaml(&e2e).contains("    count: 2 # worker1 waits\n"),
+        "{}",
+        lab_yaml(&e2e)
+    );
+    assert_eq!(dig(&e2e, &[&format!("{w1}.lan")]), w1_addr);
+    assert_eq!(e2e.ssh_ok(&w1_addr, "hostname").trim(), w1);
+    for (name, address) in DEFAULT_LAB.iter().filter(|(n, _)| *n != "worker0") {
+        let route = e2e.ssh_ok(address, "ip -4 route show 10.200.1.0/24");
+        assert!(route.contains("via 192.168.56.31"), "{name}: {route}");
+    }
+    let (doc, _) = verify(&e2e);
+    for name in ["machines", "dns", "etcd", "lb-failover", "certificates"] {
+        assert_eq!(status(&doc, name), "passed", "{name}: {doc:#}");
+    }
+    assert!(
+        machines(&doc).contains("11 hosts reachable over SSH"),
+        "{doc:#}"
+    );
+
+    // And back to 1: worker1 is uninstalled but keeps running, still listed.
+    let boot_id = e2e.ssh_ok(&w1_addr, "cat /proc/sys/kernel/random/boot_id");
+    let ran = e2e.kubelab_without_vagrant(&["lab", "scale", "workers=1", "--yes"]);
+    eprintln!("{}", ran.stderr);
+    assert_eq!(ran.status, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr.contains("uninstalling kubelab from worker1"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        e2e.ssh_ok(&w1_addr, "cat /proc/sys/kernel/random/boot_id"),
+        boot_id,
+        "worker1 was restarted"
+    );
+    assert_eq!(
+        e2e.ssh_ok(&w1_addr, TRACES).trim(),
+        "",
+        "worker1 keeps kubelab's files"
+    );
+    let active = e2e.ssh_ok(
+        &w1_addr,
+        "systemctl is-active --quiet kubelab-routes && echo routes; ip -4 route show root 10.200.0.0/16; true",
+    );
+    assert_eq!(active.trim(), "", "worker1 keeps {active}");
+    assert_eq!(dig(&e2e, &[&format!("{w1}.lan")]), "");
+    assert_eq!(
+        e2e.ssh_ok(addr("lb0"), "ip -4 route show 10.200.1.0/24")
+            .trim(),
+        ""
+    );
+    let yaml = lab_yaml(&e2e);
+    assert!(
+        yaml.contains("    count: 1 # worker1 waits\n") && yaml.contains("name: worker1"),
+        "{yaml}"
+    );
+    let (doc, _) = verify(&e2e);
+    assert!(
+        machines(&doc).contains("10 hosts reachable over SSH"),
+        "{doc:#}"
+    );
 
     // halt and snapshot refuse; destroy uninstalls and powers nothing off.
     let ran = e2e.kubelab_without_vagrant(&["lab", "halt"]);
@@ -145,7 +281,8 @@ fn a_static_lab_is_checked_provisioned_verified_and_uninstalled() {
     assert!(ran.stderr.contains("never powers off"), "{}", ran.stderr);
     let ran = e2e.kubelab_without_vagrant(&["lab", "destroy", "--yes"]);
     assert_eq!(ran.status, 0, "{}\n{}", ran.stdout, ran.stderr);
-    for (name, address) in DEFAULT_LAB {
+    for (name, address) in servers() {
+        let address = address.as_str();
         let traces = e2e.ssh_ok(address, TRACES);
         assert_eq!(traces.trim(), "", "{name} keeps kubelab's files: {traces}");
         let active = e2e.ssh_ok(

@@ -187,12 +187,6 @@ impl Host<'_> {
         if let Some((why, hint)) = refusal(request.role) {
             return Err(Error::usage(why, hint));
         }
-        if self.is_static() {
-            return Err(Error::usage(
-                "`lab scale` does not change a static lab yet: its workers are the hosts listed under hosts: in lab.yaml",
-                "to add a worker, list its host under hosts: and run `kubelab lab up` (only it is provisioned; the others get its routes and DNS records); removing one is `kubelab lab destroy` of the lab and `kubelab lab up` without it",
-            ));
-        }
         if request.count < 1 {
             return Err(Error::usage(
                 "a lab keeps at least 1 worker (workers=0 was asked)",
@@ -223,7 +217,11 @@ impl Host<'_> {
             )
         })?;
         let new_lab = config::parse(&new_text, lab.source.clone()).map_err(|e| {
-            let hint = e.hint();
+            let hint = e.hint().or_else(|| {
+                self.is_static().then(|| {
+                    "a static lab's workers are the hosts listed under hosts: with `role: worker`; list another one to scale past them".to_string()
+                })
+            });
             Error::usage(
                 format!("workers={} does not fit this lab: {e}", request.count),
                 hint.unwrap_or_else(|| "pick another count".into()),
@@ -249,7 +247,7 @@ impl Host<'_> {
                 "plan": plan,
             }));
         }
-        let lines = describe(&plan, provisioned);
+        let lines = describe(&plan, provisioned, self.is_static());
         if options.dry_run {
             self.printer.data(lines.join("\n"));
             self.printer
@@ -273,11 +271,17 @@ impl Host<'_> {
         }
         if !plan.remove.is_empty() && !options.yes {
             let names: Vec<&str> = plan.remove.iter().map(|n| n.name.as_str()).collect();
+            let how = if self.is_static() {
+                "drain, then uninstall what kubelab installed; the servers keep running"
+            } else if names.len() == 1 {
+                "drain, then destroy the VM"
+            } else {
+                "drain, then destroy the VMs"
+            };
             confirm(&format!(
-                "Remove {} from lab {} (drain, then destroy the VM{})?",
+                "Remove {} from lab {} ({how})?",
                 names.join(", "),
-                lab.name,
-                if names.len() == 1 { "" } else { "s" }
+                lab.name
             ))?;
         }
 
@@ -415,15 +419,20 @@ impl Host<'_> {
         if to_drain.is_empty() {
             return Ok(steps);
         }
-        let vagrant = self.vagrant()?;
-        let targets =
-            crate::tools::ssh::parse_ssh_config(&vagrant.ssh_config(&[controller.as_str()]).await?);
-        let transport = Transport::new(
-            &self.loaded.lab.name,
-            &self.state_dir(),
-            targets,
-            &self.runner,
-        )?;
+        let transport = if self.is_static() {
+            self.static_transport()?
+        } else {
+            let vagrant = self.vagrant()?;
+            let targets = crate::tools::ssh::parse_ssh_config(
+                &vagrant.ssh_config(&[controller.as_str()]).await?,
+            );
+            Transport::new(
+                &self.loaded.lab.name,
+                &self.state_dir(),
+                targets,
+                &self.runner,
+            )?
+        };
         let log = self
             .state_dir()
             .join("logs")
@@ -463,10 +472,18 @@ impl Host<'_> {
         result.map(|()| steps)
     }
 
-    /// Destroys the removed workers' VMs and forgets them: state, facts,
-    /// certificates and pinned host keys. Saved after each one.
+    /// Destroys the removed workers' VMs (on a static lab: uninstalls
+    /// kubelab from the servers, which keep running) and forgets them: state,
+    /// facts, certificates and pinned host keys. Saved after each one.
     async fn remove_workers(&self, plan: &Diff, state: &mut State) -> Result<()> {
-        let vagrant = self.vagrant_for_existing_lab()?;
+        if self.is_static() {
+            self.uninstall_workers(plan, state).await?;
+        }
+        let vagrant = if self.is_static() {
+            None
+        } else {
+            Some(self.vagrant_for_existing_lab()?)
+        };
         let pki = self.state_dir().join("pki");
         let forget = Transport::new(
             &self.loaded.lab.name,
@@ -475,10 +492,12 @@ impl Host<'_> {
             &self.runner,
         )?;
         for node in &plan.remove {
-            self.printer
-                .info(format!("  {:<12} destroying its VM", node.name));
-            // The Vagrantfile in .kubelab still defines it: `up` rewrites it later.
-            vagrant.destroy(Some(&node.name)).await?;
+            if let Some(vagrant) = &vagrant {
+                self.printer
+                    .info(format!("  {:<12} destroying its VM", node.name));
+                // The Vagrantfile in .kubelab still defines it: `up` rewrites it later.
+                vagrant.destroy(Some(&node.name)).await?;
+            }
             state.nodes.remove(&node.name);
             state.steps.remove(&node.name);
             state.facts.remove(&node.name);
@@ -493,17 +512,59 @@ impl Host<'_> {
                 }
             }
             forget.forget_host_key(&node.name)?;
-            self.printer.info(format!(
-                "  {:<12} removed (VM, state, certificate, host key)",
-                node.name
-            ));
+            self.printer.info(if vagrant.is_some() {
+                format!(
+                    "  {:<12} removed (VM, state, certificate, host key)",
+                    node.name
+                )
+            } else {
+                format!(
+                    "  {:<12} removed (kubelab uninstalled; state, certificate, host key forgotten); the server keeps running",
+                    node.name
+                )
+            });
         }
         Ok(())
     }
 }
 
+impl Host<'_> {
+    /// A static lab's removed workers: what kubelab installed on them goes,
+    /// as `lab destroy` removes it, on all of them at once. A failure stops
+    /// before the state forgets them, so the next scale tries again.
+    async fn uninstall_workers(&self, plan: &Diff, state: &State) -> Result<()> {
+        let listed = Topology::every_listed_host(&self.loaded.lab);
+        let mut nodes = Vec::new();
+        for removed in &plan.remove {
+            let Some(node) = listed.node(&removed.name) else {
+                return Err(Error::usage(
+                    format!(
+                        "{} was provisioned by kubelab but is no longer listed under hosts: in lab.yaml, so kubelab cannot reach it to uninstall",
+                        removed.name
+                    ),
+                    "list it again under hosts: (past nodes.worker.count it stays out of the lab) and run the scale again",
+                ));
+            };
+            nodes.push(node);
+        }
+        let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        self.printer.info(format!(
+            "  uninstalling kubelab from {} (the server{} keep{} running)",
+            names.join(", "),
+            if names.len() == 1 { "" } else { "s" },
+            if names.len() == 1 { "s" } else { "" }
+        ));
+        self.uninstall(
+            &nodes,
+            state,
+            "run `kubelab lab scale` again; the state keeps those workers until they are clean",
+        )
+        .await
+    }
+}
+
 /// The plan in words, one line each.
-fn describe(plan: &Diff, provisioned: bool) -> Vec<String> {
+fn describe(plan: &Diff, provisioned: bool, static_lab: bool) -> Vec<String> {
     let mut lines = Vec::new();
     if plan.add.is_empty() && plan.remove.is_empty() {
         lines.push(format!(
@@ -529,15 +590,23 @@ fn describe(plan: &Diff, provisioned: bool) -> Vec<String> {
         lines.push("  the lab is not up: only lab.yaml changes".into());
         return lines;
     }
+    let (made, unmade) = if static_lab {
+        (
+            "the SSH and sudo check",
+            "kubelab's services, files and routes uninstalled (the servers keep running and stay listed in lab.yaml)",
+        )
+    } else {
+        ("their VMs", "VMs destroyed")
+    };
     if !plan.add.is_empty() {
-        lines.push(
-            "  new: their VMs, certificates and provisioning; on every other node only their routes, on dns0 their records (zone serial changes, bind9 reloads), their hosts entries; nothing already running restarts".into(),
-        );
+        lines.push(format!(
+            "  new: {made}, certificates and provisioning; on every other node only their routes, on dns0 their records (zone serial changes, bind9 reloads), their hosts entries; nothing already running restarts"
+        ));
     }
     if !plan.remove.is_empty() {
-        lines.push(
-            "  removed: drained and their Nodes deleted (where Kubernetes runs), VMs destroyed, then their routes, DNS records, hosts entries and certificates go".into(),
-        );
+        lines.push(format!(
+            "  removed: drained and their Nodes deleted (where Kubernetes runs), {unmade}, then their routes, DNS records, hosts entries and certificates go"
+        ));
     }
     lines
 }
@@ -635,7 +704,69 @@ mod tests {
         let t = topo(2);
         let plan = diff(&t, &running(&t), &t, 2, 2);
         assert!(plan.add.is_empty() && plan.remove.is_empty());
-        assert!(describe(&plan, true)[0].contains("nothing to do"));
+        assert!(describe(&plan, true, false)[0].contains("nothing to do"));
+    }
+
+    #[test]
+    fn a_static_lab_is_told_its_servers_stay_up() {
+        let (old, new) = (topo(2), topo(1));
+        let down = diff(&old, &running(&old), &new, 2, 1);
+        let up = diff(&new, &running(&new), &old, 1, 2);
+        let vm = [describe(&down, true, false), describe(&up, true, false)].concat();
+        let servers = [describe(&down, true, true), describe(&up, true, true)].concat();
+        assert!(vm.iter().any(|l| l.contains("VMs destroyed")), "{vm:?}");
+        assert!(vm.iter().any(|l| l.contains("new: their VMs")), "{vm:?}");
+        assert!(
+            !servers.iter().any(|l| l.contains("VM")),
+            "a static lab has no VMs: {servers:?}"
+        );
+        assert!(
+            servers
+                .iter()
+                .any(|l| l.contains("the servers keep running")),
+            "{servers:?}"
+        );
+    }
+
+    #[test]
+    fn every_listed_host_includes_the_workers_past_the_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("id");
+        std::fs::write(&key, "").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut yaml = String::from(
+            "provider: static\nnetwork:\n  dns_forwarders: [192.168.56.1]\nnodes:\n  worker:\n    count: 1\nhosts:\n",
+        );
+        for (role, last) in [
+            ("dns", 2),
+            ("etcd", 10),
+            ("controller", 20),
+            ("worker", 30),
+            ("worker", 31),
+            ("lb", 51),
+        ] {
+            yaml.push_str(&format!(
+                "  - {{role: {role}, address: 192.168.56.{last}, ssh_user: a, ssh_key: id}}\n"
+            ));
+        }
+        let lab = config::parse(&yaml, LabSource::File(dir.path().join("lab.yaml"))).unwrap();
+        let names = |t: &Topology| -> Vec<String> {
+            t.by_role(Role::Worker).map(|n| n.name.clone()).collect()
+        };
+        assert_eq!(names(&Topology::new(&lab)), ["worker0"]);
+        let all = Topology::every_listed_host(&lab);
+        assert_eq!(names(&all), ["worker0", "worker1"]);
+        assert_eq!(
+            all.node("worker1").unwrap().pod_cidr.unwrap().to_string(),
+            "10.200.1.0/24"
+        );
+        // A VirtualBox lab: the plan itself.
+        let builtin = config::builtin();
+        assert_eq!(
+            Topology::every_listed_host(&builtin),
+            Topology::new(&builtin)
+        );
     }
 
     #[test]

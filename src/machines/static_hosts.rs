@@ -164,9 +164,21 @@ impl Host<'_> {
     pub(super) async fn destroy_static(&self, yes: bool) -> Result<()> {
         let LoadedLab { lab, topo, .. } = self.loaded;
         let state_dir = self.state_dir();
+        // The lab's hosts, and any listed worker past nodes.worker.count that
+        // kubelab provisioned (a scale-down that stopped half-way).
+        let listed = crate::topology::Topology::every_listed_host(lab);
+        let in_state = self.load_state()?;
+        let hosts: Vec<&crate::topology::Node> = listed
+            .nodes
+            .iter()
+            .filter(|n| {
+                topo.node(&n.name).is_some()
+                    || in_state.nodes.contains_key(&n.name)
+                    || in_state.steps.contains_key(&n.name)
+            })
+            .collect();
         if !yes {
-            let hosts: Vec<String> = topo
-                .nodes
+            let hosts: Vec<String> = hosts
                 .iter()
                 .map(|n| format!("{} ({})", n.name, n.address))
                 .collect();
@@ -180,9 +192,9 @@ impl Host<'_> {
         }
         let lock = self.lock("kubelab lab destroy")?;
         let state = self.load_state()?;
-        let touched: Vec<&crate::topology::Node> = topo
-            .nodes
+        let touched: Vec<&crate::topology::Node> = hosts
             .iter()
+            .copied()
             .filter(|n| state.nodes.contains_key(&n.name) || state.steps.contains_key(&n.name))
             .collect();
         if touched.is_empty() {
@@ -197,37 +209,12 @@ impl Host<'_> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-            let transport = self.static_transport()?;
-            let logs = state_dir.join("logs");
-            let runs = touched.iter().map(|n| {
-                let transport = &transport;
-                let log = logs.join(&n.name).join("uninstall.log");
-                let state = &state;
-                async move {
-                    let (command, tar) = crate::provision::uninstall(lab, n, state)?;
-                    transport
-                        .run(
-                            &n.name,
-                            &command,
-                            Some(tar),
-                            format!("uninstall kubelab from {}", n.name),
-                            &log,
-                        )
-                        .await
-                }
-            });
-            let results = futures_util::future::join_all(runs).await;
-            transport.close().await;
-            let failures: Vec<Error> = results.into_iter().filter_map(Result::err).collect();
-            if !failures.is_empty() {
-                return Err(Error::Several {
-                    summary: "kubelab could not uninstall everywhere:".into(),
-                    failures,
-                    hint: Some(
-                        "fix what the log says and run `kubelab lab destroy` again; the state is kept until every host is clean".into(),
-                    ),
-                });
-            }
+            self.uninstall(
+                &touched,
+                &state,
+                "run `kubelab lab destroy` again; the state is kept until every host is clean",
+            )
+            .await?;
         }
         self.write_hosts_block(None).await?;
         drop(lock);
@@ -237,9 +224,53 @@ impl Host<'_> {
         self.printer.info(format!(
             "lab {} removed from its {} hosts; they keep running",
             lab.name,
-            topo.nodes.len()
+            hosts.len()
         ));
         Ok(())
+    }
+}
+
+impl Host<'_> {
+    /// Each role's `uninstall` and the removal of every file kubelab placed,
+    /// on `nodes` at once (`lab destroy`, and `lab scale` removing workers).
+    /// Any failure is an error listing every host that failed; `again` says
+    /// how to retry.
+    pub(super) async fn uninstall(
+        &self,
+        nodes: &[&crate::topology::Node],
+        state: &crate::state::State,
+        again: &str,
+    ) -> Result<()> {
+        let lab = &self.loaded.lab;
+        let transport = self.static_transport()?;
+        let logs = self.state_dir().join("logs");
+        let runs = nodes.iter().map(|n| {
+            let transport = &transport;
+            let log = logs.join(&n.name).join("uninstall.log");
+            async move {
+                let (command, tar) = crate::provision::uninstall(lab, n, state)?;
+                transport
+                    .run(
+                        &n.name,
+                        &command,
+                        Some(tar),
+                        format!("uninstall kubelab from {}", n.name),
+                        &log,
+                    )
+                    .await
+            }
+        });
+        let results = futures_util::future::join_all(runs).await;
+        transport.close().await;
+        let failures: Vec<Error> = results.into_iter().filter_map(Result::err).collect();
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Several {
+            summary: "kubelab could not uninstall everywhere:".into(),
+            failures,
+            hint: Some(format!("fix what the log says and {again}")),
+        })
     }
 }
 

@@ -76,6 +76,15 @@ pub const DEFAULT_LAB: [(&str, &str); 10] = [
     ("lb1", "192.168.56.52"),
 ];
 
+/// Worker `index` of a lab with more workers than the default: its name and
+/// address (the default lab's plan continued: worker1 is 192.168.56.31).
+pub fn worker(index: u32) -> (String, String) {
+    (
+        format!("worker{index}"),
+        format!("192.168.56.{}", 30 + index),
+    )
+}
+
 /// Serializes e2e runs within one test binary: two 10-machine labs at once
 /// would only compete for the same two cores.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -285,10 +294,21 @@ impl E2e {
     /// Vagrantfile in a directory kubelab never sees; kubelab then finds
     /// them only through lab.yaml's hosts. Use `kubelab_without_vagrant`.
     pub fn boot_servers(&self) {
+        self.boot_servers_with_workers(1);
+    }
+
+    /// `boot_servers` with `workers` workers: DEFAULT_LAB's machines and
+    /// worker1.. at 192.168.56.31.. (see `worker`).
+    pub fn boot_servers_with_workers(&self, workers: u32) {
         let servers = self.run_dir.join("servers");
         std::fs::create_dir_all(&servers).unwrap();
         // The machines' definitions: the default lab's, rendered by kubelab
         // as for VirtualBox (names, addresses, memory).
+        std::fs::write(
+            servers.join("lab.yaml"),
+            format!("nodes:\n  worker:\n    count: {workers}\n"),
+        )
+        .unwrap();
         let render = self.run_dir.join("servers-render");
         let out = Command::new(super::kubelab_bin())
             .args(["lab", "render", "--out"])
@@ -320,10 +340,17 @@ impl E2e {
                 .expect("start a server")
         };
         let started = Instant::now();
+        let extra: Vec<(String, String)> = (1..workers).map(worker).collect();
         let children: Vec<_> = DEFAULT_LAB
             .iter()
-            .map(|(name, _)| (name, boot(name)))
+            .map(|(name, _)| name.to_string())
+            .chain(extra.iter().map(|(name, _)| name.clone()))
+            .map(|name| {
+                let child = boot(&name);
+                (name, child)
+            })
             .collect();
+        let count = children.len();
         for (name, child) in children {
             let out = child.wait_with_output().unwrap();
             assert!(
@@ -334,8 +361,7 @@ impl E2e {
             );
         }
         eprintln!(
-            "e2e: {} servers booted in {:.1} s",
-            DEFAULT_LAB.len(),
+            "e2e: {count} servers booted in {:.1} s",
             started.elapsed().as_secs_f64()
         );
     }
