@@ -553,8 +553,13 @@ impl<'a> Host<'a> {
             &["NODE", "ROLE", "ADDRESS", "STATE", "PHASES DONE"],
             &table,
         ));
+        let workers = self.loaded.lab.role(crate::config::Role::Worker).count;
         for name in extra {
-            self.printer.warn(format!("VM {name} exists but is not in lab.yaml; `kubelab lab destroy` removes it with the rest"));
+            if self.is_static() {
+                self.printer.warn(format!("{name} has kubelab installed but is not in the lab (past nodes.worker.count); `kubelab lab scale workers={workers}` uninstalls it, as does `kubelab lab destroy`"));
+            } else {
+                self.printer.warn(format!("VM {name} exists but is not in lab.yaml; `kubelab lab destroy` removes it with the rest"));
+            }
         }
         Ok(())
     }
