@@ -28,19 +28,6 @@ fn boot_ids(e2e: &E2e) -> BTreeMap<&'static str, String> {
         .collect()
 }
 
-/// `dig +short ARGS` against dns0, on dns0 (the hypervisor has no dig).
-fn dig(e2e: &E2e, args: &[&str]) -> String {
-    e2e.ssh_ok(
-        "192.168.56.2",
-        &format!(
-            "dig +short +time=2 +tries=2 @192.168.56.2 {}",
-            args.join(" ")
-        ),
-    )
-    .trim()
-    .to_string()
-}
-
 fn route(e2e: &E2e, address: &str, cidr: &str) -> String {
     e2e.ssh_ok(address, &format!("ip -4 route show {cidr}"))
         .trim()
@@ -109,14 +96,14 @@ fn scale_up_and_down_then_reset_to_the_base_snapshot() {
     assert!(yaml.starts_with("# the e2e lab: comments survive a scale\n"));
     for (name, address) in [("worker1", "192.168.56.31"), ("worker2", "192.168.56.32")] {
         assert_eq!(e2e.ssh_ok(address, "hostname").trim(), name);
-        assert_eq!(dig(&e2e, &[&format!("{name}.lan")]), address);
+        assert_eq!(e2e.dig(&[&format!("{name}.lan")]), address);
         let hosts = std::fs::read_to_string(e2e.hosts_file()).unwrap();
         assert!(hosts.contains(&format!("{address}\t{name}.lan")), "{hosts}");
         // New nodes reach the others by name through dns0 too.
         e2e.ssh_ok(address, "getent hosts etcd0.lan");
     }
     assert_eq!(
-        dig(&e2e, &["-x", "192.168.56.32"]),
+        e2e.dig(&["-x", "192.168.56.32"]),
         "worker2.lan.",
         "the reverse zone follows"
     );
@@ -151,8 +138,8 @@ fn scale_up_and_down_then_reset_to_the_base_snapshot() {
     assert!(lab_yaml(&e2e).contains("    count: 1 # one to start with\n"));
     assert!(!e2e.ssh("192.168.56.32", "true").status.success());
     assert!(!e2e.ssh("192.168.56.31", "true").status.success());
-    assert_eq!(dig(&e2e, &["worker2.lan"]), "");
-    assert_eq!(dig(&e2e, &["-x", "192.168.56.31"]), "");
+    assert_eq!(e2e.dig(&["worker2.lan"]), "");
+    assert_eq!(e2e.dig(&["-x", "192.168.56.31"]), "");
     let hosts = std::fs::read_to_string(e2e.hosts_file()).unwrap();
     assert!(
         !hosts.contains("worker1") && !hosts.contains("worker2"),

@@ -293,6 +293,19 @@ impl E2e {
     /// itself (the same systemd-nspawn machines on the test box), from a
     /// Vagrantfile in a directory kubelab never sees; kubelab then finds
     /// them only through lab.yaml's hosts. Use `kubelab_without_vagrant`.
+    /// `dig +short ARGS` against dns0, on dns0 (the hypervisor has no dig).
+    pub fn dig(&self, args: &[&str]) -> String {
+        self.ssh_ok(
+            "192.168.56.2",
+            &format!(
+                "dig +short +time=2 +tries=2 @192.168.56.2 {}",
+                args.join(" ")
+            ),
+        )
+        .trim()
+        .to_string()
+    }
+
     pub fn boot_servers(&self) {
         self.boot_servers_with_workers(1);
     }
