@@ -365,42 +365,82 @@ fn step_hash(lab: &Lab, node: &Node, phase: Phase, files: &[RenderedFile]) -> St
     sha256_hex(&h.finalize())
 }
 
-/// A tar stream of `files` at their absolute paths, the release files
-/// `extra` names, and the scripts.
-fn archive(files: &[&RenderedFile], extra: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, mode: u32, bytes: &[u8]| -> std::io::Result<()> {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(mode);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        );
-        header.set_cksum();
-        builder.append_data(&mut header, path, bytes)
-    };
-    for f in files {
-        add(&f.path, f.mode, f.contents.as_bytes())?;
+/// What one step sends to its node: a tar stream written while ssh reads
+/// it. Rendered files and scripts are small and come from memory; release
+/// files come from the cache as they are sent (a worker's releases are
+/// some 250 MB, a controller's 300 MB: a copy of each per node in memory,
+/// with 8 nodes at once, was gigabytes).
+pub struct Upload {
+    entries: Vec<(String, u32, Source)>,
+}
+
+enum Source {
+    Bytes(Vec<u8>),
+    File(std::path::PathBuf),
+}
+
+impl crate::tools::Feed for Upload {
+    fn write_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mut builder = tar::Builder::new(out);
+        let mtime = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        for (path, mode, source) in &self.entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(*mode);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(mtime);
+            match source {
+                Source::Bytes(bytes) => {
+                    header.set_size(bytes.len() as u64);
+                    header.set_cksum();
+                    builder.append_data(&mut header, path, bytes.as_slice())?;
+                }
+                Source::File(local) => {
+                    let file = fs_err::File::open(local)?;
+                    header.set_size(file.metadata()?.len());
+                    header.set_cksum();
+                    builder.append_data(&mut header, path, file)?;
+                }
+            }
+        }
+        builder.finish()
     }
-    for (path, bytes) in extra {
-        add(path, 0o644, bytes)?;
+}
+
+/// The upload of `files` at their absolute paths, the release files `extra`
+/// names (path on the node, file in the cache), and the scripts. A release
+/// file that is not in the cache is an error here, before any connection.
+fn archive(files: &[&RenderedFile], extra: &[(String, std::path::PathBuf)]) -> Result<Upload> {
+    let mut entries = Vec::new();
+    for f in files {
+        entries.push((
+            f.path.clone(),
+            f.mode,
+            Source::Bytes(f.contents.as_bytes().to_vec()),
+        ));
+    }
+    for (path, local) in extra {
+        fs_err::metadata(local)?;
+        entries.push((path.clone(), 0o644, Source::File(local.clone())));
     }
     for (name, text) in SCRIPTS {
-        add(&format!("{REMOTE_SCRIPTS}/{name}"), 0o755, text.as_bytes())?;
+        entries.push((
+            format!("{REMOTE_SCRIPTS}/{name}"),
+            0o755,
+            Source::Bytes(text.as_bytes().to_vec()),
+        ));
     }
-    Ok(builder.into_inner()?)
+    Ok(Upload { entries })
 }
 
 /// What `lab destroy` runs on a static lab's node: the role scripts (sent
 /// again, so the current ones run) with `uninstall`, in reverse phase order,
 /// then the removal of every file the state says kubelab placed there.
 /// Returns the shell line and the tar stream to feed it.
-pub fn uninstall(lab: &Lab, node: &Node, state: &State) -> Result<(String, Vec<u8>)> {
+pub fn uninstall(lab: &Lab, node: &Node, state: &State) -> Result<(String, Upload)> {
     let env = [
         format!("KUBELAB_NODE={}", node.name),
         format!("KUBELAB_ADDRESS={}", node.address),
@@ -657,7 +697,7 @@ impl Engine<'_> {
         for (remote, local) in self.uploads.get(&step.phase).into_iter().flatten() {
             let id = sha256_hex(local.to_string_lossy().as_bytes());
             if previous_files.get(remote) != Some(&id) {
-                extra.push((remote.clone(), fs_err::read(local)?));
+                extra.push((remote.clone(), local.clone()));
             }
             hashes.insert(remote.clone(), id);
         }
@@ -684,7 +724,7 @@ impl Engine<'_> {
             .run(
                 &node.name,
                 &command,
-                Some(tar),
+                Some(Arc::new(tar)),
                 format!("run the {} phase on {}", step.phase, node.name),
                 &self.log_path(&node.name, step.phase),
             )
@@ -975,6 +1015,12 @@ mod tests {
         assert!(sel.includes(Phase::Etcd) && !sel.includes(Phase::Resolv));
     }
 
+    fn bytes_of(upload: &Upload) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        crate::tools::Feed::write_to(upload, &mut bytes).unwrap();
+        bytes
+    }
+
     #[test]
     fn the_archive_holds_files_with_their_modes_and_the_scripts() {
         let f = RenderedFile {
@@ -983,28 +1029,117 @@ mod tests {
             mode: 0o600,
             contents: "secret".into(),
         };
-        let bytes = archive(
+        let dir = tempfile::tempdir().unwrap();
+        let release = dir.path().join("etcd.tar.gz");
+        std::fs::write(&release, b"the release").unwrap();
+        let upload = archive(
             &[&f],
-            &[(
-                "var/lib/kubelab/artifacts/etcd.tar.gz".into(),
-                b"x".to_vec(),
-            )],
+            &[("var/lib/kubelab/artifacts/etcd.tar.gz".into(), release)],
         )
         .unwrap();
+        let bytes = bytes_of(&upload);
         let mut ar = tar::Archive::new(bytes.as_slice());
-        let entries: Vec<(String, u32)> = ar
+        let entries: Vec<(String, u32, Vec<u8>)> = ar
             .entries()
             .unwrap()
             .map(|e| {
-                let e = e.unwrap();
+                let mut e = e.unwrap();
+                let mut contents = Vec::new();
+                std::io::Read::read_to_end(&mut e, &mut contents).unwrap();
                 (
                     e.path().unwrap().display().to_string(),
                     e.header().mode().unwrap(),
+                    contents,
                 )
             })
             .collect();
-        assert!(entries.contains(&("etc/etcd/peer-key.pem".into(), 0o600)));
-        assert!(entries.contains(&("var/lib/kubelab/scripts/etcd.sh".into(), 0o755)));
-        assert!(entries.contains(&("var/lib/kubelab/artifacts/etcd.tar.gz".into(), 0o644)));
+        assert!(entries.contains(&("etc/etcd/peer-key.pem".into(), 0o600, b"secret".to_vec())));
+        assert!(
+            entries
+                .iter()
+                .any(|(p, m, _)| p == "var/lib/kubelab/scripts/etcd.sh" && *m == 0o755)
+        );
+        assert!(entries.contains(&(
+            "var/lib/kubelab/artifacts/etcd.tar.gz".into(),
+            0o644,
+            b"the release".to_vec()
+        )));
+    }
+
+    #[test]
+    fn a_release_missing_from_the_cache_fails_before_any_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("kubelet");
+        let err = archive(&[], &[("usr/local/bin/kubelet".into(), gone)])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("kubelet"), "{err}");
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn sh(script: &str, upload: Upload) -> crate::tools::Invocation {
+        crate::tools::Invocation::new(std::path::Path::new("/bin/sh"), "sh", "take the upload")
+            .arg("-c")
+            .arg(script)
+            .stdin(Arc::new(upload))
+    }
+
+    #[test]
+    fn a_large_release_reaches_the_command_whole_through_the_pipe() {
+        // 96 MiB and 3 bytes, sparse: nothing is written to disk, and the
+        // stream is 96 times the size of a chunk.
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("kube-apiserver");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len((96 << 20) + 3)
+            .unwrap();
+        let upload = archive(&[], &[("usr/local/bin/kube-apiserver".into(), big)]).unwrap();
+        let runner = crate::tools::Runner::new(false);
+        let out = runtime()
+            .block_on(runner.run(sh("tar -tvf - | grep kube-apiserver", upload)))
+            .unwrap();
+        assert!(
+            out.stdout.contains(&((96u64 << 20) + 3).to_string()),
+            "{}",
+            out.stdout
+        );
+    }
+
+    #[test]
+    fn a_command_that_stops_reading_ends_the_upload_without_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("kubelet");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        let upload = archive(&[], &[("usr/local/bin/kubelet".into(), big.clone())]).unwrap();
+        let runner = crate::tools::Runner::new(false);
+        let rt = runtime();
+        let (status, _) = rt
+            .block_on(runner.run_status(&sh("head -c 1000 >/dev/null; exit 3", upload)))
+            .unwrap();
+        assert_eq!(status.code(), Some(3));
+
+        // A release that vanished from the cache after the plan: the local
+        // cause is the error, not the remote tar's complaint.
+        let upload = archive(&[], &[("usr/local/bin/kubelet".into(), big.clone())]).unwrap();
+        std::fs::remove_file(&big).unwrap();
+        let err = rt
+            .block_on(runner.run(sh("cat >/dev/null", upload)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("reading what is sent to `sh` failed") && err.contains("kubelet"),
+            "{err}"
+        );
     }
 }

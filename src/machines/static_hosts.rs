@@ -253,7 +253,7 @@ impl Host<'_> {
                     .run(
                         &n.name,
                         &command,
-                        Some(tar),
+                        Some(std::sync::Arc::new(tar)),
                         format!("uninstall kubelab from {}", n.name),
                         &log,
                     )

@@ -120,6 +120,45 @@ pub struct Runner {
     pub verbose: bool,
 }
 
+/// What a command reads on its stdin. It is written on a blocking thread
+/// while the command reads it, in chunks of at most [`FEED_CHUNK`] with at
+/// most [`FEED_CHUNKS`] in flight, so an upload of release files (hundreds
+/// of MB per node) is streamed from disk, never held in memory.
+pub trait Feed: Send + Sync {
+    fn write_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
+}
+
+impl Feed for Vec<u8> {
+    fn write_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        out.write_all(self)
+    }
+}
+
+/// The size of one chunk of a [`Feed`] on its way to the command.
+pub const FEED_CHUNK: usize = 1 << 20;
+/// How many chunks wait for the command at most.
+pub const FEED_CHUNKS: usize = 4;
+
+/// A `Write` whose bytes go, chunk by chunk, to the task that writes the
+/// command's stdin; fails with `BrokenPipe` once the command stops reading.
+struct ChunkSender(tokio::sync::mpsc::Sender<Vec<u8>>);
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.blocking_send(buf.to_vec()).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the command stopped reading its input",
+            )
+        })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// One command about to run.
 pub struct Invocation {
     pub program: PathBuf,
@@ -132,8 +171,8 @@ pub struct Invocation {
     /// Where its output is kept (appended).
     pub log: Option<PathBuf>,
     pub hint: Option<String>,
-    /// Bytes fed to the command's stdin (an upload); none means /dev/null.
-    pub stdin: Option<Vec<u8>>,
+    /// What is fed to the command's stdin (an upload); none means /dev/null.
+    pub stdin: Option<Arc<dyn Feed>>,
     /// How messages show the command, when its full argv would bury the
     /// point (ssh's options).
     pub shown_as: Option<String>,
@@ -159,8 +198,8 @@ impl Invocation {
         self
     }
 
-    pub fn stdin(mut self, bytes: Vec<u8>) -> Self {
-        self.stdin = Some(bytes);
+    pub fn stdin(mut self, feed: Arc<dyn Feed>) -> Self {
+        self.stdin = Some(feed);
         self
     }
 
@@ -271,20 +310,47 @@ impl Runner {
         if let Some(pgid) = pgid {
             self.children.add(pgid);
         }
-        if let (Some(bytes), Some(mut pipe)) = (inv.stdin.clone(), child.stdin.take()) {
-            tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                // A command that exits early closes the pipe: its exit status
-                // says what went wrong, not this write.
-                let _ = pipe.write_all(&bytes).await;
-                let _ = pipe.shutdown().await;
-            });
-        }
+        let feeding = match (inv.stdin.clone(), child.stdin.take()) {
+            (Some(feed), Some(mut pipe)) => {
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(FEED_CHUNKS);
+                let producer = tokio::task::spawn_blocking(move || {
+                    use std::io::Write;
+                    let mut out = std::io::BufWriter::with_capacity(FEED_CHUNK, ChunkSender(tx));
+                    feed.write_to(&mut out)?;
+                    out.flush()
+                });
+                let writer = tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    // A command that exits early closes the pipe: its exit
+                    // status says what went wrong, not this write.
+                    while let Some(chunk) = rx.recv().await {
+                        if pipe.write_all(&chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = pipe.shutdown().await;
+                });
+                Some((producer, writer))
+            }
+            _ => None,
+        };
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let read_out = tokio::spawn(read_all(stdout));
         let read_err = tokio::spawn(read_all(stderr));
         let status = child.wait().await;
+        // The command is gone: whatever it did not read is dropped, which
+        // stops the producer at its next chunk. A producer that failed on
+        // its own (a local file unreadable) is the cause to report.
+        let mut fed = Ok(());
+        if let Some((producer, writer)) = feeding {
+            writer.abort();
+            if let Ok(Err(e)) = producer.await
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                fed = Err(e);
+            }
+        }
         // A background process the command left behind (an ssh control
         // master, say) can hold its pipes open forever: read what is there,
         // then stop waiting.
@@ -319,6 +385,15 @@ impl Runner {
                     describe_status(&status)
                 ),
             )?;
+        }
+        if let Err(e) = fed {
+            return Err(Error::other(
+                format!(
+                    "could not {}: reading what is sent to `{}` failed: {e}",
+                    inv.purpose, inv.display_name
+                ),
+                "check that kubelab's cache is readable (`kubelab artifacts fetch` downloads a missing release again)",
+            ));
         }
         Ok((status, captured))
     }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{Captured, Invocation, Runner, find};
 use crate::error::{Error, Result};
@@ -281,7 +282,7 @@ impl Transport {
         &self,
         node: &str,
         command: &str,
-        stdin: Option<Vec<u8>>,
+        stdin: Option<Arc<dyn super::Feed>>,
         purpose: String,
         log: &Path,
     ) -> Result<Captured> {
@@ -291,8 +292,8 @@ impl Transport {
             .arg(command)
             .shown_as(format!("ssh {node} -- {command}"))
             .log(log.to_path_buf());
-        if let Some(bytes) = stdin {
-            inv = inv.stdin(bytes);
+        if let Some(feed) = stdin {
+            inv = inv.stdin(feed);
         }
         self.runner.run(inv).await
     }
