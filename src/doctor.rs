@@ -7,11 +7,13 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::app::LoadedLab;
-use crate::config::VIRTUALBOX_ALLOWED;
+use crate::config::{Provider, VIRTUALBOX_ALLOWED};
 use crate::error::{Error, Result};
+use crate::machines::static_hosts;
 use crate::printer::{self, Printer, SCHEMA_VERSION, Style};
 use crate::settings::Settings;
 use crate::state::{MachineStatus, State};
+use crate::tools::ssh::{SshTarget, Transport, static_targets};
 use crate::tools::vagrant::Vagrant;
 use crate::tools::vboxmanage::VBoxManage;
 use crate::tools::{self, Runner};
@@ -26,7 +28,7 @@ pub enum Status {
 
 #[derive(Debug, Serialize)]
 pub struct Check {
-    pub name: &'static str,
+    pub name: String,
     pub status: Status,
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -34,13 +36,13 @@ pub struct Check {
 }
 
 fn check(
-    name: &'static str,
+    name: impl Into<String>,
     status: Status,
     detail: impl Into<String>,
     fix: Option<String>,
 ) -> Check {
     Check {
-        name,
+        name: name.into(),
         status,
         detail: detail.into(),
         fix,
@@ -55,12 +57,55 @@ pub async fn run(
     verbose: bool,
 ) -> Result<i32> {
     let runner = Runner::new(verbose);
+    let checks = match loaded.lab.provider {
+        Provider::Static => static_checks(loaded, settings, &runner).await?,
+        Provider::Virtualbox => virtualbox_checks(loaded, settings, &runner).await,
+    };
+
+    let failed = checks.iter().filter(|c| c.status == Status::Failed).count();
+    if json {
+        printer.json(&serde_json::json!({
+            "schema_version": SCHEMA_VERSION,
+            "lab": loaded.lab.name,
+            "checks": checks,
+            "failed": failed,
+        }))?;
+    } else {
+        let rows: Vec<Vec<String>> = checks
+            .iter()
+            .map(|c| {
+                let status = match c.status {
+                    Status::Passed => "Passed".to_string(),
+                    Status::Warned => printer.paint(Style::Yellow, "Warned"),
+                    Status::Failed => printer.paint(Style::Red, "Failed"),
+                };
+                let mut detail = c.detail.clone();
+                if let Some(fix) = &c.fix {
+                    detail.push_str(&format!("\n    fix: {fix}"));
+                }
+                vec![c.name.to_string(), status, detail]
+            })
+            .collect();
+        printer.data(printer::table(&["CHECK", "STATUS", "DETAIL"], &rows));
+    }
+    if failed > 0 {
+        return Err(Error::ChecksFailed(format!(
+            "{failed} check{} failed",
+            if failed == 1 { "" } else { "s" }
+        )));
+    }
+    Ok(0)
+}
+
+/// A VirtualBox lab: the tools, the host-only network, the ports, RAM, disk
+/// and CPU the VMs need, and the box.
+async fn virtualbox_checks(loaded: &LoadedLab, settings: &Settings, runner: &Runner) -> Vec<Check> {
     let mut checks = Vec::new();
     let state_dir = loaded.state_dir();
     let log = std::env::temp_dir().join(format!("kubelab-doctor-{}.log", std::process::id()));
 
     // Vagrant
-    let vagrant = Vagrant::find(&state_dir, &runner);
+    let vagrant = Vagrant::find(&state_dir, runner);
     match &vagrant {
         Ok(v) => match v.version().await {
             Ok(version) => checks.push(check(
@@ -85,7 +130,7 @@ pub async fn run(
     }
 
     // VirtualBox
-    let vbox = VBoxManage::find(log.clone(), &runner);
+    let vbox = VBoxManage::find(log.clone(), runner);
     match &vbox {
         Ok(v) => match v.version().await {
             Ok(version) => checks.push(check("virtualbox", Status::Passed, format!("VBoxManage {version}"), None)),
@@ -155,39 +200,86 @@ pub async fn run(
     }
     let _ = fs_err::remove_file(&log);
 
-    let failed = checks.iter().filter(|c| c.status == Status::Failed).count();
-    if json {
-        printer.json(&serde_json::json!({
-            "schema_version": SCHEMA_VERSION,
-            "lab": loaded.lab.name,
-            "checks": checks,
-            "failed": failed,
-        }))?;
-    } else {
-        let rows: Vec<Vec<String>> = checks
-            .iter()
-            .map(|c| {
-                let status = match c.status {
-                    Status::Passed => "Passed".to_string(),
-                    Status::Warned => printer.paint(Style::Yellow, "Warned"),
-                    Status::Failed => printer.paint(Style::Red, "Failed"),
-                };
-                let mut detail = c.detail.clone();
-                if let Some(fix) = &c.fix {
-                    detail.push_str(&format!("\n    fix: {fix}"));
-                }
-                vec![c.name.to_string(), status, detail]
-            })
-            .collect();
-        printer.data(printer::table(&["CHECK", "STATUS", "DETAIL"], &rows));
+    checks
+}
+
+/// A static lab: its servers exist, so none of the VirtualBox checks apply.
+/// `ssh`, other labs, and per host exactly the preflight `lab up` runs.
+async fn static_checks(
+    loaded: &LoadedLab,
+    settings: &Settings,
+    runner: &Runner,
+) -> Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    let ssh = tools::find("ssh", "log in to the lab's servers");
+    match &ssh {
+        Ok(path) => checks.push(check(
+            "ssh",
+            Status::Passed,
+            path.display().to_string(),
+            None,
+        )),
+        Err(e) => checks.push(check("ssh", Status::Failed, "not found on PATH", e.hint())),
     }
-    if failed > 0 {
-        return Err(Error::ChecksFailed(format!(
-            "{failed} check{} failed",
-            if failed == 1 { "" } else { "s" }
-        )));
+    checks.push(other_labs(loaded, settings));
+    if ssh.is_err() {
+        checks.extend(loaded.topo.nodes.iter().map(|n| {
+            check(
+                format!("host {}", n.name),
+                Status::Failed,
+                "not checked: `ssh` is not on PATH",
+                Some("install ssh (see the ssh check)".into()),
+            )
+        }));
+        return Ok(checks);
     }
-    Ok(0)
+    checks.extend(hosts(loaded, runner).await?);
+    Ok(checks)
+}
+
+/// One check per host, from [`static_hosts::preflight`]. Doctor keeps
+/// nothing: the transport works in a scratch directory (its logs, and the
+/// host keys ssh records on first contact), seeded with a copy of the lab's
+/// pinned `.kubelab/known_hosts` when there is one, so a host whose key
+/// changed fails here as it would in `lab up`. The lab's folder is never
+/// written to.
+async fn hosts(loaded: &LoadedLab, runner: &Runner) -> Result<Vec<Check>> {
+    let LoadedLab { lab, topo, .. } = loaded;
+    let scratch = tempfile::Builder::new()
+        .prefix("kubelab-doctor-")
+        .tempdir()?;
+    let pinned = loaded.state_dir().join("known_hosts");
+    if pinned.is_file() {
+        fs_err::copy(&pinned, scratch.path().join("known_hosts"))?;
+    }
+    let transport = Transport::new(&lab.name, scratch.path(), static_targets(lab), runner)?;
+    let results =
+        static_hosts::preflight(&transport, &topo.nodes, &scratch.path().join("logs")).await;
+    // The masters are closed: their socket folder, unique to this scratch
+    // directory, is empty.
+    let _ = fs_err::remove_dir(transport.control_dir());
+    Ok(results
+        .into_iter()
+        .map(|(node, result)| {
+            let name = format!("host {}", node.name);
+            match result {
+                Ok(_) => check(
+                    name,
+                    Status::Passed,
+                    format!(
+                        "{} ({}): answers over SSH, passwordless sudo works",
+                        node.name,
+                        transport
+                            .target(&node.name)
+                            .map(SshTarget::describe)
+                            .unwrap_or_default()
+                    ),
+                    None,
+                ),
+                Err(not_ready) => check(name, Status::Failed, not_ready.message(), not_ready.fix()),
+            }
+        })
+        .collect())
 }
 
 /// Another lab of this host that is up on the same name, network or SSH

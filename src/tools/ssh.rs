@@ -315,6 +315,12 @@ impl Transport {
         self.runner.run_status(&inv).await
     }
 
+    /// The folder of this transport's master sockets (per lab, under the
+    /// temp dir).
+    pub fn control_dir(&self) -> &Path {
+        &self.control_dir
+    }
+
     /// The target a node is reached at.
     pub fn target(&self, node: &str) -> Option<&SshTarget> {
         self.targets.get(node)
