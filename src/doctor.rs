@@ -49,6 +49,9 @@ fn check(
     }
 }
 
+/// How long the ssh children get after a Ctrl-C before they are killed.
+const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn run(
     loaded: &LoadedLab,
     settings: &Settings,
@@ -253,11 +256,31 @@ async fn hosts(loaded: &LoadedLab, runner: &Runner) -> Result<Vec<Check>> {
         fs_err::copy(&pinned, scratch.path().join("known_hosts"))?;
     }
     let transport = Transport::new(&lab.name, scratch.path(), static_targets(lab), runner)?;
-    let results =
-        static_hosts::preflight(&transport, &topo.nodes, &scratch.path().join("logs")).await;
-    // The masters are closed: their socket folder, unique to this scratch
-    // directory, is empty.
-    let _ = fs_err::remove_dir(transport.control_dir());
+    let logs = scratch.path().join("logs");
+    let work = static_hosts::preflight(&transport, &topo.nodes, &logs);
+    tokio::pin!(work);
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let finished = tokio::select! {
+        results = &mut work => Ok(results),
+        _ = int.recv() => Err(()),
+        _ = term.recv() => Err(()),
+    };
+    // The socket folder is unique to this scratch directory and empty once
+    // the masters are closed.
+    let forget_sockets = || {
+        let _ = fs_err::remove_dir(transport.control_dir());
+    };
+    let Ok(results) = finished else {
+        // Ctrl-C: the ssh children (each in its own process group) stop
+        // too, and the scratch directory goes with this function.
+        runner.children.begin_interrupt();
+        let _ = tokio::join!(work, runner.children.interrupt(INTERRUPT_GRACE));
+        forget_sockets();
+        return Err(Error::Interrupted { hint: None });
+    };
+    forget_sockets();
     Ok(results
         .into_iter()
         .map(|(node, result)| {

@@ -674,6 +674,59 @@ fn doctor_on_a_static_lab_runs_lab_ups_preflight_on_each_host_and_keeps_nothing(
 }
 
 #[test]
+fn ctrl_c_during_doctor_on_a_static_lab_stops_its_ssh_and_keeps_nothing() {
+    let test = Test::new().static_lab();
+    // The scratch directory and socket folders go here, not to the shared /tmp.
+    let tmp = test.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let pid_file = test.path().join("hung.pid");
+    let test = test
+        .env("TMPDIR", &tmp.display().to_string())
+        .env("FAKE_SSH_HANG", "192.168.56.20")
+        .env("FAKE_SSH_HANG_PID", &pid_file.display().to_string())
+        .args(&["doctor"]);
+    let mut child = test.spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let hung = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            break nix::unistd::Pid::from_raw(pid);
+        }
+        assert!(Instant::now() < deadline, "doctor never asked controller0");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let sent = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "the ssh children were not interrupted"
+    );
+    // The hung ssh got the interrupt too.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while nix::sys::signal::kill(hung, None).is_ok() {
+        assert!(Instant::now() < deadline, "the hung ssh {hung} still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("kubelab-doctor-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!test.path().join(".kubelab").exists());
+}
+
+#[test]
 fn up_of_a_lab_whose_api_is_up_makes_it_kubectls_current_context() {
     // Another cluster in the user's kubeconfig stays.
     let test = lab()

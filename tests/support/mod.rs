@@ -269,6 +269,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 host=${dest#*@}
+if [ "$host" = "${FAKE_SSH_HANG:-}" ]; then
+  echo $$ >"${FAKE_SSH_HANG_PID:?}"
+  exec sleep 60
+fi
 if [ "$host" = 192.168.56.30 ]; then
   echo "ssh: connect to host 192.168.56.30 port 22: Connection refused" >&2
   exit 255
@@ -299,7 +303,9 @@ impl Test {
     /// (192.168.56.52) has no passwordless sudo, the others answer with a
     /// machine-id. It records each host key in the `UserKnownHostsFile` it is
     /// given (creating its folder) and, like `StrictHostKeyChecking=accept-new`,
-    /// refuses a host whose recorded key is another.
+    /// refuses a host whose recorded key is another. With `FAKE_SSH_HANG`
+    /// set to an address, the call to it writes its pid to
+    /// `FAKE_SSH_HANG_PID` and hangs.
     pub fn static_lab(self) -> Self {
         let mut yaml = String::from(
             "name: t\nprovider: static\nnetwork:\n  dns_forwarders: [192.168.56.1]\nhosts:\n",
