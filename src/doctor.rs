@@ -236,7 +236,7 @@ async fn static_checks(
         }));
         return Ok(checks);
     }
-    checks.extend(hosts(loaded, runner).await?);
+    checks.extend(host_checks(loaded, runner).await?);
     Ok(checks)
 }
 
@@ -246,7 +246,7 @@ async fn static_checks(
 /// pinned `.kubelab/known_hosts` when there is one, so a host whose key
 /// changed fails here as it would in `lab up`. The lab's folder is never
 /// written to.
-async fn hosts(loaded: &LoadedLab, runner: &Runner) -> Result<Vec<Check>> {
+async fn host_checks(loaded: &LoadedLab, runner: &Runner) -> Result<Vec<Check>> {
     let LoadedLab { lab, topo, .. } = loaded;
     let scratch = tempfile::Builder::new()
         .prefix("kubelab-doctor-")

@@ -253,6 +253,7 @@ impl NotReady {
         }
     }
 
+    /// What to do about it.
     pub(crate) fn fix(&self) -> Option<String> {
         match self {
             NotReady::Host { fix, .. } => Some(fix.clone()),
