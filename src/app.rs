@@ -620,15 +620,24 @@ struct PlanJson<'a> {
     lab: &'a str,
     source: String,
     provider: String,
+    /// `null` for a static lab, as are `memory` and each node's
+    /// `memory_mb` and `cpus`: its servers exist, kubelab sizes no VM.
     #[serde(rename = "box")]
-    vm_box: &'a config::BoxSpec,
+    vm_box: Option<&'a config::BoxSpec>,
     network: &'a config::Network,
     api: PlanApi<'a>,
-    nodes: &'a [crate::topology::Node],
-    memory: PlanMemory,
+    nodes: PlanNodes<'a>,
+    memory: Option<PlanMemory>,
     versions: &'a config::Versions,
     phases: Vec<PlanPhase>,
     warnings: &'a [config::Problem],
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum PlanNodes<'a> {
+    Vms(&'a [crate::topology::Node]),
+    Servers(Vec<serde_json::Value>),
 }
 
 #[derive(Serialize)]
@@ -657,31 +666,35 @@ fn plan(loaded: &LoadedLab, args: &JsonArgs, settings: &Settings, printer: &Prin
     let total = topo.total_memory_mb();
     let host_mb = host::memory_mb(settings);
     let fits = host_mb.map(|h| total + host::HOST_RESERVE_MB <= h);
+    let vms = lab.provider == config::Provider::Virtualbox;
     if args.json {
         return printer.json(&PlanJson {
             schema_version: SCHEMA_VERSION,
             lab: &lab.name,
             source: lab.source.to_string(),
             provider: lab.provider.to_string(),
-            vm_box: &lab.vm_box,
+            vm_box: vms.then_some(&lab.vm_box),
             network: &lab.network,
             api: PlanApi {
                 endpoint: &topo.api,
                 url: topo.api.url(),
             },
-            nodes: &topo.nodes,
-            memory: PlanMemory {
+            nodes: match vms {
+                true => PlanNodes::Vms(&topo.nodes),
+                false => PlanNodes::Servers(static_plan_nodes(loaded)?),
+            },
+            memory: vms.then_some(PlanMemory {
                 total_mb: total,
                 host_mb,
                 host_reserve_mb: host::HOST_RESERVE_MB,
                 fits,
-            },
+            }),
             versions: &lab.versions,
             phases: Phase::ALL
                 .iter()
                 .map(|p| PlanPhase {
                     name: p.name(),
-                    description: p.description(),
+                    description: plan_phase_description(lab, *p),
                 })
                 .collect(),
             warnings: &lab.warnings,
@@ -691,50 +704,107 @@ fn plan(loaded: &LoadedLab, args: &JsonArgs, settings: &Settings, printer: &Prin
     Ok(())
 }
 
+/// What a phase does for this lab: a static lab's machines exist already.
+fn plan_phase_description(lab: &Lab, phase: Phase) -> &'static str {
+    match phase {
+        Phase::Machines if lab.provider == config::Provider::Static => {
+            "check SSH and passwordless sudo on every host, write the hypervisor's hosts block"
+        }
+        _ => phase.description(),
+    }
+}
+
+/// A static lab's nodes in the plan: no VM sizes (`null`), `ssh` says how
+/// kubelab logs in and `ssh_port` is lab.yaml's (`null` when an alias
+/// leaves it to ssh_config).
+fn static_plan_nodes(loaded: &LoadedLab) -> Result<Vec<serde_json::Value>> {
+    let targets = crate::tools::ssh::static_targets(&loaded.lab);
+    let logins = crate::tools::ssh::static_logins(&loaded.lab);
+    let null = serde_json::Value::Null;
+    loaded
+        .topo
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut node = serde_json::to_value(n)
+                .map_err(|e| Error::other(format!("could not encode JSON: {e}"), ""))?;
+            if let (Some(fields), Some(target), Some(login)) = (
+                node.as_object_mut(),
+                targets.get(&n.name),
+                logins.get(&n.name),
+            ) {
+                fields.insert("memory_mb".into(), null.clone());
+                fields.insert("cpus".into(), null.clone());
+                fields.insert("ssh_port".into(), target.port.into());
+                fields.insert("ssh".into(), login.clone().into());
+            }
+            Ok(node)
+        })
+        .collect()
+}
+
 /// The human plan, as printed by `kubelab lab plan`.
 pub fn plan_text(loaded: &LoadedLab, host_mb: Option<u64>) -> String {
     let LoadedLab { lab, topo, .. } = loaded;
     let mut out = String::new();
-    let box_version = lab
-        .vm_box
-        .version
-        .as_deref()
-        .map(|v| format!(" {v}"))
-        .unwrap_or_default();
+    let vms = lab.provider == config::Provider::Virtualbox;
+    let machines = if vms {
+        let box_version = lab
+            .vm_box
+            .version
+            .as_deref()
+            .map(|v| format!(" {v}"))
+            .unwrap_or_default();
+        format!(
+            "box {}{box_version}, network {} (host {})",
+            lab.vm_box.name,
+            lab.network.cidr,
+            lab.network.host_address()
+        )
+    } else {
+        format!("your own servers, network {}", lab.network.cidr)
+    };
     out.push_str(&format!(
-        "Lab {} from {}\nProvider {}, box {}{box_version}, network {} (host {}), domain {}\n\n",
-        lab.name,
-        lab.source,
-        lab.provider,
-        lab.vm_box.name,
-        lab.network.cidr,
-        lab.network.host_address(),
-        lab.network.domain,
+        "Lab {} from {}\nProvider {}, {machines}, domain {}\n\n",
+        lab.name, lab.source, lab.provider, lab.network.domain,
     ));
+    // A static lab's servers have no VM sizes; the SSH column says how
+    // kubelab logs in instead of a forwarded port.
+    let logins = crate::tools::ssh::static_logins(lab);
     let rows: Vec<Vec<String>> = topo
         .nodes
         .iter()
         .map(|n| {
-            vec![
+            let mut row = vec![
                 n.name.clone(),
                 n.role.to_string(),
                 n.fqdn.clone(),
                 n.address.to_string(),
-                format!("{} MB", n.memory_mb),
-                n.cpus.to_string(),
-                n.ssh_port.to_string(),
+            ];
+            match logins.get(&n.name) {
+                Some(login) => row.push(login.clone()),
+                None => row.extend([
+                    format!("{} MB", n.memory_mb),
+                    n.cpus.to_string(),
+                    n.ssh_port.to_string(),
+                ]),
+            }
+            row.push(
                 n.pod_cidr
                     .map(|c| c.to_string())
                     .unwrap_or_else(|| "-".into()),
-            ]
+            );
+            row
         })
         .collect();
-    out.push_str(&printer::table(
+    let headers: &[&str] = if vms {
         &[
             "NODE", "ROLE", "FQDN", "ADDRESS", "MEMORY", "CPUS", "SSH", "POD CIDR",
-        ],
-        &rows,
-    ));
+        ]
+    } else {
+        &["NODE", "ROLE", "FQDN", "ADDRESS", "SSH", "POD CIDR"]
+    };
+    out.push_str(&printer::table(headers, &rows));
     out.push_str("\n\n");
     let lbs: Vec<&str> = topo.by_role(Role::Lb).map(|n| n.name.as_str()).collect();
     if topo.api.vip {
@@ -758,10 +828,7 @@ pub fn plan_text(loaded: &LoadedLab, host_mb: Option<u64>) -> String {
     ));
     let total = topo.total_memory_mb();
     let memory_line = match host_mb {
-        _ if lab.provider == config::Provider::Static => format!(
-            "no VMs: {} existing servers (provider: static)",
-            topo.nodes.len()
-        ),
+        _ if !vms => None,
         Some(h) => {
             let verdict = if total + host::HOST_RESERVE_MB <= h {
                 "fits".to_string()
@@ -771,20 +838,22 @@ pub fn plan_text(loaded: &LoadedLab, host_mb: Option<u64>) -> String {
                     printer::megabytes(host::HOST_RESERVE_MB)
                 )
             };
-            format!(
+            Some(format!(
                 "{} for {} VMs; this host has {}: {verdict}",
                 printer::megabytes(total),
                 topo.nodes.len(),
                 printer::megabytes(h)
-            )
+            ))
         }
-        None => format!(
+        None => Some(format!(
             "{} for {} VMs (this host's RAM is unknown)",
             printer::megabytes(total),
             topo.nodes.len()
-        ),
+        )),
     };
-    out.push_str(&format!("Memory        {memory_line}\n"));
+    if let Some(line) = memory_line {
+        out.push_str(&format!("Memory        {line}\n"));
+    }
     let v = &lab.versions;
     out.push_str(&format!(
         "Versions      kubernetes {}, etcd {}, containerd {}, runc {}, cni-plugins {}, coredns {}\n\nPhases\n",
@@ -795,7 +864,7 @@ pub fn plan_text(loaded: &LoadedLab, host_mb: Option<u64>) -> String {
             "  {:>2}. {:<12} {}\n",
             i + 1,
             phase.name(),
-            phase.description()
+            plan_phase_description(lab, *phase)
         ));
     }
     out.trim_end().to_string()

@@ -71,7 +71,9 @@ the top of the file says what was changed.")]
   kubelab doctor
   kubelab doctor --json | jq '.checks[] | select(.status != \"passed\")'
 
-Each check prints Passed, Warned or Failed with the fix. Exit 1 on any Failed.")]
+Each check prints Passed, Warned or Failed with the fix. Exit 1 on any Failed.
+A static lab (provider: static) gets ssh, other-labs and, per host, the SSH and
+sudo check `lab up` starts with (`host NODE`).")]
     Doctor(JsonArgs),
 
     /// Plan, build and inspect the lab (`kubelab lab --help`)

@@ -7,11 +7,13 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::app::LoadedLab;
-use crate::config::VIRTUALBOX_ALLOWED;
+use crate::config::{Provider, VIRTUALBOX_ALLOWED};
 use crate::error::{Error, Result};
+use crate::machines::static_hosts;
 use crate::printer::{self, Printer, SCHEMA_VERSION, Style};
 use crate::settings::Settings;
 use crate::state::{MachineStatus, State};
+use crate::tools::ssh::{SshTarget, Transport, static_targets};
 use crate::tools::vagrant::Vagrant;
 use crate::tools::vboxmanage::VBoxManage;
 use crate::tools::{self, Runner};
@@ -26,7 +28,7 @@ pub enum Status {
 
 #[derive(Debug, Serialize)]
 pub struct Check {
-    pub name: &'static str,
+    pub name: String,
     pub status: Status,
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -34,18 +36,21 @@ pub struct Check {
 }
 
 fn check(
-    name: &'static str,
+    name: impl Into<String>,
     status: Status,
     detail: impl Into<String>,
     fix: Option<String>,
 ) -> Check {
     Check {
-        name,
+        name: name.into(),
         status,
         detail: detail.into(),
         fix,
     }
 }
+
+/// How long the ssh children get after a Ctrl-C before they are killed.
+const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub async fn run(
     loaded: &LoadedLab,
@@ -55,12 +60,55 @@ pub async fn run(
     verbose: bool,
 ) -> Result<i32> {
     let runner = Runner::new(verbose);
+    let checks = match loaded.lab.provider {
+        Provider::Static => static_checks(loaded, settings, &runner).await?,
+        Provider::Virtualbox => virtualbox_checks(loaded, settings, &runner).await,
+    };
+
+    let failed = checks.iter().filter(|c| c.status == Status::Failed).count();
+    if json {
+        printer.json(&serde_json::json!({
+            "schema_version": SCHEMA_VERSION,
+            "lab": loaded.lab.name,
+            "checks": checks,
+            "failed": failed,
+        }))?;
+    } else {
+        let rows: Vec<Vec<String>> = checks
+            .iter()
+            .map(|c| {
+                let status = match c.status {
+                    Status::Passed => "Passed".to_string(),
+                    Status::Warned => printer.paint(Style::Yellow, "Warned"),
+                    Status::Failed => printer.paint(Style::Red, "Failed"),
+                };
+                let mut detail = c.detail.clone();
+                if let Some(fix) = &c.fix {
+                    detail.push_str(&format!("\n    fix: {fix}"));
+                }
+                vec![c.name.to_string(), status, detail]
+            })
+            .collect();
+        printer.data(printer::table(&["CHECK", "STATUS", "DETAIL"], &rows));
+    }
+    if failed > 0 {
+        return Err(Error::ChecksFailed(format!(
+            "{failed} check{} failed",
+            if failed == 1 { "" } else { "s" }
+        )));
+    }
+    Ok(0)
+}
+
+/// A VirtualBox lab: the tools, the host-only network, the ports, RAM, disk
+/// and CPU the VMs need, and the box.
+async fn virtualbox_checks(loaded: &LoadedLab, settings: &Settings, runner: &Runner) -> Vec<Check> {
     let mut checks = Vec::new();
     let state_dir = loaded.state_dir();
     let log = std::env::temp_dir().join(format!("kubelab-doctor-{}.log", std::process::id()));
 
     // Vagrant
-    let vagrant = Vagrant::find(&state_dir, &runner);
+    let vagrant = Vagrant::find(&state_dir, runner);
     match &vagrant {
         Ok(v) => match v.version().await {
             Ok(version) => checks.push(check(
@@ -85,7 +133,7 @@ pub async fn run(
     }
 
     // VirtualBox
-    let vbox = VBoxManage::find(log.clone(), &runner);
+    let vbox = VBoxManage::find(log.clone(), runner);
     match &vbox {
         Ok(v) => match v.version().await {
             Ok(version) => checks.push(check("virtualbox", Status::Passed, format!("VBoxManage {version}"), None)),
@@ -155,39 +203,106 @@ pub async fn run(
     }
     let _ = fs_err::remove_file(&log);
 
-    let failed = checks.iter().filter(|c| c.status == Status::Failed).count();
-    if json {
-        printer.json(&serde_json::json!({
-            "schema_version": SCHEMA_VERSION,
-            "lab": loaded.lab.name,
-            "checks": checks,
-            "failed": failed,
-        }))?;
-    } else {
-        let rows: Vec<Vec<String>> = checks
-            .iter()
-            .map(|c| {
-                let status = match c.status {
-                    Status::Passed => "Passed".to_string(),
-                    Status::Warned => printer.paint(Style::Yellow, "Warned"),
-                    Status::Failed => printer.paint(Style::Red, "Failed"),
-                };
-                let mut detail = c.detail.clone();
-                if let Some(fix) = &c.fix {
-                    detail.push_str(&format!("\n    fix: {fix}"));
-                }
-                vec![c.name.to_string(), status, detail]
-            })
-            .collect();
-        printer.data(printer::table(&["CHECK", "STATUS", "DETAIL"], &rows));
+    checks
+}
+
+/// A static lab: its servers exist, so none of the VirtualBox checks apply.
+/// `ssh`, other labs, and per host exactly the preflight `lab up` runs.
+async fn static_checks(
+    loaded: &LoadedLab,
+    settings: &Settings,
+    runner: &Runner,
+) -> Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    let ssh = tools::find("ssh", "log in to the lab's servers");
+    match &ssh {
+        Ok(path) => checks.push(check(
+            "ssh",
+            Status::Passed,
+            path.display().to_string(),
+            None,
+        )),
+        Err(e) => checks.push(check("ssh", Status::Failed, "not found on PATH", e.hint())),
     }
-    if failed > 0 {
-        return Err(Error::ChecksFailed(format!(
-            "{failed} check{} failed",
-            if failed == 1 { "" } else { "s" }
-        )));
+    checks.push(other_labs(loaded, settings));
+    if ssh.is_err() {
+        checks.extend(loaded.topo.nodes.iter().map(|n| {
+            check(
+                format!("host {}", n.name),
+                Status::Failed,
+                "not checked: `ssh` is not on PATH",
+                Some("install ssh (see the ssh check)".into()),
+            )
+        }));
+        return Ok(checks);
     }
-    Ok(0)
+    checks.extend(host_checks(loaded, runner).await?);
+    Ok(checks)
+}
+
+/// One check per host, from [`static_hosts::preflight`]. Doctor keeps
+/// nothing: the transport works in a scratch directory (its logs, and the
+/// host keys ssh records on first contact), seeded with a copy of the lab's
+/// pinned `.kubelab/known_hosts` when there is one, so a host whose key
+/// changed fails here as it would in `lab up`. The lab's folder is never
+/// written to.
+async fn host_checks(loaded: &LoadedLab, runner: &Runner) -> Result<Vec<Check>> {
+    let LoadedLab { lab, topo, .. } = loaded;
+    let scratch = tempfile::Builder::new()
+        .prefix("kubelab-doctor-")
+        .tempdir()?;
+    let pinned = loaded.state_dir().join("known_hosts");
+    if pinned.is_file() {
+        fs_err::copy(&pinned, scratch.path().join("known_hosts"))?;
+    }
+    let transport = Transport::new(&lab.name, scratch.path(), static_targets(lab), runner)?;
+    let logs = scratch.path().join("logs");
+    let work = static_hosts::preflight(&transport, &topo.nodes, &logs);
+    tokio::pin!(work);
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let finished = tokio::select! {
+        results = &mut work => Ok(results),
+        _ = int.recv() => Err(()),
+        _ = term.recv() => Err(()),
+    };
+    // The socket folder is unique to this scratch directory and empty once
+    // the masters are closed.
+    let forget_sockets = || {
+        let _ = fs_err::remove_dir(transport.control_dir());
+    };
+    let Ok(results) = finished else {
+        // Ctrl-C: the ssh children (each in its own process group) stop
+        // too, and the scratch directory goes with this function.
+        runner.children.begin_interrupt();
+        let _ = tokio::join!(work, runner.children.interrupt(INTERRUPT_GRACE));
+        forget_sockets();
+        return Err(Error::Interrupted { hint: None });
+    };
+    forget_sockets();
+    Ok(results
+        .into_iter()
+        .map(|(node, result)| {
+            let name = format!("host {}", node.name);
+            match result {
+                Ok(_) => check(
+                    name,
+                    Status::Passed,
+                    format!(
+                        "{} ({}): answers over SSH, passwordless sudo works",
+                        node.name,
+                        transport
+                            .target(&node.name)
+                            .map(SshTarget::describe)
+                            .unwrap_or_default()
+                    ),
+                    None,
+                ),
+                Err(not_ready) => check(name, Status::Failed, not_ready.message(), not_ready.fix()),
+            }
+        })
+        .collect())
 }
 
 /// Another lab of this host that is up on the same name, network or SSH

@@ -90,6 +90,110 @@ fn plan_says_when_the_lab_does_not_fit_the_host() {
 }
 
 #[test]
+fn plan_of_a_static_lab_says_how_kubelab_logs_in_and_sizes_no_vm() {
+    let test = Test::new().static_lab();
+    let yaml = std::fs::read_to_string(test.path().join("lab.yaml"))
+        .unwrap()
+        .replace(
+            "address: 192.168.56.30, ssh_user: admin,",
+            "address: 192.168.56.30, ssh_user: admin, ssh_port: 2022,",
+        )
+        .replace(
+            "address: 192.168.56.52, ssh_user: admin, ssh_key: id",
+            "address: 192.168.56.52, ssh_alias: lb1-server",
+        );
+    let test = test.write("lab.yaml", &yaml).args(&["lab", "plan"]);
+    let ran = test.run();
+    let lines: Vec<Vec<&str>> = ran
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        ran.stdout.lines().nth(1),
+        Some("Provider static, your own servers, network 192.168.56.0/24, domain lan"),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(
+        lines[3],
+        ["NODE", "ROLE", "FQDN", "ADDRESS", "SSH", "POD", "CIDR"]
+    );
+    assert_eq!(
+        lines[4],
+        [
+            "dns0",
+            "dns",
+            "dns0.lan",
+            "192.168.56.2",
+            "admin@192.168.56.2:22",
+            "-"
+        ]
+    );
+    assert_eq!(
+        lines[11],
+        [
+            "worker0",
+            "worker",
+            "worker0.lan",
+            "192.168.56.30",
+            "admin@192.168.56.30:2022",
+            "10.200.0.0/24"
+        ]
+    );
+    assert_eq!(
+        lines[13],
+        [
+            "lb1",
+            "lb",
+            "lb1.lan",
+            "192.168.56.52",
+            "lb1-server",
+            "(ssh_config)",
+            "-"
+        ]
+    );
+    assert!(
+        ran.stdout.contains(
+            "1. machines     check SSH and passwordless sudo on every host, write the hypervisor's hosts block"
+        ),
+        "{}",
+        ran.stdout
+    );
+    for vm_only in ["box", "Memory", " MB", "MEMORY", "CPUS", "VMs"] {
+        assert!(!ran.stdout.contains(vm_only), "{vm_only}:\n{}", ran.stdout);
+    }
+
+    let test = test.then(&["lab", "plan", "--json"]);
+    let ran = test.run();
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["provider"], "static");
+    assert!(doc["box"].is_null(), "{doc}");
+    assert!(doc["memory"].is_null(), "{doc}");
+    let node = |name: &str| {
+        doc["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let worker0 = node("worker0");
+    assert!(worker0["memory_mb"].is_null() && worker0["cpus"].is_null());
+    assert_eq!(worker0["ssh"], "admin@192.168.56.30:2022");
+    assert_eq!(worker0["ssh_port"], 2022);
+    assert_eq!(worker0["pod_cidr"], "10.200.0.0/24");
+    let lb1 = node("lb1");
+    assert_eq!(lb1["ssh"], "lb1-server (ssh_config)");
+    assert!(lb1["ssh_port"].is_null(), "{lb1}");
+    // Planning contacts no host.
+    assert!(!test.path().join("ssh.log").exists());
+    assert!(!test.path().join(".kubelab").exists());
+}
+
+#[test]
 fn explicit_missing_lab_suggests_init_and_exits_2() {
     let ran = Test::new()
         .args(&["--lab", "missing.yaml", "lab", "plan"])

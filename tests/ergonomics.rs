@@ -708,3 +708,15 @@ fn json_documents_keep_their_shape() {
         .status(1);
     insta::assert_snapshot!("doctor_json", shape(&json_of(&test.run())));
 }
+
+/// A static lab's `plan --json` (no box, no memory, nodes without VM sizes
+/// and with how kubelab logs in) and `doctor --json` (the same document as
+/// for VirtualBox, one check per host).
+#[test]
+fn static_json_documents_keep_their_shape() {
+    let test = Test::new().static_lab().args(&["lab", "plan", "--json"]);
+    insta::assert_snapshot!("plan_json_static", shape(&json_of(&test.run())));
+
+    let test = test.then(&["doctor", "--json"]).status(1);
+    insta::assert_snapshot!("doctor_json_static", shape(&json_of(&test.run())));
+}

@@ -539,6 +539,193 @@ fn doctor_passes_with_no_conflicts() {
     assert!(ran.stdout.contains("box"), "{}", ran.stdout);
 }
 
+/// The lines of `ssh.log` that ran `lab up`'s preflight on a host.
+fn preflights(test: &Test) -> Vec<String> {
+    std::fs::read_to_string(test.path().join("ssh.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("-- if sudo -n true"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn doctor_on_a_static_lab_runs_lab_ups_preflight_on_each_host_and_keeps_nothing() {
+    let test = Test::new().static_lab().args(&["doctor"]).status(1);
+    let ran = test.run();
+    // No VirtualBox check: only ssh, other labs and one check per host.
+    let rows: Vec<(&str, &str)> = ran
+        .stdout
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with(' '))
+        .map(|l| {
+            let (name, rest) = l.split_once("  ").unwrap();
+            (name, rest.split_whitespace().next().unwrap())
+        })
+        .collect();
+    let mut expected = vec![("ssh", "Passed"), ("other-labs", "Passed")];
+    let names: Vec<String> = support::STATIC_HOSTS
+        .iter()
+        .map(|(n, _)| format!("host {n}"))
+        .collect();
+    for (name, (node, _)) in names.iter().zip(support::STATIC_HOSTS) {
+        let status = if node == "worker0" || node == "lb1" {
+            "Failed"
+        } else {
+            "Passed"
+        };
+        expected.push((name, status));
+    }
+    assert_eq!(rows, expected, "{}", ran.stdout);
+    for line in [
+        "host worker0      Failed  worker0 (admin@192.168.56.30 port 22): SSH failed: ssh: connect to host 192.168.56.30 port 22: Connection refused",
+        "    fix: check that sshd runs on worker0 at the address and port lab.yaml gives",
+        "host lb1          Failed  lb1 (admin@192.168.56.52 port 22): admin has no passwordless sudo (kubelab: sudo needs a password)",
+        "    fix: on lb1, as root: echo 'admin ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/kubelab",
+        "host etcd0        Passed  etcd0 (admin@192.168.56.10 port 22): answers over SSH, passwordless sudo works",
+    ] {
+        assert!(ran.stdout.contains(line), "{line}\n{}", ran.stdout);
+    }
+    assert!(ran.stderr.contains("2 checks failed"), "{}", ran.stderr);
+    // Each host was asked once, as lab up asks it (BatchMode, lab.yaml's
+    // key), and its host key went to a scratch file, not the lab's folder.
+    let asked = preflights(&test);
+    assert_eq!(asked.len(), 10, "{asked:#?}");
+    for (_, address) in support::STATIC_HOSTS {
+        let line = asked
+            .iter()
+            .find(|l| l.contains(&format!(" admin@{address} -- ")))
+            .unwrap_or_else(|| panic!("{address} was not asked: {asked:#?}"));
+        assert!(line.contains("-o BatchMode=yes"), "{line}");
+        assert!(
+            line.contains(&format!("-i {}", test.path().join("id").display())),
+            "{line}"
+        );
+        let known = line
+            .split("UserKnownHostsFile=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no UserKnownHostsFile: {line}"));
+        assert!(
+            !known.starts_with(&*test.path().to_string_lossy()),
+            "{line}"
+        );
+    }
+    assert!(!test.path().join(".kubelab").exists());
+    assert!(test.calls().is_empty(), "{:?}", test.calls());
+
+    // A host key pinned by an earlier `lab up` is checked, and the pinned
+    // file is left as it was.
+    let pinned = "kubelab-t-etcd1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAnotherKey\n";
+    let test = test
+        .write(".kubelab/known_hosts", pinned)
+        .then(&["doctor", "--json"])
+        .status(1);
+    let ran = test.run();
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(doc["failed"], 3, "{doc}");
+    let etcd1 = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "host etcd1")
+        .unwrap();
+    assert_eq!(etcd1["status"], "failed");
+    assert_eq!(
+        etcd1["detail"],
+        "etcd1 (admin@192.168.56.11 port 22): SSH failed: Host key verification failed."
+    );
+    assert!(
+        etcd1["fix"]
+            .as_str()
+            .unwrap()
+            .contains("check that sshd runs on etcd1")
+    );
+    assert_eq!(
+        std::fs::read_to_string(test.path().join(".kubelab/known_hosts")).unwrap(),
+        pinned
+    );
+    let kept: Vec<_> = std::fs::read_dir(test.path().join(".kubelab"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(kept, ["known_hosts"]);
+
+    // `lab up` runs the same preflight and names the same hosts and fixes.
+    let up = test.then(&["lab", "up", "--no-hosts"]).status(1).run();
+    assert!(
+        up.stderr
+            .contains("3 of 10 hosts failed the check; nothing was provisioned on any host"),
+        "{}",
+        up.stderr
+    );
+    for check in doc["checks"].as_array().unwrap() {
+        if check["status"] == "failed" {
+            let detail = check["detail"].as_str().unwrap();
+            let fix = check["fix"].as_str().unwrap();
+            assert!(
+                up.stderr.contains(&format!("- {detail}\n      fix: {fix}")),
+                "{detail}\n{}",
+                up.stderr
+            );
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_during_doctor_on_a_static_lab_stops_its_ssh_and_keeps_nothing() {
+    let test = Test::new().static_lab();
+    // The scratch directory and socket folders go here, not to the shared /tmp.
+    let tmp = test.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let pid_file = test.path().join("hung.pid");
+    let test = test
+        .env("TMPDIR", &tmp.display().to_string())
+        .env("FAKE_SSH_HANG", "192.168.56.20")
+        .env("FAKE_SSH_HANG_PID", &pid_file.display().to_string())
+        .args(&["doctor"]);
+    let mut child = test.spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let hung = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            break nix::unistd::Pid::from_raw(pid);
+        }
+        assert!(Instant::now() < deadline, "doctor never asked controller0");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let sent = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "the ssh children were not interrupted"
+    );
+    // The hung ssh got the interrupt too.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while nix::sys::signal::kill(hung, None).is_ok() {
+        assert!(Instant::now() < deadline, "the hung ssh {hung} still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("kubelab-doctor-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!test.path().join(".kubelab").exists());
+}
+
 #[test]
 fn up_of_a_lab_whose_api_is_up_makes_it_kubectls_current_context() {
     // Another cluster in the user's kubeconfig stays.

@@ -4,12 +4,14 @@
 //! ever powers a server off.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use super::Host;
 use crate::config::Provider;
 use crate::error::{Error, Result};
 use crate::state::{MachineStatus, NodeState};
 use crate::tools::ssh::{SshTarget, Transport, static_targets};
+use crate::topology::Node;
 
 /// What `lab up` runs on each host before anything else: sudo without a
 /// password, then the host's identity (a reinstalled server has a new
@@ -56,45 +58,15 @@ impl Host<'_> {
             topo.nodes.len()
         ));
         let transport = self.static_transport()?;
-        let logs = self.state_dir().join("logs");
-        let checks = topo.nodes.iter().map(|n| {
-            let transport = &transport;
-            let log = logs.join(&n.name).join("preflight.log");
-            async move {
-                let result = transport
-                    .run_status(
-                        &n.name,
-                        PREFLIGHT,
-                        format!("check SSH and sudo on {}", n.name),
-                        &log,
-                    )
-                    .await;
-                (n, result)
-            }
-        });
-        let results = futures_util::future::join_all(checks).await;
-        transport.close().await;
+        let results = preflight(&transport, &topo.nodes, &self.state_dir().join("logs")).await;
         let mut ids = BTreeMap::new();
         let mut failures = Vec::new();
         for (node, result) in results {
-            let target = transport.target(&node.name).cloned();
             match result {
-                Ok((status, out)) if status.success() => {
-                    let id = out.stdout.trim();
-                    let id = if id.is_empty() {
-                        node.address.to_string()
-                    } else {
-                        id.to_string()
-                    };
+                Ok(id) => {
                     ids.insert(node.name.clone(), format!("static:{id}"));
                 }
-                Ok((status, out)) => failures.push(preflight_failure(
-                    &node.name,
-                    target.as_ref(),
-                    status.code(),
-                    &out.stderr,
-                )),
-                Err(e) => failures.push(e),
+                Err(not_ready) => failures.push(not_ready.into_error()),
             }
         }
         if !failures.is_empty() {
@@ -293,14 +265,97 @@ impl Host<'_> {
     }
 }
 
-/// One host's failed check: the host, what failed and its fix, on one line
-/// (a list of several failures shows each one's message).
+/// Why a host failed the preflight.
+pub(crate) enum NotReady {
+    /// The host refused: what failed, as `node (user@address port N): what`,
+    /// and the fix.
+    Host { message: String, fix: String },
+    /// kubelab could not run the check at all (ssh would not start, a log
+    /// could not be written, an interrupt).
+    Check(Error),
+}
+
+impl NotReady {
+    /// The line that names the host and what failed.
+    pub(crate) fn message(&self) -> String {
+        match self {
+            NotReady::Host { message, .. } => message.clone(),
+            NotReady::Check(e) => e.to_string(),
+        }
+    }
+
+    /// What to do about it.
+    pub(crate) fn fix(&self) -> Option<String> {
+        match self {
+            NotReady::Host { fix, .. } => Some(fix.clone()),
+            NotReady::Check(e) => e.hint(),
+        }
+    }
+
+    /// One entry of `lab up`'s list of failed hosts: the message and its
+    /// fix on one line each.
+    fn into_error(self) -> Error {
+        match self {
+            NotReady::Host { message, fix } => Error::other(format!("{message}\n  fix: {fix}"), ""),
+            NotReady::Check(e) => e,
+        }
+    }
+}
+
+/// The preflight of a static lab, as `lab up` runs it before anything else
+/// and `kubelab doctor` runs it on its own: every host at once, SSH with
+/// lab.yaml's settings and passwordless sudo. Each node gets its identity
+/// (`/etc/machine-id`, or its address when that is empty) or why it is not
+/// ready. Logs go under `logs/<node>/preflight.log`; the master connections
+/// are closed before it returns.
+pub(crate) async fn preflight<'n>(
+    transport: &Transport,
+    nodes: &'n [Node],
+    logs: &Path,
+) -> Vec<(&'n Node, Result<String, NotReady>)> {
+    let checks = nodes.iter().map(|n| {
+        let log = logs.join(&n.name).join("preflight.log");
+        async move {
+            let result = transport
+                .run_status(
+                    &n.name,
+                    PREFLIGHT,
+                    format!("check SSH and sudo on {}", n.name),
+                    &log,
+                )
+                .await;
+            let result = match result {
+                Ok((status, out)) if status.success() => {
+                    let id = out.stdout.trim();
+                    Ok(if id.is_empty() {
+                        n.address.to_string()
+                    } else {
+                        id.to_string()
+                    })
+                }
+                Ok((status, out)) => Err(preflight_failure(
+                    &n.name,
+                    transport.target(&n.name),
+                    status.code(),
+                    &out.stderr,
+                )),
+                Err(e) => Err(NotReady::Check(e)),
+            };
+            (n, result)
+        }
+    });
+    let results = futures_util::future::join_all(checks).await;
+    transport.close().await;
+    results
+}
+
+/// One host's failed check: the host, what failed and its fix.
 fn preflight_failure(
     node: &str,
     target: Option<&SshTarget>,
     code: Option<i32>,
     stderr: &str,
-) -> Error {
+) -> NotReady {
     let at = target.map(SshTarget::describe).unwrap_or_default();
     let user = target
         .and_then(|t| t.user.clone())
@@ -348,5 +403,8 @@ fn preflight_failure(
             format!("run `sudo -n true` on {node} as {user} to see what fails"),
         ),
     };
-    Error::other(format!("{node} ({at}): {what}\n  fix: {fix}"), "")
+    NotReady::Host {
+        message: format!("{node} ({at}): {what}"),
+        fix,
+    }
 }

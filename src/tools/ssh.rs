@@ -126,6 +126,31 @@ pub fn static_targets(lab: &crate::config::Lab) -> BTreeMap<String, SshTarget> {
         .collect()
 }
 
+/// How kubelab logs in to each host of a static lab, for `lab plan`:
+/// `user@address:port`, or an ssh_config alias with what lab.yaml adds to it
+/// (`gpu1 (ssh_config)`, `admin@gpu1:2022 (ssh_config)`).
+pub fn static_logins(lab: &crate::config::Lab) -> BTreeMap<String, String> {
+    let targets = static_targets(lab);
+    lab.hosts
+        .iter()
+        .filter_map(|h| {
+            let t = targets.get(&h.name)?;
+            let user = t
+                .user
+                .as_deref()
+                .map(|u| format!("{u}@"))
+                .unwrap_or_default();
+            let port = t.port.map(|p| format!(":{p}")).unwrap_or_default();
+            let login = format!("{user}{}{port}", t.hostname);
+            let login = match h.ssh.alias {
+                Some(_) => format!("{login} (ssh_config)"),
+                None => login,
+            };
+            Some((h.name.clone(), login))
+        })
+        .collect()
+}
+
 /// Parses `vagrant ssh-config` output into one target per `Host`.
 pub fn parse_ssh_config(text: &str) -> BTreeMap<String, SshTarget> {
     let mut out = BTreeMap::new();
@@ -314,6 +339,12 @@ impl Transport {
             .shown_as(format!("ssh {node} -- {command}"))
             .log(log.to_path_buf());
         self.runner.run_status(&inv).await
+    }
+
+    /// The folder of this transport's master sockets (per lab, under the
+    /// temp dir).
+    pub fn control_dir(&self) -> &Path {
+        &self.control_dir
     }
 
     /// The target a node is reached at.

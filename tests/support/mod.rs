@@ -238,6 +238,108 @@ impl Test {
     }
 }
 
+/// The hosts of [`Test::static_lab`], the default topology.
+pub const STATIC_HOSTS: [(&str, &str); 10] = [
+    ("dns0", "192.168.56.2"),
+    ("etcd0", "192.168.56.10"),
+    ("etcd1", "192.168.56.11"),
+    ("etcd2", "192.168.56.12"),
+    ("controller0", "192.168.56.20"),
+    ("controller1", "192.168.56.21"),
+    ("controller2", "192.168.56.22"),
+    ("worker0", "192.168.56.30"),
+    ("lb0", "192.168.56.51"),
+    ("lb1", "192.168.56.52"),
+];
+
+const FAKE_SSH: &str = r#"#!/usr/bin/env bash
+echo "$*" >>"${FAKE_SSH_LOG:?}"
+known='' alias='' dest=''
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -o) case "$2" in
+          UserKnownHostsFile=*) known=${2#*=} ;;
+          HostKeyAlias=*) alias=${2#*=} ;;
+        esac
+        shift 2 ;;
+    -p|-i) shift 2 ;;
+    -O) exit 0 ;; # closing a master connection: nothing to close
+    --) break ;;
+    *) dest=$1; shift ;;
+  esac
+done
+host=${dest#*@}
+if [ "$host" = "${FAKE_SSH_HANG:-}" ]; then
+  echo $$ >"${FAKE_SSH_HANG_PID:?}"
+  exec sleep 60
+fi
+if [ "$host" = 192.168.56.30 ]; then
+  echo "ssh: connect to host 192.168.56.30 port 22: Connection refused" >&2
+  exit 255
+fi
+key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeyOf$host"
+mkdir -p "$(dirname "$known")"
+if grep -q "^$alias " "$known" 2>/dev/null; then
+  if ! grep -qxF "$alias $key" "$known"; then
+    echo "Host key verification failed." >&2
+    exit 255
+  fi
+else
+  echo "$alias $key" >>"$known"
+fi
+if [ "$host" = 192.168.56.52 ]; then
+  echo "kubelab: sudo needs a password" >&2
+  exit 3
+fi
+echo "machine-id-of-$host"
+"#;
+
+impl Test {
+    /// The default topology as a `provider: static` lab named `t`: lab.yaml,
+    /// its key (`id`, 0600) and a fake `ssh` first on PATH (before the
+    /// stand-ins, whose `vagrant` and `VBoxManage` log any call), so no real
+    /// network is touched. The fake logs each call to `ssh.log` and plays the
+    /// hosts: worker0 (192.168.56.30) refuses the connection, lb1
+    /// (192.168.56.52) has no passwordless sudo, the others answer with a
+    /// machine-id. It records each host key in the `UserKnownHostsFile` it is
+    /// given (creating its folder) and, like `StrictHostKeyChecking=accept-new`,
+    /// refuses a host whose recorded key is another. With `FAKE_SSH_HANG`
+    /// set to an address, the call to it writes its pid to
+    /// `FAKE_SSH_HANG_PID` and hangs.
+    pub fn static_lab(self) -> Self {
+        let mut yaml = String::from(
+            "name: t\nprovider: static\nnetwork:\n  dns_forwarders: [192.168.56.1]\nhosts:\n",
+        );
+        for (name, address) in STATIC_HOSTS {
+            let role = name.trim_end_matches(|c: char| c.is_ascii_digit());
+            yaml.push_str(&format!(
+                "  - {{name: {name}, role: {role}, address: {address}, ssh_user: admin, ssh_key: id}}\n"
+            ));
+        }
+        let test = self
+            .write("lab.yaml", &yaml)
+            .write("id", "not a real key: the fake ssh never reads it\n")
+            .executable("fake-bin/ssh", FAKE_SSH);
+        std::fs::set_permissions(
+            test.path().join("id"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let standin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standin");
+        let path = format!(
+            "{}:{}:{}",
+            test.path().join("fake-bin").display(),
+            standin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let ssh_log = test.path().join("ssh.log").display().to_string();
+        let calls = test.path().join("calls.log").display().to_string();
+        test.env("PATH", &path)
+            .env("FAKE_SSH_LOG", &ssh_log)
+            .env("STANDIN_LOG", &calls)
+    }
+}
+
 /// Replaces the temp directory in output with `[LAB]` for snapshots.
 pub fn redact(text: &str, dir: &Path) -> String {
     let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
