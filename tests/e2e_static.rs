@@ -1,8 +1,9 @@
 //! End to end, `provider: static`: the default lab's machines
 //! (tests/support/e2e.rs), booted by the test itself, play existing
 //! servers. kubelab reaches them only through lab.yaml's hosts list, with a
-//! `vagrant` on PATH that records any call. A host that refuses SSH stops
-//! `lab up` before any host is touched; then `lab up --until etcd`
+//! `vagrant` on PATH that records any call. A host that refuses SSH fails
+//! `kubelab doctor`'s check of it and stops `lab up` before any host is
+//! touched; then `lab up --until etcd`
 //! provisions them with the same engine as a VirtualBox lab, `lab verify`
 //! passes the same checks as there, and `lab destroy --yes` removes what
 //! kubelab installed while the servers keep running. In between, `lab
@@ -89,6 +90,48 @@ fn a_static_lab_is_checked_provisioned_verified_and_uninstalled() {
     // lab up fails naming it and the fix, and no host was touched (the
     // others answered, but nothing ran on them).
     std::fs::write(e2e.lab_dir().join("lab.yaml"), static_lab(&key, 2222)).unwrap();
+    // doctor runs the same check first, on the hosts of the lab only
+    // (worker1 waits past the count), and writes nothing in the lab's folder.
+    let ran = e2e.kubelab_without_vagrant(&["doctor", "--json"]);
+    assert_eq!(ran.status, 1, "{}\n{}", ran.stdout, ran.stderr);
+    let doc: Value = serde_json::from_str(&ran.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", ran.stdout, ran.stderr));
+    let hosts: Vec<(String, String)> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| {
+            let name = c["name"].as_str()?.strip_prefix("host ")?;
+            Some((name.to_string(), c["status"].as_str()?.to_string()))
+        })
+        .collect();
+    let expected: Vec<(String, String)> = DEFAULT_LAB
+        .iter()
+        .map(|(n, _)| {
+            let status = if *n == "worker0" { "failed" } else { "passed" };
+            (n.to_string(), status.to_string())
+        })
+        .collect();
+    assert_eq!(hosts, expected, "{doc:#}");
+    assert_eq!(doc["failed"], 1, "{doc:#}");
+    let worker0 = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "host worker0")
+        .unwrap();
+    assert!(
+        worker0["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Connection refused")
+            && worker0["fix"]
+                .as_str()
+                .unwrap()
+                .contains("check that sshd runs on worker0"),
+        "{worker0:#}"
+    );
+    assert!(!e2e.lab_dir().join(".kubelab").exists());
     let ran = e2e.kubelab_without_vagrant(&["lab", "up", "--until", "etcd"]);
     assert_eq!(ran.status, 1, "{}\n{}", ran.stdout, ran.stderr);
     assert!(
