@@ -410,7 +410,11 @@ fn labs(settings: &Settings, printer: &Printer, json: bool) -> Result<()> {
             state: if e.exists() { e.state.name() } else { "gone" },
             cidr: e.cidr.to_string(),
             domain: e.domain.clone(),
-            ssh_ports: format!("{}-{}", e.ssh_ports.0, e.ssh_ports.1),
+            ssh_ports: if e.ssh_ports == (0, 0) {
+                "-".to_string()
+            } else {
+                format!("{}-{}", e.ssh_ports.0, e.ssh_ports.1)
+            },
             lab_file: e.lab_file.as_ref().map(|p| p.display().to_string()),
             dir: e.dir.display().to_string(),
         })

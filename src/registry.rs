@@ -31,7 +31,8 @@ pub struct Entry {
     pub lab_file: Option<PathBuf>,
     pub cidr: Ipv4Net,
     pub domain: String,
-    /// The lowest and highest SSH port on 127.0.0.1 of its VMs.
+    /// The lowest and highest SSH port on 127.0.0.1 of its VMs; `(0, 0)`
+    /// for a static lab, whose servers take no port on this host.
     pub ssh_ports: (u16, u16),
     pub state: LabState,
     pub updated_unix: u64,
@@ -60,7 +61,12 @@ impl LabState {
 
 impl Entry {
     pub fn of(loaded: &LoadedLab, state: LabState) -> Entry {
-        let ports = loaded.topo.nodes.iter().map(|n| n.ssh_port);
+        let ports = loaded
+            .topo
+            .nodes
+            .iter()
+            .filter(|_| loaded.lab.provider != crate::config::Provider::Static)
+            .map(|n| n.ssh_port);
         let lo = ports.clone().min().unwrap_or(0);
         let hi = ports.max().unwrap_or(0);
         Entry {
@@ -101,7 +107,12 @@ impl Entry {
                 self.cidr, other.cidr
             ));
         }
-        if self.ssh_ports.0 <= other.ssh_ports.1 && other.ssh_ports.0 <= self.ssh_ports.1 {
+        let forwards = |e: &Entry| e.ssh_ports != (0, 0);
+        if forwards(self)
+            && forwards(other)
+            && self.ssh_ports.0 <= other.ssh_ports.1
+            && other.ssh_ports.0 <= self.ssh_ports.1
+        {
             why.push(format!(
                 "SSH ports {}-{} overlap its {}-{}",
                 self.ssh_ports.0, self.ssh_ports.1, other.ssh_ports.0, other.ssh_ports.1
@@ -237,4 +248,43 @@ pub fn next_free(registry: &Registry, dir: &Path) -> Result<(Ipv4Net, u16)> {
             )
         })?;
     Ok((cidr, base))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, cidr: &str, ssh_ports: (u16, u16)) -> Entry {
+        Entry {
+            name: name.into(),
+            dir: PathBuf::from(format!("/labs/{name}")),
+            lab_file: None,
+            cidr: cidr.parse().unwrap(),
+            domain: "lan".into(),
+            ssh_ports,
+            state: LabState::Up,
+            updated_unix: 0,
+        }
+    }
+
+    #[test]
+    fn forwarded_ports_clash_but_static_labs_take_none() {
+        let a = entry("a", "192.168.56.0/24", (2202, 2252));
+        let b = entry("b", "192.168.57.0/24", (2250, 2300));
+        assert!(a.clash(&b).unwrap().contains("SSH ports 2202-2252 overlap"));
+        // Two static labs whose servers all listen on 22 elsewhere, and a
+        // static lab beside a VirtualBox one: no port is shared here.
+        let s1 = entry("s1", "10.0.10.0/24", (0, 0));
+        let s2 = entry("s2", "10.0.20.0/24", (0, 0));
+        assert_eq!(s1.clash(&s2), None);
+        assert_eq!(s1.clash(&a), None);
+        assert_eq!(a.clash(&s1), None);
+        // Their names and networks still count.
+        let s3 = entry("s1", "10.0.10.0/25", (0, 0));
+        let why = s1.clash(&s3).unwrap();
+        assert!(
+            why.contains("the same name") && why.contains("overlaps"),
+            "{why}"
+        );
+    }
 }
