@@ -279,6 +279,40 @@ mod tests {
         assert_eq!(s1.clash(&s2), None);
         assert_eq!(s1.clash(&a), None);
         assert_eq!(a.clash(&s1), None);
+        // What Entry::of records: the VMs' forwards, none for servers.
+        let loaded = |yaml: &str, dir: &Path| {
+            let lab =
+                crate::config::parse(yaml, crate::config::LabSource::File(dir.join("lab.yaml")))
+                    .unwrap();
+            crate::app::LoadedLab {
+                topo: crate::topology::Topology::new(&lab),
+                lab,
+                dir: dir.to_path_buf(),
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let vbox = Entry::of(&loaded("name: v\n", dir.path()), LabState::Up);
+        assert!(vbox.ssh_ports.0 > 2200 && vbox.ssh_ports.1 > vbox.ssh_ports.0);
+        let key = dir.path().join("id");
+        std::fs::write(&key, "").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut yaml = String::from(
+            "name: s\nprovider: static\nnetwork:\n  dns_forwarders: [192.168.56.1]\nhosts:\n",
+        );
+        for (role, last) in [
+            ("dns", 2),
+            ("etcd", 10),
+            ("controller", 20),
+            ("worker", 30),
+            ("lb", 51),
+        ] {
+            yaml.push_str(&format!(
+                "  - {{role: {role}, address: 192.168.56.{last}, ssh_user: a, ssh_key: id}}\n"
+            ));
+        }
+        let servers = Entry::of(&loaded(&yaml, dir.path()), LabState::Up);
+        assert_eq!(servers.ssh_ports, (0, 0));
         // Their names and networks still count.
         let s3 = entry("s1", "10.0.10.0/25", (0, 0));
         let why = s1.clash(&s3).unwrap();
