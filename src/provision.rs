@@ -372,6 +372,41 @@ fn step_hash(lab: &Lab, node: &Node, phase: Phase, files: &[RenderedFile]) -> St
 /// with 8 nodes at once, was gigabytes).
 pub struct Upload {
     entries: Vec<(String, u32, Source)>,
+    /// Written last, to [`UPLOAD_MARK`]: the node runs nothing unless the
+    /// stream arrived whole (tar takes an archive cut between two entries
+    /// as complete, and a stream can be cut by a release file that cannot
+    /// be read half-way, or by the network).
+    id: String,
+}
+
+/// Where the node finds the id of the last upload it extracted.
+const UPLOAD_MARK: &str = "var/lib/kubelab/upload-complete";
+
+impl Upload {
+    /// The shell line that extracts the upload on the node and fails unless
+    /// all of it arrived; what the step runs follows it with `&&`.
+    pub fn extract_command(&self) -> String {
+        self.extract_line("sudo ", "/")
+    }
+
+    fn extract_line(&self, sudo: &str, root: &str) -> String {
+        let root = root.trim_end_matches('/');
+        format!(
+            "{sudo}rm -f '{root}/{UPLOAD_MARK}' && {sudo}tar -x -p -f - -C '{root}/' && {{ test \"$(cat '{root}/{UPLOAD_MARK}' 2>/dev/null)\" = {id} || {{ echo 'kubelab: the upload arrived incomplete; nothing was run' >&2; exit 1; }}; }}",
+            id = self.id
+        )
+    }
+}
+
+/// A new id for each upload: the time, the process and a counter.
+fn upload_id() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    sha256_hex(format!("{nanos}-{}-{n}", std::process::id()).as_bytes())[..16].to_string()
 }
 
 enum Source {
@@ -406,6 +441,14 @@ impl crate::tools::Feed for Upload {
                 }
             }
         }
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(mtime);
+        header.set_size(self.id.len() as u64);
+        header.set_cksum();
+        builder.append_data(&mut header, UPLOAD_MARK, self.id.as_bytes())?;
         builder.finish()
     }
 }
@@ -433,7 +476,10 @@ fn archive(files: &[&RenderedFile], extra: &[(String, std::path::PathBuf)]) -> R
             Source::Bytes(text.as_bytes().to_vec()),
         ));
     }
-    Ok(Upload { entries })
+    Ok(Upload {
+        entries,
+        id: upload_id(),
+    })
 }
 
 /// What `lab destroy` runs on a static lab's node: the role scripts (sent
@@ -448,7 +494,8 @@ pub fn uninstall(lab: &Lab, node: &Node, state: &State) -> Result<(String, Uploa
         "KUBELAB_PHASE=uninstall".to_string(),
     ]
     .join(" ");
-    let mut lines = vec!["sudo tar -x -p -f - -C /".to_string()];
+    let upload = archive(&[], &[])?;
+    let mut lines = vec![upload.extract_command()];
     for phase in ENGINE_PHASES.iter().rev() {
         if let Some(script) = script_of(*phase).filter(|_| participates(*phase, node)) {
             lines.push(format!(
@@ -468,7 +515,7 @@ pub fn uninstall(lab: &Lab, node: &Node, state: &State) -> Result<(String, Uploa
     }
     lines.push("sudo rm -rf /var/lib/kubelab /etc/kubelab".into());
     lines.push("sudo systemctl daemon-reload".into());
-    Ok((lines.join(" && "), archive(&[], &[])?))
+    Ok((lines.join(" && "), upload))
 }
 
 /// Runs the engine's phases over SSH. `state` is saved after every step.
@@ -710,7 +757,8 @@ impl Engine<'_> {
             format!("KUBELAB_ETCD_SOURCE={}", self.lab.etcd_source),
         ];
         let command = format!(
-            "sudo tar -x -p -f - -C / && sudo env {} bash /{REMOTE_SCRIPTS}/{script}",
+            "{} && sudo env {} bash /{REMOTE_SCRIPTS}/{script}",
+            tar.extract_command(),
             env.join(" ")
         );
         self.printer.info(format!(
@@ -1130,16 +1178,47 @@ mod tests {
         assert_eq!(status.code(), Some(3));
 
         // A release that vanished from the cache after the plan: the local
-        // cause is the error, not the remote tar's complaint.
-        let upload = archive(&[], &[("usr/local/bin/kubelet".into(), big.clone())]).unwrap();
+        // cause is the error, and the node runs nothing, though tar takes
+        // the stream cut before that file as a whole archive.
+        let root = tempfile::tempdir().unwrap();
+        let small = dir.path().join("kubectl");
+        std::fs::write(&small, b"kubectl").unwrap();
+        let upload = archive(
+            &[],
+            &[
+                ("usr/local/bin/kubectl".into(), small),
+                ("usr/local/bin/kubelet".into(), big.clone()),
+            ],
+        )
+        .unwrap();
         std::fs::remove_file(&big).unwrap();
+        let ran = root.path().join("ran");
+        let line = format!(
+            "{} && touch '{}'",
+            upload.extract_line("", &root.path().display().to_string()),
+            ran.display()
+        );
         let err = rt
-            .block_on(runner.run(sh("cat >/dev/null", upload)))
+            .block_on(runner.run(sh(&line, upload)))
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("reading what is sent to `sh` failed") && err.contains("kubelet"),
             "{err}"
         );
+        assert!(
+            root.path().join("usr/local/bin/kubectl").exists(),
+            "the cut stream was extracted"
+        );
+        assert!(!ran.exists(), "the step ran after an incomplete upload");
+        // The same command on a whole upload runs the step.
+        let upload = archive(&[], &[]).unwrap();
+        let line = format!(
+            "{} && touch '{}'",
+            upload.extract_line("", &root.path().display().to_string()),
+            ran.display()
+        );
+        rt.block_on(runner.run(sh(&line, upload))).unwrap();
+        assert!(ran.exists());
     }
 }

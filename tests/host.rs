@@ -767,3 +767,37 @@ fn up_of_a_lab_whose_api_is_up_makes_it_kubectls_current_context() {
     assert!(text.contains("name: other"), "{text}");
     assert!(text.contains("server: https://api.lan:6443"), "{text}");
 }
+
+#[test]
+fn a_static_destroy_uninstalls_nowhere_when_lab_yaml_points_a_name_at_another_server() {
+    // kubelab provisioned dns0 at .99 and gpu9, which lab.yaml no longer
+    // lists; lab.yaml now says dns0 is .2 (the fake ssh answers every host).
+    let test = Test::new().static_lab();
+    let node = |address: &str| serde_json::json!({"role": "dns", "address": address, "machine": "created", "vm_id": "static:x"});
+    let state = serde_json::json!({
+        "schema_version": 1,
+        "lab": "t",
+        "nodes": {"dns0": node("192.168.56.99"), "etcd0": node("192.168.56.10"), "gpu9": node("192.168.56.77")},
+        "steps": {},
+    });
+    std::fs::create_dir_all(test.path().join(".kubelab")).unwrap();
+    std::fs::write(test.path().join(".kubelab/state.json"), state.to_string()).unwrap();
+    let test = test.args(&["lab", "destroy", "--yes"]).status(2);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains(
+            "dns0 is 192.168.56.2 in lab.yaml, but kubelab provisioned it at 192.168.56.99; nothing was uninstalled"
+        ),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("kubelab provisioned gpu9 (192.168.56.77) but lab.yaml no longer lists it"),
+        "{}",
+        ran.stderr
+    );
+    let ssh = std::fs::read_to_string(test.path().join("ssh.log")).unwrap_or_default();
+    assert!(!ssh.contains("uninstall"), "{ssh}");
+    assert!(test.path().join(".kubelab/state.json").exists());
+}

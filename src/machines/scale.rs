@@ -442,23 +442,23 @@ impl Host<'_> {
         for (what, node) in to_drain {
             self.printer
                 .info(format!("  {node:<12} draining (from {controller})"));
-            let kubectl = provision::ADMIN_KUBECTL;
-            let command = format!(
-                "{kubectl} drain {node} --ignore-daemonsets --delete-emptydir-data --timeout=180s \
-                 && {kubectl} delete node {node} --ignore-not-found"
-            );
+            let command = drain_command(provision::ADMIN_KUBECTL, &node);
             match transport
                 .run(&controller, &command, None, format!("drain {node}"), &log)
                 .await
             {
-                Ok(_) => steps.push(KubeStep {
+                Ok(out) => steps.push(KubeStep {
                     what,
                     status: "done",
-                    detail: format!("through {controller}"),
+                    detail: if out.stdout.contains(NODE_GONE) {
+                        format!("the Node was deleted already (seen through {controller})")
+                    } else {
+                        format!("through {controller}")
+                    },
                 }),
                 Err(e) => {
                     result = Err(Error::other(
-                        format!("could not drain {node}: {e}; nothing was destroyed"),
+                        format!("could not drain {node}: {e}; nothing was removed"),
                         format!(
                             "see {}; fix what holds the drain (a PodDisruptionBudget, a stuck pod) and run the scale again",
                             log.display()
@@ -535,7 +535,10 @@ impl Host<'_> {
     async fn uninstall_workers(&self, plan: &Diff, state: &State) -> Result<()> {
         let listed = Topology::every_listed_host(&self.loaded.lab);
         let mut nodes = Vec::new();
-        for removed in &plan.remove {
+        // A worker kubelab never reached (its check failed on the way up)
+        // has nothing to uninstall: it is only forgotten.
+        let touched = |name: &str| state.nodes.contains_key(name) || state.steps.contains_key(name);
+        for removed in plan.remove.iter().filter(|n| touched(&n.name)) {
             let Some(node) = listed.node(&removed.name) else {
                 return Err(Error::usage(
                     format!(
@@ -546,6 +549,9 @@ impl Host<'_> {
                 ));
             };
             nodes.push(node);
+        }
+        if nodes.is_empty() {
+            return Ok(());
         }
         let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
         self.printer.info(format!(
@@ -561,6 +567,24 @@ impl Host<'_> {
         )
         .await
     }
+}
+
+/// What the drain prints when the Node is not there (a scale that stopped
+/// after deleting it, then runs again).
+const NODE_GONE: &str = "kubelab: the Node is gone already";
+
+/// Cordon, drain and delete `node` with `kubectl`; a Node that does not
+/// exist any more is done, any other failure to read it is an error (an
+/// API that does not answer must not pass for a Node that is gone).
+fn drain_command(kubectl: &str, node: &str) -> String {
+    format!(
+        "if ! out=$({kubectl} get node {node} -o name 2>&1); then \
+           case \"$out\" in *NotFound*) echo '{NODE_GONE}'; exit 0;; esac; \
+           echo \"$out\" >&2; exit 1; \
+         fi; \
+         {kubectl} drain {node} --ignore-daemonsets --delete-emptydir-data --timeout=180s \
+         && {kubectl} delete node {node} --ignore-not-found"
+    )
 }
 
 /// The plan in words, one line each.
@@ -640,6 +664,54 @@ mod tests {
             );
         }
         state
+    }
+
+    /// Runs the drain command against a `kubectl` that answers `get` as
+    /// `get` says and records every call.
+    fn drain_with(get: &str) -> (std::process::Output, String) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let calls = dir.path().join("calls");
+        let kubectl = dir.path().join("kubectl");
+        std::fs::write(
+            &kubectl,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> '{}'\nif [ \"$1\" = get ]; then {get}; fi\n",
+                calls.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(drain_command(&kubectl.display().to_string(), "worker1"))
+            .output()
+            .unwrap();
+        (out, std::fs::read_to_string(calls).unwrap_or_default())
+    }
+
+    #[test]
+    fn a_drain_of_a_node_already_deleted_is_done_but_an_api_that_fails_is_not() {
+        let (out, calls) = drain_with("echo node/worker1");
+        assert!(out.status.success());
+        assert!(
+            calls.contains("drain worker1") && calls.contains("delete node worker1"),
+            "{calls}"
+        );
+
+        let (out, calls) = drain_with(
+            "echo 'Error from server (NotFound): nodes \"worker1\" not found' >&2; exit 1",
+        );
+        assert!(out.status.success(), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains(NODE_GONE));
+        assert!(!calls.contains("drain"), "{calls}");
+
+        let (out, calls) = drain_with(
+            "echo 'The connection to the server 192.168.56.50:6443 was refused' >&2; exit 1",
+        );
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("was refused"));
+        assert!(!calls.contains("drain"), "{calls}");
     }
 
     #[test]

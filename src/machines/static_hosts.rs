@@ -149,6 +149,20 @@ impl Host<'_> {
                     || in_state.steps.contains_key(&n.name)
             })
             .collect();
+        let unlisted: Vec<String> = in_state
+            .nodes
+            .iter()
+            .filter(|(name, _)| listed.node(name).is_none())
+            .map(|(name, s)| format!("{name} ({})", s.address))
+            .collect();
+        if !unlisted.is_empty() {
+            self.printer.warn(format!(
+                "kubelab provisioned {} but lab.yaml no longer lists {}; what kubelab installed there stays (list {} again under hosts: before `lab destroy` to remove that too)",
+                unlisted.join(", "),
+                if unlisted.len() == 1 { "it" } else { "them" },
+                if unlisted.len() == 1 { "it" } else { "them" }
+            ));
+        }
         if !yes {
             let hosts: Vec<String> = hosts
                 .iter()
@@ -214,6 +228,26 @@ impl Host<'_> {
         again: &str,
     ) -> Result<()> {
         let lab = &self.loaded.lab;
+        // A host list edited since `lab up` could point a name at another
+        // server: uninstall only where kubelab installed.
+        let moved: Vec<String> = nodes
+            .iter()
+            .filter_map(|n| {
+                let recorded = &state.nodes.get(&n.name)?.address;
+                (*recorded != n.address.to_string()).then(|| {
+                    format!(
+                        "{} is {} in lab.yaml, but kubelab provisioned it at {recorded}",
+                        n.name, n.address
+                    )
+                })
+            })
+            .collect();
+        if !moved.is_empty() {
+            return Err(Error::usage(
+                format!("{}; nothing was uninstalled", moved.join("; ")),
+                "put the address kubelab provisioned back under hosts: for the uninstall, then change it",
+            ));
+        }
         let transport = self.static_transport()?;
         let logs = self.state_dir().join("logs");
         let runs = nodes.iter().map(|n| {
