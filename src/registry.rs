@@ -193,9 +193,15 @@ pub fn check_no_clash(path: &Path, loaded: &LoadedLab) -> Result<()> {
                     "lab {} clashes with lab {} ({file}), which is up: {why}",
                     me.name, other.name
                 ),
-                format!(
-                    "give this lab its own name, network.cidr, first_address/vip and network.ssh_port_base (`kubelab init --name NAME` picks free ones), or `kubelab --lab {file} lab destroy` first",
-                ),
+                if loaded.lab.provider == crate::config::Provider::Static {
+                    format!(
+                        "give this lab its own name and network.cidr, or `kubelab --lab {file} lab destroy` first"
+                    )
+                } else {
+                    format!(
+                        "give this lab its own name, network.cidr, first_address/vip and network.ssh_port_base (`kubelab init --name NAME` picks free ones), or `kubelab --lab {file} lab destroy` first",
+                    )
+                },
             ));
         }
     }
@@ -313,6 +319,27 @@ mod tests {
         }
         let servers = Entry::of(&loaded(&yaml, dir.path()), LabState::Up);
         assert_eq!(servers.ssh_ports, (0, 0));
+        // Two static labs of the same name: refused, with a fix that fits
+        // servers (no SSH port base to change).
+        let other_dir = tempfile::tempdir().unwrap();
+        let mut other = entry("s", "10.9.0.0/24", (0, 0));
+        other.dir = other_dir.path().to_path_buf();
+        let registry_path = dir.path().join("labs.json");
+        save(
+            &registry_path,
+            &Registry {
+                schema_version: REGISTRY_SCHEMA_VERSION,
+                labs: vec![other],
+            },
+        )
+        .unwrap();
+        let err = check_no_clash(&registry_path, &loaded(&yaml, dir.path())).unwrap_err();
+        let hint = err.hint().unwrap_or_default();
+        assert!(err.to_string().contains("the same name"), "{err}");
+        assert!(
+            hint.contains("its own name and network.cidr") && !hint.contains("ssh_port_base"),
+            "{hint}"
+        );
         // Their names and networks still count.
         let s3 = entry("s1", "10.0.10.0/25", (0, 0));
         let why = s1.clash(&s3).unwrap();
