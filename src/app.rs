@@ -310,15 +310,7 @@ pub fn load_lab(explicit: Option<&Path>, printer: &Printer) -> Result<LoadedLab>
     for warning in &lab.warnings {
         printer.warn(warning.to_string());
     }
-    let dir = match &lab.source {
-        LabSource::File(path) => path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(".")),
-        LabSource::BuiltIn => PathBuf::from("."),
-    };
-    let dir = std::path::absolute(&dir)?;
+    let dir = std::path::absolute(lab.source.dir())?;
     let topo = Topology::new(&lab);
     Ok(LoadedLab { lab, topo, dir })
 }

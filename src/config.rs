@@ -259,6 +259,21 @@ pub enum LabSource {
     BuiltIn,
 }
 
+impl LabSource {
+    /// The folder lab.yaml is in (relative paths in it start there, and
+    /// `.kubelab/` goes there); `.` for the built-in lab.
+    pub fn dir(&self) -> PathBuf {
+        match self {
+            LabSource::File(path) => path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            LabSource::BuiltIn => PathBuf::from("."),
+        }
+    }
+}
+
 impl fmt::Display for LabSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -1166,14 +1181,7 @@ fn resolve_hosts(
         ));
         return Vec::new();
     }
-    let base = match source {
-        LabSource::File(path) => path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(".")),
-        LabSource::BuiltIn => PathBuf::from("."),
-    };
+    let base = source.dir();
     let mut per_role: std::collections::BTreeMap<Role, u32> = Default::default();
     let mut names: std::collections::BTreeMap<String, usize> = Default::default();
     let mut out = Vec::new();
@@ -1444,4 +1452,4 @@ fn is_semver(s: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

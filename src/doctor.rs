@@ -179,16 +179,7 @@ async fn virtualbox_checks(loaded: &LoadedLab, settings: &Settings, runner: &Run
     checks.push(disk());
     checks.push(cpu_virtualization());
 
-    // ssh
-    match tools::find("ssh", "log in to the VMs") {
-        Ok(path) => checks.push(check(
-            "ssh",
-            Status::Passed,
-            path.display().to_string(),
-            None,
-        )),
-        Err(e) => checks.push(check("ssh", Status::Failed, "not found on PATH", e.hint())),
-    }
+    checks.push(ssh_check("log in to the VMs").0);
 
     // The box.
     if let Ok(v) = &vagrant {
@@ -206,6 +197,20 @@ async fn virtualbox_checks(loaded: &LoadedLab, settings: &Settings, runner: &Run
     checks
 }
 
+/// `ssh` on PATH, and whether it is there.
+fn ssh_check(purpose: &str) -> (Check, bool) {
+    match tools::find("ssh", purpose) {
+        Ok(path) => (
+            check("ssh", Status::Passed, path.display().to_string(), None),
+            true,
+        ),
+        Err(e) => (
+            check("ssh", Status::Failed, "not found on PATH", e.hint()),
+            false,
+        ),
+    }
+}
+
 /// A static lab: its servers exist, so none of the VirtualBox checks apply.
 /// `ssh`, other labs, and per host exactly the preflight `lab up` runs.
 async fn static_checks(
@@ -214,18 +219,10 @@ async fn static_checks(
     runner: &Runner,
 ) -> Result<Vec<Check>> {
     let mut checks = Vec::new();
-    let ssh = tools::find("ssh", "log in to the lab's servers");
-    match &ssh {
-        Ok(path) => checks.push(check(
-            "ssh",
-            Status::Passed,
-            path.display().to_string(),
-            None,
-        )),
-        Err(e) => checks.push(check("ssh", Status::Failed, "not found on PATH", e.hint())),
-    }
+    let (ssh, found) = ssh_check("log in to the lab's servers");
+    checks.push(ssh);
     checks.push(other_labs(loaded, settings));
-    if ssh.is_err() {
+    if !found {
         checks.extend(loaded.topo.nodes.iter().map(|n| {
             check(
                 format!("host {}", n.name),

@@ -358,13 +358,7 @@ impl<'a> Host<'a> {
         }
         let state = shared.lock().map(|s| s.clone()).unwrap_or_default();
         state.save(&self.state_path())?;
-        if no_hosts {
-            self.printer
-                .info("not touching the hosts file (--no-hosts)");
-        } else {
-            self.write_hosts_block(Some(&self.lab_hosts_block()?))
-                .await?;
-        }
+        self.write_lab_hosts_block(no_hosts).await?;
         Ok(())
     }
 
@@ -448,6 +442,16 @@ impl<'a> Host<'a> {
             &existing,
             &lab.name,
         ))
+    }
+
+    /// Writes the lab's block, unless `--no-hosts` said not to.
+    async fn write_lab_hosts_block(&self, no_hosts: bool) -> Result<()> {
+        if no_hosts {
+            self.printer
+                .info("not touching the hosts file (--no-hosts)");
+            return Ok(());
+        }
+        self.write_hosts_block(Some(&self.lab_hosts_block()?)).await
     }
 
     async fn write_hosts_block(&self, block: Option<&str>) -> Result<()> {
@@ -933,13 +937,7 @@ impl<'a> Host<'a> {
             printer: self.printer,
             runner: self.runner.clone(),
         };
-        if no_hosts {
-            self.printer
-                .info("not touching the hosts file (--no-hosts)");
-        } else {
-            host.write_hosts_block(Some(&host.lab_hosts_block()?))
-                .await?;
-        }
+        host.write_lab_hosts_block(no_hosts).await?;
         host.wait_until_verified(Duration::from_secs(180))
             .await
             .map_err(|e| {

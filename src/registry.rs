@@ -296,27 +296,10 @@ mod tests {
                 dir: dir.to_path_buf(),
             }
         };
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::config::tests::key_dir();
         let vbox = Entry::of(&loaded("name: v\n", dir.path()), LabState::Up);
         assert!(vbox.ssh_ports.0 > 2200 && vbox.ssh_ports.1 > vbox.ssh_ports.0);
-        let key = dir.path().join("id");
-        std::fs::write(&key, "").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let mut yaml = String::from(
-            "name: s\nprovider: static\nnetwork:\n  dns_forwarders: [192.168.56.1]\nhosts:\n",
-        );
-        for (role, last) in [
-            ("dns", 2),
-            ("etcd", 10),
-            ("controller", 20),
-            ("worker", 30),
-            ("lb", 51),
-        ] {
-            yaml.push_str(&format!(
-                "  - {{role: {role}, address: 192.168.56.{last}, ssh_user: a, ssh_key: id}}\n"
-            ));
-        }
+        let yaml = format!("name: s\n{}", crate::config::tests::static_lab_yaml("", 1));
         let servers = Entry::of(&loaded(&yaml, dir.path()), LabState::Up);
         assert_eq!(servers.ssh_ports, (0, 0));
         // Two static labs of the same name: refused, with a fix that fits

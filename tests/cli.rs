@@ -737,42 +737,20 @@ fn scale_explains_what_it_refuses_and_plans_without_touching_anything() {
 
 #[test]
 fn scale_on_a_static_lab_moves_within_the_listed_workers() {
-    // Two workers listed, none of nodes.worker.count: both are in the lab.
-    let mut lab = String::from(
-        "name: kubelab\nprovider: static\nnetwork:\n  dns_forwarders: [192.168.56.1]\nhosts:\n",
-    );
-    for (role, last) in [
-        ("dns", 2),
-        ("etcd", 10),
-        ("etcd", 11),
-        ("etcd", 12),
-        ("controller", 20),
-        ("controller", 21),
-        ("controller", 22),
-        ("worker", 30),
-        ("worker", 31),
-        ("lb", 51),
-        ("lb", 52),
-    ] {
-        lab.push_str(&format!(
-            "  - {{role: {role}, address: 192.168.56.{last}, ssh_user: admin, ssh_key: id}}\n"
-        ));
-    }
-    let with_key = |test: Test| {
-        use std::os::unix::fs::PermissionsExt;
-        let test = test.write("lab.yaml", &lab).write("id", "not a real key\n");
-        std::fs::set_permissions(
-            test.path().join("id"),
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .unwrap();
-        test
+    // Test::static_lab's ten hosts and a second worker, listed last; no
+    // nodes.worker.count: both workers are in the lab.
+    let with_worker1 = |test: Test| {
+        let path = test.path().join("lab.yaml");
+        let mut lab = std::fs::read_to_string(&path).unwrap();
+        lab.push_str(
+            "  - {name: worker1, role: worker, address: 192.168.56.31, ssh_user: admin, ssh_key: id}\n",
+        );
+        std::fs::write(&path, &lab).unwrap();
+        (test, lab)
     };
     // Past the listed workers: refused, naming the fix.
-    let ran = with_key(Test::new())
-        .args(&["lab", "scale", "workers=3"])
-        .status(2)
-        .run();
+    let (test, _) = with_worker1(Test::new().static_lab());
+    let ran = test.args(&["lab", "scale", "workers=3"]).status(2).run();
     assert!(
         ran.stderr
             .contains("3 workers, but only 2 hosts under hosts: have role worker"),
@@ -786,8 +764,9 @@ fn scale_on_a_static_lab_moves_within_the_listed_workers() {
         ran.stderr
     );
     // Down to 1 on a lab that is not up: lab.yaml gains nodes.worker.count,
-    // the hosts list stays as written.
-    let test = with_key(Test::new()).args(&["lab", "scale", "workers=1"]);
+    // the hosts list stays as written, and the plan has one worker.
+    let (test, lab) = with_worker1(Test::new().static_lab());
+    let test = test.args(&["lab", "scale", "workers=1"]);
     let ran = test.run();
     assert!(
         ran.stderr.contains("- worker1    192.168.56.31"),
@@ -800,15 +779,7 @@ fn scale_on_a_static_lab_moves_within_the_listed_workers() {
         yaml.ends_with("nodes:\n  worker:\n    count: 1\n"),
         "{yaml}"
     );
-    let plan = Test::new()
-        .write("lab.yaml", &yaml)
-        .write("id", "")
-        .args(&["lab", "plan", "--json"]);
-    std::fs::set_permissions(
-        plan.path().join("id"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    let plan = test.then(&["lab", "plan", "--json"]);
     let doc: serde_json::Value = serde_json::from_str(&plan.run().stdout).unwrap();
     let workers: Vec<&str> = doc["nodes"]
         .as_array()

@@ -56,26 +56,13 @@ fn run_script(e2e: &E2e, node: &str, address: &str, phase: &str) -> (i32, String
     } else {
         "worker.sh"
     };
-    let mut ssh = e2e.in_hypervisor("ssh");
-    ssh.arg("-i")
-        .arg(e2e.ssh_key())
-        .args([
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg(format!("vagrant@{address}"))
-        .arg(format!(
+    let mut ssh = e2e.ssh_command(
+        address,
+        &format!(
             "sudo tar -x -p -f - -C / && sudo env KUBELAB_NODE={node} KUBELAB_ADDRESS={address} KUBELAB_DOMAIN=lan KUBELAB_PHASE={phase} bash /var/lib/kubelab/scripts/{script} 2>&1"
-        ))
-        .stdin(std::process::Stdio::piped())
+        ),
+    );
+    ssh.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let mut child = ssh.spawn().expect("run ssh");

@@ -7,18 +7,20 @@ use std::time::{Duration, Instant};
 
 use support::Test;
 
-const DEFAULT_NODES: [&str; 10] = [
-    "dns0",
-    "etcd0",
-    "etcd1",
-    "etcd2",
-    "controller0",
-    "controller1",
-    "controller2",
-    "worker0",
-    "lb0",
-    "lb1",
-];
+/// Ctrl-C to a running kubelab: its exit status, its stderr, and when the
+/// signal was sent.
+fn interrupt(child: &mut std::process::Child) -> (std::process::ExitStatus, String, Instant) {
+    let sent = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr, sent)
+}
 
 fn lab() -> Test {
     Test::new().write("lab.yaml", "name: t\n").standins()
@@ -87,7 +89,7 @@ fn up_boots_the_first_vm_alone_then_the_rest_concurrently() {
     assert!(hosts.contains("192.168.56.50\tapi.lan\n"));
     // State records every node as created, with its VM id.
     let st = state(&test);
-    for node in DEFAULT_NODES {
+    for (node, _) in support::e2e::DEFAULT_LAB {
         assert_eq!(st["nodes"][node]["machine"], "created", "{node}");
         assert!(
             st["nodes"][node]["vm_id"]
@@ -384,15 +386,7 @@ fn ctrl_c_during_up_interrupts_vagrant_saves_state_and_says_how_to_resume() {
         assert!(Instant::now() < deadline, "vagrant up never started");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let sent = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let (status, stderr, sent) = interrupt(&mut child);
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(
         sent.elapsed() < Duration::from_secs(15),
@@ -697,15 +691,7 @@ fn ctrl_c_during_doctor_on_a_static_lab_stops_its_ssh_and_keeps_nothing() {
         assert!(Instant::now() < deadline, "doctor never asked controller0");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let sent = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let (status, stderr, sent) = interrupt(&mut child);
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(
         sent.elapsed() < Duration::from_secs(10),

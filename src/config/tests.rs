@@ -214,7 +214,7 @@ fn certificate_validity_is_checked() {
 
 /// A folder holding `lab.yaml` and a private key `id` (0600) and a readable
 /// one `loose` (0644), for static labs whose key files are checked.
-fn key_dir() -> tempfile::TempDir {
+pub(crate) fn key_dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     for (name, mode) in [("id", 0o600), ("loose", 0o644)] {
@@ -225,7 +225,7 @@ fn key_dir() -> tempfile::TempDir {
     dir
 }
 
-fn parse_in(dir: &tempfile::TempDir, yaml: &str) -> Result<Lab, ConfigError> {
+pub(crate) fn parse_in(dir: &tempfile::TempDir, yaml: &str) -> Result<Lab, ConfigError> {
     parse(yaml, LabSource::File(dir.path().join("lab.yaml")))
 }
 
@@ -237,6 +237,15 @@ fn static_errors(yaml: &str) -> String {
             .to_string()
             .replace(&dir.path().display().to_string(), "[DIR]"),
     }
+}
+
+/// A static lab of the default topology with `workers` workers, for
+/// [`key_dir`]'s key; `top` goes before `hosts:` (such as a `nodes:` block).
+pub(crate) fn static_lab_yaml(top: &str, workers: u32) -> String {
+    format!(
+        "provider: static\nnetwork:\n  dns_forwarders: [192.168.56.1]\n{top}hosts:\n{}",
+        default_static_hosts(workers)
+    )
 }
 
 /// The default topology as static hosts, one line per host.
@@ -328,12 +337,7 @@ fn a_static_lab_with_another_worker_gets_the_next_pod_range() {
 #[test]
 fn a_static_lab_uses_the_first_listed_workers_that_nodes_worker_count_names() {
     let dir = key_dir();
-    let yaml = |count: &str| {
-        format!(
-            "provider: static\nnetwork:\n  dns_forwarders: [192.168.56.1]\n{count}hosts:\n{}",
-            default_static_hosts(3)
-        )
-    };
+    let yaml = |count: &str| static_lab_yaml(count, 3);
     // Without a count, every listed worker is in the lab.
     let lab = parse_in(&dir, &yaml("")).unwrap();
     assert_eq!(lab.role(Role::Worker).count, 3);
@@ -363,9 +367,11 @@ fn a_static_lab_uses_the_first_listed_workers_that_nodes_worker_count_names() {
 #[test]
 fn a_static_worker_count_must_fit_the_listed_workers() {
     let yaml = |count: u32| {
-        format!(
-            "provider: static\nnetwork:\n  dns_forwarders: [192.168.56.1]\nnodes:\n  worker:\n    count: {count}\n    memory: 2048\n  etcd:\n    count: 3\nhosts:\n{}",
-            default_static_hosts(2)
+        static_lab_yaml(
+            &format!(
+                "nodes:\n  worker:\n    count: {count}\n    memory: 2048\n  etcd:\n    count: 3\n"
+            ),
+            2,
         )
     };
     insta::assert_snapshot!(static_errors(&yaml(3)));

@@ -802,27 +802,9 @@ mod tests {
 
     #[test]
     fn every_listed_host_includes_the_workers_past_the_count() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("id");
-        std::fs::write(&key, "").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let mut yaml = String::from(
-            "provider: static\nnetwork:\n  dns_forwarders: [192.168.56.1]\nnodes:\n  worker:\n    count: 1\nhosts:\n",
-        );
-        for (role, last) in [
-            ("dns", 2),
-            ("etcd", 10),
-            ("controller", 20),
-            ("worker", 30),
-            ("worker", 31),
-            ("lb", 51),
-        ] {
-            yaml.push_str(&format!(
-                "  - {{role: {role}, address: 192.168.56.{last}, ssh_user: a, ssh_key: id}}\n"
-            ));
-        }
-        let lab = config::parse(&yaml, LabSource::File(dir.path().join("lab.yaml"))).unwrap();
+        let dir = config::tests::key_dir();
+        let yaml = config::tests::static_lab_yaml("nodes:\n  worker:\n    count: 1\n", 2);
+        let lab = config::tests::parse_in(&dir, &yaml).unwrap();
         let names = |t: &Topology| -> Vec<String> {
             t.by_role(Role::Worker).map(|n| n.name.clone()).collect()
         };

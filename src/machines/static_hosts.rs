@@ -114,14 +114,7 @@ impl Host<'_> {
             "all {} hosts answer over SSH and have passwordless sudo",
             topo.nodes.len()
         ));
-        if no_hosts {
-            self.printer
-                .info("not touching the hosts file (--no-hosts)");
-        } else {
-            self.write_hosts_block(Some(&self.lab_hosts_block()?))
-                .await?;
-        }
-        Ok(())
+        self.write_lab_hosts_block(no_hosts).await
     }
 }
 

@@ -217,14 +217,15 @@ impl E2e {
 
     /// Runs the real kubelab (see `kubelab_command`).
     pub fn kubelab_unchecked(&self, args: &[&str]) -> Ran {
+        self.run_kubelab(self.kubelab_command(args), &args.join(" "))
+    }
+
+    /// Runs a `kubelab_command`, saying how long it took.
+    fn run_kubelab(&self, mut cmd: Command, shown: &str) -> Ran {
         let started = Instant::now();
-        let output = self
-            .kubelab_command(args)
-            .output()
-            .expect("run kubelab under nsenter");
+        let output = cmd.output().expect("run kubelab under nsenter");
         eprintln!(
-            "e2e: kubelab {} took {:.1} s",
-            args.join(" "),
+            "e2e: kubelab {shown} took {:.1} s",
             started.elapsed().as_secs_f64()
         );
         Ran {
@@ -252,9 +253,9 @@ impl E2e {
 
     /// `ssh vagrant@ADDRESS COMMAND` from the hypervisor namespace, with the
     /// box's test key, as a user of the lab would reach a VM.
-    pub fn ssh(&self, address: &str, command: &str) -> Output {
-        self.in_hypervisor("ssh")
-            .arg("-i")
+    pub fn ssh_command(&self, address: &str, command: &str) -> Command {
+        let mut ssh = self.in_hypervisor("ssh");
+        ssh.arg("-i")
             .arg(self.ssh_key())
             .args([
                 "-o",
@@ -271,7 +272,13 @@ impl E2e {
                 "LogLevel=ERROR",
             ])
             .arg(format!("vagrant@{address}"))
-            .arg(command)
+            .arg(command);
+        ssh
+    }
+
+    /// Runs `ssh_command` to completion.
+    pub fn ssh(&self, address: &str, command: &str) -> Output {
+        self.ssh_command(address, command)
             .output()
             .expect("run ssh")
     }
@@ -406,19 +413,7 @@ impl E2e {
         );
         let mut cmd = self.kubelab_command(args);
         cmd.env("PATH", path);
-        let started = Instant::now();
-        let output = cmd.output().expect("run kubelab under nsenter");
-        eprintln!(
-            "e2e: kubelab {} (no vagrant) took {:.1} s",
-            args.join(" "),
-            started.elapsed().as_secs_f64()
-        );
-        Ran {
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            status: output.status.code().unwrap_or(-1),
-            dir: self.lab_dir(),
-        }
+        self.run_kubelab(cmd, &format!("{} (no vagrant)", args.join(" ")))
     }
 
     /// Every call `kubelab_without_vagrant`'s trap recorded.

@@ -238,19 +238,9 @@ impl Test {
     }
 }
 
-/// The hosts of [`Test::static_lab`], the default topology.
-pub const STATIC_HOSTS: [(&str, &str); 10] = [
-    ("dns0", "192.168.56.2"),
-    ("etcd0", "192.168.56.10"),
-    ("etcd1", "192.168.56.11"),
-    ("etcd2", "192.168.56.12"),
-    ("controller0", "192.168.56.20"),
-    ("controller1", "192.168.56.21"),
-    ("controller2", "192.168.56.22"),
-    ("worker0", "192.168.56.30"),
-    ("lb0", "192.168.56.51"),
-    ("lb1", "192.168.56.52"),
-];
+/// The hosts of [`Test::static_lab`]: the default topology, as the
+/// end-to-end machines have it.
+pub use e2e::DEFAULT_LAB as STATIC_HOSTS;
 
 const FAKE_SSH: &str = r#"#!/usr/bin/env bash
 echo "$*" >>"${FAKE_SSH_LOG:?}"
