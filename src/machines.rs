@@ -131,20 +131,35 @@ impl<'a> Host<'a> {
         offline: bool,
         selection: &Selection,
     ) -> Result<()> {
+        let mut rebooted = false;
         if self.is_static() {
             self.up_static(no_hosts).await?;
         } else if selection.includes(Phase::Machines) {
             let started = std::time::Instant::now();
             let machines = self.up_machines(jobs, no_hosts).await;
             crate::timings::record("machines", started.elapsed());
-            machines?;
+            rebooted = machines?;
         }
         if selection.until == Some(Phase::Machines)
             || (!selection.only.is_empty() && selection.only == [Phase::Machines])
         {
             return Ok(());
         }
-        self.provision(jobs, offline, selection).await
+        self.provision(jobs, offline, selection).await?;
+        if rebooted {
+            // Every step may be done, yet the services of VMs that were
+            // powered off are still coming back (keepalived claims the VIP
+            // seconds after boot): return once the lab answers.
+            self.wait_until_verified(Duration::from_secs(180))
+                .await
+                .map_err(|e| {
+                    Error::other(
+                        format!("the VMs are running again, but the lab does not answer yet: {e}"),
+                        "`kubelab lab verify` shows each check; `kubelab lab up` re-applies what a VM lost",
+                    )
+                })?;
+        }
+        Ok(())
     }
 
     /// Every phase after the machines, over one SSH ControlMaster per node.
@@ -268,7 +283,9 @@ impl<'a> Host<'a> {
         Ok(())
     }
 
-    async fn up_machines(&self, jobs: Option<usize>, no_hosts: bool) -> Result<()> {
+    /// Boots every VM that is not running; true when one of them existed
+    /// already (powered off or saved), so its services are coming back.
+    async fn up_machines(&self, jobs: Option<usize>, no_hosts: bool) -> Result<bool> {
         let LoadedLab { lab, topo, .. } = self.loaded;
         let vagrant = self.vagrant()?;
         // Vagrant's own message for a missing VirtualBox is a page about
@@ -295,6 +312,9 @@ impl<'a> Host<'a> {
             .filter(|n| !states.get(&n.name).is_some_and(MachineState::is_running))
             .collect();
         let running = topo.nodes.len() - pending.len();
+        let rebooted = pending
+            .iter()
+            .any(|n| states.get(&n.name).is_some_and(MachineState::exists));
         let shared = Arc::new(Mutex::new(state));
         if pending.is_empty() {
             self.printer.info(format!(
@@ -339,7 +359,7 @@ impl<'a> Host<'a> {
             state.save(&self.state_path())?;
             if !failures.is_empty() {
                 if self.runner.children.interrupted() {
-                    return Ok(());
+                    return Ok(false);
                 }
                 let n = failures.len();
                 return Err(Error::Several {
@@ -359,7 +379,7 @@ impl<'a> Host<'a> {
         let state = shared.lock().map(|s| s.clone()).unwrap_or_default();
         state.save(&self.state_path())?;
         self.write_lab_hosts_block(no_hosts).await?;
-        Ok(())
+        Ok(rebooted)
     }
 
     async fn boot_concurrently(
@@ -856,6 +876,7 @@ impl<'a> Host<'a> {
     /// Waits until the checks of every phase the lab has done pass (never
     /// the disruptive failover); the caller holds the lab's lock.
     async fn wait_until_verified(&self, deadline: Duration) -> Result<()> {
+        let started = Instant::now();
         let state = self.load_state()?;
         let phases = crate::provision::phases_done(&self.loaded.topo, &state);
         crate::verify::wait_healthy(
@@ -866,7 +887,17 @@ impl<'a> Host<'a> {
             deadline,
             self.runner.verbose,
         )
-        .await
+        .await?;
+        // No quiet check covers the VIP (the failover check stops haproxy).
+        if phases.contains(&Phase::Lb) {
+            crate::verify::wait_api_endpoint(
+                self.loaded,
+                self.printer,
+                deadline.saturating_sub(started.elapsed()),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// After `lab up --snapshot NAME`: the checks of every phase the lab has

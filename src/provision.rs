@@ -26,6 +26,10 @@ use crate::topology::{Node, Phase, Topology};
 /// The role scripts, compiled in so an installed kubelab works anywhere.
 pub const SCRIPTS: &[(&str, &str)] = &[
     ("lib.sh", include_str!("../provision/scripts/lib.sh")),
+    (
+        "packages.sh",
+        include_str!("../provision/scripts/packages.sh"),
+    ),
     ("dns.sh", include_str!("../provision/scripts/dns.sh")),
     ("resolv.sh", include_str!("../provision/scripts/resolv.sh")),
     ("lb.sh", include_str!("../provision/scripts/lb.sh")),
@@ -353,6 +357,7 @@ fn step_hash(lab: &Lab, node: &Node, phase: Phase, files: &[RenderedFile]) -> St
     h.update([0]);
     if let Some(script) = script_of(phase) {
         h.update(script_text("lib.sh"));
+        h.update(script_text("packages.sh"));
         h.update(script_text(script));
     }
     h.update(format!("{:?}|{}", lab.versions, lab.etcd_source));

@@ -442,7 +442,6 @@ struct KeepalivedTemplate<'a> {
     interface: &'a str,
     router_id: u8,
     priority: u32,
-    weight: u32,
     address: String,
     peers: Vec<String>,
 }
@@ -484,10 +483,9 @@ fn lb_files(lab: &Lab, topo: &Topology, node: &Node, bundle: &mut Bundle) {
     }
     let lbs: Vec<&Node> = topo.by_role(Role::Lb).collect();
     let count = lbs.len() as u32;
-    // lb0 is preferred; a failing haproxy costs more than the widest gap
-    // between two LBs' priorities, so the VIP moves to a healthy one.
+    // lb0 is preferred; a failing haproxy takes a node out of the election
+    // (FAULT), so the VIP moves to the healthy LB of highest priority.
     let priority = 100 + 10 * (count - 1 - node.index);
-    let weight = 10 * count;
     bundle.text(
         "etc/keepalived/keepalived.conf",
         render_or_bug(
@@ -501,7 +499,6 @@ fn lb_files(lab: &Lab, topo: &Topology, node: &Node, bundle: &mut Bundle) {
                 // segment, so two labs on one host-only network never share it.
                 router_id: topo.api.address.octets()[3],
                 priority,
-                weight,
                 address: node.address.to_string(),
                 peers: lbs
                     .iter()
@@ -765,13 +762,16 @@ mod tests {
             line.trim()["priority".len()..].trim().parse().unwrap()
         };
         let conf = file(&files, "lb0/etc/keepalived/keepalived.conf").unwrap();
-        let weight: u32 = conf
-            .lines()
-            .find(|l| l.trim().starts_with("weight -"))
-            .map(|l| l.trim()["weight -".len()..].parse().unwrap())
-            .unwrap();
         assert!(priority("lb0") > priority("lb1") && priority("lb1") > priority("lb2"));
-        assert!(priority("lb0") - weight < priority("lb2"));
+        // A failed check is FAULT (no weight): the node leaves the election
+        // and says so, rather than waiting for its peers' timers.
+        let script = &conf[conf.find("vrrp_script chk_haproxy").unwrap()..];
+        let script = &script[..script.find('}').unwrap()];
+        assert!(!script.contains("weight"), "{script}");
+        assert!(
+            script.contains("\tinterval 1\n") && script.contains("\tfall 1\n"),
+            "{script}"
+        );
         assert!(conf.contains("unicast_peer {\n\t\t192.168.56.52\n\t\t192.168.56.53\n\t}"));
         assert!(
             conf.contains("interface enp0s8"),

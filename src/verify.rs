@@ -1212,6 +1212,33 @@ async fn tcp_accepts(addr: SocketAddr) -> bool {
     )
 }
 
+/// Waits until the API endpoint (the VIP, or the one LB) accepts TCP, as a
+/// user's first `kubectl` through `api.<domain>` needs; after a boot,
+/// keepalived takes a few seconds to claim the VIP again.
+pub async fn wait_api_endpoint(
+    loaded: &LoadedLab,
+    printer: &Printer,
+    wait: Duration,
+) -> Result<()> {
+    let topo = &loaded.topo;
+    let target = SocketAddr::from((topo.api.address, topo.api.port));
+    match poll(wait, || tcp_accepts(target)).await {
+        Some(took) => {
+            printer.info(format!(
+                "the API endpoint {} ({target}) accepts connections ({:.1} s)",
+                topo.api.name,
+                took.as_secs_f64()
+            ));
+            Ok(())
+        }
+        None => Err(Error::ChecksFailed(format!(
+            "the API endpoint {} ({target}) does not accept TCP after {} s",
+            topo.api.name,
+            wait.as_secs()
+        ))),
+    }
+}
+
 /// Polls `condition` every 250 ms until it holds or `wait` passes; returns
 /// how long it took.
 async fn poll<F, Fut>(wait: Duration, mut condition: F) -> Option<Duration>

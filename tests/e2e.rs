@@ -1,6 +1,6 @@
 //! End to end without VirtualBox: the real kubelab drives a stand-in `vagrant`
 //! that boots every machine of the lab as a real systemd machine
-//! (systemd-nspawn on an overlay of boxes/test-debian12) in a network
+//! (systemd-nspawn on an overlay of the stock box boxes/test-debian bakes) in a network
 //! namespace of its own, bridged in the "hypervisor" namespace kubelab runs in.
 //! See tests/support/e2e.rs. Needs root; prints SKIPPED without it (never
 //! under CI).
@@ -210,7 +210,7 @@ fn e2e_scripts_pass_shellcheck() {
             "tests/e2e-standin/vagrant",
             "tests/e2e-standin/VBoxManage",
             "tests/e2e-standin/lib.sh",
-            "boxes/test-debian12/bake",
+            "boxes/test-debian/bake",
             "tests/run",
             ".ci/run",
         ])

@@ -2,7 +2,8 @@
 //! (tests/support/e2e.rs) provisioned `--until etcd`. The VMs, DNS, etcd,
 //! the LB failover (at the TCP level) and the certificates pass for real;
 //! every check that needs the Kubernetes API fails or is skipped, since no
-//! Kubernetes runs here. Needs root.
+//! Kubernetes runs here. Then the lab survives a reboot: `lab halt`, `lab
+//! up`, and the same checks pass with no step run again. Needs root.
 
 mod support;
 
@@ -50,6 +51,7 @@ fn lab_verify_passes_what_runs_here_and_never_passes_kubernetes() {
     };
     std::fs::write(e2e.lab_dir().join("lab.yaml"), LAB).unwrap();
     e2e.kubelab(&["lab", "up", "--until", "etcd"]);
+    e2e.kubelab(&["lab", "up", "--only", "routes"]);
 
     let (status, doc, stderr) = verify(&e2e, &[]);
     eprintln!("{doc:#}\n{stderr}");
@@ -145,6 +147,8 @@ fn lab_verify_passes_what_runs_here_and_never_passes_kubernetes() {
             .contains("differs from the plan")
     );
     std::fs::write(e2e.hosts_file(), hosts).unwrap();
+
+    e2e.survives_a_reboot();
 
     e2e.kubelab(&["lab", "destroy", "--yes"]);
 }

@@ -11,7 +11,7 @@ if [ "${1:-}" = uninstall ]; then
   exit 0
 fi
 
-ensure_packages openssl
+ensure_packages "${packages_certs[@]}"
 count=0
 for dir in /etc/etcd /var/lib/kubernetes /var/lib/kubelet /var/lib/kube-proxy; do
   [ -d "$dir" ] || continue

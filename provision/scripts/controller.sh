@@ -14,7 +14,7 @@ if [ "${1:-}" = uninstall ]; then
   exit 0
 fi
 
-ensure_packages curl
+ensure_packages "${packages_controllers[@]}"
 binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 require_artifacts "${binaries[@]}"
 for b in "${binaries[@]}"; do

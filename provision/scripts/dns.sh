@@ -12,7 +12,7 @@ if [ "${1:-}" = uninstall ]; then
   exit 0
 fi
 
-ensure_packages bind9 bind9-dnsutils
+ensure_packages "${packages_dns[@]}"
 files=(/etc/bind/named.conf.options /etc/bind/named.conf.local /etc/bind/db.*)
 named-checkconf /etc/bind/named.conf
 systemctl enable named >/dev/null 2>&1 || systemctl enable named

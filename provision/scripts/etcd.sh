@@ -13,24 +13,31 @@ if [ "${1:-}" = uninstall ]; then
   exit 0
 fi
 
-if [ ! -x /usr/local/bin/etcd ]; then
-  artifact=
-  for f in /var/lib/kubelab/artifacts/etcd-v*-linux-*.tar.gz; do
-    [ -e "$f" ] && artifact=$f
-  done
-  if [ -n "$artifact" ]; then
-    tar -xzf "$artifact" -C /usr/local/bin --strip-components=1 --wildcards '*/etcd' '*/etcdctl'
-  elif [ "${KUBELAB_ETCD_SOURCE:-release}" = distro ]; then
-    ensure_packages etcd-server etcd-client
-    ln -sf "$(command -v etcd)" /usr/local/bin/etcd
-    ln -sf "$(command -v etcdctl)" /usr/local/bin/etcdctl
-  else
-    die "no etcd binary: kubelab uploads it from its download cache (\`kubelab artifacts fetch\`)"
+release=$(artifact 'etcd-v*-linux-*.tar.gz')
+if [ -n "$release" ]; then
+  # A new release file (a version bump) replaces the binaries, and the
+  # restart below picks them up.
+  if changed etcd-release "$release" || [ ! -x /usr/local/bin/etcd ] || [ -L /usr/local/bin/etcd ]; then
+    log "installing etcd from $(basename "$release")"
+    rm -f /usr/local/bin/etcd /usr/local/bin/etcdctl
+    tar -xzf "$release" -C /usr/local/bin --strip-components=1 --wildcards '*/etcd' '*/etcdctl'
+    applied etcd-release "$release"
   fi
+elif [ "${KUBELAB_ETCD_SOURCE:-release}" = distro ]; then
+  ensure_packages "${packages_etcd_distro[@]}"
+  # The package's own etcd.service is kubelab's unit's to replace; its
+  # start was held back while it installed. (Named by path: on PATH,
+  # /usr/local/bin/etcd would be this very link.)
+  for b in etcd etcdctl; do
+    [ -x "/usr/bin/$b" ] || die "the ${packages_etcd_distro[*]} packages installed no /usr/bin/$b"
+    ln -sfn "/usr/bin/$b" "/usr/local/bin/$b"
+  done
+elif [ ! -x /usr/local/bin/etcd ]; then
+  die "no etcd binary: kubelab uploads it from its download cache (\`kubelab artifacts fetch\`)"
 fi
 mkdir -p /var/lib/etcd
 chmod 700 /var/lib/etcd
-files=(/etc/systemd/system/etcd.service /etc/etcd/ca.pem /etc/etcd/server.pem /etc/etcd/server-key.pem /etc/etcd/peer.pem /etc/etcd/peer-key.pem)
+files=(/etc/systemd/system/etcd.service /usr/local/bin/etcd /etc/etcd/ca.pem /etc/etcd/server.pem /etc/etcd/server-key.pem /etc/etcd/peer.pem /etc/etcd/peer-key.pem)
 restart_if_changed etcd etcd "${files[@]}"
 # A member only reports healthy once the cluster has quorum: on first
 # creation kubelab starts every member at once, so this does not deadlock.

@@ -11,16 +11,17 @@ if [ "${1:-}" = uninstall ]; then
   exit 0
 fi
 
-packages=(haproxy)
-[ -f /etc/keepalived/keepalived.conf ] && packages+=(keepalived)
-ensure_packages "${packages[@]}"
-
+# Before haproxy can first start: it binds the VIP before keepalived gives
+# it to this node.
 sysctl_file=/etc/sysctl.d/60-kubelab-nonlocal-bind.conf
 if [ -f "$sysctl_file" ] && changed sysctl-nonlocal "$sysctl_file"; then
-  # haproxy binds the VIP before keepalived gives it to this node.
   sysctl -q -p "$sysctl_file"
   applied sysctl-nonlocal "$sysctl_file"
 fi
+
+packages=("${packages_lb[@]}")
+[ -f /etc/keepalived/keepalived.conf ] && packages+=("${packages_vip[@]}")
+ensure_packages "${packages[@]}"
 
 haproxy -c -q -f /etc/haproxy/haproxy.cfg
 restart_if_changed haproxy haproxy /etc/haproxy/haproxy.cfg

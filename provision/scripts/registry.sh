@@ -16,7 +16,7 @@ if [ "${1:-}" = uninstall ]; then
   exit 0
 fi
 
-ensure_packages curl
+ensure_packages "${packages_registry[@]}"
 release=$(artifact 'registry_*_linux_*.tar.gz')
 if [ -n "$release" ]; then
   if changed registry-binary "$release"; then
@@ -24,7 +24,7 @@ if [ -n "$release" ]; then
     applied registry-binary "$release"
   fi
 elif [ ! -x /usr/local/bin/registry ] || [ -L /usr/local/bin/registry ]; then
-  ensure_packages docker-registry
+  ensure_packages "${packages_registry_distro[@]}"
   ln -sf /usr/bin/docker-registry /usr/local/bin/registry
 fi
 # The package's own instance listens on :5000 of every address; kubelab's

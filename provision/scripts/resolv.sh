@@ -12,7 +12,7 @@ if [ "${1:-}" = uninstall ]; then
   exit 0
 fi
 
-ensure_packages systemd-resolved
+ensure_packages "${packages_resolv[@]}"
 dropin=/etc/systemd/resolved.conf.d/kubelab.conf
 systemctl enable systemd-resolved >/dev/null 2>&1 || true
 if changed resolved "$dropin" || ! systemctl is-active --quiet systemd-resolved; then

@@ -16,7 +16,7 @@ if [ "${1:-}" = uninstall ]; then
   exit 0
 fi
 
-ensure_packages curl conntrack iptables socat kmod
+ensure_packages "${packages_workers[@]}"
 
 # kubelet refuses to start with swap on: off now and after a reboot.
 swapoff -a

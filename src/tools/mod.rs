@@ -336,8 +336,10 @@ impl Runner {
         };
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
-        let read_out = tokio::spawn(read_all(stdout));
-        let read_err = tokio::spawn(read_all(stderr));
+        // Teed to the log as it arrives: a long step (a package install, a
+        // wait for a lock) shows where it is while it runs.
+        let read_out = tokio::spawn(read_all(stdout, inv.log.clone()));
+        let read_err = tokio::spawn(read_all(stderr, inv.log.clone()));
         let status = child.wait().await;
         // The command is gone: whatever it did not read is dropped, which
         // stops the producer at its next chunk. A producer that failed on
@@ -376,15 +378,15 @@ impl Runner {
             stderr: String::from_utf8_lossy(&err).into_owned(),
         };
         if let Some(log) = &inv.log {
-            append_log(
-                log,
-                &format!(
-                    "{}{}# {}\n\n",
-                    captured.stdout,
-                    captured.stderr,
-                    describe_status(&status)
-                ),
-            )?;
+            let newline = if out.ends_with(b"\n")
+                || err.ends_with(b"\n")
+                || (out.is_empty() && err.is_empty())
+            {
+                ""
+            } else {
+                "\n"
+            };
+            append_log(log, &format!("{newline}# {}\n\n", describe_status(&status)))?;
         }
         if let Err(e) = fed {
             return Err(Error::other(
@@ -421,10 +423,37 @@ impl Runner {
 /// How long output is still read after the command itself has exited.
 const PIPE_GRACE: Duration = Duration::from_secs(2);
 
-async fn read_all<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> Vec<u8> {
+/// Everything `pipe` gives until it closes, each piece appended to `log`
+/// too as it arrives.
+async fn read_all<R: tokio::io::AsyncRead + Unpin>(
+    pipe: Option<R>,
+    log: Option<PathBuf>,
+) -> Vec<u8> {
     let mut buf = Vec::new();
-    if let Some(mut pipe) = pipe {
-        let _ = pipe.read_to_end(&mut buf).await;
+    let Some(mut pipe) = pipe else {
+        return buf;
+    };
+    let mut log = log.and_then(|path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+    });
+    let mut chunk = [0u8; 8192];
+    loop {
+        match pipe.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(file) = &mut log {
+                    use std::io::Write;
+                    // One write per piece: with O_APPEND, stdout's and
+                    // stderr's pieces never tear each other.
+                    let _ = file.write_all(&chunk[..n]);
+                }
+            }
+        }
     }
     buf
 }

@@ -6,7 +6,7 @@
 # Environment (set by the e2e fixture in tests/support/):
 #   KUBELAB_E2E_PREFIX  starts every name this creates: netns, veth, cgroup, dirs
 #   KUBELAB_E2E_DIR     this run's directory: one directory per VM under vms/
-#   KUBELAB_E2E_BOX     the baked box (boxes/test-debian12/bake): rootfs/, vagrant_key
+#   KUBELAB_E2E_BOX     the baked box (boxes/test-debian/bake): rootfs/, repo/, vagrant_key
 # The caller runs in the "hypervisor" network namespace, which holds the
 # bridge ${KUBELAB_E2E_PREFIX}br with the host-only address.
 

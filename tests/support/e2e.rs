@@ -24,9 +24,21 @@ pub struct E2e {
     pub prefix: String,
     /// Holds the lab directory, the hosts file and the machines' overlays.
     pub run_dir: PathBuf,
-    /// The baked box: rootfs/ and the test-only SSH key of `vagrant`.
+    /// The baked box: rootfs/, the apt repository repo/ and the test-only
+    /// SSH key of `vagrant`.
     pub box_dir: PathBuf,
+    /// The HTTP server of the box's repository (see `serve_repository`).
+    repo_server: Option<std::process::Child>,
 }
+
+/// The stock boxes boxes/test-debian/bake makes, by Debian release.
+pub const DEBIAN_12: &str = "bookworm";
+pub const DEBIAN_13: &str = "trixie";
+
+/// Where the box's apt looks for the lab's packages (boxes/test-debian/bake):
+/// the hypervisor's host-only address, where the fixture serves repo/.
+const REPO_ADDRESS: &str = "192.168.56.1";
+const REPO_PORT: u16 = 8642;
 
 /// Why the e2e tests cannot run here, if they cannot.
 fn missing_requirement() -> Option<String> {
@@ -102,11 +114,17 @@ impl std::ops::Deref for Guard {
 }
 
 impl E2e {
-    /// Bakes (or reuses) the test box, cleans the leftovers of killed runs and
-    /// makes the hypervisor namespace with `host_address/24` on its bridge.
-    /// `None` after printing `SKIPPED: why` when this machine cannot run it;
-    /// under CI that is a failure instead.
+    /// `start_on` the stock Debian 12 box.
     pub fn start(host_address: &str) -> Option<Guard> {
+        Self::start_on(DEBIAN_12, host_address)
+    }
+
+    /// Bakes (or reuses) the stock test box of Debian `release`, cleans the
+    /// leftovers of killed runs, makes the hypervisor namespace with
+    /// `host_address/24` on its bridge and serves the box's apt repository
+    /// there. `None` after printing `SKIPPED: why` when this machine cannot
+    /// run it; under CI that is a failure instead.
+    pub fn start_on(release: &str, host_address: &str) -> Option<Guard> {
         if let Some(reason) = missing_requirement() {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -118,7 +136,11 @@ impl E2e {
         let lock = ONE_AT_A_TIME
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let box_dir = bake_box();
+        assert_eq!(
+            host_address, REPO_ADDRESS,
+            "the test box's apt repository is at {REPO_ADDRESS}"
+        );
+        let box_dir = bake_box(release);
         wait_for_other_processes_runs();
         clean_stale_runs();
         let prefix = new_prefix();
@@ -126,10 +148,11 @@ impl E2e {
         std::fs::create_dir(&run_dir).expect("create the run directory");
         // Whose run this is: a later run cleans it only once this is gone.
         std::fs::write(run_dir.join("owner"), owner_tag(std::process::id())).unwrap();
-        let e2e = E2e {
+        let mut e2e = E2e {
             prefix,
             run_dir,
             box_dir,
+            repo_server: None,
         };
         std::fs::create_dir(e2e.lab_dir()).unwrap();
         let ns = e2e.hypervisor_ns();
@@ -150,7 +173,167 @@ impl E2e {
             ],
         );
         run_ok("ip", &["-n", &ns, "link", "set", &bridge, "up"]);
+        e2e.repo_server = Some(e2e.serve_repository());
         Some(Guard { e2e, _lock: lock })
+    }
+
+    /// Serves the box's apt repository on the host-only network, from the
+    /// hypervisor namespace, as a lab's package mirror would be: the only
+    /// package source the machines have. Its access log is `repo.log`.
+    // Every path that does not hand the server back kills and reaps it, or
+    // panics in the test (which Drop then tears down): clippy cannot follow
+    // a Child returned to its owner.
+    #[allow(clippy::zombie_processes)]
+    fn serve_repository(&self) -> std::process::Child {
+        let repo = self.run_dir.join("repo");
+        std::os::unix::fs::symlink(self.box_dir.join("repo"), &repo).unwrap();
+        let log = std::fs::File::create(self.run_dir.join("repo.log")).unwrap();
+        let python = if Path::new("/usr/bin/python3").exists() {
+            "/usr/bin/python3"
+        } else {
+            "python3"
+        };
+        let mut server = self
+            .in_hypervisor(python)
+            .args([
+                "-m",
+                "http.server",
+                &REPO_PORT.to_string(),
+                "--bind",
+                REPO_ADDRESS,
+            ])
+            .arg("--directory")
+            .arg(&repo)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the repository's HTTP server");
+        std::fs::write(self.run_dir.join("repo.pid"), server.id().to_string()).unwrap();
+        let started = Instant::now();
+        loop {
+            let accepts = self
+                .in_hypervisor("bash")
+                .args([
+                    "-c",
+                    &format!("exec 3<>/dev/tcp/{REPO_ADDRESS}/{REPO_PORT}"),
+                ])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if accepts {
+                return server;
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = server.kill();
+                let _ = server.wait();
+                panic!(
+                    "the repository's HTTP server does not accept on {REPO_ADDRESS}:{REPO_PORT}: {}",
+                    std::fs::read_to_string(self.run_dir.join("repo.log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The packages the machines fetched from the repository, by file name.
+    pub fn fetched_packages(&self) -> Vec<String> {
+        std::fs::read_to_string(self.run_dir.join("repo.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let path = l.split("\"GET ").nth(1)?.split(' ').next()?;
+                let name = path.rsplit('/').next()?;
+                name.ends_with(".deb").then(|| name.to_string())
+            })
+            .collect()
+    }
+
+    /// The lab survives a reboot: with the lab provisioned through etcd
+    /// and the routes, `lab halt` then `lab up --until etcd` brings back
+    /// a lab whose API endpoint accepts the moment `lab up` returns, where
+    /// `lab verify` passes the checks it passed before, no step ran again,
+    /// the pod routes are back and the hosts block is the same.
+    pub fn survives_a_reboot(&self) {
+        let verify = || {
+            let ran = self.kubelab_unchecked(&["lab", "verify", "--json"]);
+            let doc: serde_json::Value = serde_json::from_str(&ran.stdout)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", ran.stdout, ran.stderr));
+            doc["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap().to_string(),
+                        c["status"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let routes = || {
+            let mut all = std::collections::BTreeMap::new();
+            for (name, address) in DEFAULT_LAB {
+                let table = self.ssh_ok(address, "ip -4 route show root 10.200.0.0/16");
+                all.insert(name, table);
+            }
+            all
+        };
+        let steps = || {
+            let state: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(self.lab_dir().join(".kubelab/state.json")).unwrap(),
+            )
+            .unwrap();
+            state["steps"].clone()
+        };
+        let before = verify();
+        for name in ["machines", "dns", "etcd", "lb-failover", "certificates"] {
+            assert_eq!(before[name], "passed", "before the halt: {before:?}");
+        }
+        let routes_before = routes();
+        assert!(
+            routes_before["dns0"].contains("10.200.0.0/24 via 192.168.56.30"),
+            "{routes_before:?}"
+        );
+        let steps_before = steps();
+        let hosts_before = std::fs::read_to_string(self.hosts_file()).unwrap();
+
+        self.kubelab(&["lab", "halt"]);
+        let ran = self.kubelab(&["lab", "up", "--until", "etcd"]);
+        // The API endpoint answers the moment `lab up` is back: no wait here.
+        let accepts = self
+            .in_hypervisor("timeout")
+            .args(["3", "bash", "-c", "exec 3<>/dev/tcp/192.168.56.50/6443"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            accepts,
+            "the VIP does not accept right after `lab up`: {}",
+            ran.stderr
+        );
+        assert!(
+            ran.stderr
+                .contains("every selected step is done already; nothing to do"),
+            "{}",
+            ran.stderr
+        );
+        assert!(ran.stderr.contains("accepts connections"), "{}", ran.stderr);
+        assert_eq!(steps(), steps_before, "a step ran again after the reboot");
+
+        let after = verify();
+        assert_eq!(after, before, "the checks after the reboot differ");
+        assert_eq!(routes(), routes_before, "the pod routes after the reboot");
+        assert_eq!(
+            std::fs::read_to_string(self.hosts_file()).unwrap(),
+            hosts_before
+        );
+    }
+
+    /// The Debian release of the box the machines boot from.
+    pub fn release(&self) -> String {
+        std::fs::read_to_string(self.box_dir.join("release"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
     }
 
     pub fn lab_dir(&self) -> PathBuf {
@@ -485,19 +668,24 @@ impl E2e {
 impl Drop for E2e {
     fn drop(&mut self) {
         teardown(&self.prefix);
+        // teardown ended it by its PID; reap it.
+        if let Some(mut server) = self.repo_server.take() {
+            let _ = server.wait();
+        }
     }
 }
 
-/// Runs the box recipe (a no-op when the box is cached) and returns its
-/// directory. Its progress goes to the test's stderr.
-fn bake_box() -> PathBuf {
-    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("boxes/test-debian12/bake");
+/// Runs the box recipe for `release` (a no-op when the box is cached) and
+/// returns its directory. Its progress goes to the test's stderr.
+fn bake_box(release: &str) -> PathBuf {
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("boxes/test-debian/bake");
     let started = Instant::now();
     let out = Command::new(&recipe)
+        .arg(release)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
-        .expect("run boxes/test-debian12/bake");
+        .expect("run boxes/test-debian/bake");
     assert!(out.status.success(), "{} failed", recipe.display());
     let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     eprintln!(
@@ -508,6 +696,11 @@ fn bake_box() -> PathBuf {
     assert!(
         dir.join("rootfs/usr/lib/systemd/systemd").exists()
             || dir.join("rootfs/lib/systemd/systemd").exists()
+    );
+    assert!(
+        dir.join("repo/Packages").exists(),
+        "{} has no repository",
+        dir.display()
     );
     dir
 }
@@ -629,6 +822,24 @@ fn clean_stale_runs() {
 /// its directory. Safe to run twice and on a half-made run.
 pub fn teardown(prefix: &str) {
     let run_dir = std::env::temp_dir().join(prefix);
+    // The repository's server, by the PID the fixture started (its command
+    // line names the run's directory, so a reused PID is never taken for it).
+    if let Some(pid) = std::fs::read_to_string(run_dir.join("repo.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&format!("{}/repo", run_dir.display())) {
+            signal(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if alive(pid) {
+                signal(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
     // A paused machine cannot act on a signal: thaw first.
     for cgroup in cgroups_with_prefix(prefix) {
         let state = cgroup.join("freezer.state");
