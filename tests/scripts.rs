@@ -70,12 +70,77 @@ fn every_script_is_strict_and_compiled_in() {
         let name = script.file_name().unwrap().to_str().unwrap();
         let text = std::fs::read_to_string(&script).unwrap();
         assert!(text.starts_with("#!/usr/bin/env bash\n"), "{name}");
-        if name != "lib.sh" {
+        // Sourced, never run: the running script's strict mode holds.
+        if name != "lib.sh" && name != "packages.sh" {
             assert!(text.contains("set -euo pipefail"), "{name} is not strict");
         }
         assert!(
             engine.contains(&format!("include_str!(\"../provision/scripts/{name}\")")),
             "{name} is not compiled into the binary (SCRIPTS in src/provision.rs)"
         );
+    }
+}
+
+/// Every package a role installs exists under that name on Ubuntu 24.04,
+/// the default box (Debian 12 and 13 are checked by the box recipe, which
+/// downloads each one). The list is read by bash from packages.sh itself.
+#[test]
+fn every_role_package_exists_on_ubuntu_24_04() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(". provision/scripts/packages.sh && all_role_packages")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wanted: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(wanted.len() >= 10, "{wanted:?}");
+    let noble =
+        std::fs::read_to_string(dir.join("tests/fixtures/packages/ubuntu-24.04.txt")).unwrap();
+    let known: std::collections::BTreeSet<&str> = noble
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let missing: Vec<&String> = wanted
+        .iter()
+        .filter(|p| !known.contains(p.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not known to exist on Ubuntu 24.04 (tests/fixtures/packages/ubuntu-24.04.txt): {missing:?}"
+    );
+}
+
+/// Every role installs through packages.sh's lists, never a name of its own.
+#[test]
+fn no_role_script_names_a_package_outside_packages_sh() {
+    for script in scripts() {
+        let text = std::fs::read_to_string(&script).unwrap();
+        for line in text.lines().filter(|l| l.contains("ensure_packages ")) {
+            let line = line.trim();
+            if line.starts_with('#') || line.starts_with("ensure_packages()") {
+                continue;
+            }
+            // A script's own `packages` array, built from packages.sh's.
+            let built = line.contains("ensure_packages \"${packages[@]}\"")
+                && text
+                    .lines()
+                    .filter(|l| l.contains("packages=(") || l.contains("packages+=("))
+                    .all(|l| l.contains("\"${packages_"));
+            assert!(
+                line.contains("ensure_packages \"${packages_") || built,
+                "{}: {line}: name the packages in provision/scripts/packages.sh",
+                script.display()
+            );
+        }
     }
 }

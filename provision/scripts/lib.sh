@@ -64,7 +64,7 @@ wait_for() {
 #
 # apt, debconf, dpkg and needrestart (Ubuntu) are all told not to ask. The
 # dpkg lock that apt-daily and unattended-upgrades hold on a VM's first boot
-# is waited for (KUBELAB_APT_LOCK_WAIT seconds, default 300), then its holder
+# is waited for (up to 5 minutes), then its holder
 # is named. `apt-get update` runs once per step, retried on a failure. A
 # package a killed run left half installed is repaired before anything else.
 
@@ -81,7 +81,7 @@ apt_options=(
   -q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold
   -o DPkg::Lock::Timeout=60 -o Dpkg::Use-Pty=0 -o APT::Color=0
 )
-apt_lock_wait=${KUBELAB_APT_LOCK_WAIT:-300}
+apt_lock_wait=300
 apt_lists_fresh=
 policy_rc=/usr/sbin/policy-rc.d
 policy_rc_mark='# kubelab: no daemon starts from a package while kubelab installs'
