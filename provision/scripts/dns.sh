@@ -22,6 +22,7 @@ if changed bind "${files[@]}" || ! systemctl is-active --quiet named; then
     rndc reload >/dev/null || systemctl restart named
   else
     log "restarting named"
+    systemctl reset-failed named >/dev/null 2>&1 || true
     systemctl restart --no-block named
   fi
 fi

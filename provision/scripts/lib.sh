@@ -82,6 +82,8 @@ apt_options=(
   -o DPkg::Lock::Timeout=60 -o Dpkg::Use-Pty=0 -o APT::Color=0
 )
 apt_lock_wait=300
+apt_lock_files=(/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock)
+apt_retry_delay=3
 apt_lists_fresh=
 policy_rc=/usr/sbin/policy-rc.d
 policy_rc_mark='# kubelab: no daemon starts from a package while kubelab installs'
@@ -90,7 +92,7 @@ policy_rc_mark='# kubelab: no daemon starts from a package while kubelab install
 # apt's or dpkg's locks (fcntl locks, as /proc/locks lists them), one a line.
 apt_lock_holders() {
   local f inode pid
-  for f in /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock; do
+  for f in "${apt_lock_files[@]}"; do
     [ -e "$f" ] || continue
     inode=$(stat -c %i "$f")
     # "1: POSIX  ADVISORY  WRITE PID MAJ:MIN:INODE START END"; a waiter's
@@ -134,8 +136,6 @@ release_service_starts() {
     rm -f "$policy_rc"
   fi
 }
-# One a killed run left behind would hold every daemon of the node back.
-release_service_starts
 
 # apt_run WHAT CMD... : runs an apt or dpkg command with nothing to ask,
 # once the locks are free; its output goes to the step's log. Fails naming
@@ -173,7 +173,7 @@ apt_update() {
       return 0
     fi
     log "apt-get update failed (attempt $attempt of 3): $(grep -E '^(E|W|Err):' <<<"$out" | tail -n 3 | paste -sd ' ' -)"
-    [ "$attempt" -eq 3 ] || sleep $((attempt * 3))
+    [ "$attempt" -eq 3 ] || sleep $((attempt * apt_retry_delay))
   done
   die "apt-get update failed 3 times on $KUBELAB_NODE: $(grep -E '^(E|W|Err):' <<<"$out" | tail -n 4 | paste -sd ' ' -). The node needs its package sources (/etc/apt/sources.list and sources.list.d/) to answer"
 }
@@ -204,6 +204,8 @@ repair_packages() {
 # ensure_packages PKG... : installs the ones that are missing.
 ensure_packages() {
   local missing=() unavailable=() pkg
+  # One a killed run left behind would hold every daemon of the node back.
+  release_service_starts
   repair_packages
   for pkg in "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
