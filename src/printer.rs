@@ -13,7 +13,11 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, Clone)]
 pub struct Printer {
-    color: bool,
+    /// Colour for data on stdout: stdout is a terminal (so `lab verify >
+    /// report.txt` from a terminal writes no escape codes).
+    color_out: bool,
+    /// Colour for diagnostics on stderr: stderr is a terminal.
+    color_err: bool,
     quiet: bool,
     stderr_tty: bool,
 }
@@ -27,9 +31,20 @@ pub enum Style {
 
 impl Printer {
     pub fn new(quiet: bool, no_color: bool) -> Printer {
-        let stderr_tty = std::io::stderr().is_terminal();
+        Printer::for_streams(
+            std::io::stdout().is_terminal(),
+            std::io::stderr().is_terminal(),
+            quiet,
+            no_color,
+        )
+    }
+
+    /// A printer for streams that are (or are not) terminals: colour is
+    /// decided for each stream on its own.
+    pub fn for_streams(stdout_tty: bool, stderr_tty: bool, quiet: bool, no_color: bool) -> Printer {
         Printer {
-            color: stderr_tty && !no_color,
+            color_out: stdout_tty && !no_color,
+            color_err: stderr_tty && !no_color,
             quiet,
             stderr_tty,
         }
@@ -40,16 +55,15 @@ impl Printer {
         self.stderr_tty && !self.quiet
     }
 
+    /// `text` styled for data on stdout (a table cell), plain unless
+    /// stdout is a terminal.
     pub fn paint(&self, style: Style, text: &str) -> String {
-        if !self.color {
-            return text.to_string();
-        }
-        let code = match style {
-            Style::Bold => "1",
-            Style::Yellow => "33",
-            Style::Red => "31",
-        };
-        format!("\x1b[{code}m{text}\x1b[0m")
+        styled(self.color_out, style, text)
+    }
+
+    /// `text` styled for a diagnostic on stderr.
+    fn paint_err(&self, style: Style, text: &str) -> String {
+        styled(self.color_err, style, text)
     }
 
     /// A progress or status line on stderr (silenced by --quiet).
@@ -63,15 +77,15 @@ impl Printer {
     pub fn warn(&self, message: impl AsRef<str>) {
         eprintln!(
             "{} {}",
-            self.paint(Style::Yellow, "warning:"),
+            self.paint_err(Style::Yellow, "warning:"),
             message.as_ref()
         );
     }
 
     pub fn error(&self, err: &Error) {
-        eprintln!("{} {err}", self.paint(Style::Red, "error:"));
+        eprintln!("{} {err}", self.paint_err(Style::Red, "error:"));
         if let Some(hint) = err.hint() {
-            eprintln!("  {} {hint}", self.paint(Style::Bold, "hint:"));
+            eprintln!("  {} {hint}", self.paint_err(Style::Bold, "hint:"));
         }
     }
 
@@ -91,23 +105,55 @@ impl Printer {
     }
 }
 
-/// Lays rows out in aligned columns, headers first.
+fn styled(color: bool, style: Style, text: &str) -> String {
+    if !color {
+        return text.to_string();
+    }
+    let code = match style {
+        Style::Bold => "1",
+        Style::Yellow => "33",
+        Style::Red => "31",
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+/// How many columns `cell` takes on a terminal: its characters, less the
+/// escape sequences of its colours (`ESC [ ... m`).
+fn visible_width(cell: &str) -> usize {
+    let mut width = 0;
+    let mut chars = cell.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            width += 1;
+        }
+    }
+    width
+}
+
+/// Lays rows out in aligned columns, headers first; a coloured cell is as
+/// wide as its text.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| visible_width(h)).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
             if i < widths.len() {
-                widths[i] = widths[i].max(cell.chars().count());
+                widths[i] = widths[i].max(visible_width(cell));
             }
         }
     }
     let line = |cells: Vec<&str>| {
         let mut out = String::new();
         for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            out.push_str(cell);
+            if i + 1 < cells.len() {
+                let pad = widths[i].saturating_sub(visible_width(cell)) + 2;
+                out.push_str(&" ".repeat(pad));
             }
         }
         out.trim_end().to_string()
@@ -125,5 +171,69 @@ pub fn megabytes(mb: u64) -> String {
         format!("{:.1} GiB", mb as f64 / 1024.0)
     } else {
         format!("{mb} MiB")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_is_decided_for_each_stream() {
+        // `lab verify > report.txt` from a terminal: stderr is one, stdout not.
+        let to_file = Printer::for_streams(false, true, false, false);
+        assert_eq!(to_file.paint(Style::Red, "Failed"), "Failed");
+        assert_eq!(
+            to_file.paint_err(Style::Red, "error:"),
+            "\x1b[31merror:\x1b[0m"
+        );
+        // Both on a terminal; and NO_COLOR wins over both.
+        let terminal = Printer::for_streams(true, true, false, false);
+        assert_eq!(
+            terminal.paint(Style::Red, "Failed"),
+            "\x1b[31mFailed\x1b[0m"
+        );
+        let no_color = Printer::for_streams(true, true, false, true);
+        assert_eq!(no_color.paint(Style::Red, "Failed"), "Failed");
+        assert_eq!(no_color.paint_err(Style::Red, "error:"), "error:");
+    }
+
+    #[test]
+    fn a_coloured_cell_keeps_its_row_aligned() {
+        let terminal = Printer::for_streams(true, true, false, false);
+        let rows = vec![
+            vec![
+                "1. machines".to_string(),
+                "Passed".to_string(),
+                "10 VMs".to_string(),
+            ],
+            vec![
+                "2. dns".to_string(),
+                terminal.paint(Style::Red, "Failed"),
+                "no answer".to_string(),
+            ],
+            vec![
+                "3. etcd".to_string(),
+                terminal.paint(Style::Yellow, "Warned"),
+                "slow".to_string(),
+            ],
+        ];
+        let plain: Vec<String> = table(&["CHECK", "STATUS", "DETAIL"], &rows)
+            .lines()
+            .map(|l| {
+                l.replace("\x1b[31m", "")
+                    .replace("\x1b[33m", "")
+                    .replace("\x1b[0m", "")
+            })
+            .collect();
+        assert_eq!(
+            plain,
+            [
+                "CHECK        STATUS  DETAIL",
+                "1. machines  Passed  10 VMs",
+                "2. dns       Failed  no answer",
+                "3. etcd      Warned  slow",
+            ]
+        );
     }
 }
