@@ -22,6 +22,10 @@ pub const ENV_KUBECONFIG: &str = "KUBECONFIG";
 /// The registry of this host's labs (default
 /// `$XDG_DATA_HOME/kubelab/labs.json`); tests point it at a file of their own.
 pub const ENV_REGISTRY: &str = "KUBELAB_REGISTRY";
+/// A folder of recorded host facts (`uname-m`, `proc-modules`, ...) that
+/// doctor and the lab defaults read instead of this machine's (tests).
+pub const ENV_HOST_FACTS: &str = "KUBELAB_HOST_FACTS";
+
 /// Any value turns colour off (https://no-color.org).
 pub const ENV_NO_COLOR: &str = "NO_COLOR";
 
@@ -37,6 +41,8 @@ pub struct Settings {
     pub user_kubeconfig: Option<PathBuf>,
     /// The labs this host knows (`kubelab labs`).
     pub registry: PathBuf,
+    /// Recorded host facts to judge instead of this machine's.
+    pub host_facts: Option<PathBuf>,
 }
 
 impl Settings {
@@ -57,6 +63,7 @@ impl Settings {
                 .join("kubelab/labs.json")
         });
         Settings {
+            host_facts: var(ENV_HOST_FACTS).map(PathBuf::from),
             registry,
             cache_dir,
             artifacts_mirror: var(ENV_ARTIFACTS_MIRROR).and_then(|v| v.into_string().ok()),

@@ -533,6 +533,156 @@ fn doctor_passes_with_no_conflicts() {
     assert!(ran.stdout.contains("box"), "{}", ran.stdout);
 }
 
+/// A recorded host of tests/fixtures/host.
+fn recorded_host(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/host")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// `doctor --json`'s check named `name`.
+fn doctor_check(ran: &support::Ran, name: &str) -> serde_json::Value {
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {}", ran.stdout))
+        .clone()
+}
+
+#[test]
+fn doctor_names_a_vagrant_too_old_for_the_installed_virtualbox() {
+    let ran = lab()
+        .env("STANDIN_VAGRANT_VERSION", "2.4.1")
+        .env("STANDIN_VBOX_VERSION", "7.1.6r167084")
+        .args(&["doctor", "--json"])
+        .status(1)
+        .run();
+    let pair = doctor_check(&ran, "vagrant x virtualbox");
+    assert_eq!(pair["status"], "failed");
+    assert!(
+        pair["fix"]
+            .as_str()
+            .unwrap()
+            .contains("upgrade Vagrant to 2.4.2 or newer"),
+        "{pair}"
+    );
+    let ran = lab()
+        .env("STANDIN_VAGRANT_VERSION", "2.4.9")
+        .env("STANDIN_VBOX_VERSION", "7.2.14r174565")
+        .args(&["doctor", "--json"])
+        .run_unchecked();
+    assert_eq!(
+        doctor_check(&ran, "vagrant x virtualbox")["status"],
+        "passed"
+    );
+}
+
+#[test]
+fn doctor_reads_kvm_on_a_recorded_kernel_6_14_host_with_the_fix_for_the_virtualbox_installed() {
+    let host = recorded_host("linux-kvm-6.14");
+    let ran = lab()
+        .env("KUBELAB_HOST_FACTS", &host)
+        .env("STANDIN_VAGRANT_VERSION", "2.4.9")
+        .env("STANDIN_VBOX_VERSION", "7.2.4r170995")
+        .args(&["doctor", "--json"])
+        .status(1)
+        .run();
+    let kvm = doctor_check(&ran, "kvm");
+    assert_eq!(kvm["status"], "failed", "{kvm}");
+    assert!(
+        kvm["fix"]
+            .as_str()
+            .unwrap()
+            .contains("sudo modprobe -r kvm_intel kvm"),
+        "{kvm}"
+    );
+    // VirtualBox 7.2.10 and newer work beside KVM at its default.
+    let ran = lab()
+        .env("KUBELAB_HOST_FACTS", &host)
+        .env("STANDIN_VAGRANT_VERSION", "2.4.9")
+        .env("STANDIN_VBOX_VERSION", "7.2.14r174565")
+        .args(&["doctor", "--json"])
+        .run_unchecked();
+    assert_eq!(doctor_check(&ran, "kvm")["status"], "passed");
+    // The default recorded host has no KVM module.
+    let ran = lab().args(&["doctor", "--json"]).run_unchecked();
+    assert_eq!(doctor_check(&ran, "kvm")["status"], "passed");
+}
+
+#[test]
+fn on_a_recorded_apple_silicon_host_the_lab_gets_an_arm64_box_and_never_an_x86_one() {
+    let host = recorded_host("macos-arm64");
+    let ran = lab()
+        .env("KUBELAB_HOST_FACTS", &host)
+        .env("STANDIN_VAGRANT_VERSION", "2.4.9")
+        .env("STANDIN_VBOX_VERSION", "7.2.14r174565")
+        .args(&["doctor", "--json"])
+        .run_unchecked();
+    let arch = doctor_check(&ran, "architecture");
+    assert_eq!(arch["status"], "passed", "{arch}");
+    assert!(
+        arch["detail"]
+            .as_str()
+            .unwrap()
+            .contains("gusztavvargadr/ubuntu-server-2404-lts 2607.1.0"),
+        "{arch}"
+    );
+    // Not downloaded (the stand-in lists the amd64 box only): published.
+    let b = doctor_check(&ran, "box");
+    assert_eq!(b["status"], "warned", "{b}");
+    assert!(
+        b["fix"].as_str().unwrap().contains("--architecture arm64"),
+        "{b}"
+    );
+    // No kvm check off Linux.
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert!(
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["name"] != "kvm")
+    );
+
+    // The Vagrantfile pins the arm64 box.
+    let test = lab()
+        .env("KUBELAB_HOST_FACTS", &host)
+        .args(&["lab", "render", "--out", "out"]);
+    test.run();
+    let vagrantfile = std::fs::read_to_string(test.path().join("out/host/Vagrantfile")).unwrap();
+    assert!(
+        vagrantfile.contains("config.vm.box = \"gusztavvargadr/ubuntu-server-2404-lts\"")
+            && vagrantfile.contains("config.vm.box_version = \"2607.1.0\""),
+        "{vagrantfile}"
+    );
+
+    // An x86 box there is refused before anything happens.
+    let test = Test::new()
+        .write("lab.yaml", "name: t\nbox:\n  name: bento/ubuntu-24.04\n")
+        .standins()
+        .env("KUBELAB_HOST_FACTS", &host)
+        .args(&["lab", "up"])
+        .status(2);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("box.name: bento/ubuntu-24.04"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("gusztavvargadr/ubuntu-server-2404-lts (version 2607.1.0)"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ups(&test).is_empty());
+}
+
 /// The lines of `ssh.log` that ran `lab up`'s preflight on a host.
 fn preflights(test: &Test) -> Vec<String> {
     std::fs::read_to_string(test.path().join("ssh.log"))

@@ -55,6 +55,7 @@ impl Vagrant {
             .log(self.log_path(node, step))
     }
 
+    /// What `vagrant --version` prints (`Vagrant 2.4.9`).
     pub async fn version(&self) -> Result<String> {
         let out = self
             .runner
@@ -63,7 +64,7 @@ impl Vagrant {
                     .arg("--version"),
             )
             .await?;
-        Ok(out.stdout.trim().trim_start_matches("Vagrant ").to_string())
+        Ok(out.stdout)
     }
 
     /// Every machine's state, in one call.
