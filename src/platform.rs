@@ -290,6 +290,23 @@ pub fn box_support(name: &str, version: Option<&str>, arch: Arch) -> BoxSupport 
     BoxSupport::Unknown
 }
 
+/// Why live (saved-state) snapshots must not be used on this host, if they
+/// must not: VirtualBox 7.2 on Apple silicon loses guest networking (and
+/// the keyboard) when it restores a saved state (VirtualBox/virtualbox#788,
+/// 7.2.14 on arm64 macOS).
+pub fn saved_state_breaks(
+    os: crate::host::Os,
+    arch: Option<Arch>,
+    virtualbox: Option<Version>,
+) -> Option<&'static str> {
+    let broken = os == crate::host::Os::Macos
+        && arch == Some(Arch::Arm64)
+        && virtualbox.is_some_and(|v| v.minor() == (7, 2));
+    broken.then_some(
+        "VirtualBox 7.2 on Apple silicon loses guest networking when it restores a saved state (VirtualBox/virtualbox#788)",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,5 +395,16 @@ mod tests {
             box_support("someone/own-box", None, Arch::Arm64),
             BoxSupport::Unknown
         );
+    }
+
+    #[test]
+    fn saved_state_snapshots_break_only_on_virtualbox_72_on_apple_silicon() {
+        use crate::host::Os;
+        let v72 = Version::parse("7.2.14");
+        let v71 = Version::parse("7.1.6");
+        assert!(saved_state_breaks(Os::Macos, Some(Arch::Arm64), v72).is_some());
+        assert!(saved_state_breaks(Os::Macos, Some(Arch::Arm64), v71).is_none());
+        assert!(saved_state_breaks(Os::Macos, Some(Arch::Amd64), v72).is_none());
+        assert!(saved_state_breaks(Os::Linux, Some(Arch::Arm64), v72).is_none());
     }
 }
