@@ -872,6 +872,9 @@ impl<'a> Host<'a> {
         running: &[String],
         name: &str,
     ) -> Result<Vec<Result<crate::tools::Captured>>> {
+        // Read before anything is halted: a damaged state.json must not
+        // leave the lab powered off.
+        let shared = Arc::new(Mutex::new(self.load_state()?));
         let halted = futures_util::future::join_all(running.iter().map(|n| vagrant.halt(n))).await;
         let halt_failures: Vec<Error> = halted.into_iter().filter_map(Result::err).collect();
         let saved = if halt_failures.is_empty() {
@@ -884,7 +887,6 @@ impl<'a> Host<'a> {
             .iter()
             .filter_map(|n| self.loaded.topo.node(n))
             .collect();
-        let shared = Arc::new(Mutex::new(self.load_state()?));
         let mut boot_failures = Vec::new();
         let (first, rest) = topo_nodes.split_at(topo_nodes.len().min(1));
         for &node in first {
