@@ -908,10 +908,10 @@ fn architecture(facts: &Facts, arch: Option<Arch>, vm_box: &BoxSpec) -> Check {
         .map(|v| format!(" {v}"))
         .unwrap_or_default();
     match platform::box_support(b, vm_box.version.as_deref(), arch) {
-        BoxSupport::Yes { source } => check(
+        BoxSupport::Yes { .. } => check(
             name,
             Status::Passed,
-            format!("host {arch}{rosetta}; {b}{at} has a VirtualBox {arch} build ({source})"),
+            format!("host {arch}{rosetta}; {b}{at} has a VirtualBox {arch} build"),
             None,
         ),
         BoxSupport::No { why } => {
@@ -1025,11 +1025,11 @@ fn box_available(list: &str, vm_box: &BoxSpec, arch: Option<Arch>) -> Check {
             ),
             Some("choose the box the architecture check names".into()),
         ),
-        Some(BoxSupport::Yes { source }) => check(
+        Some(BoxSupport::Yes { .. }) => check(
             "box",
             Status::Warned,
             format!(
-                "{name}{at} is not downloaded yet; it is published for virtualbox ({source}), and the first `kubelab lab up` fetches it (about 1 GB)"
+                "{name}{at} is not downloaded yet; it is published for virtualbox on this architecture, and the first `kubelab lab up` fetches it (about 1 GB)"
             ),
             Some(add),
         ),
