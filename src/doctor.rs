@@ -201,7 +201,7 @@ async fn virtualbox_checks(loaded: &LoadedLab, settings: &Settings, runner: &Run
     // RAM, disk, CPU.
     checks.push(memory(loaded, settings));
     checks.push(disk());
-    checks.push(cpu_virtualization());
+    checks.push(cpu_virtualization(&facts));
 
     checks.push(ssh_check("log in to the VMs").0);
 
@@ -628,21 +628,21 @@ fn disk() -> Check {
     }
 }
 
-fn cpu_virtualization() -> Check {
-    match fs_err::read_to_string("/proc/cpuinfo") {
-        Ok(info) if info.split_whitespace().any(|w| w == "vmx" || w == "svm") => check(
+fn cpu_virtualization(facts: &Facts) -> Check {
+    match &facts.cpuinfo {
+        Some(info) if info.split_whitespace().any(|w| w == "vmx" || w == "svm") => check(
             "cpu virtualization",
             Status::Passed,
             "VT-x/AMD-V present",
             None,
         ),
-        Ok(_) => check(
+        Some(_) => check(
             "cpu virtualization",
             Status::Warned,
             "no vmx/svm flag: VirtualBox will be very slow or refuse 64-bit guests",
             Some("enable VT-x/AMD-V in the firmware, or nested virtualization on a VM host".into()),
         ),
-        Err(_) => check(
+        None => check(
             "cpu virtualization",
             Status::Passed,
             "not checked on this OS",
@@ -1281,6 +1281,20 @@ mod tests {
             ..facts
         };
         assert_eq!(rosetta.arch(), Some(Arch::Arm64));
+    }
+
+    #[test]
+    fn cpu_virtualization_reads_the_recorded_flags() {
+        let with = Facts {
+            cpuinfo: Some(fixture!("cpuinfo-intel-vmx.txt").into()),
+            ..Facts::default()
+        };
+        assert_eq!(cpu_virtualization(&with).status, Status::Passed);
+        let without = Facts {
+            cpuinfo: Some(fixture!("cpuinfo-no-vmx.txt").into()),
+            ..Facts::default()
+        };
+        assert_eq!(cpu_virtualization(&without).status, Status::Warned);
     }
 
     #[test]

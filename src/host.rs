@@ -69,6 +69,8 @@ pub struct Facts {
     pub modules: Option<String>,
     /// `/sys/module/kvm/parameters/enable_virt_at_load` (Linux >= 6.12).
     pub kvm_enable_virt_at_load: Option<String>,
+    /// `/proc/cpuinfo` (Linux): its `flags` say vmx or svm.
+    pub cpuinfo: Option<String>,
     /// `sysctl -n sysctl.proc_translated` on macOS: `1` under Rosetta.
     pub proc_translated: Option<String>,
     /// `systeminfo` on Windows (`systeminfo.exe` from WSL).
@@ -87,6 +89,7 @@ impl Facts {
             kernel: read("uname-r"),
             modules: read("proc-modules"),
             kvm_enable_virt_at_load: read("enable_virt_at_load"),
+            cpuinfo: read("proc-cpuinfo"),
             proc_translated: read("proc_translated"),
             systeminfo: read("systeminfo"),
             bcdedit: read("bcdedit"),
@@ -130,6 +133,7 @@ impl Facts {
                 facts.modules = read("/proc/modules");
                 facts.kvm_enable_virt_at_load =
                     read("/sys/module/kvm/parameters/enable_virt_at_load");
+                facts.cpuinfo = read("/proc/cpuinfo");
             }
             Os::Macos => {
                 facts.proc_translated = run("sysctl", &["-n", "sysctl.proc_translated"]).await;
