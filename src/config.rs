@@ -662,21 +662,7 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
         ));
     }
 
-    let vm_box = BoxSpec {
-        name: file
-            .vm_box
-            .name
-            .clone()
-            .unwrap_or_else(|| "bento/ubuntu-24.04".to_string()),
-        version: file.vm_box.version.clone().filter(|v| !v.trim().is_empty()),
-    };
-    if vm_box.name.trim().is_empty() || vm_box.name.contains(char::is_whitespace) {
-        problems.push(Problem::new(
-            "box.name",
-            format!("{:?} is not a box name", vm_box.name),
-            "use a Vagrant box name such as bento/ubuntu-24.04",
-        ));
-    }
+    let vm_box = resolve_box(&file.vm_box, is_static, crate::host::arch(), &mut problems);
 
     let cidr = file
         .network
@@ -1157,6 +1143,68 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
 
 /// `hosts:` of a `provider: static` lab: names, SSH settings and key files.
 /// Counts and addresses are checked with the rest of the lab.
+/// The box, chosen for the host's architecture and pinned: a box's newest
+/// version may have no VirtualBox build (platform::DEFAULT_BOXES). On an
+/// arm64 host a box known to have no VirtualBox arm64 build is refused with
+/// the choices, never booted.
+fn resolve_box(
+    file: &BoxFile,
+    is_static: bool,
+    arch: crate::platform::Arch,
+    problems: &mut Vec<Problem>,
+) -> BoxSpec {
+    let default_box = crate::platform::default_box(arch);
+    let box_name = file
+        .name
+        .clone()
+        .unwrap_or_else(|| default_box.name.to_string());
+    let vm_box = BoxSpec {
+        version: file
+            .version
+            .clone()
+            .filter(|v| !v.trim().is_empty())
+            .or_else(|| crate::platform::pinned_version(&box_name, arch).map(str::to_string)),
+        name: box_name,
+    };
+    if vm_box.name.trim().is_empty() || vm_box.name.contains(char::is_whitespace) {
+        problems.push(Problem::new(
+            "box.name",
+            format!("{:?} is not a box name", vm_box.name),
+            format!("use a Vagrant box name such as {}", default_box.name),
+        ));
+    } else if !is_static
+        && let crate::platform::BoxSupport::No { why } =
+            crate::platform::box_support(&vm_box.name, vm_box.version.as_deref(), arch)
+    {
+        // Never boot an x86 box on an arm64 host: it fails with "VM session
+        // was aborted" after the download.
+        let field = if file.version.is_some() && vm_box.name == default_box.name {
+            "box.version"
+        } else {
+            "box.name"
+        };
+        let choices: Vec<String> = crate::platform::DEFAULT_BOXES
+            .iter()
+            .filter(|b| b.arch == arch)
+            .map(|b| format!("{} (version {})", b.name, b.version))
+            .collect();
+        problems.push(Problem::new(
+            field,
+            format!(
+                "{}{} has no VirtualBox build for this {arch} host: {why}",
+                vm_box.name,
+                vm_box.version.as_deref().map(|v| format!(" {v}")).unwrap_or_default()
+            ),
+            format!(
+                "leave box.name and box.version out to get the {arch} default, or choose a box with a VirtualBox {arch} build: {}",
+                choices.join(", ")
+            ),
+        ));
+    }
+
+    vm_box
+}
+
 fn resolve_hosts(
     file: &LabFile,
     source: &LabSource,

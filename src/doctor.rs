@@ -7,9 +7,11 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::app::LoadedLab;
-use crate::config::{Provider, VIRTUALBOX_ALLOWED};
+use crate::config::{BoxSpec, Provider, VIRTUALBOX_ALLOWED};
 use crate::error::{Error, Result};
+use crate::host::{Facts, Os};
 use crate::machines::static_hosts;
+use crate::platform::{self, Arch, BoxSupport, Pairing, Version};
 use crate::printer::{self, Printer, SCHEMA_VERSION, Style};
 use crate::settings::Settings;
 use crate::state::{MachineStatus, State};
@@ -109,14 +111,18 @@ async fn virtualbox_checks(loaded: &LoadedLab, settings: &Settings, runner: &Run
 
     // Vagrant
     let vagrant = Vagrant::find(&state_dir, runner);
+    let mut vagrant_version = None;
     match &vagrant {
         Ok(v) => match v.version().await {
-            Ok(version) => checks.push(check(
-                "vagrant",
-                Status::Passed,
-                format!("Vagrant {version}"),
-                None,
-            )),
+            Ok(output) => {
+                vagrant_version = platform::parse_vagrant_version(&output);
+                checks.push(check(
+                    "vagrant",
+                    Status::Passed,
+                    output.trim().to_string(),
+                    None,
+                ))
+            }
             Err(e) => checks.push(check(
                 "vagrant",
                 Status::Failed,
@@ -134,13 +140,31 @@ async fn virtualbox_checks(loaded: &LoadedLab, settings: &Settings, runner: &Run
 
     // VirtualBox
     let vbox = VBoxManage::find(log.clone(), runner);
+    let mut vbox_version = None;
     match &vbox {
         Ok(v) => match v.version().await {
-            Ok(version) => checks.push(check("virtualbox", Status::Passed, format!("VBoxManage {version}"), None)),
+            Ok(output) => {
+                vbox_version = platform::parse_virtualbox_version(&output);
+                checks.push(virtualbox(&output));
+            }
             Err(e) => checks.push(check("virtualbox", Status::Failed, format!("`VBoxManage --version` failed: {}", first_line(&e)), Some("reinstall VirtualBox; its kernel modules may be missing (`sudo /sbin/vboxconfig`)".into()))),
         },
         Err(e) => checks.push(check("virtualbox", Status::Failed, "VBoxManage not found on PATH", e.hint())),
     }
+    if let (Some(vagrant), Some(vbox)) = (vagrant_version, vbox_version) {
+        checks.push(vagrant_virtualbox(vagrant, vbox));
+    }
+
+    // What the host itself does to VirtualBox: KVM on Linux, Hyper-V on
+    // Windows, and its architecture against the box's.
+    let facts = Facts::gather(settings, runner, &log).await;
+    match facts.os {
+        Os::Linux => checks.push(kvm(&facts, vbox_version)),
+        Os::Windows | Os::Wsl => checks.push(hyper_v(&facts)),
+        Os::Macos | Os::Other => {}
+    }
+    let arch = facts.arch();
+    checks.push(architecture(&facts, arch, &loaded.lab.vm_box));
 
     // The host-only range VirtualBox allows.
     let cidr = loaded.lab.network.cidr;
@@ -177,19 +201,20 @@ async fn virtualbox_checks(loaded: &LoadedLab, settings: &Settings, runner: &Run
     // RAM, disk, CPU.
     checks.push(memory(loaded, settings));
     checks.push(disk());
-    checks.push(cpu_virtualization());
+    checks.push(cpu_virtualization(&facts));
 
     checks.push(ssh_check("log in to the VMs").0);
 
     // The box.
     if let Ok(v) = &vagrant {
-        let name = &loaded.lab.vm_box.name;
         match v.box_list().await {
-            Ok(list) if list.lines().any(|l| l.split_whitespace().next() == Some(name.as_str())) => {
-                checks.push(check("box", Status::Passed, format!("{name} is downloaded"), None))
-            }
-            Ok(_) => checks.push(check("box", Status::Warned, format!("{name} is not downloaded yet; the first `kubelab lab up` fetches it (about 1 GB)"), Some(format!("`vagrant box add {name} --provider virtualbox` to fetch it now")))),
-            Err(e) => checks.push(check("box", Status::Warned, format!("could not list boxes: {}", first_line(&e)), None)),
+            Ok(list) => checks.push(box_available(&list, &loaded.lab.vm_box, arch)),
+            Err(e) => checks.push(check(
+                "box",
+                Status::Warned,
+                format!("could not list boxes: {}", first_line(&e)),
+                None,
+            )),
         }
     }
     let _ = fs_err::remove_file(&log);
@@ -603,25 +628,703 @@ fn disk() -> Check {
     }
 }
 
-fn cpu_virtualization() -> Check {
-    match fs_err::read_to_string("/proc/cpuinfo") {
-        Ok(info) if info.split_whitespace().any(|w| w == "vmx" || w == "svm") => check(
+fn cpu_virtualization(facts: &Facts) -> Check {
+    match &facts.cpuinfo {
+        Some(info) if info.split_whitespace().any(|w| w == "vmx" || w == "svm") => check(
             "cpu virtualization",
             Status::Passed,
             "VT-x/AMD-V present",
             None,
         ),
-        Ok(_) => check(
+        Some(_) => check(
             "cpu virtualization",
             Status::Warned,
             "no vmx/svm flag: VirtualBox will be very slow or refuse 64-bit guests",
             Some("enable VT-x/AMD-V in the firmware, or nested virtualization on a VM host".into()),
         ),
-        Err(_) => check(
+        None => check(
             "cpu virtualization",
             Status::Passed,
             "not checked on this OS",
             None,
         ),
+    }
+}
+
+/// `VBoxManage --version`: a version, or the warning that its kernel
+/// driver is missing (it still prints a version then).
+fn virtualbox(output: &str) -> Check {
+    let version = platform::virtualbox_version_line(output).unwrap_or("(no version)");
+    if platform::virtualbox_driver_missing(output) {
+        return check(
+            "virtualbox",
+            Status::Failed,
+            format!("VBoxManage {version}, but VirtualBox's kernel driver (vboxdrv) is not loaded: no VM can start"),
+            Some("`sudo /sbin/vboxconfig` builds and loads it (it needs this kernel's headers; with Secure Boot, sign the modules or turn it off)".into()),
+        );
+    }
+    check(
+        "virtualbox",
+        Status::Passed,
+        format!("VBoxManage {version}"),
+        None,
+    )
+}
+
+/// The Vagrant x VirtualBox pair against [`platform::DRIVER_SUPPORT`].
+fn vagrant_virtualbox(vagrant: Version, vbox: Version) -> Check {
+    let name = "vagrant x virtualbox";
+    let (major, minor) = vbox.minor();
+    match platform::pairing(vagrant, vbox) {
+        Pairing::Supported { needs } => check(
+            name,
+            Status::Passed,
+            format!(
+                "Vagrant {vagrant} drives VirtualBox {major}.{minor} (it needs Vagrant {needs} or newer)"
+            ),
+            None,
+        ),
+        Pairing::VagrantTooOld { needs, source } => check(
+            name,
+            Status::Failed,
+            format!(
+                "Vagrant {vagrant} does not know VirtualBox {major}.{minor} and refuses to use it (\"a version of VirtualBox installed that is not supported\"); {major}.{minor} needs Vagrant {needs} or newer ({source})"
+            ),
+            Some(format!(
+                "upgrade Vagrant to {needs} or newer (HashiCorp's downloads or apt repository; `brew upgrade --cask vagrant` on macOS), or install a VirtualBox this Vagrant knows"
+            )),
+        ),
+        Pairing::VirtualBoxTooOld => check(
+            name,
+            Status::Failed,
+            format!(
+                "VirtualBox {vbox} is older than {}, the oldest kubelab runs on (it follows 6.1.28's host-only range rule)",
+                platform::OLDEST_VIRTUALBOX
+            ),
+            Some("install a current VirtualBox (7.1 or 7.2) and a Vagrant that knows it".into()),
+        ),
+        Pairing::Unknown {
+            newest_known: (km, kn),
+        } => check(
+            name,
+            Status::Warned,
+            format!(
+                "VirtualBox {major}.{minor} is newer than kubelab's support table (up to {km}.{kn}); Vagrant refuses a VirtualBox minor it does not know, and {vagrant} may be one of those"
+            ),
+            Some(format!(
+                "if `kubelab lab up` fails with \"not supported\", upgrade Vagrant to a release that names VirtualBox {major}.{minor} in its CHANGELOG, or go back to VirtualBox {km}.{kn}"
+            )),
+        ),
+    }
+}
+
+/// The modules `/proc/modules` or `lsmod` lists.
+fn loaded_modules(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "Module")
+        .collect()
+}
+
+/// Linux: KVM holding VT-x/AMD-V while VirtualBox is the provider, with the
+/// fix for the installed VirtualBox ([`platform::KVM_FLIP`]).
+fn kvm(facts: &Facts, vbox: Option<Version>) -> Check {
+    let name = "kvm";
+    let Some(modules) = &facts.modules else {
+        return check(name, Status::Warned, "could not read /proc/modules", None);
+    };
+    let modules = loaded_modules(modules);
+    let Some(&module) = modules
+        .iter()
+        .find(|m| **m == "kvm_intel" || **m == "kvm_amd")
+    else {
+        return check(
+            name,
+            Status::Passed,
+            "no kvm_intel or kvm_amd module loaded: VirtualBox has VT-x/AMD-V to itself",
+            None,
+        );
+    };
+    let code = if module == "kvm_amd" {
+        "VERR_SVM_IN_USE"
+    } else {
+        "VERR_VMX_IN_VMX_ROOT_MODE"
+    };
+    let kernel = facts.kernel.as_deref().map(str::trim).unwrap_or("unknown");
+    let new_kernel =
+        Version::parse(kernel).is_some_and(|v| v.minor() >= platform::KVM_AT_LOAD_KERNEL);
+    // Linux >= 6.12 takes VT-x when kvm loads unless the parameter says no.
+    let at_load = match facts.kvm_enable_virt_at_load.as_deref().map(str::trim) {
+        Some("Y" | "y" | "1") => true,
+        Some("N" | "n" | "0") => false,
+        _ => new_kernel,
+    };
+    let unload = format!("`sudo modprobe -r {module} kvm`");
+    let (km, kn) = platform::KVM_AT_LOAD_KERNEL;
+    let flip = platform::KVM_FLIP;
+    match vbox {
+        Some(v) if v >= flip => {
+            if at_load || !new_kernel {
+                check(
+                    name,
+                    Status::Passed,
+                    format!(
+                        "{module} is loaded (kernel {kernel}); VirtualBox {v} works beside it as long as no KVM VM (libvirt, QEMU) runs at the same time"
+                    ),
+                    None,
+                )
+            } else {
+                check(
+                    name,
+                    Status::Failed,
+                    format!(
+                        "{module} is loaded with kvm.enable_virt_at_load=0 (kernel {kernel}): VirtualBox {flip} and newer need it at 1 or KVM unloaded (VirtualBox/virtualbox#711), so VMs fail to start"
+                    ),
+                    Some(format!(
+                        "remove `enable_virt_at_load=0` (the fix older VirtualBox needed) from /etc/modprobe.d/ and the kernel command line, then reload KVM (`sudo modprobe -r {module} kvm && sudo modprobe {module}`); or unload it: {unload}"
+                    )),
+                )
+            }
+        }
+        _ if !at_load => check(
+            name,
+            Status::Passed,
+            if new_kernel {
+                format!(
+                    "{module} is loaded with kvm.enable_virt_at_load=0 (kernel {kernel}): VirtualBox{} can take VT-x/AMD-V; do not run KVM VMs at the same time",
+                    vbox.map(|v| format!(" {v}")).unwrap_or_default()
+                )
+            } else {
+                format!(
+                    "{module} is loaded, but kernel {kernel} (< {km}.{kn}) takes VT-x/AMD-V only while a KVM VM runs; do not run one beside the lab"
+                )
+            },
+            None,
+        ),
+        Some(v) => check(
+            name,
+            Status::Failed,
+            format!(
+                "{module} is loaded and kernel {kernel} (>= {km}.{kn}) enables virtualization when it loads: VirtualBox {v} cannot start a VM ({code})"
+            ),
+            Some(format!(
+                "{unload} now; to keep it so after a reboot, `echo 'options kvm enable_virt_at_load=0' | sudo tee /etc/modprobe.d/kvm-virtualbox.conf` (for VirtualBox before {flip}; from {flip} on, KVM loaded with the default 1 works)"
+            )),
+        ),
+        None => check(
+            name,
+            Status::Warned,
+            format!(
+                "{module} is loaded and kernel {kernel} enables virtualization when it loads; whether VirtualBox can start VMs depends on its version, which could not be read"
+            ),
+            Some(format!(
+                "VirtualBox before {flip}: {unload}, or `options kvm enable_virt_at_load=0` in /etc/modprobe.d/; {flip} and newer: leave it at 1"
+            )),
+        ),
+    }
+}
+
+/// Windows (or WSL2 on it): Hyper-V or VBS holding the hypervisor.
+fn hyper_v(facts: &Facts) -> Check {
+    let name = "hyper-v";
+    let cost = "VirtualBox then runs every VM through Windows' hypervisor (its slow \"Native Execution Manager\" mode, the green turtle): boots take several times longer and a 10-VM lab may time out (MicrosoftDocs/WSL#798, jmunixusers/cs-vm-build#406)";
+    let Some(info) = &facts.systeminfo else {
+        if facts.os == Os::Wsl {
+            return check(
+                name,
+                Status::Warned,
+                format!("kubelab runs inside WSL2, which needs Hyper-V: {cost}"),
+                Some("run kubelab, Vagrant and VirtualBox from Windows itself, with Hyper-V off, for full speed".into()),
+            );
+        }
+        return check(name, Status::Warned, "could not run `systeminfo`", None);
+    };
+    if info.contains("A hypervisor has been detected") {
+        let launch_off = facts.bcdedit.as_deref().is_some_and(|b| {
+            b.lines().any(|l| {
+                let mut f = l.split_whitespace();
+                f.next()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("hypervisorlaunchtype"))
+                    && f.next().is_some_and(|v| v.eq_ignore_ascii_case("off"))
+            })
+        });
+        let fix = if launch_off {
+            "hypervisorlaunchtype is already Off, so Virtualization-based security holds it: turn off Memory Integrity (Windows Security > Device security > Core isolation) and Credential Guard, then reboot".to_string()
+        } else {
+            "in an administrator shell `bcdedit /set hypervisorlaunchtype off`, turn off Memory Integrity (Windows Security > Device security > Core isolation), reboot; this stops WSL2 and Hyper-V VMs until `bcdedit /set hypervisorlaunchtype auto`".to_string()
+        };
+        return check(
+            name,
+            Status::Warned,
+            format!(
+                "a hypervisor is running (Hyper-V, WSL2, Memory Integrity/VBS or Windows Sandbox): {cost}"
+            ),
+            Some(fix),
+        );
+    }
+    let says_no = |field: &str| {
+        info.lines()
+            .any(|l| l.contains(field) && l.trim_end().ends_with("No"))
+    };
+    if says_no("Virtualization Enabled In Firmware") {
+        return check(
+            name,
+            Status::Failed,
+            "no hypervisor is running, but virtualization is disabled in the firmware: VirtualBox cannot start 64-bit VMs",
+            Some("enable Intel VT-x / AMD-V (SVM) in the BIOS/UEFI setup".into()),
+        );
+    }
+    check(
+        name,
+        Status::Passed,
+        "no hypervisor is running: VirtualBox has VT-x/AMD-V to itself",
+        None,
+    )
+}
+
+/// The host's architecture against the box's.
+fn architecture(facts: &Facts, arch: Option<Arch>, vm_box: &BoxSpec) -> Check {
+    let name = "architecture";
+    let Some(arch) = arch else {
+        return check(
+            name,
+            Status::Warned,
+            format!(
+                "could not tell this host's architecture from `uname -m` ({:?})",
+                facts.machine.as_deref().unwrap_or("").trim()
+            ),
+            None,
+        );
+    };
+    let rosetta = if facts.proc_translated.as_deref().map(str::trim) == Some("1") {
+        " (kubelab itself runs under Rosetta)"
+    } else {
+        ""
+    };
+    let b = &vm_box.name;
+    let at = vm_box
+        .version
+        .as_deref()
+        .map(|v| format!(" {v}"))
+        .unwrap_or_default();
+    match platform::box_support(b, vm_box.version.as_deref(), arch) {
+        BoxSupport::Yes { .. } => check(
+            name,
+            Status::Passed,
+            format!("host {arch}{rosetta}; {b}{at} has a VirtualBox {arch} build"),
+            None,
+        ),
+        BoxSupport::No { why } => {
+            let d = platform::default_box(arch);
+            check(
+                name,
+                Status::Failed,
+                format!("host {arch}{rosetta}, but {b}{at} has no VirtualBox {arch} build: {why}"),
+                Some(format!(
+                    "remove box.name and box.version from lab.yaml to use the {arch} default, {} {}",
+                    d.name, d.version
+                )),
+            )
+        }
+        BoxSupport::Unknown => check(
+            name,
+            Status::Warned,
+            format!(
+                "host {arch}{rosetta}; kubelab does not know whether {b}{at} has a VirtualBox {arch} build"
+            ),
+            Some(format!(
+                "`vagrant box add {b}{} --provider virtualbox --architecture {arch}` tells",
+                vm_box
+                    .version
+                    .as_deref()
+                    .map(|v| format!(" --box-version {v}"))
+                    .unwrap_or_default()
+            )),
+        ),
+    }
+}
+
+/// One line of `vagrant box list`: `NAME (PROVIDER, VERSION[, (ARCH, ...)])`
+/// (hashicorp/vagrant plugins/commands/box/command/list.rb; the
+/// architectures appear from Vagrant 2.4.0 on).
+struct ListedBox<'a> {
+    name: &'a str,
+    provider: &'a str,
+    version: &'a str,
+    arches: Vec<&'a str>,
+}
+
+fn parse_box_list(text: &str) -> Vec<ListedBox<'_>> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.trim().split_once(char::is_whitespace)?;
+            let inner = rest.trim().strip_prefix('(')?.strip_suffix(')')?;
+            let (provider, rest) = inner.split_once(',')?;
+            let (version, arches) = match rest.split_once(',') {
+                Some((v, a)) => (v, a.trim().trim_start_matches('(').trim_end_matches(')')),
+                None => (rest, ""),
+            };
+            Some(ListedBox {
+                name,
+                provider: provider.trim(),
+                version: version.trim(),
+                arches: arches
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// The box is downloaded for provider virtualbox, its version and the host's
+/// architecture, or known to be downloadable.
+fn box_available(list: &str, vm_box: &BoxSpec, arch: Option<Arch>) -> Check {
+    let name = &vm_box.name;
+    let version = vm_box.version.as_deref();
+    let listed = parse_box_list(list);
+    let here = listed.iter().find(|b| {
+        b.name == name
+            && b.provider == "virtualbox"
+            && version.is_none_or(|v| v == b.version)
+            // A box added before Vagrant 2.4 lists no architecture.
+            && (b.arches.is_empty() || arch.is_none_or(|a| b.arches.contains(&a.as_str())))
+    });
+    let at = version.map(|v| format!(" {v}")).unwrap_or_default();
+    if let Some(b) = here {
+        return check(
+            "box",
+            Status::Passed,
+            format!(
+                "{name} {} is downloaded for virtualbox{}",
+                b.version,
+                if b.arches.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", b.arches.join(", "))
+                }
+            ),
+            None,
+        );
+    }
+    let add = format!(
+        "`vagrant box add {name}{} --provider virtualbox{}` fetches it now",
+        version
+            .map(|v| format!(" --box-version {v}"))
+            .unwrap_or_default(),
+        arch.map(|a| format!(" --architecture {a}"))
+            .unwrap_or_default()
+    );
+    match arch.map(|a| platform::box_support(name, version, a)) {
+        Some(BoxSupport::No { .. }) => check(
+            "box",
+            Status::Failed,
+            format!(
+                "{name}{at} is not downloaded, and it has no VirtualBox build for this host (see the architecture check)"
+            ),
+            Some("choose the box the architecture check names".into()),
+        ),
+        Some(BoxSupport::Yes { .. }) => check(
+            "box",
+            Status::Warned,
+            format!(
+                "{name}{at} is not downloaded yet; it is published for virtualbox on this architecture, and the first `kubelab lab up` fetches it (about 1 GB)"
+            ),
+            Some(add),
+        ),
+        _ => check(
+            "box",
+            Status::Warned,
+            format!(
+                "{name}{at} is not downloaded yet, and kubelab cannot tell whether it is published for virtualbox on this architecture; the first `kubelab lab up` tries"
+            ),
+            Some(add),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each verdict against recorded outputs of the real commands
+    //! (tests/fixtures/host/README.md says where each shape comes from).
+    use super::*;
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_str!(concat!("../tests/fixtures/host/", $name))
+        };
+    }
+
+    fn vbox(text: &str) -> Option<Version> {
+        platform::parse_virtualbox_version(text)
+    }
+
+    fn linux(kernel: &str, modules: &str, at_load: Option<&str>) -> Facts {
+        Facts {
+            os: Os::Linux,
+            machine: Some("x86_64\n".into()),
+            kernel: Some(format!("{kernel}\n")),
+            modules: Some(modules.into()),
+            kvm_enable_virt_at_load: at_load.map(|v| format!("{v}\n")),
+            ..Facts::default()
+        }
+    }
+
+    fn spec(name: &str, version: Option<&str>) -> BoxSpec {
+        BoxSpec {
+            name: name.into(),
+            version: version.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn vagrant_too_old_for_the_virtualbox_minor_fails_with_the_release_to_get() {
+        let vagrant =
+            platform::parse_vagrant_version(fixture!("vagrant-version-2.4.1.txt")).unwrap();
+        let c = vagrant_virtualbox(
+            vagrant,
+            vbox(fixture!("vboxmanage-version-7.1.6.txt")).unwrap(),
+        );
+        assert_eq!(c.status, Status::Failed, "{}", c.detail);
+        assert!(
+            c.detail
+                .contains("Vagrant 2.4.1 does not know VirtualBox 7.1"),
+            "{}",
+            c.detail
+        );
+        assert!(c.fix.unwrap().contains("upgrade Vagrant to 2.4.2 or newer"));
+
+        let c = vagrant_virtualbox(
+            vagrant,
+            vbox(fixture!("vboxmanage-version-7.2.4.txt")).unwrap(),
+        );
+        assert_eq!(c.status, Status::Failed);
+        assert!(c.fix.unwrap().contains("2.4.9"));
+
+        let vagrant =
+            platform::parse_vagrant_version(fixture!("vagrant-version-2.4.9.txt")).unwrap();
+        let c = vagrant_virtualbox(
+            vagrant,
+            vbox(fixture!("vboxmanage-version-7.2.14.txt")).unwrap(),
+        );
+        assert_eq!(c.status, Status::Passed, "{}", c.detail);
+    }
+
+    #[test]
+    fn a_missing_vboxdrv_fails_even_though_a_version_is_printed() {
+        let out = fixture!("vboxmanage-version-no-vboxdrv.txt");
+        assert_eq!(vbox(out), Some(Version(7, 2, 4)));
+        let c = virtualbox(out);
+        assert_eq!(c.status, Status::Failed);
+        assert!(c.fix.unwrap().contains("/sbin/vboxconfig"));
+        assert_eq!(
+            virtualbox(fixture!("vboxmanage-version-7.2.4.txt")).status,
+            Status::Passed
+        );
+    }
+
+    #[test]
+    fn kvm_loaded_on_a_new_kernel_fails_before_virtualbox_7_2_10_with_the_old_fix() {
+        let facts = linux(
+            "6.14.0-29-generic",
+            fixture!("lsmod-kvm-intel.txt"),
+            Some("Y"),
+        );
+        let c = kvm(&facts, vbox(fixture!("vboxmanage-version-7.2.4.txt")));
+        assert_eq!(c.status, Status::Failed, "{}", c.detail);
+        assert!(
+            c.detail.contains("VERR_VMX_IN_VMX_ROOT_MODE"),
+            "{}",
+            c.detail
+        );
+        let fix = c.fix.unwrap();
+        assert!(fix.contains("sudo modprobe -r kvm_intel kvm"), "{fix}");
+        assert!(fix.contains("options kvm enable_virt_at_load=0"), "{fix}");
+
+        // The parameter file missing on a 6.14 kernel means its default, on.
+        let facts = linux(
+            "6.14.0-29-generic",
+            fixture!("proc-modules-kvm-amd.txt"),
+            None,
+        );
+        let c = kvm(&facts, vbox(fixture!("vboxmanage-version-7.1.6.txt")));
+        assert_eq!(c.status, Status::Failed);
+        assert!(c.detail.contains("VERR_SVM_IN_USE"), "{}", c.detail);
+        assert!(c.fix.unwrap().contains("sudo modprobe -r kvm_amd kvm"));
+
+        // With the old fix applied, VirtualBox 7.2.4 is fine.
+        let facts = linux(
+            "6.14.0-29-generic",
+            fixture!("lsmod-kvm-intel.txt"),
+            Some("N"),
+        );
+        assert_eq!(
+            kvm(&facts, vbox(fixture!("vboxmanage-version-7.2.4.txt"))).status,
+            Status::Passed
+        );
+    }
+
+    #[test]
+    fn from_virtualbox_7_2_10_the_old_kvm_fix_is_the_problem() {
+        let v7214 = vbox(fixture!("vboxmanage-version-7.2.14.txt"));
+        let facts = linux(
+            "6.14.0-29-generic",
+            fixture!("lsmod-kvm-intel.txt"),
+            Some("N"),
+        );
+        let c = kvm(&facts, v7214);
+        assert_eq!(c.status, Status::Failed, "{}", c.detail);
+        assert!(c.detail.contains("enable_virt_at_load=0"), "{}", c.detail);
+        assert!(c.fix.unwrap().contains("remove `enable_virt_at_load=0`"));
+
+        let facts = linux(
+            "6.14.0-29-generic",
+            fixture!("lsmod-kvm-intel.txt"),
+            Some("Y"),
+        );
+        assert_eq!(kvm(&facts, v7214).status, Status::Passed);
+    }
+
+    #[test]
+    fn kvm_is_harmless_on_an_old_kernel_and_absent_modules_pass() {
+        let v724 = vbox(fixture!("vboxmanage-version-7.2.4.txt"));
+        let facts = linux("6.8.0-45-generic", fixture!("lsmod-kvm-intel.txt"), None);
+        let c = kvm(&facts, v724);
+        assert_eq!(c.status, Status::Passed, "{}", c.detail);
+        assert!(c.detail.contains("only while a KVM VM runs"));
+        let facts = linux(
+            "6.14.0-29-generic",
+            fixture!("proc-modules-no-kvm.txt"),
+            Some("Y"),
+        );
+        assert_eq!(kvm(&facts, v724).status, Status::Passed);
+        // The version unknown: a warning with both fixes.
+        let facts = linux(
+            "6.14.0-29-generic",
+            fixture!("lsmod-kvm-intel.txt"),
+            Some("Y"),
+        );
+        assert_eq!(kvm(&facts, None).status, Status::Warned);
+    }
+
+    #[test]
+    fn hyper_v_running_is_a_warning_with_its_cost_and_the_fix() {
+        let mut facts = Facts {
+            os: Os::Windows,
+            systeminfo: Some(fixture!("systeminfo-hypervisor.txt").into()),
+            ..Facts::default()
+        };
+        let c = hyper_v(&facts);
+        assert_eq!(c.status, Status::Warned);
+        assert!(c.detail.contains("green turtle"), "{}", c.detail);
+        assert!(
+            c.fix
+                .as_deref()
+                .unwrap()
+                .contains("bcdedit /set hypervisorlaunchtype off")
+        );
+        // The launch type off already: Memory Integrity (VBS) holds it.
+        facts.bcdedit = Some(fixture!("bcdedit-hypervisor-off.txt").into());
+        let fix = hyper_v(&facts).fix.unwrap();
+        assert!(fix.contains("already Off"), "{fix}");
+        assert!(fix.contains("Memory Integrity"), "{fix}");
+
+        let facts = Facts {
+            os: Os::Windows,
+            systeminfo: Some(fixture!("systeminfo-no-hypervisor.txt").into()),
+            ..Facts::default()
+        };
+        assert_eq!(hyper_v(&facts).status, Status::Passed);
+        let facts = Facts {
+            os: Os::Windows,
+            systeminfo: Some(
+                fixture!("systeminfo-no-hypervisor.txt")
+                    .replace("In Firmware: Yes", "In Firmware: No"),
+            ),
+            ..Facts::default()
+        };
+        assert_eq!(hyper_v(&facts).status, Status::Failed);
+    }
+
+    #[test]
+    fn an_x86_box_on_an_arm64_host_fails_and_names_the_arm64_default() {
+        let facts = Facts {
+            os: Os::Macos,
+            machine: Some("arm64\n".into()),
+            proc_translated: Some("0\n".into()),
+            ..Facts::default()
+        };
+        let arch = facts.arch();
+        assert_eq!(arch, Some(Arch::Arm64));
+        let c = architecture(
+            &facts,
+            arch,
+            &spec("bento/ubuntu-24.04", Some("202510.26.0")),
+        );
+        assert_eq!(c.status, Status::Failed, "{}", c.detail);
+        assert!(
+            c.fix
+                .unwrap()
+                .contains("gusztavvargadr/ubuntu-server-2404-lts 2607.1.0")
+        );
+        let c = architecture(
+            &facts,
+            arch,
+            &spec("gusztavvargadr/ubuntu-server-2404-lts", Some("2607.1.0")),
+        );
+        assert_eq!(c.status, Status::Passed, "{}", c.detail);
+        // An x86 kubelab under Rosetta still runs on an arm64 Mac.
+        let rosetta = Facts {
+            machine: Some("x86_64\n".into()),
+            proc_translated: Some("1\n".into()),
+            ..facts
+        };
+        assert_eq!(rosetta.arch(), Some(Arch::Arm64));
+    }
+
+    #[test]
+    fn cpu_virtualization_reads_the_recorded_flags() {
+        let with = Facts {
+            cpuinfo: Some(fixture!("cpuinfo-intel-vmx.txt").into()),
+            ..Facts::default()
+        };
+        assert_eq!(cpu_virtualization(&with).status, Status::Passed);
+        let without = Facts {
+            cpuinfo: Some(fixture!("cpuinfo-no-vmx.txt").into()),
+            ..Facts::default()
+        };
+        assert_eq!(cpu_virtualization(&without).status, Status::Warned);
+    }
+
+    #[test]
+    fn the_box_list_is_read_per_provider_version_and_architecture() {
+        let list = fixture!("box-list.txt");
+        let c = box_available(
+            list,
+            &spec("bento/ubuntu-24.04", Some("202510.26.0")),
+            Some(Arch::Amd64),
+        );
+        assert_eq!(c.status, Status::Passed, "{}", c.detail);
+        // Listed for vmware_desktop only: not there for VirtualBox, but
+        // published for it.
+        let arm = spec("gusztavvargadr/ubuntu-server-2404-lts", Some("2607.1.0"));
+        let c = box_available(list, &arm, Some(Arch::Arm64));
+        assert_eq!(c.status, Status::Warned, "{}", c.detail);
+        assert!(c.fix.unwrap().contains("vagrant box add gusztavvargadr/ubuntu-server-2404-lts --box-version 2607.1.0 --provider virtualbox --architecture arm64"));
+        // Another pinned version than the one downloaded.
+        let c = box_available(
+            list,
+            &spec("bento/ubuntu-24.04", Some("202502.21.0")),
+            Some(Arch::Amd64),
+        );
+        assert_eq!(c.status, Status::Warned);
+        // Never downloadable for this host.
+        let c = box_available(
+            list,
+            &spec("bento/ubuntu-24.04", Some("202510.26.0")),
+            Some(Arch::Arm64),
+        );
+        assert_eq!(c.status, Status::Failed);
     }
 }

@@ -28,6 +28,9 @@ pub(crate) mod static_hosts;
 /// How long vagrant gets to clean up after the one SIGINT before it is killed.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(30);
 
+/// How many times a VM that lost one of VirtualBox's races is booted again.
+const RACE_RETRIES: u32 = 3;
+
 /// Everything a host-side command works with.
 pub struct Host<'a> {
     pub loaded: &'a LoadedLab,
@@ -343,12 +346,20 @@ impl<'a> Host<'a> {
             };
             let mut failures = Vec::new();
             for node in first {
-                if let Err(e) = self.boot(&vagrant, node, &shared).await {
+                if let Err(e) = self.boot(&vagrant, node, &shared).await
+                    && let Err(e) = self.boot_again_alone(&vagrant, node, &shared, e).await
+                {
                     failures.push(e);
                 }
             }
             if failures.is_empty() {
-                failures = self.boot_concurrently(&vagrant, &rest, jobs, &shared).await;
+                // Those that lost one of VirtualBox's races go again one at a
+                // time, after the others: only those, a few times at most.
+                for (node, e) in self.boot_concurrently(&vagrant, &rest, jobs, &shared).await {
+                    if let Err(e) = self.boot_again_alone(&vagrant, node, &shared, e).await {
+                        failures.push(e);
+                    }
+                }
             } else {
                 self.printer.info(format!(
                     "not booting the other {} VMs: the first one (box import) failed",
@@ -382,19 +393,66 @@ impl<'a> Host<'a> {
         Ok(rebooted)
     }
 
-    async fn boot_concurrently(
+    /// Boots `nodes` up to `jobs` at once; the ones that failed, with why.
+    async fn boot_concurrently<'n>(
         &self,
         vagrant: &Vagrant,
-        nodes: &[&crate::topology::Node],
+        nodes: &[&'n crate::topology::Node],
         jobs: usize,
         shared: &Arc<Mutex<State>>,
-    ) -> Vec<Error> {
+    ) -> Vec<(&'n crate::topology::Node, Error)> {
         use futures_util::StreamExt;
-        futures_util::stream::iter(nodes.iter().map(|node| self.boot(vagrant, node, shared)))
-            .buffer_unordered(jobs.max(1))
-            .filter_map(|r| async move { r.err() })
-            .collect()
-            .await
+        futures_util::stream::iter(nodes.iter().map(|&node| async move {
+            self.boot(vagrant, node, shared)
+                .await
+                .err()
+                .map(|e| (node, e))
+        }))
+        .buffer_unordered(jobs.max(1))
+        .filter_map(|r| async move { r })
+        .collect()
+        .await
+    }
+
+    /// A VM whose `vagrant up` lost one of VirtualBox's races (a concurrent
+    /// import, a session lock: [`crate::tools::vagrant::virtualbox_race`]) is
+    /// booted again alone, after a backoff that doubles, at most
+    /// [`RACE_RETRIES`] times; any other failure is returned as it is.
+    async fn boot_again_alone(
+        &self,
+        vagrant: &Vagrant,
+        node: &crate::topology::Node,
+        shared: &Arc<Mutex<State>>,
+        mut error: Error,
+    ) -> Result<()> {
+        let mut wait = self.settings.boot_retry;
+        for attempt in 1..=RACE_RETRIES {
+            let Some(race) = crate::tools::vagrant::virtualbox_race(&error) else {
+                return Err(error);
+            };
+            if self.runner.children.interrupted() {
+                return Err(error);
+            }
+            self.printer.info(format!(
+                "  {:<12} lost a VirtualBox race ({race}); booting it again alone in {:.1} s (retry {attempt} of {RACE_RETRIES})",
+                node.name,
+                wait.as_secs_f64()
+            ));
+            // A backoff, not a wait for a condition; Ctrl-C cuts it short.
+            let until = Instant::now() + wait;
+            while Instant::now() < until && !self.runner.children.interrupted() {
+                tokio::time::sleep(
+                    Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())),
+                )
+                .await;
+            }
+            match self.boot(vagrant, node, shared).await {
+                Ok(()) => return Ok(()),
+                Err(e) => error = e,
+            }
+            wait *= 2;
+        }
+        Err(error)
     }
 
     /// `vagrant up NODE`, recording the outcome in state as soon as it is known.
@@ -754,32 +812,23 @@ impl<'a> Host<'a> {
             .map(|n| format!("kubelab-{}-{n}", self.loaded.lab.name))
             .collect();
         let started = Instant::now();
-        // Pause every VM first so all snapshots show one instant: etcd's
-        // members then agree with each other after a restore.
-        if let Some(vbox) = &vbox {
-            let paused =
-                futures_util::future::join_all(vm_names.iter().map(|vm| vbox.control(vm, "pause")))
-                    .await;
-            if let Some(err) = paused.into_iter().find_map(Result::err) {
-                let _ = futures_util::future::join_all(
-                    vm_names.iter().map(|vm| vbox.control(vm, "resume")),
-                )
-                .await;
-                return Err(err);
-            }
-        }
-        let saved =
-            futures_util::future::join_all(nodes.iter().map(|n| vagrant.snapshot("save", n, name)))
-                .await;
-        if let Some(vbox) = &vbox {
-            let resumed = futures_util::future::join_all(
-                vm_names.iter().map(|vm| vbox.control(vm, "resume")),
-            )
-            .await;
-            if let Some(err) = resumed.into_iter().find_map(Result::err) {
-                return Err(err);
-            }
-        }
+        // Where restoring a saved state is known to break the guests, the
+        // snapshot holds powered-off VMs instead.
+        let powered_off = match &vbox {
+            Some(vbox) => self.saved_state_breaks(vbox).await,
+            None => None,
+        };
+        let saved = if let Some(why) = powered_off {
+            self.printer.info(format!(
+                "{why}: taking a powered-off snapshot instead (halting the {} running VMs, snapshotting, booting them again)",
+                running.len()
+            ));
+            self.snapshot_powered_off(&vagrant, &nodes, &running, name)
+                .await?
+        } else {
+            self.snapshot_paused(&vagrant, vbox.as_ref(), &nodes, &vm_names, name)
+                .await?
+        };
         let failures: Vec<Error> = saved.into_iter().filter_map(Result::err).collect();
         if !failures.is_empty() {
             return Err(Error::Several {
@@ -804,6 +853,7 @@ impl<'a> Host<'a> {
                 .iter()
                 .map(|r| (r.role.key().to_string(), r.count))
                 .collect(),
+            powered_off: powered_off.is_some(),
         };
         fs_err::create_dir_all(&dir)?;
         write_json(&dir.join("snapshot.json"), &record)?;
@@ -811,11 +861,123 @@ impl<'a> Host<'a> {
             fs_err::copy(self.state_path(), dir.join("state.json"))?;
         }
         self.printer.info(format!(
-            "saved snapshot {name} of {} VMs in {:.1} s; `kubelab lab snapshot restore {name}` returns to it",
+            "saved {}snapshot {name} of {} VMs in {:.1} s; `kubelab lab snapshot restore {name}` returns to it",
+            if powered_off.is_some() { "powered-off " } else { "" },
             nodes.len(),
             started.elapsed().as_secs_f64()
         ));
         Ok(())
+    }
+
+    /// Why this host must not take saved-state snapshots
+    /// ([`crate::platform::saved_state_breaks`]), if it must not.
+    async fn saved_state_breaks(&self, vbox: &VBoxManage) -> Option<&'static str> {
+        let log = self.state_dir().join("logs/host/facts.log");
+        let facts = crate::host::Facts::gather(self.settings, &self.runner, &log).await;
+        let version = vbox
+            .version()
+            .await
+            .ok()
+            .and_then(|v| crate::platform::parse_virtualbox_version(&v));
+        crate::platform::saved_state_breaks(facts.os, facts.arch(), version)
+    }
+
+    /// Halt every running VM, snapshot them all, boot the running ones again
+    /// (first alone, then concurrently, as `lab up` does). The outcome of
+    /// each snapshot; an error when a VM would not halt or boot again.
+    async fn snapshot_powered_off(
+        &self,
+        vagrant: &Vagrant,
+        nodes: &[String],
+        running: &[String],
+        name: &str,
+    ) -> Result<Vec<Result<crate::tools::Captured>>> {
+        // Read before anything is halted: a damaged state.json must not
+        // leave the lab powered off.
+        let shared = Arc::new(Mutex::new(self.load_state()?));
+        let halted = futures_util::future::join_all(running.iter().map(|n| vagrant.halt(n))).await;
+        let halt_failures: Vec<Error> = halted.into_iter().filter_map(Result::err).collect();
+        let saved = if halt_failures.is_empty() {
+            futures_util::future::join_all(nodes.iter().map(|n| vagrant.snapshot("save", n, name)))
+                .await
+        } else {
+            Vec::new()
+        };
+        let topo_nodes: Vec<&crate::topology::Node> = running
+            .iter()
+            .filter_map(|n| self.loaded.topo.node(n))
+            .collect();
+        let mut boot_failures = Vec::new();
+        let (first, rest) = topo_nodes.split_at(topo_nodes.len().min(1));
+        for &node in first {
+            if let Err(e) = self.boot(vagrant, node, &shared).await
+                && let Err(e) = self.boot_again_alone(vagrant, node, &shared, e).await
+            {
+                boot_failures.push(e);
+            }
+        }
+        let jobs = default_jobs(topo_nodes.iter().map(|n| n.memory_mb).max().unwrap_or(1024));
+        for (node, e) in self.boot_concurrently(vagrant, rest, jobs, &shared).await {
+            if let Err(e) = self.boot_again_alone(vagrant, node, &shared, e).await {
+                boot_failures.push(e);
+            }
+        }
+        let state = shared.lock().map(|s| s.clone()).unwrap_or_default();
+        state.save(&self.state_path())?;
+        if !halt_failures.is_empty() {
+            return Err(Error::Several {
+                summary: format!("not taking snapshot {name}: some VMs did not halt:"),
+                failures: halt_failures,
+                hint: Some("`kubelab lab up` boots every VM again".into()),
+            });
+        }
+        if !boot_failures.is_empty() {
+            return Err(Error::Several {
+                summary: format!("snapshot {name} was taken, but some VMs did not boot again:"),
+                failures: boot_failures,
+                hint: Some("`kubelab lab up` boots them".into()),
+            });
+        }
+        Ok(saved)
+    }
+
+    /// Pause every running VM, snapshot them all (each with its saved
+    /// state), resume: one instant for all, without a reboot.
+    async fn snapshot_paused(
+        &self,
+        vagrant: &Vagrant,
+        vbox: Option<&VBoxManage>,
+        nodes: &[String],
+        vm_names: &[String],
+        name: &str,
+    ) -> Result<Vec<Result<crate::tools::Captured>>> {
+        // Pause every VM first so all snapshots show one instant: etcd's
+        // members then agree with each other after a restore.
+        if let Some(vbox) = vbox {
+            let paused =
+                futures_util::future::join_all(vm_names.iter().map(|vm| vbox.control(vm, "pause")))
+                    .await;
+            if let Some(err) = paused.into_iter().find_map(Result::err) {
+                let _ = futures_util::future::join_all(
+                    vm_names.iter().map(|vm| vbox.control(vm, "resume")),
+                )
+                .await;
+                return Err(err);
+            }
+        }
+        let saved =
+            futures_util::future::join_all(nodes.iter().map(|n| vagrant.snapshot("save", n, name)))
+                .await;
+        if let Some(vbox) = vbox {
+            let resumed = futures_util::future::join_all(
+                vm_names.iter().map(|vm| vbox.control(vm, "resume")),
+            )
+            .await;
+            if let Some(err) = resumed.into_iter().find_map(Result::err) {
+                return Err(err);
+            }
+        }
+        Ok(saved)
     }
 
     pub async fn snapshot_restore(&self, name: &str) -> Result<()> {
@@ -1208,6 +1370,10 @@ struct SnapshotRecord {
     nodes: Vec<String>,
     /// lab.yaml's count per role at the time.
     counts: BTreeMap<String, u32>,
+    /// Taken with the VMs halted (no saved state to restore), where saved
+    /// states are known to break.
+    #[serde(default)]
+    powered_off: bool,
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {

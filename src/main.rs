@@ -15,6 +15,7 @@ mod inventory;
 mod kubeconfig;
 mod machines;
 mod pki;
+mod platform;
 mod printer;
 mod provision;
 mod registry;

@@ -22,6 +22,14 @@ pub const ENV_KUBECONFIG: &str = "KUBECONFIG";
 /// The registry of this host's labs (default
 /// `$XDG_DATA_HOME/kubelab/labs.json`); tests point it at a file of their own.
 pub const ENV_REGISTRY: &str = "KUBELAB_REGISTRY";
+/// A folder of recorded host facts (`uname-m`, `proc-modules`, ...) that
+/// doctor and the lab defaults read instead of this machine's (tests).
+pub const ENV_HOST_FACTS: &str = "KUBELAB_HOST_FACTS";
+
+/// The first wait, in milliseconds, before a VM whose `vagrant up` lost
+/// one of VirtualBox's races is booted again alone (it doubles each time).
+pub const ENV_BOOT_RETRY_MS: &str = "KUBELAB_BOOT_RETRY_MS";
+
 /// Any value turns colour off (https://no-color.org).
 pub const ENV_NO_COLOR: &str = "NO_COLOR";
 
@@ -37,6 +45,10 @@ pub struct Settings {
     pub user_kubeconfig: Option<PathBuf>,
     /// The labs this host knows (`kubelab labs`).
     pub registry: PathBuf,
+    /// Recorded host facts to judge instead of this machine's.
+    pub host_facts: Option<PathBuf>,
+    /// The first backoff before a VM that lost a VirtualBox race is retried.
+    pub boot_retry: std::time::Duration,
 }
 
 impl Settings {
@@ -57,6 +69,12 @@ impl Settings {
                 .join("kubelab/labs.json")
         });
         Settings {
+            host_facts: var(ENV_HOST_FACTS).map(PathBuf::from),
+            boot_retry: std::time::Duration::from_millis(
+                var(ENV_BOOT_RETRY_MS)
+                    .and_then(|v| v.to_str().and_then(|s| s.trim().parse().ok()))
+                    .unwrap_or(3000),
+            ),
             registry,
             cache_dir,
             artifacts_mirror: var(ENV_ARTIFACTS_MIRROR).and_then(|v| v.into_string().ok()),

@@ -162,6 +162,101 @@ fn a_failed_vm_keeps_the_others_and_a_rerun_retries_only_it() {
 }
 
 #[test]
+fn vms_that_lose_a_virtualbox_race_are_booted_again_alone_and_the_lab_comes_up() {
+    let test = lab()
+        .env("STANDIN_RACE", "dns0=lock,etcd1=import,worker0=lock")
+        .env("STANDIN_DELAY_MS", "200")
+        .env("KUBELAB_BOOT_RETRY_MS", "100")
+        .args(&["lab", "up", "--until", "machines", "--jobs", "4"]);
+    let ran = test.run();
+    assert!(ran.stderr.contains("10 VMs running"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(
+            "etcd1        lost a VirtualBox race (concurrent box import, NS_ERROR_INVALID_ARG); booting it again alone in 0.1 s (retry 1 of 3)"
+        ),
+        "{}",
+        ran.stderr
+    );
+    let st = state(&test);
+    for (node, _) in support::e2e::DEFAULT_LAB {
+        assert_eq!(st["nodes"][node]["machine"], "created", "{node}");
+    }
+    // Each loser twice, every other VM once.
+    let ups = ups(&test);
+    assert_eq!(ups.len(), 13, "{ups:?}");
+    assert_eq!(ups.iter().filter(|u| u.contains(" etcd1 ")).count(), 2);
+    // The first VM's retry comes before any other VM; the retries of the
+    // rest run alone: nothing else is up meanwhile.
+    let calls = test.calls();
+    let ups_in_order: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.event == "start" && c.command.starts_with("vagrant up "))
+        .map(|c| c.command.as_str())
+        .collect();
+    assert_eq!(&ups_in_order[..2], ["vagrant up dns0 --no-provision"; 2]);
+    let retried: Vec<&support::Call> = calls
+        .iter()
+        .filter(|c| c.command.starts_with("vagrant up "))
+        .collect();
+    let second_start = |node: &str| {
+        retried
+            .iter()
+            .filter(|c| c.event == "start" && c.command.contains(&format!(" {node} ")))
+            .nth(1)
+            .unwrap()
+            .ms
+    };
+    let last_first_round_end = retried
+        .iter()
+        .filter(|c| c.event == "end")
+        .map(|c| c.ms)
+        .take(11) // dns0 twice, then the nine of the concurrent round
+        .max()
+        .unwrap();
+    for node in ["etcd1", "worker0"] {
+        assert!(
+            second_start(node) >= last_first_round_end,
+            "{node} retried during the round"
+        );
+    }
+}
+
+#[test]
+fn a_race_lost_every_time_and_a_real_failure_are_still_reported() {
+    let test = lab()
+        .env("STANDIN_RACE", "etcd1=lock")
+        .env("STANDIN_RACE_TIMES", "9")
+        .env("STANDIN_FAIL", "etcd2")
+        .env("KUBELAB_BOOT_RETRY_MS", "20")
+        .args(&["lab", "up", "--until", "machines"])
+        .status(1);
+    let ran = test.run();
+    assert!(ran.stderr.contains("2 VMs did not boot"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("is already locked for a session"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("VERR_VMX_NO_VMX"), "{}", ran.stderr);
+    let ups = ups(&test);
+    // etcd1: once and three retries; etcd2's real failure: never retried.
+    assert_eq!(
+        ups.iter().filter(|u| u.contains(" etcd1 ")).count(),
+        4,
+        "{ups:?}"
+    );
+    assert_eq!(
+        ups.iter().filter(|u| u.contains(" etcd2 ")).count(),
+        1,
+        "{ups:?}"
+    );
+    let st = state(&test);
+    assert_eq!(st["nodes"]["etcd1"]["machine"], "failed");
+    assert_eq!(st["nodes"]["etcd2"]["machine"], "failed");
+    assert_eq!(st["nodes"]["etcd0"]["machine"], "created");
+}
+
+#[test]
 fn if_the_first_vm_fails_no_other_is_started() {
     let test = lab()
         .env("STANDIN_FAIL", "dns0")
@@ -373,6 +468,80 @@ fn snapshots_pause_everything_and_restore_the_topology() {
 }
 
 #[test]
+fn on_virtualbox_7_2_on_apple_silicon_snapshots_are_powered_off_and_say_so() {
+    let test = lab()
+        .env("KUBELAB_HOST_FACTS", &recorded_host("macos-arm64"))
+        .env("STANDIN_VBOX_VERSION", "7.2.14r174565")
+        .args(&["lab", "up", "--until", "machines"]);
+    test.run();
+    test.clear_calls();
+    let test = test.then(&["lab", "snapshot", "save", "base"]);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("VirtualBox 7.2 on Apple silicon loses guest networking when it restores a saved state (VirtualBox/virtualbox#788): taking a powered-off snapshot instead"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("saved powered-off snapshot base of 10 VMs"),
+        "{}",
+        ran.stderr
+    );
+    let calls = test.started();
+    let at = |prefix: &str| -> Vec<usize> {
+        (0..calls.len())
+            .filter(|&i| calls[i].starts_with(prefix))
+            .collect()
+    };
+    let (halts, saves, ups) = (
+        at("vagrant halt "),
+        at("vagrant snapshot save "),
+        at("vagrant up "),
+    );
+    assert_eq!(
+        (halts.len(), saves.len(), ups.len()),
+        (10, 10, 10),
+        "{calls:#?}"
+    );
+    assert!(
+        halts.iter().max() < saves.iter().min(),
+        "every VM halted before any snapshot"
+    );
+    assert!(
+        saves.iter().max() < ups.iter().min(),
+        "booted again only after all snapshots"
+    );
+    assert!(
+        !calls.iter().any(|c| c.contains("controlvm")),
+        "no VM paused: {calls:#?}"
+    );
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(test.path().join(".kubelab/snapshots/base/snapshot.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["powered_off"], true);
+    assert_eq!(state(&test)["nodes"]["worker0"]["machine"], "created");
+
+    // Elsewhere (VirtualBox 7.1 on the same Mac) the snapshot is live.
+    let test = lab()
+        .env("KUBELAB_HOST_FACTS", &recorded_host("macos-arm64"))
+        .env("STANDIN_VBOX_VERSION", "7.1.6r167084")
+        .args(&["lab", "up", "--until", "machines"]);
+    test.run();
+    test.clear_calls();
+    let test = test.then(&["lab", "snapshot", "save", "base"]);
+    test.run();
+    let calls = test.started();
+    assert!(
+        !calls.iter().any(|c| c.starts_with("vagrant halt ")),
+        "{calls:#?}"
+    );
+    assert_eq!(calls.iter().filter(|c| c.ends_with(" pause")).count(), 10);
+}
+
+#[test]
 fn ctrl_c_during_up_interrupts_vagrant_saves_state_and_says_how_to_resume() {
     let test = lab()
         .env("STANDIN_DELAY_MS", "20000")
@@ -531,6 +700,156 @@ fn doctor_passes_with_no_conflicts() {
         ran.stdout
     );
     assert!(ran.stdout.contains("box"), "{}", ran.stdout);
+}
+
+/// A recorded host of tests/fixtures/host.
+fn recorded_host(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/host")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// `doctor --json`'s check named `name`.
+fn doctor_check(ran: &support::Ran, name: &str) -> serde_json::Value {
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {}", ran.stdout))
+        .clone()
+}
+
+#[test]
+fn doctor_names_a_vagrant_too_old_for_the_installed_virtualbox() {
+    let ran = lab()
+        .env("STANDIN_VAGRANT_VERSION", "2.4.1")
+        .env("STANDIN_VBOX_VERSION", "7.1.6r167084")
+        .args(&["doctor", "--json"])
+        .status(1)
+        .run();
+    let pair = doctor_check(&ran, "vagrant x virtualbox");
+    assert_eq!(pair["status"], "failed");
+    assert!(
+        pair["fix"]
+            .as_str()
+            .unwrap()
+            .contains("upgrade Vagrant to 2.4.2 or newer"),
+        "{pair}"
+    );
+    let ran = lab()
+        .env("STANDIN_VAGRANT_VERSION", "2.4.9")
+        .env("STANDIN_VBOX_VERSION", "7.2.14r174565")
+        .args(&["doctor", "--json"])
+        .run_unchecked();
+    assert_eq!(
+        doctor_check(&ran, "vagrant x virtualbox")["status"],
+        "passed"
+    );
+}
+
+#[test]
+fn doctor_reads_kvm_on_a_recorded_kernel_6_14_host_with_the_fix_for_the_virtualbox_installed() {
+    let host = recorded_host("linux-kvm-6.14");
+    let ran = lab()
+        .env("KUBELAB_HOST_FACTS", &host)
+        .env("STANDIN_VAGRANT_VERSION", "2.4.9")
+        .env("STANDIN_VBOX_VERSION", "7.2.4r170995")
+        .args(&["doctor", "--json"])
+        .status(1)
+        .run();
+    let kvm = doctor_check(&ran, "kvm");
+    assert_eq!(kvm["status"], "failed", "{kvm}");
+    assert!(
+        kvm["fix"]
+            .as_str()
+            .unwrap()
+            .contains("sudo modprobe -r kvm_intel kvm"),
+        "{kvm}"
+    );
+    // VirtualBox 7.2.10 and newer work beside KVM at its default.
+    let ran = lab()
+        .env("KUBELAB_HOST_FACTS", &host)
+        .env("STANDIN_VAGRANT_VERSION", "2.4.9")
+        .env("STANDIN_VBOX_VERSION", "7.2.14r174565")
+        .args(&["doctor", "--json"])
+        .run_unchecked();
+    assert_eq!(doctor_check(&ran, "kvm")["status"], "passed");
+    // The default recorded host has no KVM module.
+    let ran = lab().args(&["doctor", "--json"]).run_unchecked();
+    assert_eq!(doctor_check(&ran, "kvm")["status"], "passed");
+}
+
+#[test]
+fn on_a_recorded_apple_silicon_host_the_lab_gets_an_arm64_box_and_never_an_x86_one() {
+    let host = recorded_host("macos-arm64");
+    let ran = lab()
+        .env("KUBELAB_HOST_FACTS", &host)
+        .env("STANDIN_VAGRANT_VERSION", "2.4.9")
+        .env("STANDIN_VBOX_VERSION", "7.2.14r174565")
+        .args(&["doctor", "--json"])
+        .run_unchecked();
+    let arch = doctor_check(&ran, "architecture");
+    assert_eq!(arch["status"], "passed", "{arch}");
+    assert!(
+        arch["detail"]
+            .as_str()
+            .unwrap()
+            .contains("gusztavvargadr/ubuntu-server-2404-lts 2607.1.0"),
+        "{arch}"
+    );
+    // Not downloaded (the stand-in lists the amd64 box only): published.
+    let b = doctor_check(&ran, "box");
+    assert_eq!(b["status"], "warned", "{b}");
+    assert!(
+        b["fix"].as_str().unwrap().contains("--architecture arm64"),
+        "{b}"
+    );
+    // No kvm check off Linux.
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert!(
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["name"] != "kvm")
+    );
+
+    // The Vagrantfile pins the arm64 box.
+    let test = lab()
+        .env("KUBELAB_HOST_FACTS", &host)
+        .args(&["lab", "render", "--out", "out"]);
+    test.run();
+    let vagrantfile = std::fs::read_to_string(test.path().join("out/host/Vagrantfile")).unwrap();
+    assert!(
+        vagrantfile.contains("config.vm.box = \"gusztavvargadr/ubuntu-server-2404-lts\"")
+            && vagrantfile.contains("config.vm.box_version = \"2607.1.0\""),
+        "{vagrantfile}"
+    );
+
+    // An x86 box there is refused before anything happens.
+    let test = Test::new()
+        .write("lab.yaml", "name: t\nbox:\n  name: bento/ubuntu-24.04\n")
+        .standins()
+        .env("KUBELAB_HOST_FACTS", &host)
+        .args(&["lab", "up"])
+        .status(2);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("box.name: bento/ubuntu-24.04"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("gusztavvargadr/ubuntu-server-2404-lts (version 2607.1.0)"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ups(&test).is_empty());
 }
 
 /// The lines of `ssh.log` that ran `lab up`'s preflight on a host.

@@ -448,3 +448,73 @@ fn a_static_lab_without_dns_forwarders_warns() {
     let text: Vec<String> = lab.warnings.iter().map(ToString::to_string).collect();
     insta::assert_snapshot!(text.join("\n"));
 }
+
+fn boxed(
+    name: Option<&str>,
+    version: Option<&str>,
+    arch: crate::platform::Arch,
+) -> (BoxSpec, Vec<Problem>) {
+    let file = BoxFile {
+        name: name.map(Into::into),
+        version: version.map(Into::into),
+    };
+    let mut problems = Vec::new();
+    let spec = super::resolve_box(&file, false, arch, &mut problems);
+    (spec, problems)
+}
+
+#[test]
+fn the_default_box_is_pinned_per_architecture() {
+    use crate::platform::Arch;
+    let (amd, problems) = boxed(None, None, Arch::Amd64);
+    assert!(problems.is_empty());
+    assert_eq!(amd.name, "bento/ubuntu-24.04");
+    assert_eq!(amd.version.as_deref(), Some("202510.26.0"));
+    let (arm, problems) = boxed(None, None, Arch::Arm64);
+    assert!(problems.is_empty());
+    assert_eq!(arm.name, "gusztavvargadr/ubuntu-server-2404-lts");
+    assert_eq!(arm.version.as_deref(), Some("2607.1.0"));
+    // A known box named without a version gets its pin; a box of one's own
+    // keeps what lab.yaml says.
+    let (b, _) = boxed(Some("bento/ubuntu-24.04"), None, Arch::Amd64);
+    assert_eq!(b.version.as_deref(), Some("202510.26.0"));
+    let (b, problems) = boxed(Some("me/my-box"), None, Arch::Arm64);
+    assert_eq!(b.version, None);
+    assert!(problems.is_empty());
+}
+
+#[test]
+fn an_x86_box_on_an_arm64_host_is_refused_at_validation_with_the_choices() {
+    use crate::platform::Arch;
+    let (_, problems) = boxed(Some("bento/ubuntu-24.04"), None, Arch::Arm64);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].path, "box.name");
+    assert!(
+        problems[0]
+            .message
+            .contains("no VirtualBox build for this arm64 host"),
+        "{}",
+        problems[0].message
+    );
+    let hint = problems[0].hint.as_deref().unwrap();
+    assert!(
+        hint.contains("gusztavvargadr/ubuntu-server-2404-lts (version 2607.1.0)"),
+        "{hint}"
+    );
+    // The arm64 box before it had VirtualBox arm64 builds.
+    let (_, problems) = boxed(
+        Some("gusztavvargadr/ubuntu-server-2404-lts"),
+        Some("2607.0.0"),
+        Arch::Arm64,
+    );
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].path, "box.version");
+    // A static lab has no box to refuse.
+    let file = BoxFile {
+        name: Some("bento/ubuntu-24.04".into()),
+        version: None,
+    };
+    let mut problems = Vec::new();
+    super::resolve_box(&file, true, Arch::Arm64, &mut problems);
+    assert!(problems.is_empty());
+}

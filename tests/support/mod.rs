@@ -68,6 +68,15 @@ impl Test {
             "KUBECONFIG".into(),
             dir.path().join("kube/config").display().to_string(),
         );
+        // Never this machine's modules, kernel or architecture: a recorded
+        // plain amd64 Linux host (tests/fixtures/host/linux-amd64).
+        env.insert(
+            "KUBELAB_HOST_FACTS".into(),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/host/linux-amd64")
+                .display()
+                .to_string(),
+        );
         env.insert("NO_COLOR".into(), "1".into());
         Test {
             dir,
