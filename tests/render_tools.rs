@@ -902,7 +902,7 @@ fn every_manifest_passes_kubernetes_validate_strict() {
         "nodes:\n  worker:\n    count: 3\nworkload:\n  nginx_replicas: 5\n",
     ));
     // kubernetes-validate 1.37.0 bundles the schemas of 1.25 to 1.37, so the
-    // lab's own minor version (1.32) is checked, not a neighbour.
+    // lab's own minor version (1.36) is checked, not a neighbour.
     let minor = kubernetes_minor();
     let manifests: Vec<String> = manifest(&out)
         .into_iter()
@@ -1205,7 +1205,7 @@ fn containerd_reads_the_rendered_config_and_mirrors_point_at_the_caches() {
         (
             cri.to_string(),
             "sandbox_image",
-            "\"registry.k8s.io/pause:3.10\"",
+            "\"registry.k8s.io/pause:3.10.2\"",
         ),
     ] {
         assert_eq!(
@@ -1821,8 +1821,8 @@ fn ansible_inventory_reads_every_exported_format_back() {
             ("kubelab_api_address", serde_json::json!("192.168.56.50")),
             ("kubelab_api_vip", serde_json::json!(true)),
             ("kubelab_network_cidr", serde_json::json!("192.168.56.0/24")),
-            ("kubelab_kubernetes_version", serde_json::json!("1.32.3")),
-            ("kubelab_etcd_version", serde_json::json!("3.5.17")),
+            ("kubelab_kubernetes_version", serde_json::json!("1.36.0")),
+            ("kubelab_etcd_version", serde_json::json!("3.6.14")),
             ("kubelab_schema_version", serde_json::json!(1)),
         ] {
             assert_eq!(vars[key], want, "{format}: {key} of worker2 in {vars:#}");

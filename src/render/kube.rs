@@ -21,8 +21,6 @@ const API_PORT: u16 = 6443;
 pub const NGINX_NODE_PORT: u16 = 30080;
 /// The test workload's image (docker.io, so the registry cache serves it).
 const NGINX_IMAGE: &str = "docker.io/library/nginx:1.27.4-alpine";
-/// The pod sandbox image matching Kubernetes 1.32.
-const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10";
 /// The kubelet's and kube-proxy's directories on a worker.
 const KUBELET_DIR: &str = "var/lib/kubelet";
 const KUBE_PROXY_DIR: &str = "var/lib/kube-proxy";
@@ -431,7 +429,7 @@ pub fn worker_files(lab: &Lab, topo: &Topology, node: &Node, pki: &Pki, bundle: 
             &ContainerdConfigTemplate {
                 lab: &lab.name,
                 node: &node.name,
-                pause_image: PAUSE_IMAGE,
+                pause_image: &format!("registry.k8s.io/pause:{}", lab.versions.pause),
             },
             "containerd config.toml",
         ),
