@@ -3,6 +3,8 @@
 //! config validation rejects anything a template could not express.
 
 mod kube;
+#[cfg(test)]
+mod upstream_facts;
 pub use kube::admin_kubeconfig;
 pub use kube::{NGINX_NODE_PORT, cluster_dns_ip};
 

@@ -323,7 +323,21 @@ pub fn controller_files(lab: &Lab, topo: &Topology, node: &Node, pki: &Pki, bund
 struct ContainerdConfigTemplate<'a> {
     lab: &'a str,
     node: &'a str,
+    containerd: &'a str,
+    config_version: u32,
     pause_image: &'a str,
+}
+
+/// The config version containerd `version` reads without migrating:
+/// 4 from 2.3 (server settings moved to plugins), 3 for 2.0 to 2.2.
+/// (containerd/containerd `version/version.go` ConfigVersion at each tag.)
+pub fn containerd_config_version(version: &str) -> u32 {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    match (parts.next(), parts.next()) {
+        (Some(2), Some(minor)) if minor >= 3 => 4,
+        (Some(major), _) if major >= 3 => 4,
+        _ => 3,
+    }
 }
 
 #[derive(Template)]
@@ -429,6 +443,8 @@ pub fn worker_files(lab: &Lab, topo: &Topology, node: &Node, pki: &Pki, bundle: 
             &ContainerdConfigTemplate {
                 lab: &lab.name,
                 node: &node.name,
+                containerd: &lab.versions.containerd,
+                config_version: containerd_config_version(&lab.versions.containerd),
                 pause_image: &format!("registry.k8s.io/pause:{}", lab.versions.pause),
             },
             "containerd config.toml",
