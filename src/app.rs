@@ -946,10 +946,12 @@ fn certs(loaded: &LoadedLab, args: &JsonArgs, printer: &Printer) -> Result<()> {
     let authority_name = |a: pki::Authority| match a {
         pki::Authority::Cluster => "cluster",
         pki::Authority::Etcd => "etcd",
+        pki::Authority::FrontProxy => "front-proxy",
     };
     let mut wanted: Vec<(String, &'static str)> = vec![
         ("ca".to_string(), "cluster"),
         ("etcd-ca".to_string(), "etcd"),
+        ("front-proxy-ca".to_string(), "front-proxy"),
     ];
     wanted.extend(
         pki::specs(&loaded.lab, &loaded.topo)

@@ -133,6 +133,7 @@ pub struct LabFile {
     pub artifacts: ArtifactsFile,
     pub certificates: CertificatesFile,
     pub workload: WorkloadFile,
+    pub kube_proxy: KubeProxyFile,
     /// `provider: static` only: the servers, instead of VM sizes.
     pub hosts: Option<Vec<HostFile>>,
 }
@@ -208,6 +209,32 @@ pub struct VersionsFile {
     pub runc: Option<String>,
     pub cni_plugins: Option<String>,
     pub coredns: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubeProxyFile {
+    pub mode: Option<ProxyMode>,
+}
+
+/// How kube-proxy programs Services into the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyMode {
+    /// Upstream's default, and what the lab's iptables/conntrack tools show.
+    #[default]
+    Iptables,
+    /// GA since Kubernetes 1.33; needs the `nft` command on the workers.
+    Nftables,
+}
+
+impl fmt::Display for ProxyMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProxyMode::Iptables => "iptables",
+            ProxyMode::Nftables => "nftables",
+        })
+    }
 }
 
 /// Where a component's binaries come from.
@@ -375,6 +402,8 @@ pub struct Lab {
     pub versions: Versions,
     /// Where etcd's binary comes from.
     pub etcd_source: ArtifactSource,
+    /// kube-proxy's `mode`.
+    pub kube_proxy_mode: ProxyMode,
     /// How long the lab's certificates (and CAs) are valid, in days.
     pub certificate_validity_days: u32,
     pub nginx_replicas: u32,
@@ -1139,6 +1168,7 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
         vip,
         versions,
         etcd_source,
+        kube_proxy_mode: file.kube_proxy.mode.unwrap_or_default(),
         certificate_validity_days,
         nginx_replicas,
         hosts,

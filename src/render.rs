@@ -616,10 +616,15 @@ fn controller_files(node: &Node, pki: &Pki, bundle: &mut Bundle) {
     // controller-manager signs kubelet CSRs with the cluster CA.
     bundle.secret(&format!("{dir}/ca-key.pem"), &pki.cluster_ca.key);
     bundle.text(&format!("{dir}/etcd-ca.pem"), pki.etcd_ca.cert_pem.clone());
+    bundle.text(
+        &format!("{dir}/front-proxy-ca.pem"),
+        pki.front_proxy_ca.cert_pem.clone(),
+    );
     for name in [
         "kube-apiserver",
         "apiserver-etcd-client",
         "apiserver-kubelet-client",
+        "front-proxy-client",
         "kube-controller-manager",
         "kube-scheduler",
     ] {

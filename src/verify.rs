@@ -800,7 +800,9 @@ fn tls_client(
     };
     let ca =
         reqwest::Certificate::from_pem(&read(ca)?).map_err(|e| format!("reading the CA: {e}"))?;
+    // Lab addresses are never reached through the host's HTTP(S)_PROXY.
     let mut builder = reqwest::Client::builder()
+        .no_proxy()
         .tls_certs_only([ca])
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(10))
@@ -1893,6 +1895,7 @@ async fn workload(ctx: &Ctx<'_>) -> Outcome {
     let names: Vec<&str> = workers.iter().map(|n| n.name.as_str()).collect();
     let mut problems = workload_problems(&deployment, &pods, &names, lab.nginx_replicas);
     let plain = match reqwest::Client::builder()
+        .no_proxy()
         .timeout(Duration::from_secs(5))
         .build()
     {
@@ -1974,7 +1977,11 @@ fn judge_expiry(now: time::OffsetDateTime, certs: &[(String, time::OffsetDateTim
 
 fn certificates(ctx: &Ctx) -> Outcome {
     let LoadedLab { lab, topo, .. } = ctx.loaded;
-    let mut names = vec!["ca".to_string(), "etcd-ca".to_string()];
+    let mut names = vec![
+        "ca".to_string(),
+        "etcd-ca".to_string(),
+        "front-proxy-ca".to_string(),
+    ];
     names.extend(crate::pki::specs(lab, topo).into_iter().map(|s| s.name));
     let mut certs = Vec::new();
     let mut problems = Vec::new();

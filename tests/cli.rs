@@ -497,9 +497,15 @@ fn certs_lists_every_certificate_after_render_and_never_a_key() {
     let doc: serde_json::Value = serde_json::from_str(&ran.stdout).expect("JSON on stdout");
     assert_eq!(doc["schema_version"], 1);
     let certs = doc["certificates"].as_array().unwrap();
-    // 2 CAs, 5 cluster clients, the apiserver, 2 serving certs x 3
-    // controllers, 1 worker, 2 x 3 etcd members, the apiserver's etcd client.
-    assert_eq!(certs.len(), 2 + 5 + 1 + 6 + 1 + 6 + 1);
+    // 3 CAs, 5 cluster clients, the apiserver, 2 serving certs x 3
+    // controllers, 1 worker, 2 x 3 etcd members, the apiserver's etcd client,
+    // the front-proxy client.
+    assert_eq!(certs.len(), 3 + 5 + 1 + 6 + 1 + 6 + 1 + 1);
+    let front_proxy = certs
+        .iter()
+        .find(|c| c["name"] == "front-proxy-client")
+        .unwrap();
+    assert_eq!(front_proxy["authority"], "front-proxy");
     assert!(certs.iter().all(|c| c["present"] == true));
     let worker = certs.iter().find(|c| c["name"] == "worker0").unwrap();
     assert_eq!(worker["subject"], "O=system:nodes, CN=system:node:worker0");

@@ -201,6 +201,19 @@ fn versions_kubernetes_picks_a_row_and_overrides_must_be_pinned() {
 }
 
 #[test]
+fn kube_proxy_mode_is_iptables_unless_lab_yaml_says_nftables() {
+    use crate::config::ProxyMode;
+    assert_eq!(
+        crate::config::builtin().kube_proxy_mode,
+        ProxyMode::Iptables
+    );
+    let lab = parse("kube_proxy:\n  mode: nftables\n", LabSource::BuiltIn).unwrap();
+    assert_eq!(lab.kube_proxy_mode, ProxyMode::Nftables);
+    let text = errors("kube_proxy:\n  mode: ipvs\n");
+    assert!(text.contains("ipvs"), "{text}");
+}
+
+#[test]
 fn semantic_problems_are_reported_together() {
     let text = errors(
         "nodes:\n  etcd:\n    count: 2\n  worker:\n    memory: 10\n  lb:\n    cpus: 0\nversions:\n  runc: latest\n",
