@@ -288,12 +288,14 @@ The exit code is the remote command's.")]
   kubelab lab verify --json | jq '.checks[] | select(.status == \"failed\")'
 
 Checks (`--only NAME`): machines, dns, etcd, api, lb-failover, control-plane,
-nodes, secrets, networking, workload, certificates. They run at once, each
-under its own deadline, from this host over the host-only network with the
-lab's certificates (and over SSH where the host cannot see the thing);
-lb-failover stops haproxy on the VIP holder, so it runs alone after the
-others (`--no-disruptive` skips it). Each ends Passed, Warned, Skipped (with
-why) or Failed (with a hint). Exit 1 on any Failed.")]
+nodes, secrets, networking, workload, certificates, logs-exec, port-forward,
+services. They run at once, each under its own deadline, from this host over
+the host-only network with the lab's certificates (and over SSH where the
+host cannot see the thing); lb-failover stops haproxy on the VIP holder, so
+it runs alone after the others (`--no-disruptive` skips it). A Kubernetes
+check whose phase has not run on the lab is Skipped, naming the phase. Each
+ends Passed, Warned, Skipped (with why) or Failed (with a hint). Exit 1 on
+any Failed.")]
     Verify(VerifyArgs),
 
     /// Add or remove workers; nothing else in the lab is disturbed

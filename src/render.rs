@@ -838,6 +838,8 @@ mod tests {
         }
         insta::with_settings!({filters => vec![
             (r"-----BEGIN ([A-Z ]+)-----\n[A-Za-z0-9+/=\n]+-----END [A-Z ]+-----\n", "[$1]\n"),
+            // A PEM inside YAML (metrics-server's kubelet CA): indented.
+            (r"( +)-----BEGIN ([A-Z ]+)-----\n(?: +[A-Za-z0-9+/=]+\n)+ +-----END [A-Z ]+-----\n", "$1[$2]\n"),
             (r"secret: [A-Za-z0-9+/=]{44}", "secret: [AESCBC KEY]"),
             (r"(certificate-authority|client-certificate|client-key)-data: [A-Za-z0-9+/=]+", "$1-data: [BASE64]"),
         ]}, {
