@@ -103,10 +103,12 @@ pub enum CheckId {
     LogsExec,
     PortForward,
     Services,
+    ApiFailover,
+    EtcdMemberDown,
 }
 
 impl CheckId {
-    pub const ALL: [CheckId; 14] = [
+    pub const ALL: [CheckId; 16] = [
         CheckId::Machines,
         CheckId::Dns,
         CheckId::Etcd,
@@ -121,6 +123,8 @@ impl CheckId {
         CheckId::LogsExec,
         CheckId::PortForward,
         CheckId::Services,
+        CheckId::ApiFailover,
+        CheckId::EtcdMemberDown,
     ];
 
     pub fn name(self) -> &'static str {
@@ -139,6 +143,8 @@ impl CheckId {
             CheckId::LogsExec => "logs-exec",
             CheckId::PortForward => "port-forward",
             CheckId::Services => "services",
+            CheckId::ApiFailover => "api-failover",
+            CheckId::EtcdMemberDown => "etcd-member-down",
         }
     }
 
@@ -146,7 +152,7 @@ impl CheckId {
     fn deadline(self) -> Duration {
         Duration::from_secs(match self {
             // Stop haproxy, wait for the move, start it, wait for the return.
-            CheckId::LbFailover => 150,
+            CheckId::LbFailover | CheckId::ApiFailover | CheckId::EtcdMemberDown => 150,
             CheckId::Certificates => 10,
             _ => 60,
         })
@@ -154,7 +160,10 @@ impl CheckId {
 
     /// Checks that change the lab while they run: after the others, alone.
     fn disruptive(self) -> bool {
-        self == CheckId::LbFailover
+        matches!(
+            self,
+            CheckId::LbFailover | CheckId::ApiFailover | CheckId::EtcdMemberDown
+        )
     }
 
     /// `None` when the check applies to this lab, else why not.
@@ -167,6 +176,18 @@ impl CheckId {
             }
             CheckId::LbFailover if ctx.no_disruptive => {
                 Some("--no-disruptive: it stops haproxy on the VIP holder".into())
+            }
+            CheckId::ApiFailover if ctx.no_disruptive => {
+                Some("--no-disruptive: it stops a kube-apiserver".into())
+            }
+            CheckId::EtcdMemberDown if ctx.no_disruptive => {
+                Some("--no-disruptive: it stops an etcd member".into())
+            }
+            CheckId::ApiFailover if topo.by_role(Role::Controller).count() < 2 => {
+                Some("one controller: there is no other apiserver to fail over to".into())
+            }
+            CheckId::EtcdMemberDown if topo.by_role(Role::Etcd).count() < 3 => {
+                Some("fewer than 3 etcd members: one stopped loses the quorum".into())
             }
             CheckId::Nodes
             | CheckId::Workload
@@ -202,6 +223,8 @@ impl CheckId {
             CheckId::LogsExec => logs_exec(ctx).await,
             CheckId::PortForward => port_forward(ctx).await,
             CheckId::Services => services(ctx).await,
+            CheckId::ApiFailover => api_failover(ctx).await,
+            CheckId::EtcdMemberDown => etcd_member_down(ctx).await,
         }
     }
 }
@@ -405,6 +428,8 @@ fn needs(id: CheckId) -> Phase {
         CheckId::Workload => Phase::Workload,
         // All three work on the nginx pods.
         CheckId::LogsExec | CheckId::PortForward | CheckId::Services => Phase::Workload,
+        CheckId::ApiFailover => Phase::Controllers,
+        CheckId::EtcdMemberDown => Phase::Etcd,
         CheckId::Certificates => Phase::Certs,
     }
 }
@@ -2071,6 +2096,272 @@ fn certificates(ctx: &Ctx) -> Outcome {
 }
 
 // ---------------------------------------------------------------------------
+// 15. api-failover, 16. etcd-member-down (disruptive: each restores itself)
+// ---------------------------------------------------------------------------
+
+const LEASES: [&str; 2] = ["kube-controller-manager", "kube-scheduler"];
+
+/// What the API failover saw wrong: with `stopped`'s apiserver down, the
+/// API must answer through the VIP, and a lease held on `stopped` (its
+/// controller-manager and scheduler talk to their own apiserver) must move
+/// to another controller; a lease held elsewhere must stay held.
+fn api_failover_problems(
+    stopped: &str,
+    vip_answered: bool,
+    before: &[(&str, String)],
+    after: &[(&str, std::result::Result<String, String>)],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !vip_answered {
+        problems.push(format!(
+            "with kube-apiserver stopped on {stopped}, /readyz through the VIP did not answer within {} s",
+            API_FAILOVER_WAIT.as_secs()
+        ));
+    }
+    for (component, was) in before {
+        match after.iter().find(|(c, _)| c == component).map(|(_, h)| h) {
+            Some(Ok(now)) if was == stopped && now == stopped => problems.push(format!(
+                "the {component} lease stayed on {stopped} within {} s",
+                API_FAILOVER_WAIT.as_secs()
+            )),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => problems.push(format!("{component} lease: {e}")),
+            None => problems.push(format!("{component} lease was not read again")),
+        }
+    }
+    problems
+}
+
+const API_FAILOVER_WAIT: Duration = Duration::from_secs(45);
+
+async fn lease_holders(
+    client: &reqwest::Client,
+    base: &str,
+    controllers: &[&str],
+) -> Vec<(&'static str, std::result::Result<String, String>)> {
+    let mut out = Vec::new();
+    for component in LEASES {
+        let url =
+            format!("{base}/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{component}");
+        let holder = match fetch_json(client, reqwest::Method::GET, &url, None).await {
+            Ok(lease) => lease_holder(&lease, controllers),
+            Err(e) => Err(e),
+        };
+        out.push((component, holder));
+    }
+    out
+}
+
+async fn api_failover(ctx: &Ctx<'_>) -> Outcome {
+    let topo = &ctx.loaded.topo;
+    let admin = match admin_client(ctx) {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(e, "`kubelab lab render` signs the admin certificate"),
+    };
+    let base = api_base(ctx);
+    let controllers: Vec<&Node> = topo.by_role(Role::Controller).collect();
+    let names: Vec<&str> = controllers.iter().map(|n| n.name.as_str()).collect();
+    let mut before = Vec::new();
+    for (component, holder) in lease_holders(&admin, &base, &names).await {
+        match holder {
+            Ok(h) => before.push((component, h)),
+            Err(e) => return Outcome::failed(format!("{component} lease: {e}"), API_HINT),
+        }
+    }
+    // Stop the apiserver under the controller-manager leader, so the lease
+    // has to move.
+    let stopped = before[0].1.clone();
+    let Some(node) = controllers.iter().find(|n| n.name == stopped) else {
+        return Outcome::failed(format!("{stopped} is not a controller"), API_HINT);
+    };
+    if let Err(e) = ctx
+        .ssh(
+            &stopped,
+            "sudo systemctl stop kube-apiserver",
+            "stop kube-apiserver",
+        )
+        .await
+    {
+        return Outcome::failed(format!("stopping kube-apiserver on {stopped}: {e}"), "");
+    }
+    let vip_answered = poll(API_FAILOVER_WAIT, || async {
+        readyz(&admin, &base).await.is_ok()
+    })
+    .await
+    .is_some();
+    let mut after = lease_holders(&admin, &base, &names).await;
+    let moved = |after: &[(&str, std::result::Result<String, String>)]| {
+        before.iter().all(|(c, was)| {
+            was != &stopped
+                || after
+                    .iter()
+                    .any(|(a, now)| a == c && now.as_ref().is_ok_and(|n| n != &stopped))
+        })
+    };
+    let started = Instant::now();
+    while !moved(&after) && started.elapsed() < API_FAILOVER_WAIT {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        after = lease_holders(&admin, &base, &names).await;
+    }
+    let mut problems = api_failover_problems(&stopped, vip_answered, &before, &after);
+    // Restore whatever happened, and wait until it serves again.
+    let own = format!("https://{}:{}", node.address, topo.api.port);
+    match ctx
+        .ssh(
+            &stopped,
+            "sudo systemctl start kube-apiserver",
+            "start kube-apiserver",
+        )
+        .await
+    {
+        Ok(_) => {
+            let back = poll(RETURN_WAIT, || async { readyz(&admin, &own).await.is_ok() }).await;
+            if back.is_none() {
+                problems.push(format!(
+                    "kube-apiserver on {stopped} did not serve /readyz again within {} s",
+                    RETURN_WAIT.as_secs()
+                ));
+            }
+        }
+        Err(e) => problems.push(format!("starting kube-apiserver on {stopped} again: {e}")),
+    }
+    let now: Vec<String> = after
+        .iter()
+        .filter_map(|(c, h)| h.as_ref().ok().map(|h| format!("{c} on {h}")))
+        .collect();
+    judge(
+        problems,
+        format!(
+            "with kube-apiserver stopped on {stopped} the API answered through the VIP and the leases moved ({}); it serves again",
+            now.join(", ")
+        ),
+        &format!(
+            "if it is still stopped: `kubelab lab ssh {stopped} -- sudo systemctl start kube-apiserver`; haproxy's health check must drop it (the api check shows the backends)"
+        ),
+    )
+}
+
+fn b64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// A v3 gateway `kv/range` answer holds `key` with `value`.
+fn range_holds(body: &Value, key: &str, value: &str) -> bool {
+    body["kvs"].as_array().is_some_and(|kvs| {
+        kvs.iter()
+            .any(|kv| kv["key"] == b64(key).as_str() && kv["value"] == b64(value).as_str())
+    })
+}
+
+async fn etcd_member_down(ctx: &Ctx<'_>) -> Outcome {
+    let client = match etcd_client(&ctx.pki_dir) {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(e, "`kubelab lab render` signs the etcd certificates"),
+    };
+    let members: Vec<&Node> = ctx.loaded.topo.by_role(Role::Etcd).collect();
+    let Some((stopped, rest)) = members.split_last() else {
+        return Outcome::Skipped("no etcd members".into());
+    };
+    let [writer, reader, ..] = rest else {
+        return Outcome::Skipped("fewer than 3 etcd members".into());
+    };
+    let url = |n: &Node, path: &str| format!("https://{}:2379/v3/{path}", n.address);
+    let mut nonce = [0u8; 8];
+    let _ = getrandom::fill(&mut nonce);
+    let key = format!(
+        "/kubelab-verify/{}",
+        nonce.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let value = "written with a member down";
+    if let Err(e) = ctx
+        .ssh(&stopped.name, "sudo systemctl stop etcd", "stop etcd")
+        .await
+    {
+        return Outcome::failed(format!("stopping etcd on {}: {e}", stopped.name), "");
+    }
+    let mut problems = Vec::new();
+    let put = serde_json::json!({"key": b64(&key), "value": b64(value)}).to_string();
+    match fetch_json(
+        &client,
+        reqwest::Method::POST,
+        url(writer, "kv/put"),
+        Some(put),
+    )
+    .await
+    {
+        Ok(_) => {
+            let range = serde_json::json!({"key": b64(&key)}).to_string();
+            match fetch_json(
+                &client,
+                reqwest::Method::POST,
+                url(reader, "kv/range"),
+                Some(range),
+            )
+            .await
+            {
+                Ok(body) if range_holds(&body, &key, value) => {}
+                Ok(_) => problems.push(format!(
+                    "{} did not return the key {} just written through {}",
+                    reader.name, key, writer.name
+                )),
+                Err(e) => problems.push(e),
+            }
+            let delete = serde_json::json!({"key": b64(&key)}).to_string();
+            if let Err(e) = fetch_json(
+                &client,
+                reqwest::Method::POST,
+                url(writer, "kv/deleterange"),
+                Some(delete),
+            )
+            .await
+            {
+                problems.push(format!("deleting {key}: {e}"));
+            }
+        }
+        Err(e) => problems.push(format!(
+            "with {} stopped, a write through {} failed: {e}",
+            stopped.name, writer.name
+        )),
+    }
+    // Restore it, and wait until it is healthy again.
+    match ctx
+        .ssh(&stopped.name, "sudo systemctl start etcd", "start etcd")
+        .await
+    {
+        Ok(_) => {
+            let health = format!("https://{}:2379/health", stopped.address);
+            let back = poll(RETURN_WAIT, || async {
+                matches!(
+                    request(&client, reqwest::Method::GET, &health, None).await,
+                    Ok((200, _))
+                )
+            })
+            .await;
+            if back.is_none() {
+                problems.push(format!(
+                    "etcd on {} was not healthy again within {} s",
+                    stopped.name,
+                    RETURN_WAIT.as_secs()
+                ));
+            }
+        }
+        Err(e) => problems.push(format!("starting etcd on {} again: {e}", stopped.name)),
+    }
+    judge(
+        problems,
+        format!(
+            "with etcd stopped on {}, a key written through {} was read back through {}; {} is healthy again",
+            stopped.name, writer.name, reader.name, stopped.name
+        ),
+        &format!(
+            "if it is still stopped: `kubelab lab ssh {} -- sudo systemctl start etcd`; the etcd check lists the members",
+            stopped.name
+        ),
+    )
+}
+
+// ---------------------------------------------------------------------------
 // 12-14. logs and exec, port-forward, Services (KTHW's smoke test)
 // ---------------------------------------------------------------------------
 
@@ -2892,7 +3183,10 @@ stats,FRONTEND,,,1,1,4096,1,0,0,0,0,0,,,,,OPEN,\n";
             .filter(|c| c.disruptive())
             .map(|c| c.name())
             .collect();
-        assert_eq!(disruptive, ["lb-failover"]);
+        assert_eq!(
+            disruptive,
+            ["lb-failover", "api-failover", "etcd-member-down"]
+        );
     }
 
     #[test]
@@ -3133,6 +3427,71 @@ stats,FRONTEND,,,1,1,4096,1,0,0,0,0,0,,,,,OPEN,\n";
             "{}",
             verdicts[0]
         );
+    }
+
+    #[test]
+    fn the_api_failover_needs_the_vip_to_answer_and_the_leases_to_leave_the_stopped_node() {
+        let controllers = ["controller0", "controller1", "controller2"];
+        // Leases as the API returns them: the holder is "<node>_<uuid>".
+        let lease = |holder: &str| {
+            serde_json::json!({
+                "kind": "Lease",
+                "apiVersion": "coordination.k8s.io/v1",
+                "metadata": {"name": "kube-controller-manager", "namespace": "kube-system"},
+                "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15}
+            })
+        };
+        let holder = |h: &str| lease_holder(&lease(h), &controllers);
+        let before = [
+            ("kube-controller-manager", "controller0".to_string()),
+            ("kube-scheduler", "controller1".to_string()),
+        ];
+        let moved = [
+            (
+                "kube-controller-manager",
+                holder("controller2_5d1f6c2e-8a7b-4c1e-9f0a-2b3c4d5e6f70"),
+            ),
+            (
+                "kube-scheduler",
+                holder("controller1_0e9d8c7b-6a5f-4e3d-2c1b-0a9f8e7d6c5b"),
+            ),
+        ];
+        assert_eq!(
+            api_failover_problems("controller0", true, &before, &moved),
+            Vec::<String>::new()
+        );
+        // The lease stayed on the stopped node, and the VIP went dark.
+        let stuck = [
+            (
+                "kube-controller-manager",
+                holder("controller0_5d1f6c2e-8a7b-4c1e-9f0a-2b3c4d5e6f70"),
+            ),
+            ("kube-scheduler", holder("")),
+        ];
+        let problems = api_failover_problems("controller0", false, &before, &stuck);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("/readyz through the VIP did not answer"));
+        assert!(problems[1].contains("kube-controller-manager lease stayed on controller0"));
+        assert_eq!(problems[2], "kube-scheduler lease: no holder");
+    }
+
+    #[test]
+    fn a_write_with_a_member_down_must_be_read_back_as_written() {
+        // What etcd's v3 gateway answers to kv/range (keys and values base64).
+        let key = "/kubelab-verify/0a1b2c3d4e5f6071";
+        let range: Value = serde_json::json!({
+            "header": {"cluster_id": "14841639068965178418", "member_id": "10276657743932975437", "revision": "42", "raft_term": "3"},
+            "kvs": [{
+                "key": "L2t1YmVsYWItdmVyaWZ5LzBhMWIyYzNkNGU1ZjYwNzE=",
+                "create_revision": "42", "mod_revision": "42", "version": "1",
+                "value": "d3JpdHRlbiB3aXRoIGEgbWVtYmVyIGRvd24="
+            }],
+            "count": "1"
+        });
+        assert!(range_holds(&range, key, "written with a member down"));
+        assert!(!range_holds(&range, key, "something else"));
+        let empty: Value = serde_json::json!({"header": {"revision": "42"}});
+        assert!(!range_holds(&empty, key, "written with a member down"));
     }
 
     #[test]

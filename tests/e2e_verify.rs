@@ -54,8 +54,17 @@ fn lab_verify_passes_what_runs_here_and_never_passes_kubernetes() {
     let (status, doc, stderr) = verify(&e2e, &[]);
     eprintln!("{doc:#}\n{stderr}");
     assert_eq!(doc["schema_version"], 1);
-    assert_eq!(doc["checks"].as_array().unwrap().len(), 14);
-    for name in ["machines", "dns", "etcd", "lb-failover", "certificates"] {
+    assert_eq!(doc["checks"].as_array().unwrap().len(), 16);
+    // etcd-member-down stops etcd2 for real, writes through etcd0, reads
+    // back through etcd1 and starts etcd2 again.
+    for name in [
+        "machines",
+        "dns",
+        "etcd",
+        "lb-failover",
+        "certificates",
+        "etcd-member-down",
+    ] {
         assert_eq!(check(&doc, name)["status"], "passed", "{name}: {doc:#}");
     }
     // The controllers and later phases have not run: each Kubernetes check
@@ -105,6 +114,9 @@ fn lab_verify_passes_what_runs_here_and_never_passes_kubernetes() {
 
     // --no-disruptive skips the failover, and says so.
     let (_, doc, _) = verify(&e2e, &["--no-disruptive"]);
+    for name in ["api-failover", "etcd-member-down"] {
+        assert_eq!(check(&doc, name)["status"], "skipped", "{name}: {doc:#}");
+    }
     let failover = check(&doc, "lb-failover");
     assert_eq!(failover["status"], "skipped");
     assert!(
