@@ -1752,6 +1752,10 @@ fn the_cni_bridge_config_gives_a_pod_an_address_of_its_workers_range() {
         node.ip(&["-4", "addr", "show", "cni0"])
             .contains("inet 10.200.1.1/24")
     );
+    // hairpinMode: the pod's bridge port sends a packet back out the port
+    // it came in on (a pod reaching itself through its Service).
+    let ports = node.ip(&["-d", "link", "show", "master", "cni0"]);
+    assert!(ports.contains("hairpin on"), "{ports}");
     add("DEL");
 }
 
