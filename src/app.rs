@@ -851,9 +851,30 @@ pub fn plan_text(loaded: &LoadedLab, host_mb: Option<u64>) -> String {
         out.push_str(&format!("Memory        {line}\n"));
     }
     let v = &lab.versions;
+    let marked = |field: &str, value: &str| {
+        if v.overrides
+            .iter()
+            .any(|o| o == &format!("versions.{field}"))
+        {
+            format!("{value} (lab.yaml)")
+        } else {
+            value.to_string()
+        }
+    };
+    let etcd = match lab.etcd_source {
+        config::ArtifactSource::Distro => "the node's etcd-server package".to_string(),
+        config::ArtifactSource::Release => marked("etcd", &v.etcd),
+    };
     out.push_str(&format!(
-        "Versions      kubernetes {}, etcd {}, containerd {}, runc {}, cni-plugins {}, coredns {}\n\nPhases\n",
-        v.kubernetes, v.etcd, v.containerd, v.runc, v.cni_plugins, v.coredns
+        "Versions      kubernetes {} (bill of materials row {}): etcd {etcd}, containerd {}, runc {}, cni-plugins {}, crictl {}, coredns {}, pause {}\n\nPhases\n",
+        v.kubernetes,
+        v.release,
+        marked("containerd", &v.containerd),
+        marked("runc", &v.runc),
+        marked("cni_plugins", &v.cni_plugins),
+        v.crictl,
+        marked("coredns", &v.coredns),
+        v.pause,
     ));
     for (i, phase) in Phase::ALL.iter().enumerate() {
         out.push_str(&format!(
@@ -925,10 +946,12 @@ fn certs(loaded: &LoadedLab, args: &JsonArgs, printer: &Printer) -> Result<()> {
     let authority_name = |a: pki::Authority| match a {
         pki::Authority::Cluster => "cluster",
         pki::Authority::Etcd => "etcd",
+        pki::Authority::FrontProxy => "front-proxy",
     };
     let mut wanted: Vec<(String, &'static str)> = vec![
         ("ca".to_string(), "cluster"),
         ("etcd-ca".to_string(), "etcd"),
+        ("front-proxy-ca".to_string(), "front-proxy"),
     ];
     wanted.extend(
         pki::specs(&loaded.lab, &loaded.topo)

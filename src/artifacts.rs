@@ -30,8 +30,8 @@ impl Component {
     pub fn field(self) -> &'static str {
         match self {
             Component::Etcd => "versions.etcd",
-            // crictl follows the Kubernetes minor release (cri-tools v1.N.x
-            // goes with Kubernetes 1.N).
+            // crictl comes with the row `versions.kubernetes` picks
+            // (cri-tools v1.N.x goes with Kubernetes 1.N).
             Component::Kubernetes | Component::Crictl => "versions.kubernetes",
             Component::Containerd => "versions.containerd",
             Component::Runc => "versions.runc",
@@ -135,91 +135,152 @@ pub const CONTROLLER_BINARIES: [&str; 4] = [
 ];
 pub const WORKER_BINARIES: [&str; 2] = ["kubelet", "kube-proxy"];
 
-/// The published digest of each release kubelab knows, in one place:
-/// (component, version, architecture, digest). Each was read from the
-/// publication named above it, never computed here.
-const PINS: &[(Component, &str, &str, &str)] = &[
-    // kubernetes-sigs/kubespray roles/kubespray_defaults/vars/main/checksums.yml
-    // (commit 005bdce7f1867958838a2d0bb4f7e67893d98f64), etcd_binary_checksums.
+/// One release file's published digests, for the two architectures kubelab
+/// runs (`sha256:<hex>` or `sha512:<hex>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pin {
+    pub version: &'static str,
+    pub amd64: &'static str,
+    pub arm64: &'static str,
+}
+
+impl Pin {
+    fn digest(&self, arch: &str) -> Option<&'static str> {
+        match arch {
+            "amd64" => Some(self.amd64),
+            "arm64" => Some(self.arm64),
+            _ => None,
+        }
+    }
+}
+
+/// One row of the bill of materials: a Kubernetes minor release kubelab
+/// supports and the releases that go with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Release {
+    /// "1.36": what `versions.kubernetes` names to pick this row.
+    pub minor: &'static str,
+    /// The server tarball's patch releases kubelab pins, newest (the
+    /// default) first.
+    pub kubernetes: &'static [Pin],
+    pub etcd: Pin,
+    pub containerd: Pin,
+    pub runc: Pin,
+    pub cni_plugins: Pin,
+    /// cri-tools v1.N.x goes with Kubernetes 1.N.
+    pub crictl: Pin,
+    /// Container images, pulled by tag through the lab's registry mirror;
+    /// no digest is published for them where the others are.
+    pub coredns: &'static str,
+    pub pause: &'static str,
+}
+
+// Where the kubespray pins below were read: kubernetes-sigs/kubespray
+// roles/kubespray_defaults/vars/main/checksums.yml at commit
+// 46dbdd3994b32640bcd806b0097f50e8fdf1d514 ("Patch versions updates
+// (#13423)", 2026-08-21). The versions are kubespray's defaults at that
+// commit (roles/kubespray_defaults/defaults/main/download.yml and
+// vars/main/main.yml: `etcd_supported_versions`, `pod_infra_supported_versions`,
+// `coredns_supported_versions`; containerd, runc and CNI: the newest pinned).
+
+// The rows share these: kubespray at that commit uses one containerd, runc
+// and CNI plugins release for every Kubernetes minor it supports.
+
+// kubespray checksums.yml (commit above), etcd_binary_checksums 3.6.14.
+const ETCD_3_6_14: Pin = Pin {
+    version: "3.6.14",
+    amd64: "sha256:ffe840ff9295808e88cce2794a18a5ac87f12a5203c8314d0bf6aa119b41bac5",
+    arm64: "sha256:fa1b80565ee6fc2df1ae6f57a508b221f3ecc7d591c317c581cd8281b0842b3e",
+};
+// kubespray checksums.yml (commit above), containerd_archive_checksums 2.3.4.
+const CONTAINERD_2_3_4: Pin = Pin {
+    version: "2.3.4",
+    amd64: "sha256:9d68969855fbf676cdb8ed758e420fb048d61f984f61de3e53eddfebe484d168",
+    arm64: "sha256:a985fbb7e18fc0362d31a055338f5d7b0e087a3e27f14c70d1c5965399a29f95",
+};
+// kubespray checksums.yml (commit above), runc_checksums 1.4.3.
+const RUNC_1_4_3: Pin = Pin {
+    version: "1.4.3",
+    amd64: "sha256:f6ae8efc0fa40079e1475e97cbe9d1bd3f106a28d6af78a11d9f1bd565515e60",
+    arm64: "sha256:633301e2e32f8a5ad54031aab4901eb00308bec677dd15faa2751e8f9dab5ca4",
+};
+// kubespray checksums.yml (commit above), cni_binary_checksums 1.9.1.
+const CNI_PLUGINS_1_9_1: Pin = Pin {
+    version: "1.9.1",
+    amd64: "sha256:b98f74a0f8522f0a83867178729c1aa70f2158f90c45a2ca8fa791db1c76b303",
+    arm64: "sha256:56171987d3947707c3563db2f4001bccaf50fd63468611b9f3cbecb1375ee7ec",
+};
+
+/// The bill of materials, newest minor (the default) first. Kubernetes 1.37
+/// has no row: the stored upstream CHANGELOG-1.37.md publishes only
+/// v1.37.0-alpha.1, and kubespray pins nothing for 1.37, so there is no
+/// published digest of a 1.37 release to pin (never computed here).
+pub const RELEASES: &[Release] = &[
+    Release {
+        minor: "1.36",
+        kubernetes: &[
+            // kubernetes/kubernetes CHANGELOG/CHANGELOG-1.36.md, "v1.36.0" >
+            // "Server Binaries" (the release notes publish sha512 only).
+            Pin {
+                version: "1.36.0",
+                amd64: "sha512:1c64da92575451c2c7ff97c79b772e603995f8e76da1371a6b0746aaa27b65dce81c4d734cbb50f40e71486a8e08df36f14e12974f97d4d29e41f23a172a6a25",
+                arm64: "sha512:7f95e451baedd9368a2fa637afa84c9ed1b958736540ca27a379e5e292e1a10c5d9a29539f833047574bf5d3b6f907f32dee5735acecc11aa4686f078108dcf8",
+            },
+        ],
+        etcd: ETCD_3_6_14,
+        containerd: CONTAINERD_2_3_4,
+        runc: RUNC_1_4_3,
+        cni_plugins: CNI_PLUGINS_1_9_1,
+        // kubespray checksums.yml (commit above), crictl_checksums 1.36.0.
+        crictl: Pin {
+            version: "1.36.0",
+            amd64: "sha256:83855e114566a8a8c44c548d515670f51de3a5e1da8b2effb59870e2f10c25a3",
+            arm64: "sha256:68328594ccf780a80ae2b092d9f6ce484eec7cf540c275242e8fd954bfd95332",
+        },
+        // kubespray download.yml coredns_supported_versions['1.36'].
+        coredns: "1.14.2",
+        // kubespray vars/main/main.yml pod_infra_supported_versions['1.36'].
+        pause: "3.10.2",
+    },
+    Release {
+        minor: "1.35",
+        kubernetes: &[
+            // kubernetes/kubernetes CHANGELOG/CHANGELOG-1.35.md, "v1.35.0" >
+            // "Server Binaries".
+            Pin {
+                version: "1.35.0",
+                amd64: "sha512:23af53c49de841a0d5c19d9525d820cecc9d55367c132296a5f381d051438bf06dcddff3d0236df8ba6011a6aa5d0ffc31960d277c7f53a0ad98e66d6f8d6a0a",
+                arm64: "sha512:fd245273c6ace20abc893f868d678c4a24c0dbe7d5340087f852d245e59329e66f79afce489dc1b396908d2f005b132eca8d15a7664508fe923627bb2eddee18",
+            },
+        ],
+        etcd: ETCD_3_6_14,
+        containerd: CONTAINERD_2_3_4,
+        runc: RUNC_1_4_3,
+        cni_plugins: CNI_PLUGINS_1_9_1,
+        // kubespray checksums.yml (commit above), crictl_checksums 1.35.0.
+        crictl: Pin {
+            version: "1.35.0",
+            amd64: "sha256:2e141e5b22cb189c40365a11807d69b76b9b3caced89fac2f4ec879408ce2177",
+            arm64: "sha256:519071de89b64c43e2a1661bb5489c6c3fd5e9e5fcef75e50e542b0c891f1118",
+        },
+        // kubespray download.yml coredns_supported_versions['1.35'].
+        coredns: "1.12.4",
+        // kubespray vars/main/main.yml pod_infra_supported_versions['1.35'].
+        pause: "3.10.1",
+    },
+];
+
+/// Pinned releases no row defaults to, for `versions.*` overrides.
+const OVERRIDES: &[(Component, Pin)] = &[
+    // The etcd 3.5 -> 3.6 upgrade path goes through the latest 3.5 patch
+    // first. kubespray checksums.yml (commit above), etcd_binary_checksums.
     (
         Component::Etcd,
-        "3.5.17",
-        "amd64",
-        "sha256:eff6ac621d41711085d0f38fab17d8fa3705f6326c3ff11301a1f5a71fc94edd",
-    ),
-    (
-        Component::Etcd,
-        "3.5.17",
-        "arm64",
-        "sha256:7d717a62520bf39fa1115dfbb1df79479ff74b5eda0914f4132bfa60a48b9549",
-    ),
-    // kubernetes/kubernetes CHANGELOG/CHANGELOG-1.32.md, "v1.32.3" > "Server
-    // Binaries" (the release notes publish sha512 only).
-    (
-        Component::Kubernetes,
-        "1.32.3",
-        "amd64",
-        "sha512:866457fdf161f50e403c2d43eabc8e8533a4fe8f75914ca47759279dda0186c0ebf93ec53076cd0b2efaf3e396628fcd431b2217fbdfbb41c852d10f0480d345",
-    ),
-    (
-        Component::Kubernetes,
-        "1.32.3",
-        "arm64",
-        "sha512:1f7929b175c914892308dce4378ed6b1da25aa0e4a30a869b7dd6297d424bf75aff2cbf668fec9a9c002ec2ab00a437d3371a4f935ca57953fec8c572fa175f5",
-    ),
-    // kubespray checksums.yml (commit 005bdce7f1867958838a2d0bb4f7e67893d98f64),
-    // containerd_archive_checksums.
-    (
-        Component::Containerd,
-        "2.0.4",
-        "amd64",
-        "sha256:e1c64c5fd60ecd555e750744eaef150b6f78d7f750da5c08c52825aa6b791737",
-    ),
-    (
-        Component::Containerd,
-        "2.0.4",
-        "arm64",
-        "sha256:0fde98b24bb55363a54150732e0ac99a43bccf2a9711371bd5470f32790316f2",
-    ),
-    // kubespray checksums.yml (same commit), runc_checksums.
-    (
-        Component::Runc,
-        "1.2.6",
-        "amd64",
-        "sha256:0774f49d1b1eebb5849e644db5e4dc6f2b06cee05f13b3d17d5d6ba62d6f2ebc",
-    ),
-    (
-        Component::Runc,
-        "1.2.6",
-        "arm64",
-        "sha256:12c612e2ebe6ca198de676ce75ed557e79fe6109032209bb8e25166c967fe170",
-    ),
-    // kubespray checksums.yml (same commit), cni_binary_checksums.
-    (
-        Component::CniPlugins,
-        "1.6.2",
-        "amd64",
-        "sha256:b8e811578fb66023f90d2e238d80cec3bdfca4b44049af74c374d4fae0f9c090",
-    ),
-    (
-        Component::CniPlugins,
-        "1.6.2",
-        "arm64",
-        "sha256:01e0e22acc7f7004e4588c1fe1871cc86d7ab562cd858e1761c4641d89ebfaa4",
-    ),
-    // kubespray checksums.yml (commit 118b2dce02d3e5730461c8ba8c91cd9dd5dc0b10;
-    // later commits dropped 1.32), crictl_checksums.
-    (
-        Component::Crictl,
-        "1.32.0",
-        "amd64",
-        "sha256:f050b71d3a73a91a4e0990b90143ed04dcd100cc66f953736fcb6a2730e283c4",
-    ),
-    (
-        Component::Crictl,
-        "1.32.0",
-        "arm64",
-        "sha256:f2f4e20658b72d00897f41e4b57093c8080e2d800ee894a5f4351f31d1833e30",
+        Pin {
+            version: "3.5.33",
+            amd64: "sha256:5025b5b24d81a9616b6e284ccd439b9a3df055ef8fdcdc142af3ec8f6a3b3c95",
+            arm64: "sha256:0764c5c0acef155f4bfa0487791cc5776adef66315bf16ec0653883bfd463a90",
+        },
     ),
 ];
 
@@ -258,8 +319,115 @@ pub fn node_arch() -> &'static str {
     }
 }
 
+/// The row `versions.kubernetes` picks and the server release in it: a
+/// minor ("1.36") takes the row's newest pinned patch, a full version
+/// ("1.36.0") must be one the row pins. Else the problem and its hint.
+pub fn release_for(
+    kubernetes: &str,
+) -> std::result::Result<(&'static Release, Pin), (String, String)> {
+    let minors: Vec<&str> = RELEASES.iter().map(|r| r.minor).collect();
+    let parts: Vec<&str> = kubernetes.split('.').collect();
+    let numeric = parts
+        .iter()
+        .all(|p| !p.is_empty() && p.len() <= 6 && p.chars().all(|c| c.is_ascii_digit()));
+    if !numeric || !(2..=3).contains(&parts.len()) {
+        return Err((
+            format!("{kubernetes:?} is not a MAJOR.MINOR or MAJOR.MINOR.PATCH version"),
+            format!(
+                "write it like {} or {} (no leading `v`)",
+                RELEASES[0].minor, RELEASES[0].kubernetes[0].version
+            ),
+        ));
+    }
+    let minor = format!("{}.{}", parts[0], parts[1]);
+    let Some(row) = RELEASES.iter().find(|r| r.minor == minor) else {
+        return Err((
+            format!("{kubernetes:?} is not a Kubernetes release kubelab supports"),
+            format!(
+                "use one of {} (a row of kubelab's bill of materials; {} is the default), or a patch release it pins",
+                minors.join(", "),
+                RELEASES[0].minor
+            ),
+        ));
+    };
+    if kubernetes == row.minor {
+        return Ok((row, row.kubernetes[0]));
+    }
+    match row.kubernetes.iter().find(|p| p.version == kubernetes) {
+        Some(pin) => Ok((row, *pin)),
+        None => {
+            let patches: Vec<&str> = row.kubernetes.iter().map(|p| p.version).collect();
+            Err((
+                format!("kubelab has no published checksum for Kubernetes {kubernetes}"),
+                format!(
+                    "use {} (the newest patch it pins), or one of: {}",
+                    row.minor,
+                    patches.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+/// Every pinned release of `component`: each row's, then the overrides.
+fn pins(component: Component) -> Vec<Pin> {
+    let mut out: Vec<Pin> = Vec::new();
+    for r in RELEASES {
+        let from_row: Vec<Pin> = match component {
+            Component::Kubernetes => r.kubernetes.to_vec(),
+            Component::Etcd => vec![r.etcd],
+            Component::Containerd => vec![r.containerd],
+            Component::Runc => vec![r.runc],
+            Component::CniPlugins => vec![r.cni_plugins],
+            Component::Crictl => vec![r.crictl],
+        };
+        out.extend(from_row);
+    }
+    out.extend(
+        OVERRIDES
+            .iter()
+            .filter(|(c, _)| *c == component)
+            .map(|(_, p)| *p),
+    );
+    let mut seen = Vec::new();
+    out.retain(|p| {
+        let new = !seen.contains(&p.version);
+        seen.push(p.version);
+        new
+    });
+    out
+}
+
+/// The pin of `component` at `version`, if kubelab has one.
+pub fn pin(component: Component, version: &str) -> Option<Pin> {
+    pins(component).into_iter().find(|p| p.version == version)
+}
+
+/// Why `version` of `component` cannot be used and which can, for a
+/// `versions.*` override kubelab has no pin for.
+pub fn unpinned(component: Component, version: &str) -> (String, String) {
+    let pinned: Vec<&str> = pins(component).iter().map(|p| p.version).collect();
+    let mut hint = format!(
+        "use {} (the version{} kubelab pins a published checksum for), or leave {} out to take the row's",
+        pinned.join(" or "),
+        if pinned.len() == 1 { "" } else { "s" },
+        component.field(),
+    );
+    if component == Component::Etcd {
+        hint.push_str(", or `artifacts: {etcd: distro}` to use the node's etcd-server package");
+    }
+    (
+        format!(
+            "kubelab has no published checksum for {} {version}; an unknown version is refused",
+            component.name()
+        ),
+        hint,
+    )
+}
+
 /// The release of `component` this lab asks for, or a usage error naming
-/// the lab.yaml field, the value and what kubelab pins.
+/// the lab.yaml field, the value and what kubelab pins. Config validation
+/// refuses unpinned versions first; this holds for a `Lab` built otherwise.
 pub fn artifact(
     lab: &Lab,
     component: Component,
@@ -273,50 +441,13 @@ pub fn artifact(
         Component::Containerd => v.containerd.clone(),
         Component::Runc => v.runc.clone(),
         Component::CniPlugins => v.cni_plugins.clone(),
-        Component::Crictl => {
-            let minor: Vec<&str> = v.kubernetes.split('.').take(2).collect();
-            format!("{}.0", minor.join("."))
-        }
+        Component::Crictl => v.crictl.clone(),
     };
-    let pin = PINS
-        .iter()
-        .find(|(c, ver, a, _)| *c == component && *ver == version && *a == arch);
-    let Some((_, _, _, pin)) = pin else {
-        let pinned: Vec<&str> = PINS
-            .iter()
-            .filter(|(c, _, a, _)| *c == component && *a == arch)
-            .map(|(_, ver, _, _)| *ver)
-            .collect();
-        let field = component.field();
-        let value = if component == Component::Crictl {
-            format!("{} (crictl {version})", v.kubernetes)
-        } else {
-            version.clone()
-        };
-        let mut hint = if component == Component::Crictl {
-            let minors: Vec<String> = pinned
-                .iter()
-                .map(|p| format!("{}.x", p.rsplit_once('.').map_or(*p, |(m, _)| m)))
-                .collect();
-            format!(
-                "use a {field} whose minor release kubelab pins crictl for: {}",
-                minors.join(" or ")
-            )
-        } else {
-            format!(
-                "use {field}: {} (the version{} kubelab pins a published checksum for)",
-                pinned.join(" or "),
-                if pinned.len() == 1 { "" } else { "s" }
-            )
-        };
-        if component == Component::Etcd {
-            hint.push_str(", or `artifacts: {etcd: distro}` to use the node's etcd-server package");
-        }
+    let digest = pin(component, &version).and_then(|p| p.digest(arch));
+    let Some(digest) = digest else {
+        let (problem, hint) = unpinned(component, &version);
         return Err(Error::usage(
-            format!(
-                "{field}: kubelab has no pinned checksum for {} {value} ({arch})",
-                component.name()
-            ),
+            format!("{}: {problem} ({arch})", component.field()),
             hint,
         ));
     };
@@ -330,7 +461,7 @@ pub fn artifact(
         version,
         url,
         file_name,
-        checksum: Checksum::parse(pin),
+        checksum: Checksum::parse(digest),
     })
 }
 
@@ -890,7 +1021,7 @@ mod tests {
         );
         assert_eq!(
             remote_names(&up[&Phase::Etcd]),
-            ["etcd-v3.5.17-linux-amd64.tar.gz"]
+            ["etcd-v3.6.14-linux-amd64.tar.gz"]
         );
         assert_eq!(
             remote_names(&up[&Phase::Controllers]),
@@ -906,10 +1037,10 @@ mod tests {
             [
                 "kubelet",
                 "kube-proxy",
-                "containerd-2.0.4-linux-amd64.tar.gz",
+                "containerd-2.3.4-linux-amd64.tar.gz",
                 "runc.amd64",
-                "cni-plugins-linux-amd64-v1.6.2.tgz",
-                "crictl-v1.32.0-linux-amd64.tar.gz"
+                "cni-plugins-linux-amd64-v1.9.1.tgz",
+                "crictl-v1.36.0-linux-amd64.tar.gz"
             ]
         );
         // One download for the server tarball both roles take binaries from.
@@ -921,7 +1052,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             server.url,
-            "https://dl.k8s.io/v1.32.3/kubernetes-server-linux-amd64.tar.gz"
+            "https://dl.k8s.io/v1.36.0/kubernetes-server-linux-amd64.tar.gz"
         );
         assert_eq!(server.checksum.algorithm(), "sha512");
         // Extracted binaries come from the cache beside the verified tarball.
@@ -944,8 +1075,8 @@ mod tests {
         let distro = lab("artifacts:\n  etcd: distro\n");
         let until_etcd = |p: Phase| p <= Phase::Etcd;
         assert_eq!(needs(&distro, &until_etcd, "amd64", None).unwrap(), []);
-        // Even with versions kubelab does not pin for the later phases.
-        let odd = lab("artifacts:\n  etcd: distro\nversions:\n  kubernetes: 1.20.0\n");
+        // The distribution's etcd takes any version: nothing is downloaded.
+        let odd = lab("artifacts:\n  etcd: distro\nversions:\n  etcd: 3.4.30\n");
         assert_eq!(needs(&odd, &until_etcd, "amd64", None).unwrap(), []);
         // The release etcd is the one download up to etcd.
         let release = needs(&lab(""), &until_etcd, "amd64", None).unwrap();
@@ -954,23 +1085,71 @@ mod tests {
     }
 
     #[test]
-    fn every_default_version_is_pinned_for_both_architectures() {
-        for arch in ["amd64", "arm64"] {
-            let all = needs(&lab(""), &|_| true, arch, None).unwrap();
-            assert_eq!(distinct(&all).len(), 6, "{arch}");
+    fn every_row_is_pinned_for_both_architectures() {
+        assert_eq!(RELEASES[0].minor, "1.36", "the default is the newest row");
+        for row in RELEASES {
+            let yaml = format!("versions:\n  kubernetes: \"{}\"\n", row.minor);
+            for arch in ["amd64", "arm64"] {
+                let all = needs(&lab(&yaml), &|_| true, arch, None).unwrap();
+                let downloads = distinct(&all);
+                assert_eq!(downloads.len(), 6, "{} {arch}", row.minor);
+                let server = downloads
+                    .iter()
+                    .find(|a| a.component == Component::Kubernetes)
+                    .unwrap();
+                assert_eq!(server.version, row.kubernetes[0].version);
+                assert!(server.file_name.contains(arch));
+            }
         }
-        // Each pin is a whole digest of its algorithm, lower-case hex.
-        for (c, v, a, pin) in PINS {
-            let sum = Checksum::parse(pin);
-            let len = if sum.algorithm() == "sha512" { 128 } else { 64 };
-            assert_eq!(sum.hex().len(), len, "{c:?} {v} {a}");
-            assert!(
-                sum.hex()
-                    .chars()
-                    .all(|ch| ch.is_ascii_digit() || ('a'..='f').contains(&ch)),
-                "{c:?} {v} {a}"
-            );
+        // Each pin is a whole digest of its algorithm, lower-case hex, and
+        // the two architectures differ (a copied line would not).
+        let components = [
+            Component::Etcd,
+            Component::Kubernetes,
+            Component::Containerd,
+            Component::Runc,
+            Component::CniPlugins,
+            Component::Crictl,
+        ];
+        for c in components {
+            for p in pins(c) {
+                assert_ne!(p.amd64, p.arm64, "{c:?} {}", p.version);
+                for digest in [p.amd64, p.arm64] {
+                    let sum = Checksum::parse(digest);
+                    let len = if sum.algorithm() == "sha512" { 128 } else { 64 };
+                    assert_eq!(sum.hex().len(), len, "{c:?} {}", p.version);
+                    assert!(
+                        sum.hex()
+                            .chars()
+                            .all(|ch| ch.is_ascii_digit() || ('a'..='f').contains(&ch)),
+                        "{c:?} {}",
+                        p.version
+                    );
+                }
+            }
         }
+    }
+
+    #[test]
+    fn a_minor_picks_its_row_and_a_pinned_patch_picks_itself() {
+        let (row, pin) = release_for("1.35").unwrap();
+        assert_eq!((row.minor, pin.version), ("1.35", "1.35.0"));
+        let (row, pin) = release_for("1.36.0").unwrap();
+        assert_eq!((row.minor, pin.version), ("1.36", "1.36.0"));
+        let (problem, hint) = release_for("1.36.9").unwrap_err();
+        assert!(
+            problem.contains("no published checksum for Kubernetes 1.36.9"),
+            "{problem}"
+        );
+        assert!(hint.contains("use 1.36"), "{hint}");
+        let (problem, hint) = release_for("1.32.3").unwrap_err();
+        assert!(
+            problem.contains("not a Kubernetes release kubelab supports"),
+            "{problem}"
+        );
+        assert!(hint.contains("1.36, 1.35"), "{hint}");
+        // 1.37 has no published release in the stored upstream material.
+        assert!(release_for("1.37").is_err());
     }
 
     #[test]
@@ -983,65 +1162,28 @@ mod tests {
 
     #[test]
     fn an_unpinned_version_names_the_field_the_value_and_the_pins() {
-        let err = needs(
-            &lab("versions:\n  kubernetes: 1.31.0\n"),
-            &|p| p == Phase::Controllers,
-            "amd64",
-            None,
-        )
-        .unwrap_err();
+        // Config validation refuses these; a Lab built past it still cannot
+        // download an unchecked file.
+        let mut odd = lab("");
+        odd.versions.kubernetes = "1.31.0".into();
+        let err = needs(&odd, &|p| p == Phase::Controllers, "amd64", None).unwrap_err();
         assert_eq!(err.exit_code(), 2);
-        let text = err.to_string();
+        let text = format!("{err:?}");
         assert!(
             text.contains(
-                "versions.kubernetes: kubelab has no pinned checksum for kubernetes 1.31.0"
+                "versions.kubernetes: kubelab has no published checksum for kubernetes 1.31.0"
             ),
             "{text}"
         );
-        let hint = format!("{err:?}");
-        assert!(hint.contains("use versions.kubernetes: 1.32.3"), "{hint}");
+        assert!(text.contains("use 1.36.0 or 1.35.0"), "{text}");
 
-        let err = format!(
-            "{:?}",
-            needs(&lab("versions:\n  etcd: 3.4.1\n"), &|_| true, "amd64", None).unwrap_err()
-        );
-        assert!(
-            err.contains("versions.etcd: kubelab has no pinned checksum for etcd 3.4.1"),
-            "{err}"
-        );
-        assert!(err.contains("etcd: distro"), "{err}");
+        let (problem, hint) = unpinned(Component::Etcd, "3.4.1");
+        assert!(problem.contains("etcd 3.4.1"), "{problem}");
+        assert!(hint.contains("use 3.6.14 or 3.5.33"), "{hint}");
+        assert!(hint.contains("etcd: distro"), "{hint}");
 
-        let err = format!(
-            "{:?}",
-            needs(
-                &lab("versions:\n  containerd: 1.7.0\n"),
-                &|p| p == Phase::Workers,
-                "amd64",
-                None
-            )
-            .unwrap_err()
-        );
-        assert!(err.contains("versions.containerd"), "{err}");
-        assert!(err.contains("use versions.containerd: 2.0.4"), "{err}");
-
-        // crictl follows the Kubernetes minor release.
-        let err = format!(
-            "{:?}",
-            super::artifact(
-                &lab("versions:\n  kubernetes: 1.33.1\n"),
-                Component::Crictl,
-                "amd64",
-                None
-            )
-            .unwrap_err()
-        );
-        assert!(
-            err.contains("versions.kubernetes: kubelab has no pinned checksum for crictl 1.33.1 (crictl 1.33.0)"),
-            "{err}"
-        );
-        assert!(
-            err.contains("minor release kubelab pins crictl for: 1.32.x"),
-            "{err}"
-        );
+        let (_, hint) = unpinned(Component::Containerd, "1.7.0");
+        assert!(hint.contains("use 2.3.4 "), "{hint}");
+        assert!(hint.contains("leave versions.containerd out"), "{hint}");
     }
 }

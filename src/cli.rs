@@ -288,12 +288,16 @@ The exit code is the remote command's.")]
   kubelab lab verify --json | jq '.checks[] | select(.status == \"failed\")'
 
 Checks (`--only NAME`): machines, dns, etcd, api, lb-failover, control-plane,
-nodes, secrets, networking, workload, certificates. They run at once, each
-under its own deadline, from this host over the host-only network with the
-lab's certificates (and over SSH where the host cannot see the thing);
-lb-failover stops haproxy on the VIP holder, so it runs alone after the
-others (`--no-disruptive` skips it). Each ends Passed, Warned, Skipped (with
-why) or Failed (with a hint). Exit 1 on any Failed.")]
+nodes, secrets, networking, workload, certificates, logs-exec, port-forward,
+services, api-failover, etcd-member-down. They run at once, each under its
+own deadline, from this host over the host-only network with the lab's
+certificates (and over SSH where the host cannot see the thing). The three
+disruptive ones run alone after the others, each restoring what it stopped:
+lb-failover stops haproxy on the VIP holder, api-failover a kube-apiserver,
+etcd-member-down an etcd member (`--no-disruptive` skips them). A Kubernetes
+check whose phase has not run on the lab is Skipped, naming the phase. Each
+ends Passed, Warned, Skipped (with why) or Failed (with a hint). Exit 1 on
+any Failed.")]
     Verify(VerifyArgs),
 
     /// Add or remove workers; nothing else in the lab is disturbed
@@ -422,7 +426,7 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "NAME")]
     pub only: Option<String>,
 
-    /// Skip the checks that disturb the lab (the LB failover)
+    /// Skip the checks that disturb the lab (LB, API and etcd failover)
     #[arg(long)]
     pub no_disruptive: bool,
 }

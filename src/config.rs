@@ -133,6 +133,7 @@ pub struct LabFile {
     pub artifacts: ArtifactsFile,
     pub certificates: CertificatesFile,
     pub workload: WorkloadFile,
+    pub kube_proxy: KubeProxyFile,
     /// `provider: static` only: the servers, instead of VM sizes.
     pub hosts: Option<Vec<HostFile>>,
 }
@@ -208,6 +209,32 @@ pub struct VersionsFile {
     pub runc: Option<String>,
     pub cni_plugins: Option<String>,
     pub coredns: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubeProxyFile {
+    pub mode: Option<ProxyMode>,
+}
+
+/// How kube-proxy programs Services into the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyMode {
+    /// Upstream's default, and what the lab's iptables/conntrack tools show.
+    #[default]
+    Iptables,
+    /// GA since Kubernetes 1.33; needs the `nft` command on the workers.
+    Nftables,
+}
+
+impl fmt::Display for ProxyMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProxyMode::Iptables => "iptables",
+            ProxyMode::Nftables => "nftables",
+        })
+    }
 }
 
 /// Where a component's binaries come from.
@@ -316,14 +343,24 @@ pub struct RoleSpec {
     pub first_address: Ipv4Addr,
 }
 
+/// The releases a lab runs: the bill-of-materials row `versions.kubernetes`
+/// picks, with any pinned override from lab.yaml applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Versions {
+    /// The row's Kubernetes minor release ("1.36").
+    pub release: String,
     pub kubernetes: String,
     pub etcd: String,
     pub containerd: String,
     pub runc: String,
     pub cni_plugins: String,
+    /// From the row (cri-tools follows the Kubernetes minor).
+    pub crictl: String,
     pub coredns: String,
+    /// The pod sandbox image's tag, from the row.
+    pub pause: String,
+    /// The lab.yaml fields that override the row (`versions.etcd`, ...).
+    pub overrides: Vec<String>,
 }
 
 /// How kubelab reaches a static host over SSH.
@@ -365,6 +402,8 @@ pub struct Lab {
     pub versions: Versions,
     /// Where etcd's binary comes from.
     pub etcd_source: ArtifactSource,
+    /// kube-proxy's `mode`.
+    pub kube_proxy_mode: ProxyMode,
     /// How long the lab's certificates (and CAs) are valid, in days.
     pub certificate_validity_days: u32,
     pub nginx_replicas: u32,
@@ -1071,27 +1110,8 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
         ));
     }
 
-    let v = &file.versions;
-    let version =
-        |path: &str, value: &Option<String>, default: &str, problems: &mut Vec<Problem>| {
-            let value = value.clone().unwrap_or_else(|| default.to_string());
-            if !is_semver(&value) {
-                problems.push(Problem::new(
-                    format!("versions.{path}"),
-                    format!("{value:?} is not a MAJOR.MINOR.PATCH version"),
-                    format!("write it like {default} (no leading `v`)"),
-                ));
-            }
-            value
-        };
-    let versions = Versions {
-        kubernetes: version("kubernetes", &v.kubernetes, "1.32.3", &mut problems),
-        etcd: version("etcd", &v.etcd, "3.5.17", &mut problems),
-        containerd: version("containerd", &v.containerd, "2.0.4", &mut problems),
-        runc: version("runc", &v.runc, "1.2.6", &mut problems),
-        cni_plugins: version("cni_plugins", &v.cni_plugins, "1.6.2", &mut problems),
-        coredns: version("coredns", &v.coredns, "1.12.0", &mut problems),
-    };
+    let etcd_source = file.artifacts.etcd.unwrap_or_default();
+    let versions = resolve_versions(&file.versions, etcd_source, &mut problems);
 
     let certificate_validity_days = file
         .certificates
@@ -1133,7 +1153,8 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
         roles,
         vip,
         versions,
-        etcd_source: file.artifacts.etcd.unwrap_or_default(),
+        etcd_source,
+        kube_proxy_mode: file.kube_proxy.mode.unwrap_or_default(),
         certificate_validity_days,
         nginx_replicas,
         hosts,
@@ -1489,6 +1510,84 @@ fn is_domain(s: &str) -> bool {
         && s.split('.')
             .next_back()
             .is_some_and(|tld| !tld.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// `versions:`: the row `kubernetes` picks (the newest by default), then each
+/// override, which must be a release kubelab pins a published checksum for
+/// (etcd from the distribution is not downloaded, so any version goes).
+fn resolve_versions(
+    v: &VersionsFile,
+    etcd_source: ArtifactSource,
+    problems: &mut Vec<Problem>,
+) -> Versions {
+    use crate::artifacts::{self, Component};
+    let newest = &artifacts::RELEASES[0];
+    let asked = v
+        .kubernetes
+        .clone()
+        .unwrap_or_else(|| newest.minor.to_string());
+    let (row, server) = match artifacts::release_for(&asked) {
+        Ok(found) => found,
+        Err((message, hint)) => {
+            problems.push(Problem::new("versions.kubernetes", message, hint));
+            (newest, newest.kubernetes[0])
+        }
+    };
+    let mut overrides = Vec::new();
+    let mut pick =
+        |name: &str, value: &Option<String>, component: Option<Component>, default: &str| {
+            let Some(value) = value else {
+                return default.to_string();
+            };
+            let path = format!("versions.{name}");
+            if !is_semver(value) {
+                problems.push(Problem::new(
+                &path,
+                format!("{value:?} is not a MAJOR.MINOR.PATCH version"),
+                format!(
+                    "write it like {default} (no leading `v`), or leave it out to take the row's"
+                ),
+            ));
+            } else if let Some(c) = component {
+                let downloaded = !(c == Component::Etcd && etcd_source == ArtifactSource::Distro);
+                if downloaded && artifacts::pin(c, value).is_none() {
+                    let (message, hint) = artifacts::unpinned(c, value);
+                    problems.push(Problem::new(&path, message, hint));
+                }
+            }
+            if value != default {
+                overrides.push(path);
+            }
+            value.clone()
+        };
+    let etcd = pick("etcd", &v.etcd, Some(Component::Etcd), row.etcd.version);
+    let containerd = pick(
+        "containerd",
+        &v.containerd,
+        Some(Component::Containerd),
+        row.containerd.version,
+    );
+    let runc = pick("runc", &v.runc, Some(Component::Runc), row.runc.version);
+    let cni_plugins = pick(
+        "cni_plugins",
+        &v.cni_plugins,
+        Some(Component::CniPlugins),
+        row.cni_plugins.version,
+    );
+    // An image tag: pulled from the registry, no digest to pin.
+    let coredns = pick("coredns", &v.coredns, None, row.coredns);
+    Versions {
+        release: row.minor.to_string(),
+        kubernetes: server.version.to_string(),
+        etcd,
+        containerd,
+        runc,
+        cni_plugins,
+        crictl: row.crictl.version.to_string(),
+        coredns,
+        pause: row.pause.to_string(),
+        overrides,
+    }
 }
 
 fn is_semver(s: &str) -> bool {

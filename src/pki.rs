@@ -34,6 +34,10 @@ const BACKDATE_HOURS: i64 = 1;
 pub enum Authority {
     Cluster,
     Etcd,
+    /// The aggregation layer's own CA (`--requestheader-client-ca-file`):
+    /// a certificate it signs may assert any user to an aggregated API, so
+    /// it signs only the apiserver's front-proxy client.
+    FrontProxy,
 }
 
 /// What a certificate is used for (its extended key usages).
@@ -94,6 +98,7 @@ pub struct Issued {
 pub struct Pki {
     pub cluster_ca: CaFiles,
     pub etcd_ca: CaFiles,
+    pub front_proxy_ca: CaFiles,
     pub certs: Vec<Issued>,
     /// Signs service-account tokens (apiserver's --service-account-signing-key-file).
     pub service_account_key: KeyPem,
@@ -288,8 +293,21 @@ pub fn specs(lab: &Lab, topo: &Topology) -> Vec<CertSpec> {
         Etcd,
         Client,
     ));
+    // kube-apiserver's identity when it proxies to an aggregated API
+    // (metrics-server): the name --requestheader-allowed-names admits.
+    out.push(spec(
+        "front-proxy-client",
+        FRONT_PROXY_CLIENT,
+        None,
+        vec![],
+        Authority::FrontProxy,
+        Client,
+    ));
     out
 }
+
+/// The common name of the front-proxy client certificate.
+pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
 
 fn dedup(names: Vec<String>) -> Vec<String> {
     let mut seen = BTreeSet::new();
@@ -535,12 +553,20 @@ pub fn load_or_create(dir: &Path, lab: &Lab, topo: &Topology) -> Result<Pki> {
         lab.certificate_validity_days,
         &mut created,
     )?;
+    let front_proxy_ca = load_or_create_ca(
+        dir,
+        "front-proxy-ca",
+        &format!("kubelab {} front-proxy CA", lab.name),
+        lab.certificate_validity_days,
+        &mut created,
+    )?;
 
     let mut certs = Vec::new();
     for spec in specs(lab, topo) {
         let ca = match spec.authority {
             Authority::Cluster => &cluster_ca,
             Authority::Etcd => &etcd_ca,
+            Authority::FrontProxy => &front_proxy_ca,
         };
         let cert_path = dir.join(format!("{}.pem", spec.name));
         let key_path = dir.join(format!("{}-key.pem", spec.name));
@@ -596,6 +622,7 @@ pub fn load_or_create(dir: &Path, lab: &Lab, topo: &Topology) -> Result<Pki> {
     Ok(Pki {
         cluster_ca: cluster_ca.files,
         etcd_ca: etcd_ca.files,
+        front_proxy_ca: front_proxy_ca.files,
         certs,
         service_account_key: KeyPem(sa_key.serialize_pem()),
         service_account_public_pem: sa_public,

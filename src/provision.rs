@@ -929,6 +929,7 @@ mod tests {
                 "var/lib/kubelab/cluster/admin.kubeconfig",
                 "var/lib/kubelab/cluster/manifests/apiserver-to-kubelet.yaml",
                 "var/lib/kubelab/cluster/manifests/coredns.yaml",
+                "var/lib/kubelab/cluster/manifests/metrics-server.yaml",
                 "var/lib/kubelab/cluster/pod-cidrs",
             ]
         );

@@ -3,6 +3,8 @@
 //! config validation rejects anything a template could not express.
 
 mod kube;
+#[cfg(test)]
+mod upstream_facts;
 pub use kube::admin_kubeconfig;
 pub use kube::{NGINX_NODE_PORT, cluster_dns_ip};
 
@@ -611,10 +613,15 @@ fn controller_files(node: &Node, pki: &Pki, bundle: &mut Bundle) {
     // controller-manager signs kubelet CSRs with the cluster CA.
     bundle.secret(&format!("{dir}/ca-key.pem"), &pki.cluster_ca.key);
     bundle.text(&format!("{dir}/etcd-ca.pem"), pki.etcd_ca.cert_pem.clone());
+    bundle.text(
+        &format!("{dir}/front-proxy-ca.pem"),
+        pki.front_proxy_ca.cert_pem.clone(),
+    );
     for name in [
         "kube-apiserver",
         "apiserver-etcd-client",
         "apiserver-kubelet-client",
+        "front-proxy-client",
         "kube-controller-manager",
         "kube-scheduler",
     ] {
@@ -831,6 +838,8 @@ mod tests {
         }
         insta::with_settings!({filters => vec![
             (r"-----BEGIN ([A-Z ]+)-----\n[A-Za-z0-9+/=\n]+-----END [A-Z ]+-----\n", "[$1]\n"),
+            // A PEM inside YAML (metrics-server's kubelet CA): indented.
+            (r"( +)-----BEGIN ([A-Z ]+)-----\n(?: +[A-Za-z0-9+/=]+\n)+ +-----END [A-Z ]+-----\n", "$1[$2]\n"),
             (r"secret: [A-Za-z0-9+/=]{44}", "secret: [AESCBC KEY]"),
             (r"(certificate-authority|client-certificate|client-key)-data: [A-Za-z0-9+/=]+", "$1-data: [BASE64]"),
         ]}, {

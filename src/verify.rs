@@ -100,10 +100,15 @@ pub enum CheckId {
     Networking,
     Workload,
     Certificates,
+    LogsExec,
+    PortForward,
+    Services,
+    ApiFailover,
+    EtcdMemberDown,
 }
 
 impl CheckId {
-    pub const ALL: [CheckId; 11] = [
+    pub const ALL: [CheckId; 16] = [
         CheckId::Machines,
         CheckId::Dns,
         CheckId::Etcd,
@@ -115,6 +120,11 @@ impl CheckId {
         CheckId::Networking,
         CheckId::Workload,
         CheckId::Certificates,
+        CheckId::LogsExec,
+        CheckId::PortForward,
+        CheckId::Services,
+        CheckId::ApiFailover,
+        CheckId::EtcdMemberDown,
     ];
 
     pub fn name(self) -> &'static str {
@@ -130,6 +140,11 @@ impl CheckId {
             CheckId::Networking => "networking",
             CheckId::Workload => "workload",
             CheckId::Certificates => "certificates",
+            CheckId::LogsExec => "logs-exec",
+            CheckId::PortForward => "port-forward",
+            CheckId::Services => "services",
+            CheckId::ApiFailover => "api-failover",
+            CheckId::EtcdMemberDown => "etcd-member-down",
         }
     }
 
@@ -137,7 +152,7 @@ impl CheckId {
     fn deadline(self) -> Duration {
         Duration::from_secs(match self {
             // Stop haproxy, wait for the move, start it, wait for the return.
-            CheckId::LbFailover => 150,
+            CheckId::LbFailover | CheckId::ApiFailover | CheckId::EtcdMemberDown => 150,
             CheckId::Certificates => 10,
             _ => 60,
         })
@@ -145,7 +160,10 @@ impl CheckId {
 
     /// Checks that change the lab while they run: after the others, alone.
     fn disruptive(self) -> bool {
-        self == CheckId::LbFailover
+        matches!(
+            self,
+            CheckId::LbFailover | CheckId::ApiFailover | CheckId::EtcdMemberDown
+        )
     }
 
     /// `None` when the check applies to this lab, else why not.
@@ -159,13 +177,33 @@ impl CheckId {
             CheckId::LbFailover if ctx.no_disruptive => {
                 Some("--no-disruptive: it stops haproxy on the VIP holder".into())
             }
-            CheckId::Nodes | CheckId::Workload | CheckId::Networking if workers == 0 => {
+            CheckId::ApiFailover if ctx.no_disruptive => {
+                Some("--no-disruptive: it stops a kube-apiserver".into())
+            }
+            CheckId::EtcdMemberDown if ctx.no_disruptive => {
+                Some("--no-disruptive: it stops an etcd member".into())
+            }
+            CheckId::ApiFailover if topo.by_role(Role::Controller).count() < 2 => {
+                Some("one controller: there is no other apiserver to fail over to".into())
+            }
+            CheckId::EtcdMemberDown if topo.by_role(Role::Etcd).count() < 3 => {
+                Some("fewer than 3 etcd members: one stopped loses the quorum".into())
+            }
+            CheckId::Nodes
+            | CheckId::Workload
+            | CheckId::Networking
+            | CheckId::LogsExec
+            | CheckId::PortForward
+            | CheckId::Services
+                if workers == 0 =>
+            {
                 Some("the lab has no workers".into())
             }
+
             CheckId::Dns if topo.by_role(Role::Dns).next().is_none() => {
                 Some("the lab has no DNS node".into())
             }
-            _ => None,
+            _ => phase_not_run(self, &ctx.phases_done),
         }
     }
 
@@ -182,6 +220,11 @@ impl CheckId {
             CheckId::Networking => networking(ctx).await,
             CheckId::Workload => workload(ctx).await,
             CheckId::Certificates => certificates(ctx),
+            CheckId::LogsExec => logs_exec(ctx).await,
+            CheckId::PortForward => port_forward(ctx).await,
+            CheckId::Services => services(ctx).await,
+            CheckId::ApiFailover => api_failover(ctx).await,
+            CheckId::EtcdMemberDown => etcd_member_down(ctx).await,
         }
     }
 }
@@ -197,6 +240,8 @@ struct Ctx<'a> {
     /// SSH to the running nodes.
     transport: Option<Transport>,
     no_disruptive: bool,
+    /// The phases the lab has been provisioned through (state.json).
+    phases_done: Vec<Phase>,
 }
 
 impl Ctx<'_> {
@@ -254,6 +299,8 @@ async fn context<'a>(
     no_disruptive: bool,
 ) -> Result<Ctx<'a>> {
     let state_dir = loaded.state_dir();
+    let state = crate::state::State::load(&state_dir.join("state.json"), &loaded.lab.name)?;
+    let phases_done = crate::provision::phases_done(&loaded.topo, &state);
     if loaded.lab.provider == crate::config::Provider::Static {
         // Existing servers: no VMs to ask about, SSH settings from lab.yaml.
         let targets = crate::tools::ssh::static_targets(&loaded.lab);
@@ -270,6 +317,7 @@ async fn context<'a>(
                 runner,
             )?),
             no_disruptive,
+            phases_done,
         });
     }
     let vagrant = Vagrant::find(&state_dir, runner)?;
@@ -307,6 +355,7 @@ async fn context<'a>(
         machines,
         transport,
         no_disruptive,
+        phases_done,
     })
 }
 
@@ -353,6 +402,18 @@ async fn evaluate(
     results
 }
 
+/// On a lab provisioned part way, a Kubernetes check whose phase has not
+/// run is Skipped naming that phase, not Failed with a connection error.
+fn phase_not_run(id: CheckId, done: &[Phase]) -> Option<String> {
+    let phase = needs(id);
+    (phase >= Phase::Controllers && !done.contains(&phase)).then(|| {
+        format!(
+            "the {} phase has not run on this lab: `kubelab lab up` runs it",
+            phase.name()
+        )
+    })
+}
+
 /// The phase a check needs done before it can pass.
 fn needs(id: CheckId) -> Phase {
     match id {
@@ -365,6 +426,10 @@ fn needs(id: CheckId) -> Phase {
         // It probes from the nginx pods: the workload must run.
         CheckId::Networking => Phase::Workload,
         CheckId::Workload => Phase::Workload,
+        // All three work on the nginx pods.
+        CheckId::LogsExec | CheckId::PortForward | CheckId::Services => Phase::Workload,
+        CheckId::ApiFailover => Phase::Controllers,
+        CheckId::EtcdMemberDown => Phase::Etcd,
         CheckId::Certificates => Phase::Certs,
     }
 }
@@ -800,7 +865,9 @@ fn tls_client(
     };
     let ca =
         reqwest::Certificate::from_pem(&read(ca)?).map_err(|e| format!("reading the CA: {e}"))?;
+    // Lab addresses are never reached through the host's HTTP(S)_PROXY.
     let mut builder = reqwest::Client::builder()
+        .no_proxy()
         .tls_certs_only([ca])
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(10))
@@ -1642,6 +1709,20 @@ fn networking_probes(
     kubernetes_ip: Ipv4Addr,
     dns0: Option<(&str, Ipv4Addr)>,
 ) -> (Vec<Probe>, Vec<String>) {
+    let per_worker = pod_per_worker(pods);
+    let mut problems = Vec::new();
+    let probes = Vec::new();
+    for w in workers {
+        if !per_worker.contains_key(w) {
+            problems.push(format!("no Ready nginx pod on {w} to probe from"));
+        }
+    }
+    networking_probes_from(&per_worker, workers, kubernetes_ip, dns0, probes, problems)
+}
+
+/// One Ready nginx pod per worker (the first by name): worker -> (pod, IP).
+/// Only names and addresses safe on a shell line are taken.
+fn pod_per_worker(pods: &Value) -> BTreeMap<&str, (&str, &str)> {
     let mut per_worker: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
     for pod in pods["items"].as_array().into_iter().flatten() {
         let ready = pod["status"]["conditions"].as_array().is_some_and(|c| {
@@ -1663,13 +1744,17 @@ fn networking_probes(
             *entry = (name, ip);
         }
     }
-    let mut problems = Vec::new();
-    let mut probes = Vec::new();
-    for w in workers {
-        if !per_worker.contains_key(w) {
-            problems.push(format!("no Ready nginx pod on {w} to probe from"));
-        }
-    }
+    per_worker
+}
+
+fn networking_probes_from(
+    per_worker: &BTreeMap<&str, (&str, &str)>,
+    workers: &[&str],
+    kubernetes_ip: Ipv4Addr,
+    dns0: Option<(&str, Ipv4Addr)>,
+    mut probes: Vec<Probe>,
+    problems: Vec<String>,
+) -> (Vec<Probe>, Vec<String>) {
     for from in workers {
         let Some((pod, _)) = per_worker.get(from) else {
             continue;
@@ -1920,6 +2005,7 @@ async fn workload(ctx: &Ctx<'_>) -> Outcome {
     let names: Vec<&str> = workers.iter().map(|n| n.name.as_str()).collect();
     let mut problems = workload_problems(&deployment, &pods, &names, lab.nginx_replicas);
     let plain = match reqwest::Client::builder()
+        .no_proxy()
         .timeout(Duration::from_secs(5))
         .build()
     {
@@ -2001,7 +2087,11 @@ fn judge_expiry(now: time::OffsetDateTime, certs: &[(String, time::OffsetDateTim
 
 fn certificates(ctx: &Ctx) -> Outcome {
     let LoadedLab { lab, topo, .. } = ctx.loaded;
-    let mut names = vec!["ca".to_string(), "etcd-ca".to_string()];
+    let mut names = vec![
+        "ca".to_string(),
+        "etcd-ca".to_string(),
+        "front-proxy-ca".to_string(),
+    ];
     names.extend(crate::pki::specs(lab, topo).into_iter().map(|s| s.name));
     let mut certs = Vec::new();
     let mut problems = Vec::new();
@@ -2030,6 +2120,537 @@ fn certificates(ctx: &Ctx) -> Outcome {
         );
     }
     judge_expiry(time::OffsetDateTime::now_utc(), &certs)
+}
+
+// ---------------------------------------------------------------------------
+// 15. api-failover, 16. etcd-member-down (disruptive: each restores itself)
+// ---------------------------------------------------------------------------
+
+const LEASES: [&str; 2] = ["kube-controller-manager", "kube-scheduler"];
+
+/// What the API failover saw wrong: with `stopped`'s apiserver down, the
+/// API must answer through the VIP, and a lease held on `stopped` (its
+/// controller-manager and scheduler talk to their own apiserver) must move
+/// to another controller; a lease held elsewhere must stay held.
+fn api_failover_problems(
+    stopped: &str,
+    vip_answered: bool,
+    before: &[(&str, String)],
+    after: &[(&str, std::result::Result<String, String>)],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !vip_answered {
+        problems.push(format!(
+            "with kube-apiserver stopped on {stopped}, /readyz through the VIP did not answer within {} s",
+            API_FAILOVER_WAIT.as_secs()
+        ));
+    }
+    for (component, was) in before {
+        match after.iter().find(|(c, _)| c == component).map(|(_, h)| h) {
+            Some(Ok(now)) if was == stopped && now == stopped => problems.push(format!(
+                "the {component} lease stayed on {stopped} within {} s",
+                API_FAILOVER_WAIT.as_secs()
+            )),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => problems.push(format!("{component} lease: {e}")),
+            None => problems.push(format!("{component} lease was not read again")),
+        }
+    }
+    problems
+}
+
+const API_FAILOVER_WAIT: Duration = Duration::from_secs(45);
+
+async fn lease_holders(
+    client: &reqwest::Client,
+    base: &str,
+    controllers: &[&str],
+) -> Vec<(&'static str, std::result::Result<String, String>)> {
+    let mut out = Vec::new();
+    for component in LEASES {
+        let url =
+            format!("{base}/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{component}");
+        let holder = match fetch_json(client, reqwest::Method::GET, &url, None).await {
+            Ok(lease) => lease_holder(&lease, controllers),
+            Err(e) => Err(e),
+        };
+        out.push((component, holder));
+    }
+    out
+}
+
+async fn api_failover(ctx: &Ctx<'_>) -> Outcome {
+    let topo = &ctx.loaded.topo;
+    let admin = match admin_client(ctx) {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(e, "`kubelab lab render` signs the admin certificate"),
+    };
+    let base = api_base(ctx);
+    let controllers: Vec<&Node> = topo.by_role(Role::Controller).collect();
+    let names: Vec<&str> = controllers.iter().map(|n| n.name.as_str()).collect();
+    let mut before = Vec::new();
+    for (component, holder) in lease_holders(&admin, &base, &names).await {
+        match holder {
+            Ok(h) => before.push((component, h)),
+            Err(e) => return Outcome::failed(format!("{component} lease: {e}"), API_HINT),
+        }
+    }
+    // Stop the apiserver under the controller-manager leader, so the lease
+    // has to move.
+    let stopped = before[0].1.clone();
+    let Some(node) = controllers.iter().find(|n| n.name == stopped) else {
+        return Outcome::failed(format!("{stopped} is not a controller"), API_HINT);
+    };
+    if let Err(e) = ctx
+        .ssh(
+            &stopped,
+            "sudo systemctl stop kube-apiserver",
+            "stop kube-apiserver",
+        )
+        .await
+    {
+        return Outcome::failed(format!("stopping kube-apiserver on {stopped}: {e}"), "");
+    }
+    let vip_answered = poll(API_FAILOVER_WAIT, || async {
+        readyz(&admin, &base).await.is_ok()
+    })
+    .await
+    .is_some();
+    let mut after = lease_holders(&admin, &base, &names).await;
+    let moved = |after: &[(&str, std::result::Result<String, String>)]| {
+        before.iter().all(|(c, was)| {
+            was != &stopped
+                || after
+                    .iter()
+                    .any(|(a, now)| a == c && now.as_ref().is_ok_and(|n| n != &stopped))
+        })
+    };
+    let started = Instant::now();
+    while !moved(&after) && started.elapsed() < API_FAILOVER_WAIT {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        after = lease_holders(&admin, &base, &names).await;
+    }
+    let mut problems = api_failover_problems(&stopped, vip_answered, &before, &after);
+    // Restore whatever happened, and wait until it serves again.
+    let own = format!("https://{}:{}", node.address, topo.api.port);
+    match ctx
+        .ssh(
+            &stopped,
+            "sudo systemctl start kube-apiserver",
+            "start kube-apiserver",
+        )
+        .await
+    {
+        Ok(_) => {
+            let back = poll(RETURN_WAIT, || async { readyz(&admin, &own).await.is_ok() }).await;
+            if back.is_none() {
+                problems.push(format!(
+                    "kube-apiserver on {stopped} did not serve /readyz again within {} s",
+                    RETURN_WAIT.as_secs()
+                ));
+            }
+        }
+        Err(e) => problems.push(format!("starting kube-apiserver on {stopped} again: {e}")),
+    }
+    let now: Vec<String> = after
+        .iter()
+        .filter_map(|(c, h)| h.as_ref().ok().map(|h| format!("{c} on {h}")))
+        .collect();
+    judge(
+        problems,
+        format!(
+            "with kube-apiserver stopped on {stopped} the API answered through the VIP and the leases moved ({}); it serves again",
+            now.join(", ")
+        ),
+        &format!(
+            "if it is still stopped: `kubelab lab ssh {stopped} -- sudo systemctl start kube-apiserver`; haproxy's health check must drop it (the api check shows the backends)"
+        ),
+    )
+}
+
+fn b64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// A v3 gateway `kv/range` answer holds `key` with `value`.
+fn range_holds(body: &Value, key: &str, value: &str) -> bool {
+    body["kvs"].as_array().is_some_and(|kvs| {
+        kvs.iter()
+            .any(|kv| kv["key"] == b64(key).as_str() && kv["value"] == b64(value).as_str())
+    })
+}
+
+async fn etcd_member_down(ctx: &Ctx<'_>) -> Outcome {
+    let client = match etcd_client(&ctx.pki_dir) {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(e, "`kubelab lab render` signs the etcd certificates"),
+    };
+    let members: Vec<&Node> = ctx.loaded.topo.by_role(Role::Etcd).collect();
+    let Some((stopped, rest)) = members.split_last() else {
+        return Outcome::Skipped("no etcd members".into());
+    };
+    let [writer, reader, ..] = rest else {
+        return Outcome::Skipped("fewer than 3 etcd members".into());
+    };
+    let url = |n: &Node, path: &str| format!("https://{}:2379/v3/{path}", n.address);
+    let mut nonce = [0u8; 8];
+    let _ = getrandom::fill(&mut nonce);
+    let key = format!(
+        "/kubelab-verify/{}",
+        nonce.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let value = "written with a member down";
+    if let Err(e) = ctx
+        .ssh(&stopped.name, "sudo systemctl stop etcd", "stop etcd")
+        .await
+    {
+        return Outcome::failed(format!("stopping etcd on {}: {e}", stopped.name), "");
+    }
+    let mut problems = Vec::new();
+    let put = serde_json::json!({"key": b64(&key), "value": b64(value)}).to_string();
+    match fetch_json(
+        &client,
+        reqwest::Method::POST,
+        url(writer, "kv/put"),
+        Some(put),
+    )
+    .await
+    {
+        Ok(_) => {
+            let range = serde_json::json!({"key": b64(&key)}).to_string();
+            match fetch_json(
+                &client,
+                reqwest::Method::POST,
+                url(reader, "kv/range"),
+                Some(range),
+            )
+            .await
+            {
+                Ok(body) if range_holds(&body, &key, value) => {}
+                Ok(_) => problems.push(format!(
+                    "{} did not return the key {} just written through {}",
+                    reader.name, key, writer.name
+                )),
+                Err(e) => problems.push(e),
+            }
+            let delete = serde_json::json!({"key": b64(&key)}).to_string();
+            if let Err(e) = fetch_json(
+                &client,
+                reqwest::Method::POST,
+                url(writer, "kv/deleterange"),
+                Some(delete),
+            )
+            .await
+            {
+                problems.push(format!("deleting {key}: {e}"));
+            }
+        }
+        Err(e) => problems.push(format!(
+            "with {} stopped, a write through {} failed: {e}",
+            stopped.name, writer.name
+        )),
+    }
+    // Restore it, and wait until it is healthy again.
+    match ctx
+        .ssh(&stopped.name, "sudo systemctl start etcd", "start etcd")
+        .await
+    {
+        Ok(_) => {
+            let health = format!("https://{}:2379/health", stopped.address);
+            let back = poll(RETURN_WAIT, || async {
+                matches!(
+                    request(&client, reqwest::Method::GET, &health, None).await,
+                    Ok((200, _))
+                )
+            })
+            .await;
+            if back.is_none() {
+                problems.push(format!(
+                    "etcd on {} was not healthy again within {} s",
+                    stopped.name,
+                    RETURN_WAIT.as_secs()
+                ));
+            }
+        }
+        Err(e) => problems.push(format!("starting etcd on {} again: {e}", stopped.name)),
+    }
+    judge(
+        problems,
+        format!(
+            "with etcd stopped on {}, a key written through {} was read back through {}; {} is healthy again",
+            stopped.name, writer.name, reader.name, stopped.name
+        ),
+        &format!(
+            "if it is still stopped: `kubelab lab ssh {} -- sudo systemctl start etcd`; the etcd check lists the members",
+            stopped.name
+        ),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// 12-14. logs and exec, port-forward, Services (KTHW's smoke test)
+// ---------------------------------------------------------------------------
+
+/// The Ready nginx pods, one per worker, from the API; or why not.
+async fn nginx_pods(ctx: &Ctx<'_>, client: &reqwest::Client) -> std::result::Result<Value, String> {
+    fetch_json(
+        client,
+        reqwest::Method::GET,
+        format!(
+            "{}/api/v1/namespaces/default/pods?labelSelector=app.kubernetes.io%2Fname%3Dnginx",
+            api_base(ctx)
+        ),
+        None,
+    )
+    .await
+}
+
+/// Runs `probes` with `kubectl exec` on the first controller; their problems.
+async fn run_probes(ctx: &Ctx<'_>, probes: &[Probe], purpose: &str) -> Vec<String> {
+    let Some(controller) = ctx.loaded.topo.by_role(Role::Controller).next() else {
+        return vec!["the lab has no controller to run kubectl on".into()];
+    };
+    if probes.is_empty() {
+        return Vec::new();
+    }
+    match ctx
+        .ssh(&controller.name, probe_script(probes), purpose)
+        .await
+    {
+        Ok(out) => probe_verdicts(probes, &out),
+        Err(e) => vec![format!("kubectl exec on {}: {e}", controller.name)],
+    }
+}
+
+/// A pod's log as the API returns it (through the kubelet): it must answer
+/// 200 with something in it.
+fn log_verdict(pod: &str, status: u16, body: &[u8]) -> Option<String> {
+    match status {
+        200 if !String::from_utf8_lossy(body).trim().is_empty() => None,
+        200 => Some(format!("the log of {pod} came back empty")),
+        _ => Some(format!(
+            "GET the log of {pod}: HTTP {status} ({})",
+            excerpt(body)
+        )),
+    }
+}
+
+/// `kubectl exec` into each worker's pod: its hostname is its name.
+fn exec_probes(per_worker: &BTreeMap<&str, (&str, &str)>) -> Vec<Probe> {
+    per_worker
+        .iter()
+        .map(|(worker, (pod, _))| Probe {
+            label: format!("exec in {pod} on {worker}"),
+            pod: pod.to_string(),
+            command: "cat /etc/hostname".into(),
+            expect: pod.to_string(),
+        })
+        .collect()
+}
+
+async fn logs_exec(ctx: &Ctx<'_>) -> Outcome {
+    let workers: Vec<&str> = ctx
+        .loaded
+        .topo
+        .by_role(Role::Worker)
+        .map(|n| n.name.as_str())
+        .collect();
+    let client = match admin_client(ctx) {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(e, "`kubelab lab render` signs the admin certificate"),
+    };
+    let pods = match nginx_pods(ctx, &client).await {
+        Ok(p) => p,
+        Err(e) => return Outcome::failed(e, API_HINT),
+    };
+    let per_worker = pod_per_worker(&pods);
+    let mut problems: Vec<String> = workers
+        .iter()
+        .filter(|w| !per_worker.contains_key(*w))
+        .map(|w| format!("no Ready nginx pod on {w}"))
+        .collect();
+    for (_, (pod, _)) in per_worker.iter() {
+        let url = format!(
+            "{}/api/v1/namespaces/default/pods/{pod}/log?tailLines=20",
+            api_base(ctx)
+        );
+        match request(&client, reqwest::Method::GET, &url, None).await {
+            Ok((status, body)) => problems.extend(log_verdict(pod, status, &body)),
+            Err(e) => problems.push(e),
+        }
+    }
+    problems.extend(
+        run_probes(
+            ctx,
+            &exec_probes(&per_worker),
+            "kubectl exec into the nginx pods",
+        )
+        .await,
+    );
+    judge(
+        problems,
+        format!(
+            "the API served the logs of and ran `kubectl exec` in a pod on each of {} worker(s) (apiserver -> kubelet authentication and RBAC)",
+            per_worker.len()
+        ),
+        "403: the addons phase binds system:kube-apiserver-to-kubelet; a TLS error: the kubelet's serving certificate and --kubelet-certificate-authority",
+    )
+}
+
+/// The shell line run on a controller: `kubectl port-forward` to `pod` on
+/// loopback, polled until it answers (20 s at most), then stopped. Its
+/// output ends with `@@answer` and the body, or `@@log` and kubectl's.
+fn port_forward_script(pod: &str, port: u16) -> String {
+    format!(
+        "{KUBECTL} -n default port-forward --address 127.0.0.1 pod/{pod} {port}:80 >/tmp/kubelab-port-forward.log 2>&1 & pf=$!; \
+         body=; for i in $(seq 1 100); do body=$(curl -fsS -m 2 http://127.0.0.1:{port}/ 2>/dev/null) && break; body=; sleep 0.2; done; \
+         kill $pf 2>/dev/null; wait $pf 2>/dev/null; \
+         if [ -n \"$body\" ]; then echo @@answer; echo \"$body\"; else echo @@log; tail -n 5 /tmp/kubelab-port-forward.log; fi"
+    )
+}
+
+fn port_forward_verdict(pod: &str, out: &str) -> Option<String> {
+    match out.split_once("@@answer") {
+        Some((_, body)) if body.contains(&format!("pod={pod} ")) => None,
+        Some((_, body)) => Some(format!(
+            "port-forward to {pod} answered, but not as {pod}: {}",
+            body.trim()
+        )),
+        None => {
+            let log = out.split_once("@@log").map_or(out, |(_, l)| l).trim();
+            Some(format!(
+                "port-forward to {pod} never answered ({})",
+                if log.is_empty() { "no output" } else { log }
+            ))
+        }
+    }
+}
+
+async fn port_forward(ctx: &Ctx<'_>) -> Outcome {
+    let client = match admin_client(ctx) {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(e, "`kubelab lab render` signs the admin certificate"),
+    };
+    let pods = match nginx_pods(ctx, &client).await {
+        Ok(p) => p,
+        Err(e) => return Outcome::failed(e, API_HINT),
+    };
+    let Some((_, (pod, _))) = pod_per_worker(&pods).into_iter().next() else {
+        return Outcome::failed(
+            "no Ready nginx pod to forward to",
+            "the workload check says why",
+        );
+    };
+    let Some(controller) = ctx.loaded.topo.by_role(Role::Controller).next() else {
+        return Outcome::Skipped("the lab has no controller to run kubectl on".into());
+    };
+    const PORT: u16 = 18080;
+    let problems = match ctx
+        .ssh(
+            &controller.name,
+            port_forward_script(pod, PORT),
+            "kubectl port-forward",
+        )
+        .await
+    {
+        Ok(out) => port_forward_verdict(pod, &out).into_iter().collect(),
+        Err(e) => vec![format!("kubectl port-forward on {}: {e}", controller.name)],
+    };
+    judge(
+        problems,
+        format!(
+            "`kubectl port-forward pod/{pod}` on {} answered on 127.0.0.1:{PORT} as {pod}",
+            controller.name
+        ),
+        "port-forward goes apiserver -> kubelet -> containerd: the logs-exec check, then `journalctl -u containerd` on the pod's worker",
+    )
+}
+
+/// Probes of the nginx Service from each worker's pod: by ClusterIP, by
+/// name through CoreDNS, and the hairpin case: the same pod keeps asking the
+/// Service until its own endpoint is chosen (each try picks one of the
+/// replicas), which must answer too.
+fn service_probes(per_worker: &BTreeMap<&str, (&str, &str)>, cluster_ip: Ipv4Addr) -> Vec<Probe> {
+    const NAME: &str = "nginx.default.svc.cluster.local";
+    let mut probes = Vec::new();
+    for (worker, (pod, _)) in per_worker {
+        probes.push(Probe {
+            label: format!("{worker}: {pod} to the nginx Service at {cluster_ip}"),
+            pod: pod.to_string(),
+            command: format!("wget -q -O - -T 5 http://{cluster_ip}/"),
+            expect: "pod=nginx".into(),
+        });
+        probes.push(Probe {
+            label: format!("{worker}: {pod} to {NAME}"),
+            pod: pod.to_string(),
+            command: format!("wget -q -O - -T 5 http://{NAME}/"),
+            expect: "pod=nginx".into(),
+        });
+        probes.push(Probe {
+            label: format!("{worker}: {pod} to itself through the Service (hairpin)"),
+            pod: pod.to_string(),
+            command: format!(
+                "i=0; while [ $i -lt 40 ]; do wget -q -O - -T 3 http://{cluster_ip}/ 2>&1 | grep -q \"pod={pod} \" && echo hairpin-answered && exit 0; i=$((i+1)); done; echo never answered by {pod}; exit 1"
+            ),
+            expect: "hairpin-answered".into(),
+        });
+    }
+    probes
+}
+
+async fn services(ctx: &Ctx<'_>) -> Outcome {
+    let workers: Vec<&str> = ctx
+        .loaded
+        .topo
+        .by_role(Role::Worker)
+        .map(|n| n.name.as_str())
+        .collect();
+    let client = match admin_client(ctx) {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(e, "`kubelab lab render` signs the admin certificate"),
+    };
+    let service = fetch_json(
+        &client,
+        reqwest::Method::GET,
+        format!("{}/api/v1/namespaces/default/services/nginx", api_base(ctx)),
+        None,
+    );
+    let (service, pods) = match tokio::join!(service, nginx_pods(ctx, &client)) {
+        (Ok(s), Ok(p)) => (s, p),
+        (Err(e), _) | (_, Err(e)) => return Outcome::failed(e, API_HINT),
+    };
+    let Some(cluster_ip) = service["spec"]["clusterIP"]
+        .as_str()
+        .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+    else {
+        return Outcome::failed(
+            "the nginx Service has no IPv4 clusterIP",
+            "`kubectl get svc nginx -o yaml`",
+        );
+    };
+    let per_worker = pod_per_worker(&pods);
+    let mut problems: Vec<String> = workers
+        .iter()
+        .filter(|w| !per_worker.contains_key(*w))
+        .map(|w| format!("no Ready nginx pod on {w} to probe from"))
+        .collect();
+    problems.extend(
+        run_probes(
+            ctx,
+            &service_probes(&per_worker, cluster_ip),
+            "probe the nginx Service",
+        )
+        .await,
+    );
+    judge(
+        problems,
+        format!(
+            "from a pod on each of {} worker(s) the nginx Service answers at {cluster_ip} and by name, and a pod reaches itself through it (hairpin)",
+            per_worker.len()
+        ),
+        "by IP failing: kube-proxy on the pod's worker; by name only: CoreDNS; hairpin only: `hairpinMode` in /etc/cni/net.d/10-bridge.conflist",
+    )
 }
 
 #[cfg(test)]
@@ -2589,7 +3210,10 @@ stats,FRONTEND,,,1,1,4096,1,0,0,0,0,0,,,,,OPEN,\n";
             .filter(|c| c.disruptive())
             .map(|c| c.name())
             .collect();
-        assert_eq!(disruptive, ["lb-failover"]);
+        assert_eq!(
+            disruptive,
+            ["lb-failover", "api-failover", "etcd-member-down"]
+        );
     }
 
     #[test]
@@ -2694,6 +3318,210 @@ stats,FRONTEND,,,1,1,4096,1,0,0,0,0,0,,,,,OPEN,\n";
     }
 
     #[test]
+    fn a_kubernetes_check_on_a_lab_up_to_etcd_is_skipped_naming_its_phase() {
+        use Phase::*;
+        let etcd = [Machines, Facts, Dns, Resolv, Lb, Certs, Etcd];
+        for id in CheckId::ALL {
+            let why = phase_not_run(id, &etcd);
+            if needs(id) >= Controllers {
+                let why = why.unwrap_or_else(|| panic!("{} not skipped", id.name()));
+                assert!(
+                    why.contains(&format!("the {} phase has not run", needs(id).name())),
+                    "{why}"
+                );
+            } else {
+                assert_eq!(why, None, "{}", id.name());
+            }
+        }
+        assert_eq!(
+            phase_not_run(CheckId::Api, &etcd).unwrap(),
+            "the controllers phase has not run on this lab: `kubelab lab up` runs it"
+        );
+        // Once every phase ran, none is skipped for that reason.
+        for id in CheckId::ALL {
+            assert_eq!(phase_not_run(id, &Phase::ALL), None, "{}", id.name());
+        }
+    }
+
+    #[test]
+    fn logs_must_come_back_and_exec_must_land_in_the_pod() {
+        assert_eq!(
+            log_verdict("p", 200, b"/docker-entrypoint.sh: Configuration complete\n"),
+            None
+        );
+        assert_eq!(
+            log_verdict("p", 200, b"  \n").unwrap(),
+            "the log of p came back empty"
+        );
+        // What the API says when the apiserver may not reach the kubelet.
+        let forbidden = br#"{"kind":"Status","message":"Forbidden (user=kube-apiserver-kubelet-client, verb=get, resource=nodes, subresource=proxy)"}"#;
+        let why = log_verdict("p", 403, forbidden).unwrap();
+        assert!(
+            why.contains("HTTP 403") && why.contains("Forbidden"),
+            "{why}"
+        );
+
+        let pods: Value = serde_json::from_str(&fixture("pods-nginx.json")).unwrap();
+        let probes = exec_probes(&pod_per_worker(&pods));
+        let shown: Vec<(&str, &str, &str)> = probes
+            .iter()
+            .map(|p| (p.pod.as_str(), p.command.as_str(), p.expect.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "nginx-7c5ddbdf54-2xq8k",
+                    "cat /etc/hostname",
+                    "nginx-7c5ddbdf54-2xq8k"
+                ),
+                (
+                    "nginx-7c5ddbdf54-9kfmd",
+                    "cat /etc/hostname",
+                    "nginx-7c5ddbdf54-9kfmd"
+                ),
+            ]
+        );
+        let out = "@@probe 0\nnginx-7c5ddbdf54-2xq8k\n@@exit 0\n\
+            @@probe 1\nerror: unable to upgrade connection: Forbidden\n@@exit 1\n";
+        let verdicts = probe_verdicts(&probes, out);
+        assert_eq!(verdicts.len(), 1, "{verdicts:?}");
+        assert!(
+            verdicts[0].contains("unable to upgrade connection"),
+            "{}",
+            verdicts[0]
+        );
+    }
+
+    #[test]
+    fn port_forward_passes_only_on_the_pods_own_answer() {
+        let script = port_forward_script("nginx-7c5ddbdf54-2xq8k", 18080);
+        assert!(
+            script.contains("port-forward --address 127.0.0.1 pod/nginx-7c5ddbdf54-2xq8k 18080:80")
+        );
+        assert!(
+            script.contains("kill $pf"),
+            "the forward is stopped: {script}"
+        );
+        let pod = "nginx-7c5ddbdf54-2xq8k";
+        let good = "@@answer\npod=nginx-7c5ddbdf54-2xq8k node=worker0 ip=10.200.0.4\n";
+        assert_eq!(port_forward_verdict(pod, good), None);
+        let other = "@@answer\npod=nginx-7c5ddbdf54-9kfmd node=worker1 ip=10.200.1.3\n";
+        assert!(port_forward_verdict(pod, other).unwrap().contains("not as"));
+        let refused = "@@log\nerror: error upgrading connection: unable to upgrade connection: pod does not exist\n";
+        let why = port_forward_verdict(pod, refused).unwrap();
+        assert!(
+            why.contains("never answered") && why.contains("pod does not exist"),
+            "{why}"
+        );
+        assert!(port_forward_verdict(pod, "").unwrap().contains("no output"));
+    }
+
+    #[test]
+    fn the_service_is_probed_by_ip_by_name_and_from_its_own_endpoint() {
+        let pods: Value = serde_json::from_str(&fixture("pods-nginx.json")).unwrap();
+        let ip: Ipv4Addr = "10.32.0.57".parse().unwrap();
+        let probes = service_probes(&pod_per_worker(&pods), ip);
+        assert_eq!(probes.len(), 6, "three per worker");
+        assert_eq!(probes[0].command, "wget -q -O - -T 5 http://10.32.0.57/");
+        assert_eq!(
+            probes[1].command,
+            "wget -q -O - -T 5 http://nginx.default.svc.cluster.local/"
+        );
+        // The hairpin probe waits for its own pod's answer, never any pod's.
+        assert!(
+            probes[2]
+                .command
+                .contains("grep -q \"pod=nginx-7c5ddbdf54-2xq8k \"")
+        );
+        assert_eq!(probes[2].expect, "hairpin-answered");
+        // Every command fits in the single quotes of `sh -c '...'`.
+        assert!(probes.iter().all(|p| !p.command.contains('\'')));
+        // Recorded output: by IP and by name answer from both workers; on
+        // worker1 the pod never reaches itself (no hairpinMode).
+        let out = "@@probe 0\npod=nginx-7c5ddbdf54-9kfmd node=worker1 ip=10.200.1.3\n@@exit 0\n\
+            @@probe 1\npod=nginx-7c5ddbdf54-2xq8k node=worker0 ip=10.200.0.4\n@@exit 0\n\
+            @@probe 2\nhairpin-answered\n@@exit 0\n\
+            @@probe 3\npod=nginx-7c5ddbdf54-qj7wz node=worker0 ip=10.200.0.5\n@@exit 0\n\
+            @@probe 4\npod=nginx-7c5ddbdf54-2xq8k node=worker0 ip=10.200.0.4\n@@exit 0\n\
+            @@probe 5\nnever answered by nginx-7c5ddbdf54-9kfmd\n@@exit 1\n";
+        let verdicts = probe_verdicts(&probes, out);
+        assert_eq!(verdicts.len(), 1, "{verdicts:?}");
+        assert!(
+            verdicts[0].starts_with(
+                "worker1: nginx-7c5ddbdf54-9kfmd to itself through the Service (hairpin)"
+            ),
+            "{}",
+            verdicts[0]
+        );
+    }
+
+    #[test]
+    fn the_api_failover_needs_the_vip_to_answer_and_the_leases_to_leave_the_stopped_node() {
+        let controllers = ["controller0", "controller1", "controller2"];
+        // Leases as the API returns them: the holder is "<node>_<uuid>".
+        let lease = |holder: &str| {
+            serde_json::json!({
+                "kind": "Lease",
+                "apiVersion": "coordination.k8s.io/v1",
+                "metadata": {"name": "kube-controller-manager", "namespace": "kube-system"},
+                "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15}
+            })
+        };
+        let holder = |h: &str| lease_holder(&lease(h), &controllers);
+        let before = [
+            ("kube-controller-manager", "controller0".to_string()),
+            ("kube-scheduler", "controller1".to_string()),
+        ];
+        let moved = [
+            (
+                "kube-controller-manager",
+                holder("controller2_5d1f6c2e-8a7b-4c1e-9f0a-2b3c4d5e6f70"),
+            ),
+            (
+                "kube-scheduler",
+                holder("controller1_0e9d8c7b-6a5f-4e3d-2c1b-0a9f8e7d6c5b"),
+            ),
+        ];
+        assert_eq!(
+            api_failover_problems("controller0", true, &before, &moved),
+            Vec::<String>::new()
+        );
+        // The lease stayed on the stopped node, and the VIP went dark.
+        let stuck = [
+            (
+                "kube-controller-manager",
+                holder("controller0_5d1f6c2e-8a7b-4c1e-9f0a-2b3c4d5e6f70"),
+            ),
+            ("kube-scheduler", holder("")),
+        ];
+        let problems = api_failover_problems("controller0", false, &before, &stuck);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("/readyz through the VIP did not answer"));
+        assert!(problems[1].contains("kube-controller-manager lease stayed on controller0"));
+        assert_eq!(problems[2], "kube-scheduler lease: no holder");
+    }
+
+    #[test]
+    fn a_write_with_a_member_down_must_be_read_back_as_written() {
+        // What etcd's v3 gateway answers to kv/range (keys and values base64).
+        let key = "/kubelab-verify/0a1b2c3d4e5f6071";
+        let range: Value = serde_json::json!({
+            "header": {"cluster_id": "14841639068965178418", "member_id": "10276657743932975437", "revision": "42", "raft_term": "3"},
+            "kvs": [{
+                "key": "L2t1YmVsYWItdmVyaWZ5LzBhMWIyYzNkNGU1ZjYwNzE=",
+                "create_revision": "42", "mod_revision": "42", "version": "1",
+                "value": "d3JpdHRlbiB3aXRoIGEgbWVtYmVyIGRvd24="
+            }],
+            "count": "1"
+        });
+        assert!(range_holds(&range, key, "written with a member down"));
+        assert!(!range_holds(&range, key, "something else"));
+        let empty: Value = serde_json::json!({"header": {"revision": "42"}});
+        assert!(!range_holds(&empty, key, "written with a member down"));
+    }
+
+    #[test]
     fn the_checks_a_lab_must_pass_follow_the_phases_it_has_done() {
         use Phase::*;
         let names = |phases: &[Phase]| -> Vec<&str> {
@@ -2703,7 +3531,7 @@ stats,FRONTEND,,,1,1,4096,1,0,0,0,0,0,,,,,OPEN,\n";
         // networking waits for the nginx pods it probes from.
         let etcd = [Machines, Facts, Dns, Resolv, Lb, Certs, Etcd, Routes];
         assert_eq!(names(&etcd), ["machines", "dns", "etcd", "certificates"]);
-        assert_eq!(names(&Phase::ALL).len(), 10, "all but the failover");
+        assert_eq!(names(&Phase::ALL).len(), 13, "all but the failover");
         assert!(!names(&Phase::ALL).contains(&"lb-failover"));
     }
 }

@@ -232,6 +232,52 @@ fn invalid_lab_exits_2_lists_every_problem_and_writes_nothing() {
 }
 
 #[test]
+fn an_unpinned_kubernetes_version_is_refused_before_any_vm_boots() {
+    let test = Test::new()
+        .standins()
+        .write("lab.yaml", "versions:\n  kubernetes: 1.32.3\n")
+        .args(&["lab", "up"])
+        .status(2);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains(
+            "versions.kubernetes: \"1.32.3\" is not a Kubernetes release kubelab supports"
+        ),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("hint: use one of 1.36, 1.35"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        test.started(),
+        Vec::<String>::new(),
+        "no vagrant/VBoxManage/ssh ran"
+    );
+    assert!(!ran.dir.join(".kubelab").exists(), "nothing may be written");
+}
+
+#[test]
+fn plan_shows_the_bill_of_materials_row_in_use() {
+    let ran = Test::new()
+        .write(
+            "lab.yaml",
+            "versions:\n  kubernetes: \"1.35\"\n  etcd: 3.5.33\n",
+        )
+        .args(&["lab", "plan"])
+        .run();
+    assert!(
+        ran.stdout.contains(
+            "Versions      kubernetes 1.35.0 (bill of materials row 1.35): etcd 3.5.33 (lab.yaml), containerd 2.3.4, runc 1.4.3, cni-plugins 1.9.1, crictl 1.35.0, coredns 1.12.4, pause 3.10.1"
+        ),
+        "{}",
+        ran.stdout
+    );
+}
+
+#[test]
 fn warnings_go_to_stderr_and_do_not_fail() {
     let ran = Test::new()
         .write("lab.yaml", "network:\n  cidr: 172.28.5.0/24\n")
@@ -451,9 +497,15 @@ fn certs_lists_every_certificate_after_render_and_never_a_key() {
     let doc: serde_json::Value = serde_json::from_str(&ran.stdout).expect("JSON on stdout");
     assert_eq!(doc["schema_version"], 1);
     let certs = doc["certificates"].as_array().unwrap();
-    // 2 CAs, 5 cluster clients, the apiserver, 2 serving certs x 3
-    // controllers, 1 worker, 2 x 3 etcd members, the apiserver's etcd client.
-    assert_eq!(certs.len(), 2 + 5 + 1 + 6 + 1 + 6 + 1);
+    // 3 CAs, 5 cluster clients, the apiserver, 2 serving certs x 3
+    // controllers, 1 worker, 2 x 3 etcd members, the apiserver's etcd client,
+    // the front-proxy client.
+    assert_eq!(certs.len(), 3 + 5 + 1 + 6 + 1 + 6 + 1 + 1);
+    let front_proxy = certs
+        .iter()
+        .find(|c| c["name"] == "front-proxy-client")
+        .unwrap();
+    assert_eq!(front_proxy["authority"], "front-proxy");
     assert!(certs.iter().all(|c| c["present"] == true));
     let worker = certs.iter().find(|c| c["name"] == "worker0").unwrap();
     assert_eq!(worker["subject"], "O=system:nodes, CN=system:node:worker0");
@@ -508,12 +560,12 @@ fn artifacts_fetch_offline_lists_every_missing_release_and_downloads_nothing() {
         ran.stderr
     );
     for (label, file) in [
-        ("etcd 3.5.17", "etcd-v3.5.17-linux-"),
-        ("kubernetes 1.32.3", "kubernetes-server-linux-"),
-        ("containerd 2.0.4", "containerd-2.0.4-linux-"),
-        ("runc 1.2.6", "runc."),
-        ("cni-plugins 1.6.2", "cni-plugins-linux-"),
-        ("crictl 1.32.0", "crictl-v1.32.0-linux-"),
+        ("etcd 3.6.14", "etcd-v3.6.14-linux-"),
+        ("kubernetes 1.36.0", "kubernetes-server-linux-"),
+        ("containerd 2.3.4", "containerd-2.3.4-linux-"),
+        ("runc 1.4.3", "runc."),
+        ("cni-plugins 1.9.1", "cni-plugins-linux-"),
+        ("crictl 1.36.0", "crictl-v1.36.0-linux-"),
     ] {
         assert!(
             ran.stderr.contains(&format!("  {label} ({file}")),
@@ -635,12 +687,12 @@ fn artifacts_fetch_refuses_a_version_without_a_pinned_checksum() {
         .run();
     assert!(
         ran.stderr
-            .contains("versions.etcd: kubelab has no pinned checksum for etcd 3.4.1"),
+            .contains("versions.etcd: kubelab has no published checksum for etcd 3.4.1"),
         "{}",
         ran.stderr
     );
     assert!(
-        ran.stderr.contains("use versions.etcd: 3.5.17"),
+        ran.stderr.contains("use 3.6.14 or 3.5.33"),
         "{}",
         ran.stderr
     );

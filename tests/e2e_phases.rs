@@ -191,11 +191,11 @@ fn routes_run_everywhere_and_the_kube_phases_stop_cleanly_at_the_missing_binarie
         ran.stderr
     );
     for label in [
-        "kubernetes 1.32.3",
-        "containerd 2.0.4",
-        "runc 1.2.6",
-        "cni-plugins 1.6.2",
-        "crictl 1.32.0",
+        "kubernetes 1.36.0",
+        "containerd 2.3.4",
+        "runc 1.4.3",
+        "cni-plugins 1.9.1",
+        "crictl 1.36.0",
     ] {
         assert!(ran.stderr.contains(label), "{label}: {}", ran.stderr);
     }

@@ -211,7 +211,10 @@ fn a_static_lab_is_checked_provisioned_verified_and_uninstalled() {
         machines(&doc).contains("10 hosts reachable over SSH with passwordless sudo"),
         "{doc:#}"
     );
-    assert_eq!(code, 1, "the Kubernetes checks fail here");
+    assert_eq!(
+        code, 0,
+        "the Kubernetes checks are skipped: their phases have not run"
+    );
 
     // scale workers=2: worker1, listed past the count, joins: checked,
     // provisioned through the lab's phases, in DNS and everyone's routes.

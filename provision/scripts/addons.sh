@@ -36,3 +36,8 @@ if [ -f "$cluster/manifests/coredns.yaml" ]; then
   wait_for "CoreDNS to be rolled out" 300 \
     k -n kube-system rollout status deployment/coredns --timeout=5s
 fi
+
+# metrics-server behind the aggregation layer, for `kubectl top`.
+if [ -f "$cluster/manifests/metrics-server.yaml" ]; then
+  k apply -f "$cluster/manifests/metrics-server.yaml"
+fi

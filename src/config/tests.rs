@@ -140,6 +140,80 @@ fn versions_must_be_major_minor_patch() {
 }
 
 #[test]
+fn versions_kubernetes_picks_a_row_and_overrides_must_be_pinned() {
+    let default = crate::config::builtin().versions;
+    assert_eq!(default.release, "1.36");
+    assert_eq!(default.kubernetes, "1.36.0");
+    assert_eq!(default.crictl, "1.36.0");
+    assert!(default.overrides.is_empty());
+
+    let old = parse("versions:\n  kubernetes: \"1.35\"\n", LabSource::BuiltIn)
+        .unwrap()
+        .versions;
+    assert_eq!(
+        (old.kubernetes.as_str(), old.crictl.as_str()),
+        ("1.35.0", "1.35.0")
+    );
+    assert_eq!(
+        (old.coredns.as_str(), old.pause.as_str()),
+        ("1.12.4", "3.10.1")
+    );
+
+    // A pinned override is taken and named as one.
+    let v = parse(
+        "versions:\n  kubernetes: 1.36.0\n  etcd: 3.5.33\n",
+        LabSource::BuiltIn,
+    )
+    .unwrap()
+    .versions;
+    assert_eq!(v.etcd, "3.5.33");
+    assert_eq!(v.overrides, ["versions.etcd"]);
+
+    // An unknown release, an unpinned patch and an unpinned override are
+    // all refused, each naming its field.
+    let text = errors("versions:\n  kubernetes: 1.32.3\n  containerd: 2.0.4\n");
+    assert!(
+        text.contains(
+            "versions.kubernetes: \"1.32.3\" is not a Kubernetes release kubelab supports"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("hint: use one of 1.36, 1.35"), "{text}");
+    assert!(
+        text.contains(
+            "versions.containerd: kubelab has no published checksum for containerd 2.0.4"
+        ),
+        "{text}"
+    );
+    let text = errors("versions:\n  kubernetes: 1.36.7\n");
+    assert!(
+        text.contains(
+            "versions.kubernetes: kubelab has no published checksum for Kubernetes 1.36.7"
+        ),
+        "{text}"
+    );
+    // The distribution's etcd is not downloaded: any version goes.
+    parse(
+        "artifacts:\n  etcd: distro\nversions:\n  etcd: 3.4.30\n",
+        LabSource::BuiltIn,
+    )
+    .unwrap();
+}
+
+#[test]
+fn kube_proxy_mode_is_iptables_unless_lab_yaml_says_nftables() {
+    use crate::config::ProxyMode;
+    assert_eq!(
+        crate::config::builtin().kube_proxy_mode,
+        ProxyMode::Iptables
+    );
+    let lab = parse("kube_proxy:\n  mode: nftables\n", LabSource::BuiltIn).unwrap();
+    assert_eq!(lab.kube_proxy_mode, ProxyMode::Nftables);
+    let text = errors("kube_proxy:\n  mode: ipvs\n");
+    assert!(text.contains("ipvs"), "{text}");
+}
+
+#[test]
 fn semantic_problems_are_reported_together() {
     let text = errors(
         "nodes:\n  etcd:\n    count: 2\n  worker:\n    memory: 10\n  lb:\n    cpus: 0\nversions:\n  runc: latest\n",

@@ -17,12 +17,23 @@ use crate::topology::{Node, Topology};
 const BIN_DIR: &str = "/usr/local/bin";
 /// The apiserver's secure port on every controller.
 const API_PORT: u16 = 6443;
+/// metrics-server for `kubectl top`: kubespray's `metrics_server_version`
+/// (roles/kubespray_defaults/defaults/main/download.yml at commit 46dbdd39).
+const METRICS_SERVER_VERSION: &str = "0.8.1";
+
+#[derive(Template)]
+#[template(path = "manifests/metrics-server.yaml", escape = "none")]
+struct MetricsServerTemplate<'a> {
+    lab: &'a str,
+    version: &'a str,
+    image: String,
+    kubelet_ca: String,
+}
+
 /// The nginx Service's fixed port on every worker.
 pub const NGINX_NODE_PORT: u16 = 30080;
 /// The test workload's image (docker.io, so the registry cache serves it).
 const NGINX_IMAGE: &str = "docker.io/library/nginx:1.27.4-alpine";
-/// The pod sandbox image matching Kubernetes 1.32.
-const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10";
 /// The kubelet's and kube-proxy's directories on a worker.
 const KUBELET_DIR: &str = "var/lib/kubelet";
 const KUBE_PROXY_DIR: &str = "var/lib/kube-proxy";
@@ -185,6 +196,19 @@ pub fn apiserver_flags(lab: &Lab, topo: &Topology, node: &Node) -> Vec<String> {
         // Controllers cannot resolve a worker's bare hostname (the resolver
         // routes only `*.<domain>` to dns0); its address is in its cert.
         "--kubelet-preferred-address-types=InternalIP,Hostname".to_string(),
+        // The aggregation layer (metrics-server, `kubectl top`): requests to
+        // an aggregated API go out with the front-proxy client certificate,
+        // which that API checks against the front-proxy CA; it reaches the
+        // API's pods by their endpoint addresses (the controllers run no
+        // kube-proxy, and have routes to every pod range).
+        format!("--requestheader-client-ca-file={dir}/front-proxy-ca.pem"),
+        format!("--requestheader-allowed-names={}", crate::pki::FRONT_PROXY_CLIENT),
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-".to_string(),
+        "--requestheader-group-headers=X-Remote-Group".to_string(),
+        "--requestheader-username-headers=X-Remote-User".to_string(),
+        format!("--proxy-client-cert-file={dir}/front-proxy-client.pem"),
+        format!("--proxy-client-key-file={dir}/front-proxy-client-key.pem"),
+        "--enable-aggregator-routing=true".to_string(),
         "--event-ttl=1h".to_string(),
         "--v=2".to_string(),
     ]
@@ -325,7 +349,21 @@ pub fn controller_files(lab: &Lab, topo: &Topology, node: &Node, pki: &Pki, bund
 struct ContainerdConfigTemplate<'a> {
     lab: &'a str,
     node: &'a str,
+    containerd: &'a str,
+    config_version: u32,
     pause_image: &'a str,
+}
+
+/// The config version containerd `version` reads without migrating:
+/// 4 from 2.3 (server settings moved to plugins), 3 for 2.0 to 2.2.
+/// (containerd/containerd `version/version.go` ConfigVersion at each tag.)
+pub fn containerd_config_version(version: &str) -> u32 {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    match (parts.next(), parts.next()) {
+        (Some(2), Some(minor)) if minor >= 3 => 4,
+        (Some(major), _) if major >= 3 => 4,
+        _ => 3,
+    }
 }
 
 #[derive(Template)]
@@ -365,8 +403,10 @@ struct KubeProxyConfigTemplate<'a> {
     lab: &'a str,
     node: &'a str,
     kubeconfig: String,
+    mode: String,
     cluster_cidr: String,
     address: String,
+    lab_network: String,
 }
 
 #[derive(Template)]
@@ -383,33 +423,36 @@ struct SysctlTemplate;
 
 /// The CNI bridge config: the worker's pod range, the source of truth for
 /// its pods' addresses. JSON from serde, so it is always well-formed.
+///
+/// `hairpinMode`: a pod that calls a Service whose chosen endpoint is
+/// itself gets its packet back through the bridge port it came from
+/// (without it, one call in three to a 3-replica Service times out).
+/// `ipMasq` is off: pods keep their addresses between workers (the pod
+/// routes carry them); only traffic leaving the pod range is masqueraded,
+/// by the rule kubelab-routes.service adds ([`pod_egress_masquerade`]).
+/// `portmap` makes a pod's `hostPort` work.
 pub fn cni_bridge(pod_cidr: Ipv4Net) -> String {
     let conf = serde_json::json!({
         "cniVersion": "1.0.0",
         "name": "bridge",
-        "plugins": [{
-            "type": "bridge",
-            "bridge": "cni0",
-            "isGateway": true,
-            "ipMasq": true,
-            "ipam": {
-                "type": "host-local",
-                "ranges": [[{ "subnet": pod_cidr.to_string() }]],
-                "routes": [{ "dst": "0.0.0.0/0" }]
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": "cni0",
+                "isGateway": true,
+                "ipMasq": false,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{ "subnet": pod_cidr.to_string() }]],
+                    "routes": [{ "dst": "0.0.0.0/0" }]
+                }
+            },
+            {
+                "type": "portmap",
+                "capabilities": { "portMappings": true }
             }
-        }]
-    });
-    let mut text = serde_json::to_string_pretty(&conf)
-        .unwrap_or_else(|e| panic!("serializing the CNI config failed (a kubelab bug): {e}"));
-    text.push('\n');
-    text
-}
-
-fn cni_loopback() -> String {
-    let conf = serde_json::json!({
-        "cniVersion": "1.0.0",
-        "name": "lo",
-        "type": "loopback"
+        ]
     });
     let mut text = serde_json::to_string_pretty(&conf)
         .unwrap_or_else(|e| panic!("serializing the CNI config failed (a kubelab bug): {e}"));
@@ -431,7 +474,9 @@ pub fn worker_files(lab: &Lab, topo: &Topology, node: &Node, pki: &Pki, bundle: 
             &ContainerdConfigTemplate {
                 lab: &lab.name,
                 node: &node.name,
-                pause_image: PAUSE_IMAGE,
+                containerd: &lab.versions.containerd,
+                config_version: containerd_config_version(&lab.versions.containerd),
+                pause_image: &format!("registry.k8s.io/pause:{}", lab.versions.pause),
             },
             "containerd config.toml",
         ),
@@ -472,7 +517,6 @@ pub fn worker_files(lab: &Lab, topo: &Topology, node: &Node, pki: &Pki, bundle: 
 
     // CNI and the kernel settings bridged pod traffic needs
     bundle.text("etc/cni/net.d/10-bridge.conflist", cni_bridge(pod_cidr));
-    bundle.text("etc/cni/net.d/99-loopback.conf", cni_loopback());
     bundle.text(
         "etc/modules-load.d/kubelab-kubernetes.conf",
         render_or_bug(&ModulesTemplate, "modules-load.d"),
@@ -539,8 +583,10 @@ pub fn worker_files(lab: &Lab, topo: &Topology, node: &Node, pki: &Pki, bundle: 
                 lab: &lab.name,
                 node: &node.name,
                 kubeconfig: on_node(&proxy_kubeconfig),
+                mode: lab.kube_proxy_mode.to_string(),
                 cluster_cidr: lab.network.pod_cidr.to_string(),
                 address: node.address.to_string(),
+                lab_network: lab.network.cidr.to_string(),
             },
             "kube-proxy-config.yaml",
         ),
@@ -606,6 +652,18 @@ struct RoutesUnitTemplate<'a> {
     node: &'a str,
     ip: &'a str,
     routes_file: String,
+    /// A worker's rule for its pods' traffic leaving the pod range.
+    masquerade: Option<String>,
+}
+
+/// The iptables rule (without `-A`/`-C`) that masquerades only what a
+/// worker's pods send out of the pod range: pod-to-pod traffic between
+/// workers keeps its source address (the CNI bridge's `ipMasq` is off).
+pub fn pod_egress_masquerade(lab: &Lab) -> String {
+    let pods = lab.network.pod_cidr;
+    format!(
+        "POSTROUTING -t nat -s {pods} ! -d {pods} -m comment --comment kubelab-pod-egress -j MASQUERADE"
+    )
 }
 
 /// The persistent pod routes of every node, even one that needs none (the
@@ -634,6 +692,7 @@ pub fn route_files(lab: &Lab, topo: &Topology, node: &Node, bundle: &mut Bundle)
                 // Debian and Ubuntu are merged-/usr: /usr/sbin/ip is the one.
                 ip: "/usr/sbin/ip",
                 routes_file: on_node(ROUTES_FILE),
+                masquerade: (node.role == Role::Worker).then(|| pod_egress_masquerade(lab)),
             },
             "kubelab-routes.service",
         ),
@@ -789,6 +848,27 @@ pub fn host_files(lab: &Lab, topo: &Topology, pki: &Pki) -> Vec<RenderedFile> {
             ),
         ));
     }
+    files.push(host_file(
+        "manifests/metrics-server.yaml",
+        0o644,
+        render_or_bug(
+            &MetricsServerTemplate {
+                lab: &lab.name,
+                version: METRICS_SERVER_VERSION,
+                image: format!(
+                    "registry.k8s.io/metrics-server/metrics-server:v{METRICS_SERVER_VERSION}"
+                ),
+                kubelet_ca: pki
+                    .cluster_ca
+                    .cert_pem
+                    .lines()
+                    .map(|l| format!("    {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            },
+            "metrics-server.yaml",
+        ),
+    ));
     files.push(host_file(
         "manifests/nginx.yaml",
         0o644,
