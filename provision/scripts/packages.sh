@@ -38,11 +38,13 @@ packages_controllers=(curl)
 # workers: what kubelet and kube-proxy run (iptables, conntrack, socat) and
 # modprobe (kmod).
 packages_workers=(curl conntrack iptables socat kmod)
+# workers with `kube_proxy.mode: nftables`: kube-proxy drives the `nft` tool.
+packages_nftables=(nftables)
 
 # all_role_packages : every package above, once each, one a line.
 all_role_packages() {
   printf '%s\n' "${packages_dns[@]}" "${packages_resolv[@]}" "${packages_certs[@]}" \
     "${packages_lb[@]}" "${packages_vip[@]}" "${packages_etcd_distro[@]}" \
     "${packages_registry[@]}" "${packages_registry_distro[@]}" \
-    "${packages_controllers[@]}" "${packages_workers[@]}" | sort -u
+    "${packages_controllers[@]}" "${packages_workers[@]}" "${packages_nftables[@]}" | sort -u
 }

@@ -17,6 +17,9 @@ if [ "${1:-}" = uninstall ]; then
 fi
 
 ensure_packages "${packages_workers[@]}"
+if grep -qx 'mode: nftables' /var/lib/kube-proxy/kube-proxy-config.yaml 2>/dev/null; then
+  ensure_packages "${packages_nftables[@]}"
+fi
 
 # kubelet refuses to start with swap on: off now and after a reboot.
 swapoff -a
