@@ -485,20 +485,27 @@ impl<'a> Host<'a> {
         )
         .ok()
         .map(|s| s.trim().to_string());
-        if let Ok(mut state) = shared.lock() {
-            state.nodes.insert(
-                node.name.clone(),
-                NodeState {
-                    role: node.role.to_string(),
-                    address: node.address.to_string(),
-                    machine,
-                    vm_id,
-                    error,
-                },
-            );
-            // Saved after every VM, so a crash or kill loses nothing.
-            let _ = state.save(&self.state_path());
-        }
+        // Saved after every VM, so a crash or kill loses nothing; a save
+        // that fails (a full disk) is reported, never ignored.
+        let saved = match shared.lock() {
+            Ok(mut state) => {
+                state.nodes.insert(
+                    node.name.clone(),
+                    NodeState {
+                        role: node.role.to_string(),
+                        address: node.address.to_string(),
+                        machine,
+                        vm_id,
+                        error,
+                    },
+                );
+                state.save(&self.state_path())
+            }
+            Err(_) => Err(Error::other(
+                "the lab's state was left half-updated by a task that crashed (a kubelab bug)",
+                "run `kubelab lab up` again",
+            )),
+        };
         match &result {
             Ok(_) => self.printer.info(format!(
                 "  {:<12} running ({:.1} s)",
@@ -507,7 +514,13 @@ impl<'a> Host<'a> {
             )),
             Err(_) => self.printer.info(format!("  {:<12} failed", node.name)),
         }
-        result.map(|_| ())
+        result?;
+        saved.map_err(|e| {
+            Error::other(
+                format!("{} is running, but kubelab could not record it: {e}", node.name),
+                "free space for .kubelab/state.json, then run `kubelab lab up` again (running VMs are kept)",
+            )
+        })
     }
 
     /// The lab's hosts block, leaving out the short names another lab's

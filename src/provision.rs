@@ -348,6 +348,35 @@ pub fn plan(
     steps
 }
 
+/// The shared state's lock was poisoned: a task panicked holding it.
+fn poisoned() -> Error {
+    Error::other(
+        "the lab's state was left half-updated by a task that crashed (a kubelab bug)",
+        "run `kubelab lab up` again: finished steps are kept in .kubelab/state.json",
+    )
+}
+
+/// The release versions a phase's step installs: a bump re-runs only the
+/// steps that consume it (a containerd bump the workers, not etcd one node
+/// at a time). Versions that reach a node inside a rendered file (CoreDNS
+/// and metrics-server in the addons' manifests, pause in containerd's
+/// config) are hashed with that file.
+fn versions_consumed(lab: &Lab, phase: Phase) -> String {
+    let v = &lab.versions;
+    match phase {
+        Phase::Etcd => format!("etcd {} from {}", v.etcd, lab.etcd_source),
+        // kubectl comes with the control plane's binaries.
+        Phase::Controllers | Phase::Addons | Phase::Workload => {
+            format!("kubernetes {}", v.kubernetes)
+        }
+        Phase::Workers => format!(
+            "kubernetes {} containerd {} runc {} cni-plugins {} crictl {}",
+            v.kubernetes, v.containerd, v.runc, v.cni_plugins, v.crictl
+        ),
+        _ => String::new(),
+    }
+}
+
 /// Everything a step depends on.
 fn step_hash(lab: &Lab, node: &Node, phase: Phase, files: &[RenderedFile]) -> String {
     let mut h = Sha256::new();
@@ -360,7 +389,7 @@ fn step_hash(lab: &Lab, node: &Node, phase: Phase, files: &[RenderedFile]) -> St
         h.update(script_text("packages.sh"));
         h.update(script_text(script));
     }
-    h.update(format!("{:?}|{}", lab.versions, lab.etcd_source));
+    h.update(versions_consumed(lab, phase));
     for f in files {
         h.update([0]);
         h.update(&f.path);
@@ -539,10 +568,11 @@ pub struct Engine<'a> {
 }
 
 impl Engine<'_> {
-    fn save(&self) {
-        if let Ok(state) = self.state.lock() {
-            let _ = state.save(&self.state_path);
-        }
+    /// Writes the state; a failure (a full disk) is an error, never
+    /// ignored: the resume record is what makes a rerun safe.
+    fn save(&self) -> Result<()> {
+        let state = self.state.lock().map_err(|_| poisoned())?;
+        state.save(&self.state_path)
     }
 
     fn log_path(&self, node: &str, phase: Phase) -> std::path::PathBuf {
@@ -618,7 +648,7 @@ impl Engine<'_> {
                     Err(e) => failures.push(e),
                 }
             }
-            self.save();
+            self.save()?;
             if !failures.is_empty() {
                 return Err(Error::Several {
                     summary: "could not read facts from every node:".into(),
@@ -782,7 +812,8 @@ impl Engine<'_> {
                 &self.log_path(&node.name, step.phase),
             )
             .await?;
-        if let Ok(mut state) = self.state.lock() {
+        {
+            let mut state = self.state.lock().map_err(|_| poisoned())?;
             state.steps.entry(step.node.clone()).or_default().insert(
                 step.phase.name().to_string(),
                 StepRecord {
@@ -797,7 +828,15 @@ impl Engine<'_> {
             );
         }
         // Saved after every step: a kill loses at most the running ones.
-        self.save();
+        self.save().map_err(|e| {
+            Error::other(
+                format!(
+                    "the {} phase finished on {}, but kubelab could not record it: {e}",
+                    step.phase, node.name
+                ),
+                "free space for .kubelab/state.json; the next `kubelab lab up` runs the step again",
+            )
+        })?;
         self.printer.info(format!(
             "  {:<12} {} done ({:.1} s)",
             node.name,
@@ -1004,6 +1043,58 @@ mod tests {
             .map(|s| format!("{}:{}:{:?}", s.phase, s.node, s.status))
             .collect();
         assert_eq!(pending, ["lb:lb1:Changed"]);
+    }
+
+    #[test]
+    fn a_version_bump_re_runs_only_the_steps_that_consume_it() {
+        // Both labs' files from one PKI, as on a real lab: only what the
+        // bump changes differs.
+        let pending = |yaml: &str| -> Vec<String> {
+            let base = config::builtin();
+            let bumped = config::parse(yaml, config::LabSource::BuiltIn).unwrap();
+            let topo = Topology::new(&base);
+            let dir = tempfile::tempdir().unwrap();
+            let pki = crate::pki::load_or_create(dir.path(), &base, &topo).unwrap();
+            let files = crate::render::all(&base, &topo, &pki);
+            let bumped_files = crate::render::all(&bumped, &topo, &pki);
+            let mut state = State::new("x");
+            let first = plan(
+                &base,
+                &topo,
+                &files,
+                &state,
+                &ids(&topo),
+                &Selection::default(),
+            );
+            record_all(&mut state, &first);
+            plan(
+                &bumped,
+                &topo,
+                &bumped_files,
+                &state,
+                &ids(&topo),
+                &Selection::default(),
+            )
+            .iter()
+            .filter(|s| s.status != StepStatus::Done)
+            .map(|s| format!("{}:{}", s.phase, s.node))
+            .collect()
+        };
+        let base = config::builtin();
+        assert_eq!(
+            pending("versions:\n  etcd: \"3.5.33\"\n"),
+            ["etcd:etcd0", "etcd:etcd1", "etcd:etcd2"]
+        );
+        // CoreDNS reaches the nodes in the addons' manifest only.
+        let coredns = crate::artifacts::RELEASES
+            .iter()
+            .map(|r| r.coredns)
+            .find(|v| *v != base.versions.coredns)
+            .unwrap();
+        assert_eq!(
+            pending(&format!("versions:\n  coredns: \"{coredns}\"\n")),
+            ["addons:controller0"]
+        );
     }
 
     #[test]
