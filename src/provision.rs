@@ -606,7 +606,7 @@ impl Engine<'_> {
             let this = &*self;
             let results = futures_util::future::join_all(stale.iter().map(|node| async move {
                 // A recreated VM has a new host key: forget the old one.
-                this.transport.forget_host_key(&node.name)?;
+                this.transport.forget_host_key(&node.name).await?;
                 let command = format!(
                     ". /etc/os-release; echo \"os=$ID $VERSION_ID\"; ip -o -4 addr show | awk -v a='{}/' 'index($4, a) == 1 {{ print \"interface=\" $2 }}'",
                     node.address

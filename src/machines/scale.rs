@@ -511,7 +511,7 @@ impl Host<'_> {
                     fs_err::remove_file(path)?;
                 }
             }
-            forget.forget_host_key(&node.name)?;
+            forget.forget_host_key(&node.name).await?;
             self.printer.info(if vagrant.is_some() {
                 format!(
                     "  {:<12} removed (VM, state, certificate, host key)",

@@ -96,7 +96,7 @@ impl Host<'_> {
                 .is_some_and(|s| s.vm_id.is_some() && s.vm_id != id);
             if changed {
                 // A reinstalled server: its old host key is no longer its.
-                transport.forget_host_key(&node.name)?;
+                transport.forget_host_key(&node.name).await?;
             }
             state.nodes.insert(
                 node.name.clone(),

@@ -353,7 +353,7 @@ impl Transport {
     }
 
     /// Forgets a node's recorded host key (its VM was recreated).
-    pub fn forget_host_key(&self, node: &str) -> Result<()> {
+    pub async fn forget_host_key(&self, node: &str) -> Result<()> {
         let Ok(text) = fs_err::read_to_string(&self.known_hosts) else {
             return Ok(());
         };
@@ -373,27 +373,25 @@ impl Transport {
         // Entries hashed by an ssh that hashed them anyway: ssh-keygen
         // knows how to match those.
         if kept.lines().any(|l| l.starts_with("|1|")) {
-            let removed = std::process::Command::new("ssh-keygen")
-                .arg("-f")
-                .arg(&self.known_hosts)
-                .arg("-R")
-                .arg(&alias)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
+            // Through the one wrapper: found on PATH, logged with -v, its
+            // failure naming the command, its status and the fix.
+            let keygen = super::find("ssh-keygen", "forget a recreated VM's old host key")?;
+            let inv = Invocation::new(
+                &keygen,
+                "ssh-keygen",
+                format!("forget {node}'s old host key"),
+            )
+            .arg("-f")
+            .arg(self.known_hosts.as_os_str())
+            .arg("-R")
+            .arg(alias.as_str())
+            .hint(format!(
+                "run `ssh-keygen -f {} -R {alias}`",
+                self.known_hosts.display()
+            ));
+            let removed = self.runner.run(inv).await;
             let _ = fs_err::remove_file(self.known_hosts.with_extension("old"));
-            if !removed.is_ok_and(|s| s.success()) {
-                return Err(Error::other(
-                    format!(
-                        "could not remove {node}'s old host key from {}",
-                        self.known_hosts.display()
-                    ),
-                    format!(
-                        "run `ssh-keygen -f {} -R {alias}`",
-                        self.known_hosts.display()
-                    ),
-                ));
-            }
+            removed?;
         }
         Ok(())
     }
@@ -426,8 +424,8 @@ mod tests {
         assert!(first.control_dir.as_os_str().len() + 1 + 40 + 17 < 108);
     }
 
-    #[test]
-    fn forgets_a_nodes_host_key_plain_or_hashed_and_keeps_the_others() {
+    #[tokio::test]
+    async fn forgets_a_nodes_host_key_plain_or_hashed_and_keeps_the_others() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("key");
         let made = std::process::Command::new("ssh-keygen")
@@ -449,7 +447,7 @@ mod tests {
             "kubelab-lab-worker1 {public}\nkubelab-lab-worker10 {public}\nkubelab-lab-etcd0 {public}\n"
         );
         std::fs::write(&known, &plain).unwrap();
-        transport.forget_host_key("worker1").unwrap();
+        transport.forget_host_key("worker1").await.unwrap();
         let left = std::fs::read_to_string(&known).unwrap();
         assert_eq!(
             left,
@@ -469,7 +467,7 @@ mod tests {
         assert!(hashed.success());
         let _ = std::fs::remove_file(dir.path().join("known_hosts.old"));
         assert!(std::fs::read_to_string(&known).unwrap().starts_with("|1|"));
-        transport.forget_host_key("worker1").unwrap();
+        transport.forget_host_key("worker1").await.unwrap();
         let find = |alias: &str| {
             std::process::Command::new("ssh-keygen")
                 .arg("-F")
