@@ -38,6 +38,9 @@ packages_controllers=(curl)
 # workers: what kubelet and kube-proxy run (iptables, conntrack, socat) and
 # modprobe (kmod).
 packages_workers=(curl conntrack iptables socat kmod)
+# routes on a worker: the rule that masquerades what leaves the pod range
+# (before the workers phase has run, as on `lab up --only routes`).
+packages_pod_egress=(iptables)
 # workers with `kube_proxy.mode: nftables`: kube-proxy drives the `nft` tool.
 packages_nftables=(nftables)
 
@@ -46,5 +49,5 @@ all_role_packages() {
   printf '%s\n' "${packages_dns[@]}" "${packages_resolv[@]}" "${packages_certs[@]}" \
     "${packages_lb[@]}" "${packages_vip[@]}" "${packages_etcd_distro[@]}" \
     "${packages_registry[@]}" "${packages_registry_distro[@]}" \
-    "${packages_controllers[@]}" "${packages_workers[@]}" "${packages_nftables[@]}" | sort -u
+    "${packages_controllers[@]}" "${packages_workers[@]}" "${packages_pod_egress[@]}" "${packages_nftables[@]}" | sort -u
 }

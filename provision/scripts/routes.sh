@@ -7,6 +7,14 @@ set -euo pipefail
 
 if [ "${1:-}" = uninstall ]; then
   stop_units kubelab-routes.service
+  # The pod-egress masquerade rule the unit added on a worker.
+  if command -v iptables >/dev/null; then
+    iptables -t nat -S POSTROUTING 2>/dev/null | grep -e '--comment kubelab-pod-egress' |
+      while read -r _ rule; do
+        read -ra args <<<"$rule"
+        iptables -t nat -D "${args[@]}" || true
+      done
+  fi
   if [ -f /etc/kubelab/pod-routes ]; then
     while read -r verb action cidr via gateway _; do
       if [ "$verb" = route ] && [ "$action" = replace ] && [ "$via" = via ]; then
@@ -22,6 +30,10 @@ unit=kubelab-routes.service
 [ -f "$routes" ] || die "no $routes on $KUBELAB_NODE: kubelab uploads it with this phase"
 pod_cidr=$(awk '$1 == "#" && $2 == "kubelab-pod-cidr" { print $3 }' "$routes")
 [ -n "$pod_cidr" ] || die "$routes does not name the lab's pod range (# kubelab-pod-cidr)"
+# A worker's unit also adds the pod-egress masquerade rule with iptables.
+if grep -q iptables "/etc/systemd/system/$unit"; then
+  ensure_packages "${packages_pod_egress[@]}"
+fi
 systemctl daemon-reload
 systemctl enable "$unit" >/dev/null 2>&1 || systemctl enable "$unit"
 # missing_routes : each rendered route the kernel's table lacks, one a line.
