@@ -670,11 +670,20 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
             .unwrap_or_else(|| "bento/ubuntu-24.04".to_string()),
         version: file.vm_box.version.clone().filter(|v| !v.trim().is_empty()),
     };
-    if vm_box.name.trim().is_empty() || vm_box.name.contains(char::is_whitespace) {
+    if !is_box_name(&vm_box.name) {
         problems.push(Problem::new(
             "box.name",
             format!("{:?} is not a box name", vm_box.name),
-            "use a Vagrant box name such as bento/ubuntu-24.04",
+            "use a Vagrant box name such as bento/ubuntu-24.04: letters, digits, '.', '_' and '-', with one '/' between owner and box",
+        ));
+    }
+    if let Some(version) = &vm_box.version
+        && !is_box_version(version)
+    {
+        problems.push(Problem::new(
+            "box.version",
+            format!("{version:?} is not a box version"),
+            "use a version such as 202502.21.0, or a constraint such as `>= 202502.21.0, < 202503`; leave it out for the newest",
         ));
     }
 
@@ -1207,9 +1216,7 @@ fn resolve_hosts(
             ));
         }
         if let Some(interface) = &h.interface
-            && (interface.is_empty()
-                || interface.len() > 15
-                || interface.contains(|c: char| c.is_whitespace() || c == '/'))
+            && !is_interface(interface)
         {
             problems.push(Problem::new(
                 at("interface"),
@@ -1219,21 +1226,21 @@ fn resolve_hosts(
         }
         let alias = h.ssh_alias.clone();
         if let Some(a) = &alias
-            && (a.trim().is_empty() || a.contains(char::is_whitespace))
+            && !is_ssh_word(a)
         {
             problems.push(Problem::new(
                 at("ssh_alias"),
                 format!("{a:?} is not an ssh_config Host name"),
-                "use a `Host` of your ~/.ssh/config, or remove ssh_alias and give ssh_user and ssh_key",
+                "use a `Host` of your ~/.ssh/config (letters, digits, '.', '_' and '-', not starting with '-'), or remove ssh_alias and give ssh_user and ssh_key",
             ));
         }
         let user = h.ssh_user.clone();
         match &user {
-            Some(u) if u.trim().is_empty() || u.contains(|c: char| c.is_whitespace() || c == '@') => {
+            Some(u) if !is_ssh_word(u) => {
                 problems.push(Problem::new(
                     at("ssh_user"),
                     format!("{u:?} is not a user name"),
-                    "name the user kubelab logs in as; it needs passwordless sudo",
+                    "name the user kubelab logs in as (letters, digits, '.', '_' and '-', not starting with '-'); it needs passwordless sudo",
                 ));
             }
             None if alias.is_none() => problems.push(Problem::new(
@@ -1441,6 +1448,63 @@ fn is_domain(s: &str) -> bool {
         && s.split('.')
             .next_back()
             .is_some_and(|tld| !tld.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// A Vagrant box name: `owner/box` or a local `box`, each part letters,
+/// digits, '.', '_' and '-', starting with a letter or digit. It is what the
+/// Vagrantfile and `vagrant box` commands take, with nothing a shell or Ruby
+/// would read specially.
+fn is_box_name(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('/').collect();
+    s.len() <= 128
+        && parts.len() <= 2
+        && parts.iter().all(|p| {
+            p.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        })
+}
+
+/// A box version or Vagrant's constraint list: comma-separated items, each an
+/// optional operator (`=`, `!=`, `>`, `<`, `>=`, `<=`, `~>`) and a version
+/// of dot-separated parts (digits first, then letters or digits: `1.2.3.rc1`).
+fn is_box_version(s: &str) -> bool {
+    s.len() <= 100
+        && s.split(',').all(|item| {
+            let item = item.trim_matches(' ');
+            let version = ["~>", ">=", "<=", "!=", "=", ">", "<"]
+                .iter()
+                .find_map(|op| item.strip_prefix(op))
+                .unwrap_or(item)
+                .trim_start_matches(' ');
+            let mut parts = version.split('.');
+            parts
+                .next()
+                .is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+                && parts.all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()))
+        })
+}
+
+/// A user or ssh_config Host name as ssh's destination argument: nothing ssh
+/// could read as an option (a leading '-') or a second `user@`, nothing a
+/// shell or an inventory would split or quote.
+fn is_ssh_word(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && !s.starts_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// A Linux network interface name (at most 15 bytes), limited to what
+/// systemd and `ip` print for real interfaces, so it is safe in a config line
+/// or a shell word.
+pub fn is_interface(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && !s.starts_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 fn is_semver(s: &str) -> bool {

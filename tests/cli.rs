@@ -324,6 +324,85 @@ fn render_defaults_to_the_state_dir_beside_lab_yaml() {
     assert!(test.path().join("labs/a/.kubelab/pki/ca-key.pem").exists());
 }
 
+/// C2: a lab directory whose path holds newlines, Ruby and a hosts line.
+/// The Vagrantfile `lab render` writes passes the real `vagrant validate`
+/// without running the Ruby, and `lab up` writes no hosts entry from it.
+#[test]
+fn a_lab_path_with_newlines_runs_nothing_and_adds_no_hosts_entry() {
+    if which::which("vagrant").is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "vagrant must be installed in CI"
+        );
+        eprintln!("SKIPPED: vagrant is not installed (apt-get install vagrant)");
+        return;
+    }
+    let probe = Test::new();
+    let marker = probe.path().join("PWNED");
+    let dir = format!(
+        "evil\nFile.write(%q({}),1)\n10.6.6.6 bank.example.com\n#",
+        marker.display()
+    );
+    let lab_file = format!("{dir}/lab.yaml");
+    let test = probe
+        .write(&lab_file, "name: evil\n")
+        .executable(
+            "bin/VBoxManage",
+            "#!/bin/sh\n[ \"$1\" = --version ] && echo 7.0.20r163906\n",
+        )
+        .args(&["--lab", &lab_file, "lab", "render", "--out", "out"]);
+    test.run();
+    let host = test.path().join("out/host");
+    let out = Command::new("vagrant")
+        .arg("validate")
+        .current_dir(test.path())
+        .env("VAGRANT_CWD", &host)
+        .env("VAGRANT_HOME", test.path().join("vagrant.d"))
+        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                test.path().join("bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let vagrantfile = std::fs::read_to_string(host.join("Vagrantfile")).unwrap();
+    assert!(!marker.exists(), "the path ran as Ruby:\n{vagrantfile}");
+    assert!(
+        said.contains("Vagrantfile validated successfully"),
+        "{said}\n{vagrantfile}"
+    );
+    assert!(
+        vagrantfile
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains("evil\\nFile.write"),
+        "{vagrantfile}"
+    );
+
+    let block = std::fs::read_to_string(host.join("hosts.block")).unwrap();
+    let test = test
+        .standins()
+        .then(&["--lab", &lab_file, "lab", "up", "--until", "machines"]);
+    test.run();
+    let hosts = std::fs::read_to_string(test.path().join("etc-hosts")).unwrap();
+    for text in [&block, &hosts] {
+        assert!(!text.lines().any(|l| l.starts_with("10.6.6.6")), "{text}");
+        for line in text.lines() {
+            let entry = line
+                .split_once('\t')
+                .is_some_and(|(addr, _)| addr.parse::<std::net::Ipv4Addr>().is_ok());
+            assert!(line.starts_with('#') || entry, "{line:?} in {text}");
+        }
+    }
+}
+
 /// The generated Vagrantfile passes the real `vagrant validate`, provider
 /// blocks included (a stand-in VBoxManage answers the version probe).
 #[test]

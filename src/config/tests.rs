@@ -448,3 +448,107 @@ fn a_static_lab_without_dns_forwarders_warns() {
     let text: Vec<String> = lab.warnings.iter().map(ToString::to_string).collect();
     insta::assert_snapshot!(text.join("\n"));
 }
+
+/// C1/G1: box.name and box.version reach the Vagrantfile, so they follow a
+/// strict grammar; quotes, `#{}`, backslashes, newlines, NUL and spaces in
+/// free text are refused with the field, the value and the fix.
+#[test]
+fn box_name_and_version_follow_a_strict_grammar() {
+    for bad in [
+        "#{%x(touch /tmp/x)}",
+        "1\"; system(\"touch /tmp/x\"); \"",
+        "1';system('x');'",
+        "1\\",
+        "1\n2",
+        "1\u{0}",
+        "latest please",
+        "1..2",
+        ">=",
+        "v1.2",
+    ] {
+        let yaml = format!("box:\n  version: {}\n", serde_json::to_string(bad).unwrap());
+        let text = errors(&yaml);
+        assert!(
+            text.contains("box.version: ") && text.contains("is not a box version"),
+            "{bad:?}: {text}"
+        );
+        assert!(
+            text.contains("hint: use a version such as 202502.21.0"),
+            "{text}"
+        );
+    }
+    for bad in [
+        "bento/x\";system(\"touch\");\"",
+        "bento/x'#{1}",
+        "a/b/c",
+        "/abs",
+        "bento/ubuntu\nconfig.vm.provision",
+        "-oops",
+    ] {
+        let yaml = format!("box:\n  name: {}\n", serde_json::to_string(bad).unwrap());
+        let text = errors(&yaml);
+        assert!(
+            text.contains("box.name: ") && text.contains("is not a box name"),
+            "{bad:?}: {text}"
+        );
+    }
+    for good in [
+        "202502.21.0",
+        "202502.21",
+        "2.0",
+        ">= 2, < 3.0.0",
+        "~> 1.2.rc1",
+        "= 4",
+    ] {
+        let yaml = format!(
+            "box:\n  name: bento/debian-12\n  version: {}\n",
+            serde_json::to_string(good).unwrap()
+        );
+        let lab = parse(&yaml, LabSource::BuiltIn).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+        assert_eq!(lab.vm_box.version.as_deref(), Some(good));
+    }
+    for good in ["bento/ubuntu-24.04", "generic/debian12", "my_box.local"] {
+        let yaml = format!("box:\n  name: {good}\n");
+        assert!(parse(&yaml, LabSource::BuiltIn).is_ok(), "{good}");
+    }
+}
+
+/// ssh's destination is `user@alias`: a value starting with '-' would be
+/// read as an option (`-oProxyCommand=...` runs a command on this host), and
+/// the interface name goes into config files and scripts on the node.
+#[test]
+fn static_ssh_words_and_interfaces_cannot_become_options_or_code() {
+    let dir = key_dir();
+    for (field, value) in [
+        ("ssh_alias", "-oProxyCommand=touch${IFS}/tmp/x"),
+        ("ssh_user", "-oProxyCommand=touch${IFS}/tmp/x"),
+        ("ssh_user", "a@b"),
+        ("ssh_alias", "gpu1\"x"),
+        ("interface", "eth0;reboot"),
+        ("interface", "$(reboot)"),
+        ("interface", "-x"),
+    ] {
+        let hosts = default_static_hosts(1).replacen(
+            "ssh_user: admin",
+            &format!(
+                "ssh_user: admin, {field}: {}",
+                serde_json::to_string(value).unwrap()
+            ),
+            1,
+        );
+        let hosts = if field == "ssh_user" {
+            hosts.replacen("ssh_user: admin, ", "", 1)
+        } else {
+            hosts
+        };
+        let yaml =
+            format!("provider: static\nnetwork:\n  dns_forwarders: [10.0.0.1]\nhosts:\n{hosts}");
+        match parse_in(&dir, &yaml) {
+            Ok(_) => panic!("{field}: {value:?} was accepted"),
+            Err(e) => assert!(
+                e.to_string().contains(&format!("hosts[0].{field}: ")),
+                "{value:?}: {e}"
+            ),
+        }
+    }
+}
