@@ -484,7 +484,7 @@ fn init(
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs_err::create_dir_all(parent)?;
     }
-    crate::fsutil::write_atomic(path, text.as_bytes(), 0o644)?;
+    crate::fsutil::write_keeping(path, text.as_bytes(), 0o644)?;
     for change in &changes {
         printer.info(format!("lowered {change}"));
     }
