@@ -80,11 +80,18 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                             ));
                         }
                     }
-                    crate::registry::check_no_clash(&settings.registry, &loaded)?;
-                    crate::registry::record(
-                        &settings.registry,
-                        crate::registry::Entry::of(&loaded, crate::registry::LabState::Up),
-                    )?;
+                    // The check and the claim under one lock: two labs with
+                    // one name or network cannot both pass it.
+                    let before = {
+                        let _registry = settings.host_lock()?;
+                        crate::registry::check_no_clash(&settings.registry, &loaded)?;
+                        let before = crate::registry::entry(&settings.registry, &loaded.dir)?;
+                        crate::registry::record(
+                            &settings.registry,
+                            crate::registry::Entry::of(&loaded, crate::registry::LabState::Up),
+                        )?;
+                        before
+                    };
                     let started = std::time::Instant::now();
                     let result = block_on(host.up(
                         args.jobs.map(usize::from),
@@ -95,6 +102,12 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                     // Keeping the timings never hides how `lab up` ended.
                     if let Err(e) = keep_timings(&loaded, printer, started, &result) {
                         printer.warn(format!("could not keep this run's timings: {e}"));
+                    }
+                    if result.is_err()
+                        && let Err(e) =
+                            crate::registry::after_failed_up(&settings.registry, &loaded, before)
+                    {
+                        printer.warn(format!("could not correct the lab registry: {e}"));
                     }
                     result?;
                     crate::kubeconfig::after_up(&loaded, settings, printer)?;
@@ -465,7 +478,16 @@ fn init(
     }
     let host_mb = host::memory_mb(settings);
     let (mut text, changes) = sized_default_lab(host_mb);
+    // From picking a free network to recording the lab: one init at a time,
+    // so two never take the same network.
+    let _registry = settings.host_lock()?;
     if let Some(name) = &args.name {
+        if !config::is_lab_name(name) {
+            return Err(Error::usage(
+                format!("--name {name:?} is not a valid lab name"),
+                "use 1-40 lowercase letters, digits and '-', starting with a letter and not ending with '-' (it becomes part of VM and host names), such as `lab2`",
+            ));
+        }
         let registry = crate::registry::load(&settings.registry)?;
         let dir = std::path::absolute(
             path.parent()
@@ -885,11 +907,34 @@ fn load_pki(loaded: &LoadedLab, printer: &Printer) -> Result<pki::Pki> {
     Ok(pki)
 }
 
+/// The lab's lock for a command that may sign into `.kubelab/pki/`: two
+/// signers at once would leave certificates that match no CA. In a lab
+/// folder on a read-only file system nothing can be signed either, so the
+/// PKI is read as it is, without the lock.
+pub fn pki_lock(loaded: &LoadedLab, what: &str) -> Result<Option<crate::state::LabLock>> {
+    match crate::state::LabLock::acquire(&loaded.state_dir(), what) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(e @ Error::Locked { .. }) => Err(e),
+        Err(e) => {
+            let probe = if loaded.state_dir().exists() {
+                loaded.state_dir()
+            } else {
+                loaded.dir.clone()
+            };
+            match nix::unistd::access(&probe, nix::unistd::AccessFlags::W_OK) {
+                Err(nix::errno::Errno::EROFS) => Ok(None),
+                _ => Err(e),
+            }
+        }
+    }
+}
+
 fn render_cmd(loaded: &LoadedLab, args: &RenderArgs, printer: &Printer) -> Result<()> {
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| loaded.state_dir().join("rendered"));
+    let _lock = pki_lock(loaded, "kubelab lab render")?;
     let pki = load_pki(loaded, printer)?;
     let files = render::all(&loaded.lab, &loaded.topo, &pki);
     render::write(&out, &files)?;

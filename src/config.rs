@@ -1425,6 +1425,11 @@ fn dedup_problems(problems: &mut Vec<Problem>) {
     problems.retain(|p| seen.insert((p.path.clone(), p.message.clone())));
 }
 
+/// A lab name: a DNS label of at most 40 characters.
+pub fn is_lab_name(s: &str) -> bool {
+    is_dns_label(s) && s.len() <= 40
+}
+
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63

@@ -88,6 +88,8 @@ pub fn write_admin(loaded: &LoadedLab, printer: &Printer) -> Result<PathBuf> {
             "`kubelab lab up` creates the lab and its certificates (`kubelab lab render` only the certificates)",
         ));
     }
+    // It may sign what is missing: under the lab's lock, as render does.
+    let _lock = crate::app::pki_lock(loaded, "kubelab lab kubeconfig")?;
     let pki = crate::pki::load_or_create(&pki_dir, &loaded.lab, &loaded.topo)?;
     let text = crate::render::admin_kubeconfig(&loaded.lab, &loaded.topo, &pki);
     let path = admin_path(loaded);

@@ -481,12 +481,16 @@ impl<'a> Host<'a> {
                 .info("not touching the hosts file (--no-hosts)");
             return Ok(());
         }
+        // The block depends on the other labs' blocks: read them under the lock.
+        let _host = self.settings.host_lock()?;
         self.write_hosts_block(Some(&self.lab_hosts_block()?)).await
     }
 
     async fn write_hosts_block(&self, block: Option<&str>) -> Result<()> {
         let path = &self.settings.hosts_file;
         let printer = self.printer;
+        // Labs share the file: one read-modify-write at a time.
+        let _host = self.settings.host_lock()?;
         let written = hosts_file::update(
             path,
             &self.loaded.lab.name,

@@ -152,8 +152,21 @@ fn save(path: &Path, registry: &Registry) -> Result<()> {
     Ok(())
 }
 
+/// The host-wide lock for the registry at `path` (and the other things labs
+/// share): `<registry>.lock` beside it. Every read-modify-write of the
+/// registry holds it, so two kubelabs never lose an entry or claim one
+/// network twice.
+pub fn lock(path: &Path) -> Result<crate::state::HostLock> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "labs.json".into());
+    crate::state::HostLock::wait(&path.with_file_name(format!("{name}.lock")))
+}
+
 /// Adds or replaces the lab's entry (by directory).
 pub fn record(path: &Path, entry: Entry) -> Result<()> {
+    let _lock = lock(path)?;
     let mut registry = load(path)?;
     registry.schema_version = REGISTRY_SCHEMA_VERSION;
     registry.labs.retain(|e| e.dir != entry.dir);
@@ -161,8 +174,37 @@ pub fn record(path: &Path, entry: Entry) -> Result<()> {
     save(path, &registry)
 }
 
+/// The entry of the lab in `dir`, if recorded.
+pub fn entry(path: &Path, dir: &Path) -> Result<Option<Entry>> {
+    Ok(load(path)?.labs.into_iter().find(|e| e.dir == dir))
+}
+
+/// After a failed `lab up`: the registry says what really happened. If no
+/// VM of the lab was created (no VirtualBox, bad input, a full disk), the
+/// entry goes back to what it was before (`before`; none: removed), so a lab
+/// that never ran holds no network or name. VMs that exist keep it `up`.
+pub fn after_failed_up(path: &Path, loaded: &LoadedLab, before: Option<Entry>) -> Result<()> {
+    let state_path = loaded.state_dir().join("state.json");
+    let created = match crate::state::State::load(&state_path, &loaded.lab.name) {
+        Ok(state) => state
+            .nodes
+            .values()
+            .any(|n| n.machine != crate::state::MachineStatus::Failed),
+        // Unreadable: say nothing new.
+        Err(_) => return Ok(()),
+    };
+    if created {
+        return Ok(());
+    }
+    match before {
+        Some(entry) => record(path, entry),
+        None => forget(path, &loaded.dir),
+    }
+}
+
 /// Removes the lab in `dir`, if recorded.
 pub fn forget(path: &Path, dir: &Path) -> Result<()> {
+    let _lock = lock(path)?;
     let mut registry = load(path)?;
     let before = registry.labs.len();
     registry.labs.retain(|e| e.dir != dir);

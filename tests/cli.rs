@@ -884,3 +884,47 @@ fn reset_without_a_snapshot_says_how_to_take_one() {
     );
     assert!(ran.stderr.contains("--snapshot base"), "{}", ran.stderr);
 }
+
+/// D2: `lab render` signs into .kubelab/pki/ only under the lab's lock: while
+/// another kubelab (here a `flock` holding .kubelab/lock) works on the lab,
+/// render refuses and signs nothing, so two signers never mix a PKI.
+#[test]
+fn render_takes_the_lab_lock_before_signing() {
+    if which::which("flock").is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "util-linux is installed in CI"
+        );
+        eprintln!("SKIPPED: flock is not installed");
+        return;
+    }
+    let test = Test::new().write(".kubelab/lock", "");
+    // One process holds the lock: the shell takes it, then becomes sleep.
+    let mut holder = Command::new("sh")
+        .args(["-c", "exec 9>>.kubelab/lock && flock -x 9 && exec sleep 30"])
+        .current_dir(test.path())
+        .spawn()
+        .unwrap();
+    // The lock is held once the process is sleep.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(format!("/proc/{}/cmdline", holder.id()))
+        .unwrap_or_default()
+        .starts_with("sleep")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let test = test.args(&["lab", "render"]).status(1);
+    let ran = test.run();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(
+        ran.stderr.contains("is working on this lab"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!test.path().join(".kubelab/pki").exists(), "nothing signed");
+    let test = test.then(&["lab", "render"]);
+    test.run();
+    assert!(test.path().join(".kubelab/pki/ca.pem").exists());
+}

@@ -720,3 +720,64 @@ fn static_json_documents_keep_their_shape() {
     let test = test.then(&["doctor", "--json"]).status(1);
     insta::assert_snapshot!("doctor_json_static", shape(&json_of(&test.run())));
 }
+
+/// D8: `init --name` picks a network and records it under one host-wide
+/// lock, so labs initialised at the same moment never share a network and
+/// no entry is lost.
+#[test]
+fn concurrent_inits_get_distinct_networks_and_every_entry() {
+    let base = Test::new();
+    let registry = base.path().join("labs.json").display().to_string();
+    let names = ["c1", "c2", "c3", "c4"];
+    let tests: Vec<Test> = names
+        .iter()
+        .map(|name| {
+            Test::new()
+                .env("KUBELAB_REGISTRY", &registry)
+                .args(&["init", "--name", name])
+        })
+        .collect();
+    let children: Vec<_> = tests.iter().map(Test::spawn).collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let doc = labs_json(&base);
+    let mut cidrs: Vec<String> = doc["labs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["cidr"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cidrs.len(), names.len(), "{doc}");
+    cidrs.sort();
+    cidrs.dedup();
+    assert_eq!(cidrs.len(), names.len(), "one network twice: {doc}");
+}
+
+/// S1: a `lab up` that fails before any VM exists (here: no vagrant on
+/// PATH) leaves the registry as it was: the lab stays `defined`, and a lab
+/// that was never recorded is not recorded as up.
+#[test]
+fn a_failed_up_before_any_vm_leaves_the_registry_as_it_was() {
+    let test = Test::new()
+        .env("PATH", "/nonexistent")
+        .args(&["init", "--name", "failup"]);
+    test.run();
+    let test = test.then(&["lab", "up"]).status(1);
+    test.run();
+    let doc = labs_json(&test);
+    assert_eq!(doc["labs"][0]["name"], "failup", "{doc}");
+    assert_eq!(doc["labs"][0]["state"], "defined", "{doc}");
+
+    let builtin = Test::new()
+        .env("PATH", "/nonexistent")
+        .args(&["lab", "up"])
+        .status(1);
+    builtin.run();
+    assert_eq!(labs_json(&builtin)["labs"], serde_json::json!([]));
+}
