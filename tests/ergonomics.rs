@@ -781,3 +781,55 @@ fn a_failed_up_before_any_vm_leaves_the_registry_as_it_was() {
     builtin.run();
     assert_eq!(labs_json(&builtin)["labs"], serde_json::json!([]));
 }
+
+/// D5: two labs merging into one kubeconfig at the same moment both end up
+/// in it (the merges take a host-wide lock; before, one context was lost in
+/// most runs).
+#[test]
+fn concurrent_kubeconfig_merges_keep_both_labs() {
+    let test = Test::new()
+        .write("a/lab.yaml", "name: a\n")
+        .write("b/lab.yaml", "name: b\nnetwork:\n  cidr: 192.168.57.0/24\n  ssh_port_base: 2300\n")
+        .write("kube/config", "apiVersion: v1\nkind: Config\n# mine\ncontexts:\n- name: prod\n  context: {cluster: prod, user: me}\n");
+    for lab in ["a", "b"] {
+        let lab_file = format!("{lab}/lab.yaml");
+        let out = test
+            .spawn_args(&["--lab", &lab_file, "lab", "render"])
+            .wait_with_output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for round in 0..4 {
+        let children: Vec<_> = ["a", "b"]
+            .iter()
+            .map(|lab| {
+                let lab_file = format!("{lab}/lab.yaml");
+                test.spawn_args(&["--lab", &lab_file, "lab", "kubeconfig", "--merge"])
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = std::fs::read_to_string(test.path().join("kube/config")).unwrap();
+        for name in ["name: kubelab-a", "name: kubelab-b", "name: prod", "# mine"] {
+            assert_eq!(
+                text.matches(name).count(),
+                if name.starts_with("name: kubelab") {
+                    3
+                } else {
+                    1
+                },
+                "round {round}: {name}\n{text}"
+            );
+        }
+    }
+}
