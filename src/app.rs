@@ -954,7 +954,7 @@ struct CertsJson {
     certificates: Vec<CertRow>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 struct CertRow {
     name: String,
     /// `cluster` or `etcd`: the CA that signs it (itself, for a CA).
@@ -963,6 +963,10 @@ struct CertRow {
     present: bool,
     #[serde(flatten)]
     info: Option<pki::CertInfo>,
+    /// What is wrong with it (not signed by its CA, a key that is not its
+    /// key, a file that does not parse), each naming the file; empty when
+    /// it is sound.
+    problems: Vec<String>,
 }
 
 fn certs(loaded: &LoadedLab, args: &JsonArgs, printer: &Printer) -> Result<()> {
@@ -983,16 +987,23 @@ fn certs(loaded: &LoadedLab, args: &JsonArgs, printer: &Printer) -> Result<()> {
     let mut rows = Vec::new();
     for (name, authority) in wanted {
         let path = dir.join(format!("{name}.pem"));
+        let ca_stem = if authority == "etcd" { "etcd-ca" } else { "ca" };
+        let present = path.exists() || path.is_symlink();
+        let problems = if present {
+            pki::check(&dir, &name, ca_stem)
+        } else {
+            Vec::new()
+        };
         let info = match fs_err::read_to_string(&path) {
-            Ok(pem) => Some(pki::inspect(&pem)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e.into()),
+            Ok(pem) => pki::inspect(&pem).ok(),
+            Err(_) => None,
         };
         rows.push(CertRow {
             name,
             authority,
-            present: info.is_some(),
+            present,
             info,
+            problems,
         });
     }
     if rows.iter().all(|r| !r.present) && !args.json {
@@ -1001,16 +1012,42 @@ fn certs(loaded: &LoadedLab, args: &JsonArgs, printer: &Printer) -> Result<()> {
             "`kubelab lab render` signs the lab's PKI",
         ));
     }
+    let broken: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.problems.iter().map(|p| format!("- {p}")))
+        .collect();
+    let verdict = || {
+        if broken.is_empty() {
+            return Ok(());
+        }
+        Err(Error::other(
+            format!(
+                "{} certificate file(s) in {} are broken:\n{}",
+                rows.iter().filter(|r| !r.problems.is_empty()).count(),
+                dir.display(),
+                broken.join("\n")
+            ),
+            "delete the broken certificate and its key (`<name>.pem`, `<name>-key.pem`; for a CA, everything it signed) and run `kubelab lab render` to sign them again, then `kubelab lab up` to put them on the nodes",
+        ))
+    };
     if args.json {
-        return printer.json(&CertsJson {
+        printer.json(&CertsJson {
             schema_version: SCHEMA_VERSION,
             pki_dir: dir.display().to_string(),
-            certificates: rows,
-        });
+            certificates: rows.iter().map(|r| CertRow { ..r.clone() }).collect(),
+        })?;
+        return verdict();
     }
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| match &r.info {
+            Some(_) if !r.problems.is_empty() => vec![
+                r.name.clone(),
+                r.authority.to_string(),
+                format!("BROKEN: {}", r.problems.join("; ")),
+                "-".to_string(),
+                "-".to_string(),
+            ],
             Some(info) => vec![
                 r.name.clone(),
                 r.authority.to_string(),
@@ -1031,5 +1068,5 @@ fn certs(loaded: &LoadedLab, args: &JsonArgs, printer: &Printer) -> Result<()> {
         &["NAME", "CA", "SUBJECT", "EXPIRES", "NAMES"],
         &table,
     ));
-    Ok(())
+    verdict()
 }

@@ -928,3 +928,44 @@ fn render_takes_the_lab_lock_before_signing() {
     test.run();
     assert!(test.path().join(".kubelab/pki/ca.pem").exists());
 }
+
+/// D2/U1: `lab certs` checks every certificate against its CA and its key
+/// and names the broken files (it used to call a mixed-up PKI fine).
+#[test]
+fn certs_names_certificates_that_do_not_verify() {
+    let test = Test::new().args(&["lab", "render"]);
+    test.run();
+    let pki = test.path().join(".kubelab/pki");
+    let test = test.then(&["lab", "certs"]);
+    test.run();
+    std::fs::copy(pki.join("kube-proxy-key.pem"), pki.join("admin-key.pem")).unwrap();
+    std::fs::write(pki.join("worker0.pem"), "garbage\n").unwrap();
+    let test = test.then(&["lab", "certs"]).status(1);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("2 certificate file(s)"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("- admin-key.pem: is not the key of admin.pem"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("- worker0.pem: not a PEM certificate"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("hint: delete the broken certificate"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stdout.contains("BROKEN: admin-key.pem"),
+        "{}",
+        ran.stdout
+    );
+}
