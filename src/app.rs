@@ -55,7 +55,16 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
             .map(|_| 0)
         }
         Command::Cache(CacheCommand::Clean) => cache_clean(settings, printer).map(|()| 0),
-        Command::Labs(args) => labs(settings, printer, args.json).map(|()| 0),
+        Command::Labs(args) => match &args.command {
+            Some(crate::cli::LabsCommand::Forget(forget)) => crate::registry::forget_by_user(
+                &settings.registry,
+                &forget.name,
+                forget.force,
+                printer,
+            )
+            .map(|()| 0),
+            None => labs(settings, printer, args.json.json).map(|()| 0),
+        },
         Command::Completions(args) => crate::completions::completions(args.shell).map(|()| 0),
         Command::Man(args) => crate::completions::man(args.out.as_deref(), printer).map(|()| 0),
         Command::Lab(command) => {

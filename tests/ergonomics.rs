@@ -833,3 +833,55 @@ fn concurrent_kubeconfig_merges_keep_both_labs() {
         }
     }
 }
+
+/// S1: a lab whose lab.yaml went away while it was `up` blocks every lab
+/// with its name; the clash names `kubelab labs forget`, which drops it.
+/// A lab whose folder is still there is refused (destroy is the way).
+#[test]
+fn labs_forget_drops_an_entry_whose_lab_yaml_is_gone() {
+    let test = Test::new()
+        .standins()
+        .write("old/lab.yaml", "name: ghost\n");
+    let registry = test.path().join("labs.json").display().to_string();
+    let test = test.args(&["--lab", "old/lab.yaml", "lab", "up", "--until", "machines"]);
+    test.run();
+    std::fs::remove_file(test.path().join("old/lab.yaml")).unwrap();
+
+    let other = Test::new()
+        .standins()
+        .env("KUBELAB_REGISTRY", &registry)
+        .write(
+            "lab.yaml",
+            "name: ghost\nnetwork:\n  cidr: 192.168.58.0/24\n  ssh_port_base: 2400\n",
+        )
+        .args(&["lab", "up", "--until", "machines"])
+        .status(2);
+    let ran = other.run();
+    assert!(
+        ran.stderr
+            .contains("`kubelab labs forget ghost` drops its entry"),
+        "{}",
+        ran.stderr
+    );
+
+    let refused = other.then(&["labs", "forget", "nosuch"]).status(2);
+    assert!(
+        refused
+            .run()
+            .stderr
+            .contains("hint: `kubelab labs` lists them: ghost")
+    );
+    let forget = refused.then(&["labs", "forget", "ghost"]);
+    let ran = forget.run();
+    assert!(ran.stderr.contains("forgot lab ghost"), "{}", ran.stderr);
+    let other = forget.then(&["lab", "up", "--until", "machines"]);
+    other.run();
+    // The lab that is there is not forgotten without --force.
+    let alive = other.then(&["labs", "forget", "ghost"]).status(2);
+    assert!(
+        alive
+            .run()
+            .stderr
+            .contains("lab destroy` removes it properly")
+    );
+}
