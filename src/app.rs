@@ -524,8 +524,22 @@ fn init(
         &settings.registry,
         crate::registry::Entry::of(&loaded, crate::registry::LabState::Defined),
     )?;
+    let lab_flag = if path == Path::new(DEFAULT_LAB_FILE) {
+        String::new()
+    } else {
+        let shown = path.display().to_string();
+        // Quoted for a shell when it needs it.
+        if shown
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+        {
+            format!(" --lab {shown}")
+        } else {
+            format!(" --lab '{}'", shown.replace('\'', "'\\''"))
+        }
+    };
     printer.info(format!(
-        "wrote {}; next: `kubelab lab plan` to see what it makes",
+        "wrote {}; next: `kubelab{lab_flag} lab plan` to see what it makes",
         path.display()
     ));
     Ok(())

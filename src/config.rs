@@ -493,6 +493,15 @@ pub fn builtin() -> Lab {
 
 /// Parses and validates lab file text.
 pub fn parse(text: &str, source: LabSource) -> Result<Lab, ConfigError> {
+    // CR-only line ends (old Mac style) are line breaks in YAML, but not to
+    // the parser kubelab uses: read them as LF (the file is not changed).
+    let cr_only;
+    let text = if text.contains('\r') && !text.contains('\n') {
+        cr_only = text.replace('\r', "\n");
+        cr_only.as_str()
+    } else {
+        text
+    };
     let source_name = source.to_string();
     let invalid = |problems: Vec<Problem>| ConfigError::Invalid {
         source_name: source_name.clone(),
@@ -531,10 +540,11 @@ fn structural_problem(err: &serde_path_to_error::Error<serde_yaml::Error>) -> Pr
     // serde_yaml prefixes the path and appends " at line N column M"; we print
     // both our own way.
     let message = raw.find(" at line ").map_or(raw.as_str(), |i| &raw[..i]);
-    let message = message
-        .strip_prefix(&format!("{path}: "))
-        .unwrap_or(message)
-        .to_string();
+    let message = plain_words(
+        message
+            .strip_prefix(&format!("{path}: "))
+            .unwrap_or(message),
+    );
     // A path is only meaningful when the parser got as far as a value.
     let syntax =
         path == "." || path.contains('?') || inner.location().is_some() && !is_data_error(&message);
@@ -578,6 +588,27 @@ fn structural_problem(err: &serde_path_to_error::Error<serde_yaml::Error>) -> Pr
             ),
         );
     }
+    if message.starts_with("invalid value: integer") {
+        return Problem::new(
+            path,
+            format!("{message}{location}"),
+            "use a number in that range; the commented default lab.yaml (`kubelab init`) shows usual values",
+        );
+    }
+    if message.starts_with("duplicate field") {
+        return Problem::new(
+            path,
+            format!("{message}{location}"),
+            "each key may appear once in its mapping: delete one of the two lines",
+        );
+    }
+    if message.contains("unknown anchor") {
+        return Problem::new(
+            path,
+            format!("{message}{location}"),
+            "define the anchor (`&name`) before using it (`*name`), or write the value out",
+        );
+    }
     if message.starts_with("invalid type") {
         return Problem::new(
             path,
@@ -598,6 +629,72 @@ fn structural_problem(err: &serde_path_to_error::Error<serde_yaml::Error>) -> Pr
         ""
     };
     Problem::new(path, format!("{message}{location}"), hint)
+}
+
+/// serde's message in the user's words: no Rust type names.
+fn plain_words(message: &str) -> String {
+    let mut m = message.to_string();
+    for (rust, words) in [
+        (
+            "expected struct LabFile",
+            "expected the lab's settings (`key: value` lines such as `name: mylab`)",
+        ),
+        (
+            "expected struct NodesFile",
+            "expected the roles' settings (such as `worker:` with `count: 3` under it)",
+        ),
+        (
+            "expected struct RoleFile",
+            "expected a role's settings (such as `count: 3`)",
+        ),
+        (
+            "expected struct LbFile",
+            "expected the load balancers' settings (such as `count: 2`)",
+        ),
+        (
+            "expected struct NetworkFile",
+            "expected the network settings (such as `cidr: 192.168.56.0/24`)",
+        ),
+        (
+            "expected struct BoxFile",
+            "expected the box settings (such as `name: bento/ubuntu-24.04`)",
+        ),
+        (
+            "expected struct VersionsFile",
+            "expected component versions (such as `kubernetes: 1.32.3`)",
+        ),
+        (
+            "expected struct ArtifactsFile",
+            "expected artifact sources (such as `etcd: upstream`)",
+        ),
+        (
+            "expected struct CertificatesFile",
+            "expected certificate settings (such as `validity_days: 365`)",
+        ),
+        (
+            "expected struct WorkloadFile",
+            "expected workload settings (such as `nginx_replicas: 3`)",
+        ),
+        (
+            "expected struct HostFile",
+            "expected a host's settings (such as `role: worker` and `address:`)",
+        ),
+        (
+            "expected a YAML tag starting with '!'",
+            "expected one word (such as `virtualbox`)",
+        ),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u64", "expected a whole number"),
+        (" as u128", ""),
+        ("unit value", "nothing (an empty value)"),
+    ] {
+        m = m.replace(rust, words);
+    }
+    m
 }
 
 /// Errors about a value's content, as opposed to the YAML's shape.
@@ -701,7 +798,23 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
         problems.push(Problem::new(
             "network.domain",
             format!("{domain:?} is not a valid DNS domain"),
-            "use dot-separated labels of letters, digits and '-', such as `lan` or `lab.example`",
+            "use dot-separated labels of lowercase letters, digits and '-', such as `lan` or `lab.example`",
+        ));
+    } else if let Some(special) = ["localhost", "local"]
+        .into_iter()
+        .find(|tld| domain == *tld || domain.ends_with(&format!(".{tld}")))
+    {
+        problems.push(Problem::new(
+            "network.domain",
+            format!(
+                "{domain:?} is under `.{special}`, which {}",
+                if special == "local" {
+                    "is multicast DNS (RFC 6762): hosts ask the local network, not dns0"
+                } else {
+                    "always resolves to the loopback address (RFC 6761), never to the lab"
+                }
+            ),
+            "use another domain, such as `lan` or `lab.example`",
         ));
     }
     let pod_cidr = file
@@ -727,6 +840,50 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
         ));
     }
 
+    let special_range = |net: Ipv4Net| {
+        let a = net.network();
+        if a.is_loopback() {
+            Some("loopback (127.0.0.0/8)")
+        } else if a.is_multicast() || u32::from(a) >= u32::from(Ipv4Addr::new(240, 0, 0, 0)) {
+            Some("multicast or reserved (224.0.0.0/3)")
+        } else if a.is_unspecified() || a.octets()[0] == 0 {
+            Some("\"this network\" (0.0.0.0/8)")
+        } else if a.is_link_local() {
+            Some("link-local (169.254.0.0/16)")
+        } else {
+            None
+        }
+    };
+    for (field, net) in [
+        ("network.cidr", cidr),
+        ("network.pod_cidr", pod_cidr),
+        ("network.service_cidr", service_cidr),
+    ] {
+        if let Some(what) = special_range(net) {
+            problems.push(Problem::new(
+                field,
+                format!("{net} is {what}: no network can be built there"),
+                "use a private range, such as 192.168.56.0/24 for network.cidr, 10.200.0.0/16 for pods, 10.32.0.0/24 for services",
+            ));
+        }
+    }
+    // VirtualBox NAT: every VM's eth0 (10.0.2.15) and its DNS forwarder.
+    let nat: Ipv4Net = "10.0.2.0/24".parse().expect("constant");
+    if !is_static {
+        for (field, net) in [
+            ("network.cidr", cidr),
+            ("network.pod_cidr", pod_cidr),
+            ("network.service_cidr", service_cidr),
+        ] {
+            if net.contains(&nat.network()) || nat.contains(&net.network()) {
+                problems.push(Problem::new(
+                    field,
+                    format!("{net} overlaps 10.0.2.0/24, VirtualBox's NAT network (every VM's first adapter, 10.0.2.15, and its DNS at 10.0.2.3)"),
+                    "choose a range that does not contain 10.0.2.0/24, such as 10.200.0.0/16 for pods",
+                ));
+            }
+        }
+    }
     if cidr.prefix_len() > 29 {
         problems.push(Problem::new(
             "network.cidr",
@@ -943,6 +1100,21 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
                 format!("set nodes.{key}.memory to {} or more", d.min_memory),
             ));
         }
+        // More than any host kubelab runs on has (and than VirtualBox gives a VM).
+        const MAX_MEMORY_MB: u32 = 1024 * 1024;
+        if spec.memory > MAX_MEMORY_MB {
+            problems.push(Problem::new(
+                format!("nodes.{key}.memory"),
+                format!(
+                    "{} MB is more than any VM can have here (at most {MAX_MEMORY_MB} MB, 1 TiB)",
+                    spec.memory
+                ),
+                format!(
+                    "memory is in MB: set nodes.{key}.memory to {} for the default",
+                    d.memory
+                ),
+            ));
+        }
         if spec.cpus == 0 || spec.cpus > 32 {
             problems.push(Problem::new(
                 format!("nodes.{key}.cpus"),
@@ -959,6 +1131,14 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
         .lb
         .vip
         .unwrap_or_else(|| host_addr(cidr, DEFAULT_VIP_HOST));
+
+    if lb_count < 2 && file.nodes.lb.vip.is_some() {
+        warnings.push(Problem::new(
+            "nodes.lb.vip",
+            format!("{vip} is not used: with {lb_count} load balancer there is no VIP, and api.{domain} is lb0's address"),
+            "set nodes.lb.count to 2 or more for a VIP that keepalived moves between them, or remove nodes.lb.vip",
+        ));
+    }
 
     // Every address the lab uses, with the field that chose it.
     let mut taken: Vec<(Ipv4Addr, String)> = Vec::new();
@@ -1286,6 +1466,13 @@ fn resolve_hosts(
     out
 }
 
+fn meta_mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode())
+        .unwrap_or(0)
+}
+
 /// A private key path as written: `~/` is the home directory, a relative
 /// path is relative to lab.yaml's folder. It must exist and be private.
 fn check_key(raw: &str, base: &Path, field: &str, problems: &mut Vec<Problem>) -> Option<PathBuf> {
@@ -1317,6 +1504,24 @@ fn check_key(raw: &str, base: &Path, field: &str, problems: &mut Vec<Problem>) -
             format!("{raw:?} is not a file ({})", path.display()),
             "give the path of the private key file itself",
         )),
+        Ok(meta) if meta.len() == 0 => problems.push(Problem::new(
+            field,
+            format!("{raw:?} is empty ({})", path.display()),
+            "give the path of the private key kubelab logs in with, such as ~/.ssh/id_ed25519",
+        )),
+        Ok(_)
+            if nix::unistd::access(&path, nix::unistd::AccessFlags::R_OK).is_err()
+                || (meta_mode(&path) & 0o400 == 0) =>
+        {
+            problems.push(Problem::new(
+                field,
+                format!("{raw:?} cannot be read by you ({})", path.display()),
+                format!(
+                    "chmod 600 {} (and own it as the user running kubelab)",
+                    path.display()
+                ),
+            ))
+        }
         Ok(meta) if meta.permissions().mode() & 0o077 != 0 => problems.push(Problem::new(
             field,
             format!(

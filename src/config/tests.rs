@@ -552,3 +552,103 @@ fn static_ssh_words_and_interfaces_cannot_become_options_or_code() {
         }
     }
 }
+
+/// G2-G5, G7, U1, U3, U4: inputs that were accepted or explained in Rust's
+/// words are refused (or warned about) with the reason and the fix.
+#[test]
+fn special_ranges_domains_sizes_and_plain_words() {
+    for (yaml, want) in [
+        (
+            "network:\n  domain: localhost\n",
+            "network.domain: \"localhost\" is under `.localhost`",
+        ),
+        (
+            "network:\n  domain: lab.local\n",
+            "is multicast DNS (RFC 6762)",
+        ),
+        (
+            "network:\n  cidr: 127.0.0.0/24\n",
+            "network.cidr: 127.0.0.0/24 is loopback",
+        ),
+        (
+            "network:\n  cidr: 224.0.0.0/24\n",
+            "network.cidr: 224.0.0.0/24 is multicast or reserved",
+        ),
+        (
+            "network:\n  pod_cidr: 10.0.0.0/16\n",
+            "network.pod_cidr: 10.0.0.0/16 overlaps 10.0.2.0/24, VirtualBox's NAT network",
+        ),
+        (
+            "nodes:\n  worker:\n    memory: 4294967295\n",
+            "nodes.worker.memory: 4294967295 MB is more than any VM can have here",
+        ),
+        ("- name: a\n", "expected the lab's settings"),
+        ("nodes: ~\n", "expected the roles' settings"),
+        (
+            "network:\n  ssh_port_base: 70000\n",
+            "expected a whole number from 0 to 65535",
+        ),
+        (
+            "nodes:\n  worker:\n    count: 99999999999999999999999\n",
+            "integer `99999999999999999999999`, expected a whole number",
+        ),
+        ("provider: [virtualbox]\n", "expected one word"),
+        (
+            "nodes:\n  worker:\n    count: 1\n    count: 3\n",
+            "hint: each key may appear once",
+        ),
+        ("nodes:\n  worker: *nope\n", "hint: define the anchor"),
+    ] {
+        let text = errors(yaml);
+        assert!(text.contains(want), "{yaml:?}: {text}");
+        for rust in ["struct", "u32", "u16", "u128", "unit value", "YAML tag"] {
+            assert!(!text.contains(rust), "{yaml:?} says {rust}: {text}");
+        }
+        assert!(text.contains("hint: "), "{yaml:?}: {text}");
+    }
+    // U3: CR-only line ends are line ends.
+    let lab = parse(
+        "# a lab\rname: crlab\rnodes:\r  worker:\r    count: 2\r",
+        LabSource::BuiltIn,
+    )
+    .unwrap();
+    assert_eq!(
+        (lab.name.as_str(), lab.role(Role::Worker).count),
+        ("crlab", 2)
+    );
+    // G7: a VIP with one load balancer does nothing, and says so.
+    assert!(
+        warnings("nodes:\n  lb:\n    count: 1\n    vip: 192.168.56.50\n")
+            .contains("nodes.lb.vip: 192.168.56.50 is not used"),
+    );
+}
+
+/// G8: an empty key file, or one its owner cannot read (mode 0000), is
+/// refused before ssh meets it.
+#[test]
+fn empty_or_unreadable_static_keys_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = key_dir();
+    std::fs::write(dir.path().join("empty"), "").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("empty"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("locked"), "key\n").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("locked"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    for (key, want) in [
+        ("empty", "\"empty\" is empty"),
+        ("locked", "\"locked\" cannot be read by you"),
+    ] {
+        let hosts = default_static_hosts(1).replacen("ssh_key: id", &format!("ssh_key: {key}"), 1);
+        let yaml =
+            format!("provider: static\nnetwork:\n  dns_forwarders: [10.0.0.1]\nhosts:\n{hosts}");
+        let err = parse_in(&dir, &yaml).unwrap_err().to_string();
+        assert!(err.contains(&format!("hosts[0].ssh_key: {want}")), "{err}");
+    }
+}
