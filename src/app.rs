@@ -74,6 +74,18 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                 LabCommand::Plan(args) => plan(&loaded, &args, settings, printer).map(|()| 0),
                 LabCommand::Render(args) => render_cmd(&loaded, &args, printer).map(|()| 0),
                 LabCommand::Up(args) => {
+                    if let (Some(from), Some(until)) = (args.from, args.until)
+                        && from > until
+                    {
+                        return Err(Error::usage(
+                            format!(
+                                "--from {from} --until {until} selects no phase: {from} comes after {until}"
+                            ),
+                            format!(
+                                "swap them (`--from {until} --until {from}`), or use `--only {from}` for one phase"
+                            ),
+                        ));
+                    }
                     let selection = crate::provision::Selection {
                         from: args.from,
                         until: args.until,

@@ -16,12 +16,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         .prefix(".kubelab-tmp-")
         .permissions(std::fs::Permissions::from_mode(mode))
         .tempfile_in(dir)
-        .map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("creating a temp file in {}: {e}", dir.display()),
-            )
-        })?;
+        .map_err(|e| cannot_write_in(dir, path, e))?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| {
@@ -31,6 +26,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         )
     })?;
     Ok(())
+}
+
+/// The error of a file that cannot be created in `dir`, naming the file
+/// kubelab meant to write, not its temporary name.
+fn cannot_write_in(dir: &Path, path: &Path, e: std::io::Error) -> std::io::Error {
+    let os = e
+        .raw_os_error()
+        .map(std::io::Error::from_raw_os_error)
+        .map(|os| os.to_string())
+        .unwrap_or_else(|| e.kind().to_string());
+    std::io::Error::new(
+        e.kind(),
+        format!(
+            "cannot write {} (in {}): {os}",
+            path.display(),
+            dir.display()
+        ),
+    )
 }
 
 /// The file `path` names, with symlinks followed (a dangling link names the
@@ -101,12 +114,7 @@ pub fn write_keeping(path: &Path, bytes: &[u8], new_mode: u32) -> std::io::Resul
         .prefix(".kubelab-tmp-")
         .permissions(std::fs::Permissions::from_mode(0o600))
         .tempfile_in(dir)
-        .map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("creating a temp file in {}: {e}", dir.display()),
-            )
-        })?;
+        .map_err(|e| cannot_write_in(dir, &target, e))?;
     let same_owner = meta.uid() == nix::unistd::geteuid().as_raw()
         && meta.gid() == nix::unistd::getegid().as_raw();
     if !same_owner

@@ -957,3 +957,22 @@ fn scale_keeps_a_symlinked_lab_yaml_its_mode_links_and_tab_comments() {
     let meta = std::fs::metadata(&real).unwrap();
     assert_eq!((meta.mode() & 0o7777, meta.nlink()), (0o600, 2));
 }
+
+/// U15: an empty phase range is bad input, refused before anything runs
+/// (it used to sign the PKI and say every step was done).
+#[test]
+fn a_from_after_until_is_refused_before_anything_runs() {
+    let test = lab()
+        .args(&["lab", "up", "--from", "etcd", "--until", "dns"])
+        .status(2);
+    let ran = test.run();
+    assert!(
+        ran.stderr
+            .contains("--from etcd --until dns selects no phase"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("hint: swap them"), "{}", ran.stderr);
+    assert!(test.started().is_empty());
+    assert!(!test.path().join(".kubelab/pki").exists());
+}

@@ -332,7 +332,8 @@ impl Host<'_> {
             runner: self.runner.clone(),
         };
         host.interruptible(
-            "kubelab lab scale (or `kubelab lab up`)",
+            // lab.yaml says the new size already: `lab up` finishes the job.
+            "kubelab lab up",
             host.up_locked(options.jobs, options.no_hosts, options.offline, &selection),
         )
         .await?;
