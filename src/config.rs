@@ -125,16 +125,32 @@ impl fmt::Display for Provider {
 pub struct LabFile {
     pub name: Option<String>,
     pub provider: Option<Provider>,
-    #[serde(rename = "box")]
+    #[serde(rename = "box", deserialize_with = "null_as_default")]
     pub vm_box: BoxFile,
+    #[serde(deserialize_with = "null_as_default")]
     pub network: NetworkFile,
+    #[serde(deserialize_with = "null_as_default")]
     pub nodes: NodesFile,
+    #[serde(deserialize_with = "null_as_default")]
     pub versions: VersionsFile,
+    #[serde(deserialize_with = "null_as_default")]
     pub artifacts: ArtifactsFile,
+    #[serde(deserialize_with = "null_as_default")]
     pub certificates: CertificatesFile,
+    #[serde(deserialize_with = "null_as_default")]
     pub workload: WorkloadFile,
     /// `provider: static` only: the servers, instead of VM sizes.
     pub hosts: Option<Vec<HostFile>>,
+}
+
+/// A section left empty (`nodes:` or `nodes: ~`) takes every default, as
+/// lab.yaml's comment promises for a deleted key.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
 /// One existing server of a `provider: static` lab.

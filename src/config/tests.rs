@@ -583,7 +583,7 @@ fn special_ranges_domains_sizes_and_plain_words() {
             "nodes.worker.memory: 4294967295 MB is more than any VM can have here",
         ),
         ("- name: a\n", "expected the lab's settings"),
-        ("nodes: ~\n", "expected the roles' settings"),
+        ("nodes: []\n", "expected the roles' settings"),
         (
             "network:\n  ssh_port_base: 70000\n",
             "expected a whole number from 0 to 65535",
@@ -605,6 +605,14 @@ fn special_ranges_domains_sizes_and_plain_words() {
             assert!(!text.contains(rust), "{yaml:?} says {rust}: {text}");
         }
         assert!(text.contains("hint: "), "{yaml:?}: {text}");
+    }
+    // G9: an empty section takes the defaults, like an empty role.
+    for yaml in ["nodes: ~\n", "nodes:\n", "network:\nbox: ~\n"] {
+        assert_eq!(
+            parse(yaml, LabSource::BuiltIn).unwrap().roles,
+            builtin().roles,
+            "{yaml:?}"
+        );
     }
     // U3: CR-only line ends are line ends.
     let lab = parse(
