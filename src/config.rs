@@ -1174,14 +1174,17 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
     let host = host_addr(cidr, 1);
     let broadcast = cidr.broadcast();
     let mut reported_outside = std::collections::BTreeSet::new();
-    for (addr, field) in &taken {
+    // A network too small for a lab is said once above; every address in it
+    // would only repeat it.
+    let taken_checked: &[(Ipv4Addr, String)] = if cidr.prefix_len() > 29 { &[] } else { &taken };
+    for (addr, field) in taken_checked {
         let field_path = field.split(' ').next().unwrap_or(field).to_string();
         if !cidr.contains(addr) || *addr == cidr.network() || *addr == broadcast {
             if reported_outside.insert(field_path.clone()) {
                 let role_hint = if field_path == "nodes.lb.vip" {
                     Some(format!(
                         "use a free address inside {cidr}, such as {}",
-                        host_addr(cidr, DEFAULT_VIP_HOST)
+                        usable_near(cidr, DEFAULT_VIP_HOST)
                     ))
                 } else {
                     role_capacity_hint(&field_path, &roles, cidr)
@@ -1624,13 +1627,36 @@ fn capacity_problem(
     ))
 }
 
+/// `cidr`'s host `preferred` when that is a usable address of it (not the
+/// network or broadcast address, not past the end), else its last usable one.
+fn usable_near(cidr: Ipv4Net, preferred: u32) -> Ipv4Addr {
+    let addr = host_addr(cidr, preferred);
+    if cidr.contains(&addr) && addr != cidr.network() && addr != cidr.broadcast() {
+        addr
+    } else {
+        Ipv4Addr::from(u32::from(cidr.broadcast()).saturating_sub(1))
+    }
+}
+
 fn role_capacity_hint(field_path: &str, roles: &[RoleSpec], cidr: Ipv4Net) -> Option<String> {
     let key = field_path.strip_prefix("nodes.")?.split('.').next()?;
     let spec = roles.iter().find(|r| r.role.key() == key)?;
     if !cidr.contains(&spec.first_address) {
         return Some(format!(
             "use a first_address inside {cidr} (network.cidr), such as {}",
-            host_addr(cidr, spec.role.defaults().first_host)
+            usable_near(cidr, spec.role.defaults().first_host)
+        ));
+    }
+    if spec.first_address == cidr.network() || spec.first_address == cidr.broadcast() {
+        return Some(format!(
+            "{} is {cidr}'s own {} address, which no host may use: start nodes.{key}.first_address at {} or later",
+            spec.first_address,
+            if spec.first_address == cidr.network() {
+                "network"
+            } else {
+                "broadcast"
+            },
+            host_addr(cidr, 2)
         ));
     }
     let last_usable = u32::from(cidr.broadcast()) - 1;

@@ -660,3 +660,32 @@ fn empty_or_unreadable_static_keys_are_refused() {
         assert!(err.contains(&format!("hosts[0].ssh_key: {want}")), "{err}");
     }
 }
+
+/// U2: the hints for a small network and for .0/.255 addresses point inside
+/// the network and at the real cause.
+#[test]
+fn address_hints_point_inside_the_network() {
+    let text = errors("network:\n  cidr: 192.168.56.0/28\n");
+    assert!(
+        text.contains("use a free address inside 192.168.56.0/28, such as 192.168.56.14"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("such as 192.168.56.50") && !text.contains("such as 192.168.56.30"),
+        "{text}"
+    );
+    let text = errors("network:\n  cidr: 192.168.56.0/32\n");
+    assert!(
+        text.contains("network.cidr: 192.168.56.0/32 is too small for a lab"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("first_address"),
+        "one cause, said once: {text}"
+    );
+    let text = errors("nodes:\n  dns:\n    first_address: 192.168.56.0\n");
+    assert!(text.contains("192.168.56.0 is 192.168.56.0/24's own network address, which no host may use: start nodes.dns.first_address at 192.168.56.2 or later"), "{text}");
+    let text = errors("nodes:\n  registry:\n    count: 1\n    first_address: 192.168.56.255\n");
+    assert!(text.contains("own broadcast address"), "{text}");
+    assert!(!text.contains("lower nodes.registry.count to 1"), "{text}");
+}
