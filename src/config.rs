@@ -579,6 +579,10 @@ fn structural_problem(err: &serde_path_to_error::Error<serde_yaml::Error>) -> Pr
             path.clone()
         };
         let hint = match closest(unknown, &expected) {
+            _ if unknown == "<<" => format!(
+                "YAML merge keys (`<<: *anchor`) are not supported: write the values out; known keys here: {}",
+                expected.join(", ")
+            ),
             Some(best) => format!(
                 "did you mean `{best}`? known keys here: {}",
                 expected.join(", ")
@@ -633,14 +637,17 @@ fn structural_problem(err: &serde_path_to_error::Error<serde_yaml::Error>) -> Pr
         );
     }
     if syntax {
-        return Problem::new(
-            "",
-            format!("YAML syntax error{location}: {message}"),
-            "check the indentation and the `key: value` pairs around that line",
-        );
+        let hint = if message.contains("more than one document") {
+            "lab.yaml is one YAML document: remove the `---` (or `...`) line and what follows, or merge the documents"
+        } else if message.contains("cannot start any token") {
+            "YAML indents with spaces, never TABs: replace the TAB at that line with spaces (and check the `key: value` pairs around it)"
+        } else {
+            "check the indentation and the `key: value` pairs around that line"
+        };
+        return Problem::new("", format!("YAML syntax error{location}: {message}"), hint);
     }
     let hint = if message.contains("IP") || message.contains("address") {
-        "write an IPv4 address like 192.168.56.10, or a network like 192.168.56.0/24"
+        "kubelab labs are IPv4 only: write an IPv4 address like 192.168.56.10, or a network like 192.168.56.0/24"
     } else {
         ""
     };

@@ -598,6 +598,22 @@ fn special_ranges_domains_sizes_and_plain_words() {
             "hint: each key may appear once",
         ),
         ("nodes:\n  worker: *nope\n", "hint: define the anchor"),
+        (
+            "network:\n  cidr: fd00::/64\n",
+            "hint: kubelab labs are IPv4 only",
+        ),
+        (
+            "nodes:\n\tworker:\n\t\tcount: 3\n",
+            "hint: YAML indents with spaces, never TABs",
+        ),
+        (
+            "name: a\n---\nname: b\n",
+            "hint: lab.yaml is one YAML document",
+        ),
+        (
+            "nodes:\n  etcd: &b\n    cpus: 2\n  controller:\n    <<: *b\n",
+            "YAML merge keys (`<<: *anchor`) are not supported",
+        ),
     ] {
         let text = errors(yaml);
         assert!(text.contains(want), "{yaml:?}: {text}");
