@@ -539,6 +539,11 @@ impl<'a> Host<'a> {
                 .map(|(n, s)| (n.clone(), format!("{:?}", s.machine).to_lowercase()))
                 .collect()
         } else {
+            self.printer.info(format!(
+                "lab {} has no VMs yet (no {}): `kubelab lab up` creates them",
+                self.loaded.lab.name,
+                self.vagrantfile().display()
+            ));
             BTreeMap::new()
         };
         let rows: Vec<StatusRow> = topo

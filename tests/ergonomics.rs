@@ -885,3 +885,41 @@ fn labs_forget_drops_an_entry_whose_lab_yaml_is_gone() {
             .contains("lab destroy` removes it properly")
     );
 }
+
+/// D8: two labs of one name (in two folders) brought up at the same moment:
+/// the clash check and the claim happen under one lock, so exactly one goes
+/// up and the other is refused naming it (both used to succeed and share one
+/// hosts block).
+#[test]
+fn two_same_name_labs_brought_up_at_once_one_is_refused() {
+    let x = Test::new().standins().write("lab.yaml", "name: dup\n");
+    let registry = x.path().join("labs.json").display().to_string();
+    let hosts = x.path().join("etc-hosts").display().to_string();
+    let y = Test::new()
+        .standins()
+        .env("KUBELAB_REGISTRY", &registry)
+        .env("KUBELAB_HOSTS_FILE", &hosts)
+        .write("lab.yaml", "name: dup\n");
+    let children = [
+        x.spawn_args(&["lab", "up", "--until", "machines"]),
+        y.spawn_args(&["lab", "up", "--until", "machines"]),
+    ];
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let codes: Vec<i32> = outs.iter().map(|o| o.status.code().unwrap_or(-1)).collect();
+    let mut sorted = codes.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [0, 2],
+        "{codes:?}\n{}\n{}",
+        String::from_utf8_lossy(&outs[0].stderr),
+        String::from_utf8_lossy(&outs[1].stderr)
+    );
+    let refused = &outs[codes.iter().position(|c| *c == 2).unwrap()];
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("clashes with lab dup"));
+    let text = std::fs::read_to_string(&hosts).unwrap();
+    assert_eq!(text.matches("# BEGIN kubelab dup").count(), 1, "{text}");
+}

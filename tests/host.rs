@@ -976,3 +976,20 @@ fn a_from_after_until_is_refused_before_anything_runs() {
     assert!(test.started().is_empty());
     assert!(!test.path().join(".kubelab/pki").exists());
 }
+
+/// U21: `lab status` of a lab that was never brought up says so and how.
+#[test]
+fn status_of_a_lab_never_brought_up_says_how_to_create_it() {
+    let test = lab().args(&["lab", "status"]);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("lab t has no VMs yet"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("`kubelab lab up` creates them"),
+        "{}",
+        ran.stderr
+    );
+}
