@@ -969,3 +969,36 @@ fn certs_names_certificates_that_do_not_verify() {
         ran.stdout
     );
 }
+
+/// U13: commands a vagrant, kind or minikube user types get the kubelab
+/// command they meant, not only clap's nearest spelling (`delete` -> `reset`).
+#[test]
+fn unknown_commands_get_the_command_a_user_meant() {
+    for (args, want) in [
+        (&["up"][..], "hint: did you mean `kubelab lab up`?"),
+        (
+            &["--lab", "x.yaml", "destroy"][..],
+            "hint: did you mean `kubelab lab destroy`?",
+        ),
+        (
+            &["lab", "delete"][..],
+            "hint: `kubelab lab destroy` removes a lab",
+        ),
+        (
+            &["lab", "start"][..],
+            "hint: `kubelab lab up` creates and starts a lab",
+        ),
+        (
+            &["lab", "stop"][..],
+            "hint: `kubelab lab halt` stops a lab's VMs",
+        ),
+        (
+            &["lab", "list"][..],
+            "hint: `kubelab labs` lists this host's labs",
+        ),
+        (&["version"][..], "hint: `kubelab --version`"),
+    ] {
+        let ran = Test::new().args(args).status(2).run();
+        assert!(ran.stderr.contains(want), "{args:?}: {}", ran.stderr);
+    }
+}
