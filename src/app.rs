@@ -55,7 +55,16 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
             .map(|_| 0)
         }
         Command::Cache(CacheCommand::Clean) => cache_clean(settings, printer).map(|()| 0),
-        Command::Labs(args) => labs(settings, printer, args.json).map(|()| 0),
+        Command::Labs(args) => match &args.command {
+            Some(crate::cli::LabsCommand::Forget(forget)) => crate::registry::forget_by_user(
+                &settings.registry,
+                &forget.name,
+                forget.force,
+                printer,
+            )
+            .map(|()| 0),
+            None => labs(settings, printer, args.json.json).map(|()| 0),
+        },
         Command::Completions(args) => crate::completions::completions(args.shell).map(|()| 0),
         Command::Man(args) => crate::completions::man(args.out.as_deref(), printer).map(|()| 0),
         Command::Lab(command) => {
@@ -65,6 +74,18 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                 LabCommand::Plan(args) => plan(&loaded, &args, settings, printer).map(|()| 0),
                 LabCommand::Render(args) => render_cmd(&loaded, &args, printer).map(|()| 0),
                 LabCommand::Up(args) => {
+                    if let (Some(from), Some(until)) = (args.from, args.until)
+                        && from > until
+                    {
+                        return Err(Error::usage(
+                            format!(
+                                "--from {from} --until {until} selects no phase: {from} comes after {until}"
+                            ),
+                            format!(
+                                "swap them (`--from {until} --until {from}`), or use `--only {from}` for one phase"
+                            ),
+                        ));
+                    }
                     let selection = crate::provision::Selection {
                         from: args.from,
                         until: args.until,
@@ -80,11 +101,18 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                             ));
                         }
                     }
-                    crate::registry::check_no_clash(&settings.registry, &loaded)?;
-                    crate::registry::record(
-                        &settings.registry,
-                        crate::registry::Entry::of(&loaded, crate::registry::LabState::Up),
-                    )?;
+                    // The check and the claim under one lock: two labs with
+                    // one name or network cannot both pass it.
+                    let before = {
+                        let _registry = settings.host_lock()?;
+                        crate::registry::check_no_clash(&settings.registry, &loaded)?;
+                        let before = crate::registry::entry(&settings.registry, &loaded.dir)?;
+                        crate::registry::record(
+                            &settings.registry,
+                            crate::registry::Entry::of(&loaded, crate::registry::LabState::Up),
+                        )?;
+                        before
+                    };
                     let started = std::time::Instant::now();
                     let result = block_on(host.up(
                         args.jobs.map(usize::from),
@@ -95,6 +123,12 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                     // Keeping the timings never hides how `lab up` ended.
                     if let Err(e) = keep_timings(&loaded, printer, started, &result) {
                         printer.warn(format!("could not keep this run's timings: {e}"));
+                    }
+                    if result.is_err()
+                        && let Err(e) =
+                            crate::registry::after_failed_up(&settings.registry, &loaded, before)
+                    {
+                        printer.warn(format!("could not correct the lab registry: {e}"));
                     }
                     result?;
                     crate::kubeconfig::after_up(&loaded, settings, printer)?;
@@ -465,7 +499,16 @@ fn init(
     }
     let host_mb = host::memory_mb(settings);
     let (mut text, changes) = sized_default_lab(host_mb);
+    // From picking a free network to recording the lab: one init at a time,
+    // so two never take the same network.
+    let _registry = settings.host_lock()?;
     if let Some(name) = &args.name {
+        if !config::is_lab_name(name) {
+            return Err(Error::usage(
+                format!("--name {name:?} is not a valid lab name"),
+                "use 1-40 lowercase letters, digits and '-', starting with a letter and not ending with '-' (it becomes part of VM and host names), such as `lab2`",
+            ));
+        }
         let registry = crate::registry::load(&settings.registry)?;
         let dir = std::path::absolute(
             path.parent()
@@ -484,7 +527,7 @@ fn init(
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs_err::create_dir_all(parent)?;
     }
-    crate::fsutil::write_atomic(path, text.as_bytes(), 0o644)?;
+    crate::fsutil::write_keeping(path, text.as_bytes(), 0o644)?;
     for change in &changes {
         printer.info(format!("lowered {change}"));
     }
@@ -493,8 +536,22 @@ fn init(
         &settings.registry,
         crate::registry::Entry::of(&loaded, crate::registry::LabState::Defined),
     )?;
+    let lab_flag = if path == Path::new(DEFAULT_LAB_FILE) {
+        String::new()
+    } else {
+        let shown = path.display().to_string();
+        // Quoted for a shell when it needs it.
+        if shown
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+        {
+            format!(" --lab {shown}")
+        } else {
+            format!(" --lab '{}'", shown.replace('\'', "'\\''"))
+        }
+    };
     printer.info(format!(
-        "wrote {}; next: `kubelab lab plan` to see what it makes",
+        "wrote {}; next: `kubelab{lab_flag} lab plan` to see what it makes",
         path.display()
     ));
     Ok(())
@@ -906,11 +963,34 @@ fn load_pki(loaded: &LoadedLab, printer: &Printer) -> Result<pki::Pki> {
     Ok(pki)
 }
 
+/// The lab's lock for a command that may sign into `.kubelab/pki/`: two
+/// signers at once would leave certificates that match no CA. In a lab
+/// folder on a read-only file system nothing can be signed either, so the
+/// PKI is read as it is, without the lock.
+pub fn pki_lock(loaded: &LoadedLab, what: &str) -> Result<Option<crate::state::LabLock>> {
+    match crate::state::LabLock::acquire(&loaded.state_dir(), what) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(e @ Error::Locked { .. }) => Err(e),
+        Err(e) => {
+            let probe = if loaded.state_dir().exists() {
+                loaded.state_dir()
+            } else {
+                loaded.dir.clone()
+            };
+            match nix::unistd::access(&probe, nix::unistd::AccessFlags::W_OK) {
+                Err(nix::errno::Errno::EROFS) => Ok(None),
+                _ => Err(e),
+            }
+        }
+    }
+}
+
 fn render_cmd(loaded: &LoadedLab, args: &RenderArgs, printer: &Printer) -> Result<()> {
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| loaded.state_dir().join("rendered"));
+    let _lock = pki_lock(loaded, "kubelab lab render")?;
     let pki = load_pki(loaded, printer)?;
     let files = render::all(&loaded.lab, &loaded.topo, &pki);
     render::write(&out, &files)?;
@@ -930,7 +1010,7 @@ struct CertsJson {
     certificates: Vec<CertRow>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 struct CertRow {
     name: String,
     /// `cluster` or `etcd`: the CA that signs it (itself, for a CA).
@@ -939,6 +1019,10 @@ struct CertRow {
     present: bool,
     #[serde(flatten)]
     info: Option<pki::CertInfo>,
+    /// What is wrong with it (not signed by its CA, a key that is not its
+    /// key, a file that does not parse), each naming the file; empty when
+    /// it is sound.
+    problems: Vec<String>,
 }
 
 fn certs(loaded: &LoadedLab, args: &JsonArgs, printer: &Printer) -> Result<()> {
@@ -948,29 +1032,39 @@ fn certs(loaded: &LoadedLab, args: &JsonArgs, printer: &Printer) -> Result<()> {
         pki::Authority::Etcd => "etcd",
         pki::Authority::FrontProxy => "front-proxy",
     };
-    let mut wanted: Vec<(String, &'static str)> = vec![
-        ("ca".to_string(), "cluster"),
-        ("etcd-ca".to_string(), "etcd"),
-        ("front-proxy-ca".to_string(), "front-proxy"),
+    let cas = [
+        pki::Authority::Cluster,
+        pki::Authority::Etcd,
+        pki::Authority::FrontProxy,
     ];
+    let mut wanted: Vec<(String, pki::Authority)> =
+        cas.iter().map(|a| (a.ca_stem().to_string(), *a)).collect();
     wanted.extend(
         pki::specs(&loaded.lab, &loaded.topo)
             .into_iter()
-            .map(|s| (s.name, authority_name(s.authority))),
+            .map(|s| (s.name, s.authority)),
     );
     let mut rows = Vec::new();
-    for (name, authority) in wanted {
+    for (name, authority_id) in wanted {
+        let authority = authority_name(authority_id);
         let path = dir.join(format!("{name}.pem"));
+        let ca_stem = authority_id.ca_stem();
+        let present = path.exists() || path.is_symlink();
+        let problems = if present {
+            pki::check(&dir, &name, ca_stem)
+        } else {
+            Vec::new()
+        };
         let info = match fs_err::read_to_string(&path) {
-            Ok(pem) => Some(pki::inspect(&pem)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e.into()),
+            Ok(pem) => pki::inspect(&pem).ok(),
+            Err(_) => None,
         };
         rows.push(CertRow {
             name,
             authority,
-            present: info.is_some(),
+            present,
             info,
+            problems,
         });
     }
     if rows.iter().all(|r| !r.present) && !args.json {
@@ -979,16 +1073,42 @@ fn certs(loaded: &LoadedLab, args: &JsonArgs, printer: &Printer) -> Result<()> {
             "`kubelab lab render` signs the lab's PKI",
         ));
     }
+    let broken: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.problems.iter().map(|p| format!("- {p}")))
+        .collect();
+    let verdict = || {
+        if broken.is_empty() {
+            return Ok(());
+        }
+        Err(Error::other(
+            format!(
+                "{} certificate file(s) in {} are broken:\n{}",
+                rows.iter().filter(|r| !r.problems.is_empty()).count(),
+                dir.display(),
+                broken.join("\n")
+            ),
+            "delete the broken certificate and its key (`<name>.pem`, `<name>-key.pem`; for a CA, everything it signed) and run `kubelab lab render` to sign them again, then `kubelab lab up` to put them on the nodes",
+        ))
+    };
     if args.json {
-        return printer.json(&CertsJson {
+        printer.json(&CertsJson {
             schema_version: SCHEMA_VERSION,
             pki_dir: dir.display().to_string(),
-            certificates: rows,
-        });
+            certificates: rows.iter().map(|r| CertRow { ..r.clone() }).collect(),
+        })?;
+        return verdict();
     }
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| match &r.info {
+            Some(_) if !r.problems.is_empty() => vec![
+                r.name.clone(),
+                r.authority.to_string(),
+                format!("BROKEN: {}", r.problems.join("; ")),
+                "-".to_string(),
+                "-".to_string(),
+            ],
             Some(info) => vec![
                 r.name.clone(),
                 r.authority.to_string(),
@@ -1009,5 +1129,5 @@ fn certs(loaded: &LoadedLab, args: &JsonArgs, printer: &Printer) -> Result<()> {
         &["NAME", "CA", "SUBJECT", "EXPIRES", "NAMES"],
         &table,
     ));
-    Ok(())
+    verdict()
 }

@@ -95,8 +95,11 @@ sudo check `lab up` starts with (`host NODE`).")]
 
 `kubelab init` records a lab, `lab up` and `lab halt` update its state and
 `lab destroy` removes it; the list lives in $XDG_DATA_HOME/kubelab/labs.json
-(KUBELAB_REGISTRY). A lab whose directory was deleted shows as gone.")]
-    Labs(JsonArgs),
+(KUBELAB_REGISTRY). A lab whose directory was deleted shows as gone.
+`kubelab labs forget NAME` drops an entry whose lab.yaml is gone (moved,
+renamed, on a disk that is no longer mounted), so it no longer holds its
+name, network and ports.")]
+    Labs(LabsArgs),
 
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell
     #[command(after_long_help = "Examples:
@@ -526,6 +529,37 @@ every VM's clock is set to now.")]
 pub struct SnapshotName {
     /// Letters, digits, '-', '_' and '.'
     pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LabsArgs {
+    #[command(subcommand)]
+    pub command: Option<LabsCommand>,
+    #[command(flatten)]
+    pub json: JsonArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabsCommand {
+    /// Drop a lab from the list without touching its files or VMs (for a lab whose lab.yaml is gone)
+    #[command(after_long_help = "Examples:
+  kubelab labs forget failup
+  kubelab labs forget /old/place/of/the/lab
+
+NAME is the lab's name as `kubelab labs` shows it, or its directory. A lab
+whose folder is still there is refused: `kubelab --lab <its lab.yaml> lab
+destroy` removes it properly, VMs included.")]
+    Forget(ForgetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// The lab's name, or its directory
+    #[arg(value_name = "LAB")]
+    pub name: String,
+    /// Forget it even though its folder is still there
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -125,17 +125,33 @@ impl fmt::Display for Provider {
 pub struct LabFile {
     pub name: Option<String>,
     pub provider: Option<Provider>,
-    #[serde(rename = "box")]
+    #[serde(rename = "box", deserialize_with = "null_as_default")]
     pub vm_box: BoxFile,
+    #[serde(deserialize_with = "null_as_default")]
     pub network: NetworkFile,
+    #[serde(deserialize_with = "null_as_default")]
     pub nodes: NodesFile,
+    #[serde(deserialize_with = "null_as_default")]
     pub versions: VersionsFile,
+    #[serde(deserialize_with = "null_as_default")]
     pub artifacts: ArtifactsFile,
+    #[serde(deserialize_with = "null_as_default")]
     pub certificates: CertificatesFile,
+    #[serde(deserialize_with = "null_as_default")]
     pub workload: WorkloadFile,
     pub kube_proxy: KubeProxyFile,
     /// `provider: static` only: the servers, instead of VM sizes.
     pub hosts: Option<Vec<HostFile>>,
+}
+
+/// A section left empty (`nodes:` or `nodes: ~`) takes every default, as
+/// lab.yaml's comment promises for a deleted key.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
 /// One existing server of a `provider: static` lab.
@@ -532,6 +548,15 @@ pub fn builtin() -> Lab {
 
 /// Parses and validates lab file text.
 pub fn parse(text: &str, source: LabSource) -> Result<Lab, ConfigError> {
+    // CR-only line ends (old Mac style) are line breaks in YAML, but not to
+    // the parser kubelab uses: read them as LF (the file is not changed).
+    let cr_only;
+    let text = if text.contains('\r') && !text.contains('\n') {
+        cr_only = text.replace('\r', "\n");
+        cr_only.as_str()
+    } else {
+        text
+    };
     let source_name = source.to_string();
     let invalid = |problems: Vec<Problem>| ConfigError::Invalid {
         source_name: source_name.clone(),
@@ -570,10 +595,11 @@ fn structural_problem(err: &serde_path_to_error::Error<serde_yaml::Error>) -> Pr
     // serde_yaml prefixes the path and appends " at line N column M"; we print
     // both our own way.
     let message = raw.find(" at line ").map_or(raw.as_str(), |i| &raw[..i]);
-    let message = message
-        .strip_prefix(&format!("{path}: "))
-        .unwrap_or(message)
-        .to_string();
+    let message = plain_words(
+        message
+            .strip_prefix(&format!("{path}: "))
+            .unwrap_or(message),
+    );
     // A path is only meaningful when the parser got as far as a value.
     let syntax =
         path == "." || path.contains('?') || inner.location().is_some() && !is_data_error(&message);
@@ -592,6 +618,10 @@ fn structural_problem(err: &serde_path_to_error::Error<serde_yaml::Error>) -> Pr
             path.clone()
         };
         let hint = match closest(unknown, &expected) {
+            _ if unknown == "<<" => format!(
+                "YAML merge keys (`<<: *anchor`) are not supported: write the values out; known keys here: {}",
+                expected.join(", ")
+            ),
             Some(best) => format!(
                 "did you mean `{best}`? known keys here: {}",
                 expected.join(", ")
@@ -617,6 +647,27 @@ fn structural_problem(err: &serde_path_to_error::Error<serde_yaml::Error>) -> Pr
             ),
         );
     }
+    if message.starts_with("invalid value: integer") {
+        return Problem::new(
+            path,
+            format!("{message}{location}"),
+            "use a number in that range; the commented default lab.yaml (`kubelab init`) shows usual values",
+        );
+    }
+    if message.starts_with("duplicate field") {
+        return Problem::new(
+            path,
+            format!("{message}{location}"),
+            "each key may appear once in its mapping: delete one of the two lines",
+        );
+    }
+    if message.contains("unknown anchor") {
+        return Problem::new(
+            path,
+            format!("{message}{location}"),
+            "define the anchor (`&name`) before using it (`*name`), or write the value out",
+        );
+    }
     if message.starts_with("invalid type") {
         return Problem::new(
             path,
@@ -625,18 +676,87 @@ fn structural_problem(err: &serde_path_to_error::Error<serde_yaml::Error>) -> Pr
         );
     }
     if syntax {
-        return Problem::new(
-            "",
-            format!("YAML syntax error{location}: {message}"),
-            "check the indentation and the `key: value` pairs around that line",
-        );
+        let hint = if message.contains("more than one document") {
+            "lab.yaml is one YAML document: remove the `---` (or `...`) line and what follows, or merge the documents"
+        } else if message.contains("cannot start any token") {
+            "YAML indents with spaces, never TABs: replace the TAB at that line with spaces (and check the `key: value` pairs around it)"
+        } else {
+            "check the indentation and the `key: value` pairs around that line"
+        };
+        return Problem::new("", format!("YAML syntax error{location}: {message}"), hint);
     }
     let hint = if message.contains("IP") || message.contains("address") {
-        "write an IPv4 address like 192.168.56.10, or a network like 192.168.56.0/24"
+        "kubelab labs are IPv4 only: write an IPv4 address like 192.168.56.10, or a network like 192.168.56.0/24"
     } else {
         ""
     };
     Problem::new(path, format!("{message}{location}"), hint)
+}
+
+/// serde's message in the user's words: no Rust type names.
+fn plain_words(message: &str) -> String {
+    let mut m = message.to_string();
+    for (rust, words) in [
+        (
+            "expected struct LabFile",
+            "expected the lab's settings (`key: value` lines such as `name: mylab`)",
+        ),
+        (
+            "expected struct NodesFile",
+            "expected the roles' settings (such as `worker:` with `count: 3` under it)",
+        ),
+        (
+            "expected struct RoleFile",
+            "expected a role's settings (such as `count: 3`)",
+        ),
+        (
+            "expected struct LbFile",
+            "expected the load balancers' settings (such as `count: 2`)",
+        ),
+        (
+            "expected struct NetworkFile",
+            "expected the network settings (such as `cidr: 192.168.56.0/24`)",
+        ),
+        (
+            "expected struct BoxFile",
+            "expected the box settings (such as `name: bento/ubuntu-24.04`)",
+        ),
+        (
+            "expected struct VersionsFile",
+            "expected component versions (such as `kubernetes: 1.32.3`)",
+        ),
+        (
+            "expected struct ArtifactsFile",
+            "expected artifact sources (such as `etcd: upstream`)",
+        ),
+        (
+            "expected struct CertificatesFile",
+            "expected certificate settings (such as `validity_days: 365`)",
+        ),
+        (
+            "expected struct WorkloadFile",
+            "expected workload settings (such as `nginx_replicas: 3`)",
+        ),
+        (
+            "expected struct HostFile",
+            "expected a host's settings (such as `role: worker` and `address:`)",
+        ),
+        (
+            "expected a YAML tag starting with '!'",
+            "expected one word (such as `virtualbox`)",
+        ),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u64", "expected a whole number"),
+        (" as u128", ""),
+        ("unit value", "nothing (an empty value)"),
+    ] {
+        m = m.replace(rust, words);
+    }
+    m
 }
 
 /// Errors about a value's content, as opposed to the YAML's shape.
@@ -702,6 +822,22 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
     }
 
     let vm_box = resolve_box(&file.vm_box, is_static, crate::host::arch(), &mut problems);
+    if !is_box_name(&vm_box.name) {
+        problems.push(Problem::new(
+            "box.name",
+            format!("{:?} is not a box name", vm_box.name),
+            "use a Vagrant box name such as bento/ubuntu-24.04: letters, digits, '.', '_' and '-', with one '/' between owner and box",
+        ));
+    }
+    if let Some(version) = &vm_box.version
+        && !is_box_version(version)
+    {
+        problems.push(Problem::new(
+            "box.version",
+            format!("{version:?} is not a box version"),
+            "use a version such as 202502.21.0, or a constraint such as `>= 202502.21.0, < 202503`; leave it out for the newest",
+        ));
+    }
 
     let cidr = file
         .network
@@ -717,7 +853,23 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
         problems.push(Problem::new(
             "network.domain",
             format!("{domain:?} is not a valid DNS domain"),
-            "use dot-separated labels of letters, digits and '-', such as `lan` or `lab.example`",
+            "use dot-separated labels of lowercase letters, digits and '-', such as `lan` or `lab.example`",
+        ));
+    } else if let Some(special) = ["localhost", "local"]
+        .into_iter()
+        .find(|tld| domain == *tld || domain.ends_with(&format!(".{tld}")))
+    {
+        problems.push(Problem::new(
+            "network.domain",
+            format!(
+                "{domain:?} is under `.{special}`, which {}",
+                if special == "local" {
+                    "is multicast DNS (RFC 6762): hosts ask the local network, not dns0"
+                } else {
+                    "always resolves to the loopback address (RFC 6761), never to the lab"
+                }
+            ),
+            "use another domain, such as `lan` or `lab.example`",
         ));
     }
     let pod_cidr = file
@@ -743,6 +895,50 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
         ));
     }
 
+    let special_range = |net: Ipv4Net| {
+        let a = net.network();
+        if a.is_loopback() {
+            Some("loopback (127.0.0.0/8)")
+        } else if a.is_multicast() || u32::from(a) >= u32::from(Ipv4Addr::new(240, 0, 0, 0)) {
+            Some("multicast or reserved (224.0.0.0/3)")
+        } else if a.is_unspecified() || a.octets()[0] == 0 {
+            Some("\"this network\" (0.0.0.0/8)")
+        } else if a.is_link_local() {
+            Some("link-local (169.254.0.0/16)")
+        } else {
+            None
+        }
+    };
+    for (field, net) in [
+        ("network.cidr", cidr),
+        ("network.pod_cidr", pod_cidr),
+        ("network.service_cidr", service_cidr),
+    ] {
+        if let Some(what) = special_range(net) {
+            problems.push(Problem::new(
+                field,
+                format!("{net} is {what}: no network can be built there"),
+                "use a private range, such as 192.168.56.0/24 for network.cidr, 10.200.0.0/16 for pods, 10.32.0.0/24 for services",
+            ));
+        }
+    }
+    // VirtualBox NAT: every VM's eth0 (10.0.2.15) and its DNS forwarder.
+    let nat: Ipv4Net = "10.0.2.0/24".parse().expect("constant");
+    if !is_static {
+        for (field, net) in [
+            ("network.cidr", cidr),
+            ("network.pod_cidr", pod_cidr),
+            ("network.service_cidr", service_cidr),
+        ] {
+            if net.contains(&nat.network()) || nat.contains(&net.network()) {
+                problems.push(Problem::new(
+                    field,
+                    format!("{net} overlaps 10.0.2.0/24, VirtualBox's NAT network (every VM's first adapter, 10.0.2.15, and its DNS at 10.0.2.3)"),
+                    "choose a range that does not contain 10.0.2.0/24, such as 10.200.0.0/16 for pods",
+                ));
+            }
+        }
+    }
     if cidr.prefix_len() > 29 {
         problems.push(Problem::new(
             "network.cidr",
@@ -959,6 +1155,21 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
                 format!("set nodes.{key}.memory to {} or more", d.min_memory),
             ));
         }
+        // More than any host kubelab runs on has (and than VirtualBox gives a VM).
+        const MAX_MEMORY_MB: u32 = 1024 * 1024;
+        if spec.memory > MAX_MEMORY_MB {
+            problems.push(Problem::new(
+                format!("nodes.{key}.memory"),
+                format!(
+                    "{} MB is more than any VM can have here (at most {MAX_MEMORY_MB} MB, 1 TiB)",
+                    spec.memory
+                ),
+                format!(
+                    "memory is in MB: set nodes.{key}.memory to {} for the default",
+                    d.memory
+                ),
+            ));
+        }
         if spec.cpus == 0 || spec.cpus > 32 {
             problems.push(Problem::new(
                 format!("nodes.{key}.cpus"),
@@ -975,6 +1186,14 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
         .lb
         .vip
         .unwrap_or_else(|| host_addr(cidr, DEFAULT_VIP_HOST));
+
+    if lb_count < 2 && file.nodes.lb.vip.is_some() {
+        warnings.push(Problem::new(
+            "nodes.lb.vip",
+            format!("{vip} is not used: with {lb_count} load balancer there is no VIP, and api.{domain} is lb0's address"),
+            "set nodes.lb.count to 2 or more for a VIP that keepalived moves between them, or remove nodes.lb.vip",
+        ));
+    }
 
     // Every address the lab uses, with the field that chose it.
     let mut taken: Vec<(Ipv4Addr, String)> = Vec::new();
@@ -994,14 +1213,17 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
     let host = host_addr(cidr, 1);
     let broadcast = cidr.broadcast();
     let mut reported_outside = std::collections::BTreeSet::new();
-    for (addr, field) in &taken {
+    // A network too small for a lab is said once above; every address in it
+    // would only repeat it.
+    let taken_checked: &[(Ipv4Addr, String)] = if cidr.prefix_len() > 29 { &[] } else { &taken };
+    for (addr, field) in taken_checked {
         let field_path = field.split(' ').next().unwrap_or(field).to_string();
         if !cidr.contains(addr) || *addr == cidr.network() || *addr == broadcast {
             if reported_outside.insert(field_path.clone()) {
                 let role_hint = if field_path == "nodes.lb.vip" {
                     Some(format!(
                         "use a free address inside {cidr}, such as {}",
-                        host_addr(cidr, DEFAULT_VIP_HOST)
+                        usable_near(cidr, DEFAULT_VIP_HOST)
                     ))
                 } else {
                     role_capacity_hint(&field_path, &roles, cidr)
@@ -1276,9 +1498,7 @@ fn resolve_hosts(
             ));
         }
         if let Some(interface) = &h.interface
-            && (interface.is_empty()
-                || interface.len() > 15
-                || interface.contains(|c: char| c.is_whitespace() || c == '/'))
+            && !is_interface(interface)
         {
             problems.push(Problem::new(
                 at("interface"),
@@ -1288,21 +1508,21 @@ fn resolve_hosts(
         }
         let alias = h.ssh_alias.clone();
         if let Some(a) = &alias
-            && (a.trim().is_empty() || a.contains(char::is_whitespace))
+            && !is_ssh_word(a)
         {
             problems.push(Problem::new(
                 at("ssh_alias"),
                 format!("{a:?} is not an ssh_config Host name"),
-                "use a `Host` of your ~/.ssh/config, or remove ssh_alias and give ssh_user and ssh_key",
+                "use a `Host` of your ~/.ssh/config (letters, digits, '.', '_' and '-', not starting with '-'), or remove ssh_alias and give ssh_user and ssh_key",
             ));
         }
         let user = h.ssh_user.clone();
         match &user {
-            Some(u) if u.trim().is_empty() || u.contains(|c: char| c.is_whitespace() || c == '@') => {
+            Some(u) if !is_ssh_word(u) => {
                 problems.push(Problem::new(
                     at("ssh_user"),
                     format!("{u:?} is not a user name"),
-                    "name the user kubelab logs in as; it needs passwordless sudo",
+                    "name the user kubelab logs in as (letters, digits, '.', '_' and '-', not starting with '-'); it needs passwordless sudo",
                 ));
             }
             None if alias.is_none() => problems.push(Problem::new(
@@ -1348,6 +1568,13 @@ fn resolve_hosts(
     out
 }
 
+fn meta_mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode())
+        .unwrap_or(0)
+}
+
 /// A private key path as written: `~/` is the home directory, a relative
 /// path is relative to lab.yaml's folder. It must exist and be private.
 fn check_key(raw: &str, base: &Path, field: &str, problems: &mut Vec<Problem>) -> Option<PathBuf> {
@@ -1379,6 +1606,24 @@ fn check_key(raw: &str, base: &Path, field: &str, problems: &mut Vec<Problem>) -
             format!("{raw:?} is not a file ({})", path.display()),
             "give the path of the private key file itself",
         )),
+        Ok(meta) if meta.len() == 0 => problems.push(Problem::new(
+            field,
+            format!("{raw:?} is empty ({})", path.display()),
+            "give the path of the private key kubelab logs in with, such as ~/.ssh/id_ed25519",
+        )),
+        Ok(_)
+            if nix::unistd::access(&path, nix::unistd::AccessFlags::R_OK).is_err()
+                || (meta_mode(&path) & 0o400 == 0) =>
+        {
+            problems.push(Problem::new(
+                field,
+                format!("{raw:?} cannot be read by you ({})", path.display()),
+                format!(
+                    "chmod 600 {} (and own it as the user running kubelab)",
+                    path.display()
+                ),
+            ))
+        }
         Ok(meta) if meta.permissions().mode() & 0o077 != 0 => problems.push(Problem::new(
             field,
             format!(
@@ -1465,13 +1710,36 @@ fn capacity_problem(
     ))
 }
 
+/// `cidr`'s host `preferred` when that is a usable address of it (not the
+/// network or broadcast address, not past the end), else its last usable one.
+fn usable_near(cidr: Ipv4Net, preferred: u32) -> Ipv4Addr {
+    let addr = host_addr(cidr, preferred);
+    if cidr.contains(&addr) && addr != cidr.network() && addr != cidr.broadcast() {
+        addr
+    } else {
+        Ipv4Addr::from(u32::from(cidr.broadcast()).saturating_sub(1))
+    }
+}
+
 fn role_capacity_hint(field_path: &str, roles: &[RoleSpec], cidr: Ipv4Net) -> Option<String> {
     let key = field_path.strip_prefix("nodes.")?.split('.').next()?;
     let spec = roles.iter().find(|r| r.role.key() == key)?;
     if !cidr.contains(&spec.first_address) {
         return Some(format!(
             "use a first_address inside {cidr} (network.cidr), such as {}",
-            host_addr(cidr, spec.role.defaults().first_host)
+            usable_near(cidr, spec.role.defaults().first_host)
+        ));
+    }
+    if spec.first_address == cidr.network() || spec.first_address == cidr.broadcast() {
+        return Some(format!(
+            "{} is {cidr}'s own {} address, which no host may use: start nodes.{key}.first_address at {} or later",
+            spec.first_address,
+            if spec.first_address == cidr.network() {
+                "network"
+            } else {
+                "broadcast"
+            },
+            host_addr(cidr, 2)
         ));
     }
     let last_usable = u32::from(cidr.broadcast()) - 1;
@@ -1485,6 +1753,11 @@ fn role_capacity_hint(field_path: &str, roles: &[RoleSpec], cidr: Ipv4Net) -> Op
 fn dedup_problems(problems: &mut Vec<Problem>) {
     let mut seen = std::collections::HashSet::new();
     problems.retain(|p| seen.insert((p.path.clone(), p.message.clone())));
+}
+
+/// A lab name: a DNS label of at most 40 characters.
+pub fn is_lab_name(s: &str) -> bool {
+    is_dns_label(s) && s.len() <= 40
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -1588,6 +1861,63 @@ fn resolve_versions(
         pause: row.pause.to_string(),
         overrides,
     }
+}
+
+/// A Vagrant box name: `owner/box` or a local `box`, each part letters,
+/// digits, '.', '_' and '-', starting with a letter or digit. It is what the
+/// Vagrantfile and `vagrant box` commands take, with nothing a shell or Ruby
+/// would read specially.
+fn is_box_name(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('/').collect();
+    s.len() <= 128
+        && parts.len() <= 2
+        && parts.iter().all(|p| {
+            p.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        })
+}
+
+/// A box version or Vagrant's constraint list: comma-separated items, each an
+/// optional operator (`=`, `!=`, `>`, `<`, `>=`, `<=`, `~>`) and a version
+/// of dot-separated parts (digits first, then letters or digits: `1.2.3.rc1`).
+fn is_box_version(s: &str) -> bool {
+    s.len() <= 100
+        && s.split(',').all(|item| {
+            let item = item.trim_matches(' ');
+            let version = ["~>", ">=", "<=", "!=", "=", ">", "<"]
+                .iter()
+                .find_map(|op| item.strip_prefix(op))
+                .unwrap_or(item)
+                .trim_start_matches(' ');
+            let mut parts = version.split('.');
+            parts
+                .next()
+                .is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+                && parts.all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()))
+        })
+}
+
+/// A user or ssh_config Host name as ssh's destination argument: nothing ssh
+/// could read as an option (a leading '-') or a second `user@`, nothing a
+/// shell or an inventory would split or quote.
+fn is_ssh_word(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && !s.starts_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// A Linux network interface name (at most 15 bytes), limited to what
+/// systemd and `ip` print for real interfaces, so it is safe in a config line
+/// or a shell word.
+pub fn is_interface(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && !s.starts_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 fn is_semver(s: &str) -> bool {

@@ -4,7 +4,6 @@
 //! comments, other labs' blocks, the user's own lines for the same names.
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::error::Result;
@@ -18,39 +17,132 @@ fn end_marker(lab: &str) -> String {
     format!("# END kubelab {lab}")
 }
 
-/// `existing` with the lab's block replaced by `block` (which ends in "\n"),
-/// added at the end when absent, or removed when `block` is `None`.
-pub fn with_block(existing: &str, lab: &str, block: Option<&str>) -> String {
-    let crlf = existing.contains("\r\n");
-    let block = block.map(|b| {
-        if crlf {
-            b.replace('\n', "\r\n")
-        } else {
-            b.to_string()
-        }
-    });
-    let (begin, end) = (begin_marker(lab), end_marker(lab));
+/// The line end a file uses: CR LF when it has one, CR alone for a file of
+/// CR-only lines (old Mac style), else LF. kubelab writes its block with it.
+fn line_end(existing: &str) -> &'static str {
+    if existing.contains("\r\n") {
+        "\r\n"
+    } else if existing.contains('\r') && !existing.contains('\n') {
+        "\r"
+    } else {
+        "\n"
+    }
+}
 
-    // Find the block's line span: [start, stop) in bytes.
+/// The file's lines, each with its line end.
+fn lines_of<'a>(existing: &'a str, eol: &str) -> impl Iterator<Item = &'a str> {
+    let sep = if eol == "\r" { '\r' } else { '\n' };
+    existing.split_inclusive(sep)
+}
+
+/// Where the lab's block is, as a byte span `[start, stop)` of whole lines,
+/// or `None` when there is none. Markers that do not pair up (a BEGIN
+/// without its END, an END alone, a block twice, another block's marker
+/// inside this one) are refused with their line numbers and the fix, never
+/// repaired: a guess would delete the user's lines.
+pub fn block_span(existing: &str, lab: &str) -> Result<Option<(usize, usize)>, MarkerProblem> {
+    let (begin, end) = (begin_marker(lab), end_marker(lab));
+    let mut begins = Vec::new();
+    let mut ends = Vec::new();
+    let mut others = Vec::new();
     let mut offset = 0;
-    let mut start = None;
-    let mut stop = None;
-    for line in existing.split_inclusive('\n') {
-        let content = line.trim_end_matches(['\n', '\r']);
-        if start.is_none() && content == begin {
-            start = Some(offset);
-        } else if start.is_some() && content == end {
-            stop = Some(offset + line.len());
-            break;
+    for (i, line) in lines_of(existing, line_end(existing)).enumerate() {
+        let content = line.trim();
+        let number = i + 1;
+        if content == begin {
+            begins.push((number, offset));
+        } else if content == end {
+            ends.push((number, offset + line.len()));
+        } else if content.starts_with("# BEGIN kubelab ") || content.starts_with("# END kubelab ") {
+            others.push((number, content.to_string()));
         }
         offset += line.len();
     }
+    let list = |v: &[(usize, usize)]| {
+        v.iter()
+            .map(|(n, _)| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let fix_pair = format!(
+        "edit the file so it holds at most one `{begin}` line followed by one `{end}` line, with only the lab's entries between them (or delete both and the entries), then run again; kubelab never guesses which lines are its own"
+    );
+    match (begins.as_slice(), ends.as_slice()) {
+        ([], []) => Ok(None),
+        ([(b, start)], [(e, stop)]) if b < e => {
+            if let Some((n, marker)) = others.iter().find(|(n, _)| n > b && n < e) {
+                return Err(MarkerProblem {
+                    message: format!(
+                        "line {n} holds `{marker}` inside the kubelab {lab} block (lines {b}-{e}), so replacing the block would delete it"
+                    ),
+                    hint: format!(
+                        "move the other block out of lines {b}-{e}, or delete line {n} if that block is stale, then run again"
+                    ),
+                });
+            }
+            Ok(Some((*start, *stop)))
+        }
+        ([(b, _)], []) => Err(MarkerProblem {
+            message: format!("line {b} holds `{begin}` but no `{end}` line follows it"),
+            hint: format!(
+                "add a `{end}` line after the last entry of the lab's block, or delete line {b} (and the stale entries after it), then run again; kubelab never guesses where the block ends"
+            ),
+        }),
+        ([], [(e, _)]) => Err(MarkerProblem {
+            message: format!("line {e} holds `{end}` but no `{begin}` line comes before it"),
+            hint: format!(
+                "add a `{begin}` line before the lab's entries, or delete line {e}, then run again"
+            ),
+        }),
+        ([(b, _)], [(e, _)]) => Err(MarkerProblem {
+            message: format!("`{end}` (line {e}) comes before `{begin}` (line {b})"),
+            hint: fix_pair,
+        }),
+        _ => Err(MarkerProblem {
+            message: format!(
+                "the kubelab {lab} block is marked more than once: `{begin}` on line(s) {}, `{end}` on line(s) {}",
+                if begins.is_empty() {
+                    "none".to_string()
+                } else {
+                    list(&begins)
+                },
+                if ends.is_empty() {
+                    "none".to_string()
+                } else {
+                    list(&ends)
+                },
+            ),
+            hint: fix_pair,
+        }),
+    }
+}
 
-    match (start, stop) {
-        (Some(start), Some(stop)) => {
+/// Marker lines of a lab's block that do not pair up: what and how to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkerProblem {
+    pub message: String,
+    pub hint: String,
+}
+
+impl MarkerProblem {
+    /// As kubelab's error, naming the file (bad input: exit 2).
+    pub fn into_error(self, path: &Path) -> crate::error::Error {
+        crate::error::Error::usage(format!("{}: {}", path.display(), self.message), self.hint)
+    }
+}
+
+/// `existing` with the lab's block replaced by `block` (which ends in "\n"),
+/// added at the end when absent, or removed when `block` is `None`. The
+/// block is written with the file's own line end; every other byte is kept.
+pub fn with_block(existing: &str, lab: &str, block: Option<&str>) -> Result<String, MarkerProblem> {
+    let eol = line_end(existing);
+    let block = block.map(|b| b.replace('\n', eol));
+    let ends_with_eol = existing.ends_with(eol) || (eol == "\r\n" && existing.ends_with('\n'));
+    Ok(match block_span(existing, lab)? {
+        Some((start, stop)) => {
             let before = &existing[..start];
             let after = &existing[stop..];
-            let ends_at_eof_without_newline = after.is_empty() && !existing.ends_with('\n');
+            let ends_at_eof_without_newline = after.is_empty() && !ends_with_eol;
             match block {
                 Some(block) if ends_at_eof_without_newline => {
                     // Keep the file's "no final newline" shape.
@@ -62,24 +154,24 @@ pub fn with_block(existing: &str, lab: &str, block: Option<&str>) -> String {
                     let before = before
                         .strip_suffix("\r\n")
                         .or_else(|| before.strip_suffix('\n'))
+                        .or_else(|| before.strip_suffix('\r'))
                         .unwrap_or(before);
                     before.to_string()
                 }
                 None => format!("{before}{after}"),
             }
         }
-        _ => match block {
+        None => match block {
             None => existing.to_string(),
             Some(block) if existing.is_empty() => block,
-            Some(block) if existing.ends_with('\n') => format!("{existing}{block}"),
+            Some(block) if ends_with_eol => format!("{existing}{block}"),
             Some(block) => {
                 // No final newline: the block brings the separator and leaves
                 // the file still without one, so removal restores it exactly.
-                let eol = if crlf { "\r\n" } else { "\n" };
                 format!("{existing}{eol}{}", block.trim_end_matches(['\n', '\r']))
             }
         },
-    }
+    })
 }
 
 /// `block` without the names another kubelab lab's block in `existing`
@@ -120,13 +212,71 @@ pub fn unambiguous(block: &str, existing: &str, lab: &str) -> String {
     out
 }
 
-/// Reads the hosts file; a missing one counts as empty.
+const OTHER_FILE: &str = "or pass --no-hosts (the block is in host/hosts.block of `kubelab lab render`), or set KUBELAB_HOSTS_FILE to another file";
+
+/// Reads the hosts file; a missing one counts as empty. A directory or a
+/// file that is not UTF-8 is refused with where and how to fix it.
 pub fn read(path: &Path) -> Result<String> {
-    match fs_err::read_to_string(path) {
-        Ok(text) => Ok(text),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(err) => Err(err.into()),
+    let bytes = match fs_err::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(_) if path.is_dir() => {
+            return Err(crate::error::Error::other(
+                format!("the hosts file {} is a directory", path.display()),
+                format!("point KUBELAB_HOSTS_FILE at a file, {OTHER_FILE}"),
+            ));
+        }
+        Err(err) => {
+            return Err(crate::error::Error::other(
+                format!("could not read the hosts file: {err}"),
+                format!("run as a user who may read it, {OTHER_FILE}"),
+            ));
+        }
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        crate::error::Error::other(
+            format!(
+                "the hosts file {} is not UTF-8 text: byte {} (line {line}) is 0x{:02x}",
+                path.display(),
+                at + 1,
+                e.as_bytes()[at]
+            ),
+            format!("kubelab keeps every byte outside its block but reads the file as text: write that line in UTF-8, {OTHER_FILE}"),
+        )
+    })
+}
+
+/// Everything `update` needs, checked before anything else happens (before
+/// a VM boots): the file reads as text, the lab's markers pair up, and it
+/// can be written, directly or with sudo.
+pub fn preflight(path: &Path, lab: &str) -> Result<()> {
+    let existing = read(path)?;
+    block_span(&existing, lab).map_err(|p| p.into_error(path))?;
+    let target = crate::fsutil::resolve_link(path)?;
+    if writable(&target) {
+        return Ok(());
     }
+    if nix::unistd::Uid::effective().is_root() {
+        return Err(crate::error::Error::other(
+            format!(
+                "the hosts file {} cannot be written, even as root (read-only, or its folder is missing)",
+                path.display()
+            ),
+            format!("make it writable, {OTHER_FILE}"),
+        ));
+    }
+    crate::tools::find("sudo", "update the hosts file as root").map_err(|_| {
+        crate::error::Error::other(
+            format!(
+                "the hosts file {} is not writable by you and `sudo` was not found on PATH",
+                path.display()
+            ),
+            format!("install sudo, {OTHER_FILE}"),
+        )
+    })?;
+    Ok(())
 }
 
 /// What `write` did, for the caller to report.
@@ -152,10 +302,13 @@ pub async fn update(
     announce_sudo: impl Fn(&str),
 ) -> Result<Written> {
     let existing = read(path)?;
-    let wanted = with_block(&existing, lab, block);
+    let wanted = with_block(&existing, lab, block).map_err(|p| p.into_error(path))?;
     if wanted == existing {
         return Ok(Written::Unchanged);
     }
+    // A symlinked hosts file (NixOS, config management): write its target
+    // and keep the link.
+    let path = &crate::fsutil::resolve_link(path)?;
     if writable(path) {
         return write_direct(path, &wanted);
     }
@@ -180,10 +333,7 @@ fn writable(path: &Path) -> bool {
 /// Atomic replace; where the file is a mount point (rename fails with EBUSY)
 /// or crosses devices, back it up and write it in place.
 fn write_direct(path: &Path, text: &str) -> Result<Written> {
-    let mode = fs_err::metadata(path)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .unwrap_or(0o644);
-    match crate::fsutil::write_atomic(path, text.as_bytes(), mode) {
+    match crate::fsutil::write_keeping(path, text.as_bytes(), 0o644) {
         Ok(()) => Ok(Written::Replaced),
         Err(err)
             if matches!(
@@ -222,7 +372,11 @@ async fn write_with_sudo(
     let staged = scratch_dir.join("hosts.new");
     crate::fsutil::write_atomic(&staged, text.as_bytes(), 0o644)?;
     let sudo = crate::tools::find("sudo", "update the hosts file as root")?;
-    let script = r#"set -e; tmp="$2.kubelab-new"; cp "$1" "$tmp"; chmod 644 "$tmp"; if ! mv -f "$tmp" "$2" 2>/dev/null; then rm -f "$tmp"; cp "$2" "$2.kubelab-backup"; cat "$1" > "$2"; fi"#;
+    // A hard-linked file is rewritten in place (a rename would split the
+    // links); else a copy with the file's own mode and owner is renamed over
+    // it, or, where the rename is refused (a mount point), written in place
+    // after a backup.
+    let script = r#"set -e; f="$2"; if [ -e "$f" ] && [ "$(stat -c %h "$f")" -gt 1 ]; then cat "$1" > "$f"; exit 0; fi; tmp="$f.kubelab-new"; cp "$1" "$tmp"; if [ -e "$f" ]; then chmod --reference="$f" "$tmp"; chown --reference="$f" "$tmp"; else chmod 644 "$tmp"; fi; if ! mv -f "$tmp" "$f" 2>/dev/null; then rm -f "$tmp"; cp "$f" "$f.kubelab-backup"; cat "$1" > "$f"; fi"#;
     let inv = Invocation::new(&sudo, "sudo", format!("update {}", path.display()))
         .args(["sh", "-c", script, "sh"])
         .arg(&staged)
@@ -254,13 +408,17 @@ mod tests {
     const BLOCK2: &str = "# BEGIN kubelab lab\n192.168.56.3\tdns0.lan dns0\n# END kubelab lab\n";
 
     fn roundtrip(original: &str) {
-        let added = with_block(original, "lab", Some(BLOCK));
+        let added = with_block(original, "lab", Some(BLOCK)).unwrap();
         assert!(added.contains("192.168.56.2"));
-        assert_eq!(with_block(&added, "lab", Some(BLOCK)), added, "idempotent");
-        let replaced = with_block(&added, "lab", Some(BLOCK2));
+        assert_eq!(
+            with_block(&added, "lab", Some(BLOCK)).unwrap(),
+            added,
+            "idempotent"
+        );
+        let replaced = with_block(&added, "lab", Some(BLOCK2)).unwrap();
         assert!(replaced.contains("192.168.56.3") && !replaced.contains("192.168.56.2"));
         assert_eq!(
-            with_block(&replaced, "lab", None),
+            with_block(&replaced, "lab", None).unwrap(),
             original,
             "removal restores every byte"
         );
@@ -275,7 +433,7 @@ mod tests {
     fn crlf_file_keeps_crlf() {
         let original = "127.0.0.1 localhost\r\n# comment\r\n";
         roundtrip(original);
-        let added = with_block(original, "lab", Some(BLOCK));
+        let added = with_block(original, "lab", Some(BLOCK)).unwrap();
         assert!(
             !added.replace("\r\n", "").contains('\n'),
             "no bare LF: {added:?}"
@@ -296,13 +454,13 @@ mod tests {
     #[test]
     fn other_labs_blocks_and_users_own_lines_stay() {
         let original = "10.0.0.9 dns0.lan\n# BEGIN kubelab other\n192.168.57.2\tdns0.other\n# END kubelab other\n# BEGIN kubelab lab\nstale\n# END kubelab lab\n127.0.0.1 localhost\n";
-        let replaced = with_block(original, "lab", Some(BLOCK));
+        let replaced = with_block(original, "lab", Some(BLOCK)).unwrap();
         assert_eq!(
             replaced,
             "10.0.0.9 dns0.lan\n# BEGIN kubelab other\n192.168.57.2\tdns0.other\n# END kubelab other\n# BEGIN kubelab lab\n192.168.56.2\tdns0.lan dns0\n# END kubelab lab\n127.0.0.1 localhost\n"
         );
         assert_eq!(
-            with_block(&replaced, "lab", None),
+            with_block(&replaced, "lab", None).unwrap(),
             "10.0.0.9 dns0.lan\n# BEGIN kubelab other\n192.168.57.2\tdns0.other\n# END kubelab other\n127.0.0.1 localhost\n"
         );
     }
@@ -310,8 +468,81 @@ mod tests {
     #[test]
     fn a_lab_named_like_a_prefix_of_another_is_not_confused() {
         let original = "# BEGIN kubelab lab2\nx\n# END kubelab lab2\n";
-        let added = with_block(original, "lab", Some(BLOCK));
+        let added = with_block(original, "lab", Some(BLOCK)).unwrap();
         assert!(added.starts_with(original));
-        assert_eq!(with_block(&added, "lab", None), original);
+        assert_eq!(with_block(&added, "lab", None).unwrap(), original);
+    }
+
+    #[test]
+    fn cr_only_file_keeps_every_byte() {
+        // D10: lines ended by CR alone; the final CR stays, the block uses CR.
+        let original = "127.0.0.1 localhost\r::1 localhost\r";
+        roundtrip(original);
+        let added = with_block(original, "lab", Some(BLOCK)).unwrap();
+        assert!(!added.contains('\n'), "{added:?}");
+        assert!(added.starts_with(original), "{added:?}");
+        roundtrip("127.0.0.1 localhost\r::1 localhost");
+    }
+
+    /// D1: markers that do not pair up are refused with their line numbers,
+    /// never "repaired" by deleting what follows them.
+    #[test]
+    fn unpaired_or_doubled_markers_are_refused_with_line_numbers() {
+        let orphan = "127.0.0.1 localhost\n# BEGIN kubelab lab\n10.9.9.9\tstale.lan\n192.168.1.5\tmyprinter\n";
+        let err = with_block(orphan, "lab", Some(BLOCK)).unwrap_err();
+        assert_eq!(
+            err.message,
+            "line 2 holds `# BEGIN kubelab lab` but no `# END kubelab lab` line follows it"
+        );
+        assert!(
+            err.hint.contains("add a `# END kubelab lab` line")
+                && err.hint.contains("delete line 2"),
+            "{}",
+            err.hint
+        );
+        assert!(
+            with_block(orphan, "lab", None).is_err(),
+            "removal refuses too"
+        );
+
+        // What the old code made of it: an orphan, then a full block after.
+        let doubled = format!("{orphan}{BLOCK}");
+        let err = with_block(&doubled, "lab", Some(BLOCK)).unwrap_err();
+        assert!(
+            err.message.contains("line(s) 2, 5") && err.message.contains("line(s) 7"),
+            "{}",
+            err.message
+        );
+
+        let end_only = "a\n# END kubelab lab\nb\n";
+        let err = with_block(end_only, "lab", None).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("line 2 holds `# END kubelab lab` but no"),
+            "{}",
+            err.message
+        );
+
+        let reversed = "# END kubelab lab\nx\n# BEGIN kubelab lab\n";
+        assert!(
+            with_block(reversed, "lab", None)
+                .unwrap_err()
+                .message
+                .contains("(line 1) comes before")
+        );
+
+        let nested = "# BEGIN kubelab lab\n1.1.1.1 a\n# BEGIN kubelab other\n2.2.2.2 b\n# END kubelab other\n# END kubelab lab\n";
+        let err = with_block(nested, "lab", Some(BLOCK)).unwrap_err();
+        assert!(
+            err.message.starts_with(
+                "line 3 holds `# BEGIN kubelab other` inside the kubelab lab block (lines 1-6)"
+            ),
+            "{}",
+            err.message
+        );
+
+        // Another lab's orphan marker outside ours is not ours to judge.
+        let other = "# BEGIN kubelab other\nx\n";
+        assert_eq!(with_block(other, "lab", None).unwrap(), other);
     }
 }

@@ -22,6 +22,8 @@ pub fn run(
     let admin = write_admin(loaded, printer)?;
     if args.merge || args.use_it {
         let file = user_file(settings)?;
+        // Two labs merging at once must not lose one's entries.
+        let _host = settings.host_lock()?;
         let merged = merge(&file, &admin, &loaded.lab.name, args.use_it)?;
         let backup = merged
             .backup
@@ -55,6 +57,7 @@ pub fn after_up(loaded: &LoadedLab, settings: &Settings, printer: &Printer) -> R
     }
     let admin = write_admin(loaded, printer)?;
     let file = user_file(settings)?;
+    let _host = settings.host_lock()?;
     let merged = merge(&file, &admin, &loaded.lab.name, true)?;
     printer.info(format!(
         "kubectl now uses context {} (in {}); `kubectl config use-context` switches back, `kubelab lab destroy` removes it",
@@ -88,6 +91,8 @@ pub fn write_admin(loaded: &LoadedLab, printer: &Printer) -> Result<PathBuf> {
             "`kubelab lab up` creates the lab and its certificates (`kubelab lab render` only the certificates)",
         ));
     }
+    // It may sign what is missing: under the lab's lock, as render does.
+    let _lock = crate::app::pki_lock(loaded, "kubelab lab kubeconfig")?;
     let pki = crate::pki::load_or_create(&pki_dir, &loaded.lab, &loaded.topo)?;
     let text = crate::render::admin_kubeconfig(&loaded.lab, &loaded.topo, &pki);
     let path = admin_path(loaded);
@@ -171,7 +176,22 @@ pub fn merge(file: &Path, admin: &Path, lab: &str, use_it: bool) -> Result<Merge
     if use_it {
         doc.insert("current-context".into(), name.clone().into());
     }
-    let backup = save(file, existing.as_deref(), &doc)?;
+    let edited = existing.as_deref().and_then(|text| {
+        let mut text = text.to_string();
+        for list in ["clusters", "users", "contexts"] {
+            let entry = doc
+                .get(list)
+                .and_then(Value::as_sequence)
+                .and_then(|s| s.last())
+                .cloned()?;
+            text = text_edit::set_entry(&text, list, &name, Some(&entry))?;
+        }
+        if use_it {
+            text = crate::yaml_edit::set_scalar(&text, &["current-context"], &name)?;
+        }
+        Some(text)
+    });
+    let backup = save(file, existing.as_deref(), &doc, edited)?;
     Ok(Merged {
         file: file.to_path_buf(),
         backup,
@@ -196,13 +216,22 @@ pub fn remove(file: &Path, lab: &str) -> Result<bool> {
             removed |= entries.len() != before;
         }
     }
-    if doc.get("current-context").and_then(Value::as_str) == Some(name.as_str()) {
+    let was_current = doc.get("current-context").and_then(Value::as_str) == Some(name.as_str());
+    if was_current {
         // What kubectl writes when no context is current.
         doc.insert("current-context".into(), "".into());
         removed = true;
     }
     if removed {
-        save(file, Some(&text), &doc)?;
+        let mut edited = Some(text.clone());
+        for list in ["clusters", "users", "contexts"] {
+            edited = edited.and_then(|t| text_edit::set_entry(&t, list, &name, None));
+        }
+        if was_current {
+            edited =
+                edited.and_then(|t| crate::yaml_edit::set_scalar(&t, &["current-context"], "\"\""));
+        }
+        save(file, Some(&text), &doc, edited)?;
     }
     Ok(removed)
 }
@@ -213,6 +242,7 @@ pub fn forget(lab: &str, settings: &Settings, printer: &Printer) {
     let Ok(file) = user_file(settings) else {
         return;
     };
+    let _host = settings.host_lock();
     match remove(&file, lab) {
         Ok(true) => printer.info(format!(
             "removed context {} from {}",
@@ -292,11 +322,25 @@ fn is_named(entry: &Value, name: &str) -> bool {
     entry.get("name").and_then(Value::as_str) == Some(name)
 }
 
-/// Backs `file` up (when it existed) to `<file>.kubelab.bak`, then writes
-/// `doc` atomically with mode 0600: it holds client keys.
-fn save(file: &Path, old: Option<&str>, doc: &Mapping) -> Result<Option<PathBuf>> {
-    let text = serde_yaml::to_string(doc)
-        .map_err(|e| Error::other(format!("could not encode the kubeconfig: {e}"), ""))?;
+/// Writes the new kubeconfig atomically with mode 0600 (it holds client
+/// keys). `edited` is the old text edited in place (comments and layout of
+/// every entry kubelab does not own kept); it is used when it reads back as
+/// exactly `doc`, else `doc` is written whole. The first time kubelab
+/// changes the file, the user's original is copied to `<file>.kubelab.bak`;
+/// a later change never overwrites that copy.
+fn save(
+    file: &Path,
+    old: Option<&str>,
+    doc: &Mapping,
+    edited: Option<String>,
+) -> Result<Option<PathBuf>> {
+    let wanted = Value::Mapping(doc.clone());
+    let text =
+        match edited.filter(|t| serde_yaml::from_str::<Value>(t).ok().as_ref() == Some(&wanted)) {
+            Some(text) => text,
+            None => serde_yaml::to_string(doc)
+                .map_err(|e| Error::other(format!("could not encode the kubeconfig: {e}"), ""))?,
+        };
     if let Some(dir) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs_err::create_dir_all(dir)?;
     }
@@ -305,13 +349,154 @@ fn save(file: &Path, old: Option<&str>, doc: &Mapping) -> Result<Option<PathBuf>
             let mut name = file.as_os_str().to_owned();
             name.push(".kubelab.bak");
             let backup = PathBuf::from(name);
-            crate::fsutil::write_atomic(&backup, old.as_bytes(), 0o600)?;
+            if !backup.exists() {
+                crate::fsutil::write_atomic(&backup, old.as_bytes(), 0o600)?;
+            }
             Some(backup)
         }
         None => None,
     };
     crate::fsutil::write_atomic(file, text.as_bytes(), 0o600)?;
     Ok(backup)
+}
+
+/// Text-level edits of a kubeconfig's top-level lists, so the user's
+/// comments, flow style and order survive a merge and a removal.
+mod text_edit {
+    use serde_yaml::Value;
+
+    /// `text` with the entry named `name` of the top-level list `list`
+    /// removed, and `entry` (when given) added at the list's end; `None` when
+    /// the layout is one this does not edit (a flow-style list, a duplicate
+    /// key, an item that does not parse): the caller then rewrites the file.
+    pub fn set_entry(text: &str, list: &str, name: &str, entry: Option<&Value>) -> Option<String> {
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        let is_key = |l: &str| {
+            l.strip_prefix(list)
+                .and_then(|r| r.strip_prefix(':'))
+                .is_some_and(|r| r.is_empty() || r.starts_with([' ', '\t', '\r', '\n']))
+        };
+        let keys: Vec<usize> = (0..lines.len()).filter(|&i| is_key(lines[i])).collect();
+        let item_text = |indent: usize| -> Option<String> {
+            let entry = entry?;
+            let yaml = serde_yaml::to_string(entry).ok()?;
+            let pad = " ".repeat(indent);
+            let mut out = String::new();
+            for (k, line) in yaml.lines().enumerate() {
+                let lead = if k == 0 { "- " } else { "  " };
+                out.push_str(&format!("{pad}{lead}{line}\n"));
+            }
+            Some(out)
+        };
+        let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
+        let fix = |s: String| if eol == "\n" { s } else { s.replace('\n', eol) };
+        let &[key] = keys.as_slice() else {
+            if !keys.is_empty() {
+                return None;
+            }
+            // No such list yet: add it at the end.
+            let Some(item) = item_text(0) else {
+                return Some(text.to_string());
+            };
+            let sep = if text.is_empty() || text.ends_with('\n') {
+                ""
+            } else {
+                eol
+            };
+            return Some(fix(format!("{text}{sep}{list}:\n{item}")));
+        };
+        let after_key = lines[key][list.len() + 1..].trim();
+        let after_key = after_key.split(" #").next().unwrap_or("").trim();
+        let flow_empty = matches!(after_key, "[]" | "~" | "null");
+        if !after_key.is_empty() && !flow_empty {
+            return None;
+        }
+        // The list's block: indented lines, `- ` items at column 0,
+        // blank lines and comments, up to the next top-level key.
+        let mut end = key + 1;
+        while end < lines.len() {
+            let l = lines[end];
+            let t = l.trim_start();
+            if l.starts_with([' ', '\t'])
+                || l.starts_with('-')
+                || t.is_empty()
+                || t.starts_with('#')
+            {
+                end += 1;
+            } else {
+                break;
+            }
+        }
+        if flow_empty
+            && (key + 1..end)
+                .any(|i| !lines[i].trim().is_empty() && !lines[i].trim_start().starts_with('#'))
+        {
+            return None;
+        }
+        // Items start at lines `<indent>- ` with the first item's indent.
+        let starts_item = |l: &str| {
+            let t = l.trim_start();
+            t.starts_with("- ") || t.trim_end() == "-"
+        };
+        let first = (key + 1..end).find(|&i| starts_item(lines[i]));
+        let indent = first
+            .map(|i| lines[i].len() - lines[i].trim_start().len())
+            .unwrap_or(0);
+        let mut items: Vec<(usize, usize)> = Vec::new();
+        for (i, l) in lines.iter().enumerate().take(end).skip(key + 1) {
+            if starts_item(l) && l.len() - l.trim_start().len() == indent {
+                if let Some(last) = items.last_mut() {
+                    last.1 = i;
+                }
+                items.push((i, end));
+            }
+        }
+        // An item ends at its last line of content, not at trailing comments.
+        for item in &mut items {
+            while item.1 > item.0 + 1 {
+                let t = lines[item.1 - 1].trim_start();
+                if t.is_empty()
+                    || (t.starts_with('#') && lines[item.1 - 1].len() - t.len() <= indent)
+                {
+                    item.1 -= 1;
+                } else {
+                    break;
+                }
+            }
+        }
+        let mut drop = vec![false; lines.len()];
+        for &(a, b) in &items {
+            let body: String = lines[a..b]
+                .iter()
+                .map(|l| l.get(indent..).unwrap_or(l.trim_start()))
+                .collect();
+            let parsed: Vec<Value> = serde_yaml::from_str(&body).ok()?;
+            if parsed.len() != 1 {
+                return None;
+            }
+            if parsed[0].get("name").and_then(Value::as_str) == Some(name) {
+                drop[a..b].iter_mut().for_each(|d| *d = true);
+            }
+        }
+        let insert_after = items.last().map(|&(_, b)| b - 1).unwrap_or(key);
+        let mut out = String::new();
+        for (i, line) in lines.iter().enumerate() {
+            if i == key && flow_empty {
+                out.push_str(&format!("{list}:{eol}"));
+            } else if !drop[i] {
+                out.push_str(line);
+            }
+            if i == insert_after
+                && let Some(item) = item_text(indent)
+            {
+                if !out.ends_with('\n') {
+                    out.push_str(eol);
+                }
+                out.push_str(&fix(item));
+            }
+        }
+        Some(out)
+    }
 }
 
 #[cfg(test)]
@@ -421,5 +606,72 @@ current-context: prod
                 .contains("clusters: is a mapping, not a list"),
             "{err}"
         );
+    }
+
+    /// D6: a merge and a removal edit the user's file at the text level:
+    /// comments, flow style and layout of entries kubelab does not own stay,
+    /// removal gives back the original bytes, and the backup is the user's
+    /// original, not a merged file.
+    #[test]
+    fn merge_and_remove_keep_comments_layout_and_the_original_backup() {
+        let commented = "# my precious comments
+apiVersion: v1
+kind: Config
+clusters:
+- name: prod   # production
+  cluster:
+    server: https://prod.example:6443
+# between lists
+users:
+- name: alice
+  user:
+    exec:
+      command: aws
+      args: [eks, get-token]
+contexts:
+- name: prod
+  context: {cluster: prod, user: alice}
+current-context: prod
+";
+        let dir = tempfile::tempdir().unwrap();
+        let admin = dir.path().join("admin.kubeconfig");
+        let file = dir.path().join("config");
+        std::fs::write(&admin, ADMIN).unwrap();
+        std::fs::write(&file, commented).unwrap();
+        let merged = merge(&file, &admin, "a", false).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        for kept in [
+            "# my precious comments\n",
+            "- name: prod   # production\n",
+            "# between lists\n",
+            "args: [eks, get-token]\n",
+            "context: {cluster: prod, user: alice}\n",
+        ] {
+            assert!(text.contains(kept), "{kept:?} lost:\n{text}");
+        }
+        let doc: Value = serde_yaml::from_str(&text).unwrap();
+        for list in ["clusters", "users", "contexts"] {
+            assert_eq!(names(&doc, list).last().unwrap(), "kubelab-a", "{list}");
+        }
+        merge(&file, &admin, "b", true).unwrap();
+        merge(&file, &admin, "a", true).unwrap();
+        let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(names(&doc, "clusters"), ["prod", "kubelab-b", "kubelab-a"]);
+        assert_eq!(doc["current-context"], "kubelab-a");
+        let backup = merged.backup.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&backup).unwrap(),
+            commented,
+            "the original, not a merged file"
+        );
+
+        assert!(remove(&file, "b").unwrap());
+        assert!(remove(&file, "a").unwrap());
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            text,
+            commented.replace("current-context: prod", "current-context: \"\"")
+        );
+        assert_eq!(std::fs::read_to_string(&backup).unwrap(), commented);
     }
 }

@@ -119,11 +119,41 @@ impl<'a> Host<'a> {
         selection: &Selection,
     ) -> Result<()> {
         let _lock = self.lock("kubelab lab up")?;
+        self.preflight(no_hosts, selection)?;
         self.interruptible(
             "kubelab lab up",
             self.up_locked(jobs, no_hosts, offline, selection),
         )
         .await
+    }
+
+    /// What `lab up` can check before its first side effect, checked: the
+    /// node `--node` names, the state file (this lab's, a schema kubelab
+    /// reads), and the hosts file (text, markers that pair up, writable).
+    /// Bad input then exits 2 before any VM starts.
+    fn preflight(&self, no_hosts: bool, selection: &Selection) -> Result<()> {
+        if let Some(node) = &selection.node
+            && self.loaded.topo.node(node).is_none()
+        {
+            return Err(Error::usage(
+                format!("no node named {node:?} in this lab"),
+                format!(
+                    "use one of {} (see `kubelab lab plan`)",
+                    self.loaded
+                        .topo
+                        .nodes
+                        .iter()
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        self.load_state()?;
+        if !no_hosts {
+            hosts_file::preflight(&self.settings.hosts_file, &self.loaded.lab.name)?;
+        }
+        Ok(())
     }
 
     /// `lab up`'s work, for callers that hold the lab's lock already.
@@ -542,12 +572,16 @@ impl<'a> Host<'a> {
                 .info("not touching the hosts file (--no-hosts)");
             return Ok(());
         }
+        // The block depends on the other labs' blocks: read them under the lock.
+        let _host = self.settings.host_lock()?;
         self.write_hosts_block(Some(&self.lab_hosts_block()?)).await
     }
 
     async fn write_hosts_block(&self, block: Option<&str>) -> Result<()> {
         let path = &self.settings.hosts_file;
         let printer = self.printer;
+        // Labs share the file: one read-modify-write at a time.
+        let _host = self.settings.host_lock()?;
         let written = hosts_file::update(
             path,
             &self.loaded.lab.name,
@@ -596,6 +630,11 @@ impl<'a> Host<'a> {
                 .map(|(n, s)| (n.clone(), format!("{:?}", s.machine).to_lowercase()))
                 .collect()
         } else {
+            self.printer.info(format!(
+                "lab {} has no VMs yet (no {}): `kubelab lab up` creates them",
+                self.loaded.lab.name,
+                self.vagrantfile().display()
+            ));
             BTreeMap::new()
         };
         let rows: Vec<StatusRow> = topo
@@ -713,6 +752,9 @@ impl<'a> Host<'a> {
             ))?;
         }
         let lock = self.lock("kubelab lab destroy")?;
+        // Before a VM goes: a hosts file kubelab cannot edit would stop the
+        // destroy half way.
+        hosts_file::preflight(&self.settings.hosts_file, &self.loaded.lab.name)?;
         if self.vagrantfile().exists() {
             // The Vagrantfile the VMs were made from, not today's lab.yaml.
             let vagrant = self.vagrant()?;
@@ -1119,6 +1161,9 @@ impl<'a> Host<'a> {
             ));
         }
         let _lock = self.lock("kubelab lab reset")?;
+        if !no_hosts {
+            hosts_file::preflight(&self.settings.hosts_file, &self.loaded.lab.name)?;
+        }
         self.snapshot_restore_locked(name).await?;
         // lab.yaml may have other counts now: continue with the lab as restored.
         let loaded = match &self.loaded.lab.source {
@@ -1256,7 +1301,7 @@ impl<'a> Host<'a> {
             }
         }
         if !changed.is_empty() {
-            crate::fsutil::write_atomic(path, text.as_bytes(), 0o644)?;
+            crate::fsutil::write_keeping(path, text.as_bytes(), 0o644)?;
             self.printer
                 .info(format!("{}: {}", path.display(), changed.join(", ")));
         }

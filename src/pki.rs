@@ -40,6 +40,17 @@ pub enum Authority {
     FrontProxy,
 }
 
+impl Authority {
+    /// The file stem of the CA's certificate in the lab's pki/.
+    pub fn ca_stem(self) -> &'static str {
+        match self {
+            Authority::Cluster => "ca",
+            Authority::Etcd => "etcd-ca",
+            Authority::FrontProxy => "front-proxy-ca",
+        }
+    }
+}
+
 /// What a certificate is used for (its extended key usages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Usage {
@@ -528,6 +539,66 @@ pub fn inspect(cert_pem: &str) -> Result<CertInfo> {
     })
 }
 
+/// What is wrong with `<name>.pem` in `dir`, checked against its CA's
+/// certificate (`ca_stem`: `ca` or `etcd-ca`; a CA against itself) and its
+/// own key `<name>-key.pem`: each problem names the file. Empty when the
+/// certificate parses, its CA signed it, and the key is its key.
+pub fn check(dir: &Path, name: &str, ca_stem: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let read = |file: &str| -> std::result::Result<String, String> {
+        let path = dir.join(file);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                String::from_utf8(bytes).map_err(|_| format!("{file}: not text (not a PEM file)"))
+            }
+            Err(e) if path.is_dir() => Err(format!("{file}: is a directory ({e})")),
+            Err(e) => Err(format!("{file}: {e}")),
+        }
+    };
+    let parse = |file: &str, text: &str| -> std::result::Result<Vec<u8>, String> {
+        x509_parser::pem::parse_x509_pem(text.as_bytes())
+            .map(|(_, pem)| pem.contents)
+            .map_err(|e| format!("{file}: not a PEM certificate ({e})"))
+    };
+    let cert_file = format!("{name}.pem");
+    let cert_der = match read(&cert_file).and_then(|t| parse(&cert_file, &t)) {
+        Ok(der) => der,
+        Err(e) => return vec![e],
+    };
+    let cert = match x509_parser::parse_x509_certificate(&cert_der) {
+        Ok((_, cert)) => cert,
+        Err(e) => return vec![format!("{cert_file}: not an X.509 certificate ({e})")],
+    };
+    let ca_file = format!("{ca_stem}.pem");
+    match read(&ca_file).and_then(|t| parse(&ca_file, &t)) {
+        Ok(ca_der) => match x509_parser::parse_x509_certificate(&ca_der) {
+            Ok((_, ca)) => {
+                if cert.verify_signature(Some(ca.public_key())).is_err() {
+                    problems.push(format!("{cert_file}: not signed by {ca_file}"));
+                }
+            }
+            Err(e) => problems.push(format!("{ca_file}: not an X.509 certificate ({e})")),
+        },
+        Err(e) if ca_stem != name => {
+            problems.push(format!("cannot check {cert_file} against its CA: {e}"))
+        }
+        Err(_) => {}
+    }
+    let key_file = format!("{name}-key.pem");
+    match read(&key_file) {
+        Ok(text) => match KeyPair::from_pem(&text) {
+            Ok(key) => {
+                if rcgen::PublicKeyData::subject_public_key_info(&key) != cert.public_key().raw {
+                    problems.push(format!("{key_file}: is not the key of {cert_file}"));
+                }
+            }
+            Err(_) => problems.push(format!("{key_file}: not a PEM private key")),
+        },
+        Err(e) => problems.push(e),
+    }
+    problems
+}
+
 fn expected_subject(spec: &CertSpec) -> String {
     match &spec.organization {
         Some(o) => format!("O={o}, CN={}", spec.common_name),
@@ -753,5 +824,53 @@ mod tests {
         let debug = format!("{pki:?}");
         assert!(!debug.contains("PRIVATE KEY"));
         assert!(!debug.contains(pki.encryption_key.expose()));
+    }
+
+    /// D2/P07: `check` catches what mixed-up signers leave: a certificate
+    /// another CA signed, a key that is not the certificate's, a file that
+    /// does not parse; each by file name.
+    #[test]
+    fn check_names_certificates_that_do_not_verify() {
+        let lab = crate::config::builtin();
+        let topo = Topology::new(&lab);
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        load_or_create(a.path(), &lab, &topo).unwrap();
+        load_or_create(b.path(), &lab, &topo).unwrap();
+        for spec in specs(&lab, &topo) {
+            let ca = spec.authority.ca_stem();
+            assert_eq!(
+                check(a.path(), &spec.name, ca),
+                Vec::<String>::new(),
+                "{}",
+                spec.name
+            );
+        }
+        assert!(check(a.path(), "ca", "ca").is_empty());
+        // What two renders at once left: b's admin cert and key in a's PKI.
+        for f in ["admin.pem", "admin-key.pem"] {
+            std::fs::copy(b.path().join(f), a.path().join(f)).unwrap();
+        }
+        assert_eq!(
+            check(a.path(), "admin", "ca"),
+            ["admin.pem: not signed by ca.pem"]
+        );
+        std::fs::copy(
+            b.path().join("kube-proxy-key.pem"),
+            a.path().join("kube-proxy-key.pem"),
+        )
+        .unwrap();
+        assert_eq!(
+            check(a.path(), "kube-proxy", "ca"),
+            ["kube-proxy-key.pem: is not the key of kube-proxy.pem"]
+        );
+        std::fs::write(a.path().join("ca.pem"), "garbage\n").unwrap();
+        let problems = check(a.path(), "kube-scheduler", "ca");
+        assert!(
+            problems[0].starts_with(
+                "cannot check kube-scheduler.pem against its CA: ca.pem: not a PEM certificate"
+            ),
+            "{problems:?}"
+        );
+        assert!(check(a.path(), "ca", "ca")[0].starts_with("ca.pem: not a PEM certificate"));
     }
 }

@@ -627,6 +627,13 @@ impl Engine<'_> {
                         "the host-only network did not come up on the VM; `kubelab lab ssh` to it and check `ip -4 addr`",
                     )
                 })?;
+                // It goes into config files and scripts: only a plain name.
+                if !crate::config::is_interface(&interface) {
+                    return Err(Error::other(
+                        format!("{} reports {interface:?} as the interface holding {}, which is not an interface name kubelab uses", node.name, node.address),
+                        "rename the interface on the node to letters, digits, '.', '_' and '-' (at most 15)",
+                    ));
+                }
                 Ok::<_, Error>((
                     node.name.clone(),
                     NodeFacts {

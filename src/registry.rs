@@ -152,8 +152,21 @@ fn save(path: &Path, registry: &Registry) -> Result<()> {
     Ok(())
 }
 
+/// The host-wide lock for the registry at `path` (and the other things labs
+/// share): `<registry>.lock` beside it. Every read-modify-write of the
+/// registry holds it, so two kubelabs never lose an entry or claim one
+/// network twice.
+pub fn lock(path: &Path) -> Result<crate::state::HostLock> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "labs.json".into());
+    crate::state::HostLock::wait(&path.with_file_name(format!("{name}.lock")))
+}
+
 /// Adds or replaces the lab's entry (by directory).
 pub fn record(path: &Path, entry: Entry) -> Result<()> {
+    let _lock = lock(path)?;
     let mut registry = load(path)?;
     registry.schema_version = REGISTRY_SCHEMA_VERSION;
     registry.labs.retain(|e| e.dir != entry.dir);
@@ -161,8 +174,110 @@ pub fn record(path: &Path, entry: Entry) -> Result<()> {
     save(path, &registry)
 }
 
+/// The entry of the lab in `dir`, if recorded.
+pub fn entry(path: &Path, dir: &Path) -> Result<Option<Entry>> {
+    Ok(load(path)?.labs.into_iter().find(|e| e.dir == dir))
+}
+
+/// After a failed `lab up`: the registry says what really happened. If no
+/// VM of the lab was created (no VirtualBox, bad input, a full disk), the
+/// entry goes back to what it was before (`before`; none: removed), so a lab
+/// that never ran holds no network or name. VMs that exist keep it `up`.
+pub fn after_failed_up(path: &Path, loaded: &LoadedLab, before: Option<Entry>) -> Result<()> {
+    let state_path = loaded.state_dir().join("state.json");
+    let created = match crate::state::State::load(&state_path, &loaded.lab.name) {
+        Ok(state) => state
+            .nodes
+            .values()
+            .any(|n| n.machine != crate::state::MachineStatus::Failed),
+        // Unreadable: say nothing new.
+        Err(_) => return Ok(()),
+    };
+    if created {
+        return Ok(());
+    }
+    match before {
+        Some(entry) => record(path, entry),
+        None => forget(path, &loaded.dir),
+    }
+}
+
+/// `kubelab labs forget LAB`: drops the entries named `lab` (or whose
+/// directory is `lab`), without touching any file or VM. A lab whose folder
+/// is still there is refused unless `force`: `lab destroy` is the way to
+/// remove it.
+pub fn forget_by_user(
+    path: &Path,
+    lab: &str,
+    force: bool,
+    printer: &crate::printer::Printer,
+) -> Result<()> {
+    let _lock = lock(path)?;
+    let mut registry = load(path)?;
+    let as_dir = std::path::absolute(lab).ok();
+    let matches = |e: &Entry| e.name == lab || as_dir.as_deref() == Some(e.dir.as_path());
+    let found: Vec<Entry> = registry
+        .labs
+        .iter()
+        .filter(|e| matches(e))
+        .cloned()
+        .collect();
+    if found.is_empty() {
+        return Err(Error::usage(
+            format!("no lab named {lab:?} in {}", path.display()),
+            format!(
+                "`kubelab labs` lists them: {}",
+                if registry.labs.is_empty() {
+                    "there are none".to_string()
+                } else {
+                    registry
+                        .labs
+                        .iter()
+                        .map(|e| e.name.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
+        ));
+    }
+    if !force
+        && let Some(alive) = found
+            .iter()
+            .find(|e| e.lab_file.as_ref().is_none_or(|f| f.exists()))
+        && alive.exists()
+    {
+        let file = alive
+            .lab_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| format!("{}/lab.yaml", alive.dir.display()));
+        return Err(Error::usage(
+            format!(
+                "lab {} is still there ({}): forgetting it would leave its VMs, hosts block and kubeconfig entries behind",
+                alive.name,
+                alive.dir.display()
+            ),
+            format!(
+                "`kubelab --lab {file} lab destroy` removes it properly; or pass --force to only drop it from the list"
+            ),
+        ));
+    }
+    registry.labs.retain(|e| !matches(e));
+    save(path, &registry)?;
+    for e in &found {
+        printer.info(format!(
+            "forgot lab {} ({}, {}); nothing on disk or in VirtualBox was touched",
+            e.name,
+            e.dir.display(),
+            e.cidr
+        ));
+    }
+    Ok(())
+}
+
 /// Removes the lab in `dir`, if recorded.
 pub fn forget(path: &Path, dir: &Path) -> Result<()> {
+    let _lock = lock(path)?;
     let mut registry = load(path)?;
     let before = registry.labs.len();
     registry.labs.retain(|e| e.dir != dir);
@@ -188,12 +303,18 @@ pub fn check_no_clash(path: &Path, loaded: &LoadedLab) -> Result<()> {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| format!("the built-in lab in {}", other.dir.display()));
+            let gone = other.lab_file.as_ref().is_some_and(|f| !f.exists());
             return Err(Error::usage(
                 format!(
                     "lab {} clashes with lab {} ({file}), which is up: {why}",
                     me.name, other.name
                 ),
-                if loaded.lab.provider == crate::config::Provider::Static {
+                if gone {
+                    format!(
+                        "{file} is gone; if that lab's VMs are gone too, `kubelab labs forget {}` drops its entry (else put its lab.yaml back and `lab destroy` it)",
+                        other.name
+                    )
+                } else if loaded.lab.provider == crate::config::Provider::Static {
                     format!(
                         "give this lab its own name and network.cidr, or `kubelab --lab {file} lab destroy` first"
                     )

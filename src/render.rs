@@ -45,10 +45,13 @@ struct VagrantNode {
 #[template(path = "Vagrantfile", escape = "none")]
 struct VagrantfileTemplate<'a> {
     kubelab_version: &'a str,
+    /// Comment-safe: see `comment_safe`.
     source: String,
-    lab: &'a str,
-    box_name: &'a str,
-    box_version: Option<&'a str>,
+    lab_comment: String,
+    // The rest are Ruby string literals made by `ruby_literal`.
+    box_name: String,
+    box_version: Option<String>,
+    group: String,
     nodes: Vec<VagrantNode>,
 }
 
@@ -58,10 +61,10 @@ pub fn vagrantfile(lab: &Lab, topo: &Topology) -> String {
         .nodes
         .iter()
         .map(|n| VagrantNode {
-            name: n.name.clone(),
-            address: n.address.to_string(),
+            name: ruby_literal(&n.name),
+            address: ruby_literal(&n.address.to_string()),
             ssh_port: n.ssh_port,
-            vm_name: topo.vm_name(n),
+            vm_name: ruby_literal(&topo.vm_name(n)),
             memory_mb: n.memory_mb,
             cpus: n.cpus,
         })
@@ -69,9 +72,10 @@ pub fn vagrantfile(lab: &Lab, topo: &Topology) -> String {
     VagrantfileTemplate {
         kubelab_version: env!("CARGO_PKG_VERSION"),
         source: source_label(lab),
-        lab: &lab.name,
-        box_name: &lab.vm_box.name,
-        box_version: lab.vm_box.version.as_deref(),
+        lab_comment: comment_safe(&lab.name),
+        box_name: ruby_literal(&lab.vm_box.name),
+        box_version: lab.vm_box.version.as_deref().map(ruby_literal),
+        group: ruby_literal(&format!("/kubelab-{}", lab.name)),
         nodes,
     }
     .render()
@@ -117,15 +121,54 @@ pub fn hosts_block(lab: &Lab, topo: &Topology) -> String {
     text
 }
 
-/// The lab file's path as the generated files mention it.
+/// The lab file's path as the generated files mention it, in a comment:
+/// `comment_safe`, so a path holding a newline stays inside the comment.
 fn source_label(lab: &Lab) -> String {
     match &lab.source {
-        crate::config::LabSource::File(p) => std::path::absolute(p)
-            .unwrap_or_else(|_| p.clone())
-            .display()
-            .to_string(),
+        crate::config::LabSource::File(p) => comment_safe(
+            &std::path::absolute(p)
+                .unwrap_or_else(|_| p.clone())
+                .to_string_lossy(),
+        ),
         crate::config::LabSource::BuiltIn => "the built-in default lab".to_string(),
     }
+}
+
+/// `s` as one line of plain text for a comment (Ruby, /etc/hosts): control
+/// characters (newline, CR, NUL, ...) and Unicode line or paragraph
+/// separators become escapes such as `\n`, and a backslash is doubled, so no
+/// byte of `s` can end the comment and start code or a hosts entry.
+pub fn comment_safe(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `s` as a single-quoted Ruby string literal. In single quotes Ruby reads
+/// only `\\` and `\'` as escapes: no `#{}` interpolation, no `%x()`, and a
+/// newline or NUL is just a character of the string, so nothing in `s` runs.
+pub fn ruby_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if matches!(c, '\\' | '\'') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
 }
 
 /// Every file kubelab generates for this lab: the hypervisor's, then each
@@ -696,6 +739,7 @@ pub fn write(dir: &Path, files: &[RenderedFile]) -> Result<()> {
 mod tests {
     use super::*;
     use crate::config::{self, LabSource};
+    use std::path::PathBuf;
 
     fn lab(yaml: &str) -> Lab {
         config::parse(yaml, LabSource::BuiltIn).unwrap()
@@ -711,8 +755,188 @@ mod tests {
     fn vagrantfile_pins_box_version_when_set() {
         let lab = lab("box:\n  name: bento/debian-12\n  version: 202502.21.0\n");
         let text = vagrantfile(&lab, &Topology::new(&lab));
-        assert!(text.contains("config.vm.box = \"bento/debian-12\""));
-        assert!(text.contains("config.vm.box_version = \"202502.21.0\""));
+        assert!(text.contains("config.vm.box = 'bento/debian-12'"));
+        assert!(text.contains("config.vm.box_version = '202502.21.0'"));
+    }
+
+    /// Payloads that run `touch MARKER` if they reach Ruby as code: through
+    /// `#{}` interpolation, by closing a double or single quote (also after
+    /// a backslash), by ending a comment line (LF, CR LF, NUL, U+2028).
+    fn ruby_payloads(marker: &Path) -> Vec<String> {
+        let m = marker.display();
+        vec![
+            format!("#{{%x(touch {m})}}"),
+            format!("1\"; system(\"touch {m}\"); \""),
+            format!("1'; system('touch {m}'); '"),
+            format!("1\\'; system('touch {m}'); #"),
+            format!("1\\\"; system('touch {m}'); #"),
+            format!("x\nsystem('touch {m}')\n#"),
+            format!("x\r\nsystem('touch {m}')\r\n#"),
+            format!("x\0\nsystem('touch {m}')\n#"),
+            format!("x\u{2028}system('touch {m}')\u{2029}#"),
+            format!("__END__\n=begin\n`touch {m}`"),
+        ]
+    }
+
+    /// The real `vagrant validate` (Debian's, installed by tests/run) on a
+    /// Vagrantfile whose every string from lab.yaml or the lab's path holds
+    /// an adversarial payload: the file still parses and nothing runs.
+    /// Validation refuses these values first; this proves the Vagrantfile is
+    /// safe even without it.
+    #[test]
+    fn no_lab_value_or_path_runs_as_ruby_in_the_vagrantfile() {
+        if which::which("vagrant").is_err() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "tests/run installs vagrant"
+            );
+            eprintln!("SKIPPED: vagrant is not installed (tests/run installs it)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let standin = bin.join("VBoxManage");
+        std::fs::write(
+            &standin,
+            "#!/bin/sh\n[ \"$1\" = --version ] && echo 7.0.20r163906\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&standin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let marker = dir.path().join("PWNED");
+        let validate = |case: &str, text: &str| {
+            let cwd = dir.path().join(case);
+            std::fs::create_dir_all(&cwd).unwrap();
+            std::fs::write(cwd.join("Vagrantfile"), text).unwrap();
+            let out = std::process::Command::new("vagrant")
+                .arg("validate")
+                .current_dir(dir.path())
+                .env("VAGRANT_CWD", &cwd)
+                .env("VAGRANT_HOME", dir.path().join("vagrant.d"))
+                .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+                .env(
+                    "PATH",
+                    format!(
+                        "{}:{}",
+                        bin.display(),
+                        std::env::var("PATH").unwrap_or_default()
+                    ),
+                )
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+        };
+        for (i, payload) in ruby_payloads(&marker).into_iter().enumerate() {
+            let mut lab = config::builtin();
+            lab.name = payload.clone();
+            lab.vm_box.name = payload.clone();
+            lab.vm_box.version = Some(payload.clone());
+            lab.source = LabSource::File(PathBuf::from(format!("/labs/{payload}/lab.yaml")));
+            let text = vagrantfile(&lab, &Topology::new(&lab));
+            // Ruby must read the file to its end as written (a payload that
+            // broke a literal would stop it, or comment the rest out): the
+            // last line, added here, proves it by leaving a file.
+            let loaded = dir.path().join(format!("loaded{i}"));
+            let probe = format!(
+                "{text}\nFile.write({}, 'x')\n",
+                ruby_literal(&loaded.to_string_lossy())
+            );
+            let said = validate(&format!("case{i}"), &probe);
+            assert!(!marker.exists(), "payload {payload:?} ran:\n{text}\n{said}");
+            assert!(
+                loaded.exists(),
+                "payload {payload:?} broke the Vagrantfile:\n{text}\n{said}"
+            );
+            // Ruby took the value as data: Vagrant refuses it as a value.
+            assert!(
+                said.contains("The format of box version provided"),
+                "payload {payload:?}:\n{text}\n{said}"
+            );
+            // The header is comments to the end of its lines.
+            for line in text.lines().take(5) {
+                assert!(line.starts_with('#'), "{line:?} of payload {payload:?}");
+            }
+        }
+        // And the same escaping on good values still validates.
+        let lab = lab("box:\n  name: bento/debian-12\n  version: '>= 202502.21.0, < 202503'\n");
+        let said = validate("good", &vagrantfile(&lab, &Topology::new(&lab)));
+        assert!(
+            said.contains("Vagrantfile validated successfully"),
+            "{said}"
+        );
+    }
+
+    /// What Ruby reads back from `ruby_literal` is the exact string.
+    #[test]
+    fn ruby_literals_read_back_as_the_same_bytes() {
+        if which::which("ruby").is_err() {
+            assert!(std::env::var_os("CI").is_none(), "tests/run installs ruby");
+            eprintln!("SKIPPED: ruby is not installed (tests/run installs it)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let payloads = ruby_payloads(&dir.path().join("PWNED"));
+        let program: String = payloads
+            .iter()
+            .map(|p| {
+                format!(
+                    "STDOUT.write({}.unpack1('H*') + \"\\n\")\n",
+                    ruby_literal(p)
+                )
+            })
+            .collect();
+        std::fs::write(dir.path().join("t.rb"), program).unwrap();
+        let out = std::process::Command::new("ruby")
+            .arg(dir.path().join("t.rb"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Ruby reads a CR LF in its source as LF (no code runs either way;
+        // validation refuses control characters long before).
+        let hex: Vec<String> = payloads
+            .iter()
+            .map(|p| {
+                p.replace("\r\n", "\n")
+                    .bytes()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .collect::<Vec<_>>(),
+            hex
+        );
+        assert!(!dir.path().join("PWNED").exists());
+    }
+
+    /// The hosts block from the same payloads in the lab's path: one comment
+    /// line for it, and every other line is a marker or `address<TAB>names`.
+    #[test]
+    fn no_path_becomes_a_hosts_entry() {
+        for payload in ruby_payloads(Path::new("/x")).into_iter().chain([
+            "x\n10.6.6.6 bank.example.com\n#".to_string(),
+            "x\r10.6.6.6 bank.example.com".to_string(),
+        ]) {
+            let mut lab = config::builtin();
+            lab.source = LabSource::File(PathBuf::from(format!("/labs/{payload}/lab.yaml")));
+            let block = hosts_block(&lab, &Topology::new(&lab));
+            let plain = hosts_block(&config::builtin(), &Topology::new(&config::builtin()));
+            assert_eq!(block.lines().count(), plain.lines().count(), "{block:?}");
+            assert!(!block.contains('\r') && !block.contains('\0'), "{block:?}");
+            for line in block.lines() {
+                let entry = line.split_once('\t').is_some_and(|(addr, names)| {
+                    addr.parse::<std::net::Ipv4Addr>().is_ok() && !names.contains("bank")
+                });
+                assert!(line.starts_with('#') || entry, "{line:?} in {block:?}");
+            }
+        }
     }
 
     #[test]
@@ -720,12 +944,12 @@ mod tests {
         // The 2016 lab set memory once for all VMs; here every VM has its own.
         let lab = lab("nodes:\n  worker:\n    count: 2\n    memory: 3072\n");
         let text = vagrantfile(&lab, &Topology::new(&lab));
-        let worker1 = text.split("config.vm.define \"worker1\"").nth(1).unwrap();
+        let worker1 = text.split("config.vm.define 'worker1'").nth(1).unwrap();
         let worker1 = worker1.split("config.vm.define").next().unwrap();
         assert!(worker1.contains("vb.memory = 3072"));
-        assert!(worker1.contains("vb.name = \"kubelab-kubelab-worker1\""));
+        assert!(worker1.contains("vb.name = 'kubelab-kubelab-worker1'"));
         assert!(worker1.contains("host: 2231,"));
-        let dns = text.split("config.vm.define \"dns0\"").nth(1).unwrap();
+        let dns = text.split("config.vm.define 'dns0'").nth(1).unwrap();
         let dns = dns.split("config.vm.define").next().unwrap();
         assert!(dns.contains("vb.memory = 384"));
     }

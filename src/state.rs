@@ -96,17 +96,55 @@ impl State {
         }
     }
 
+    /// Reads `lab`'s state. A file of another lab (copied or moved
+    /// `.kubelab/`) or of a newer kubelab is refused: acting on it would plan
+    /// against machines this lab does not have.
     pub fn load(path: &Path, lab: &str) -> Result<State> {
-        match fs_err::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| {
-                Error::other(
-                    format!("{} is not a kubelab state file: {e}", path.display()),
-                    "it is written by kubelab only; if it was edited, restore it or run `kubelab lab destroy` and start again",
-                )
-            }),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(State::new(lab)),
-            Err(err) => Err(err.into()),
+        const RESTORE: &str = "it is written by kubelab only; if it was edited, restore it or run `kubelab lab destroy` and start again";
+        let bytes = match fs_err::read(path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(State::new(lab)),
+            Err(_) if path.is_dir() => {
+                return Err(Error::other(
+                    format!(
+                        "{} is a directory, not a kubelab state file",
+                        path.display()
+                    ),
+                    "remove it if it is not yours (kubelab writes state.json again), or run `kubelab lab destroy` and start again",
+                ));
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let state: State = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::other(
+                format!("{} is not a kubelab state file: {e}", path.display()),
+                RESTORE,
+            )
+        })?;
+        if state.schema_version > STATE_SCHEMA_VERSION {
+            return Err(Error::other(
+                format!(
+                    "{} has schema_version {}, written by a newer kubelab (this one reads {STATE_SCHEMA_VERSION})",
+                    path.display(),
+                    state.schema_version
+                ),
+                "use the kubelab that brought this lab up",
+            ));
         }
+        if !state.lab.is_empty() && state.lab != lab {
+            return Err(Error::other(
+                format!(
+                    "{} is the state of lab {:?}, not of lab {lab:?}",
+                    path.display(),
+                    state.lab
+                ),
+                format!(
+                    "a `.kubelab/` copied or moved from another lab's folder: move it back; if you renamed the lab in lab.yaml, put `name: {}` back (its VMs carry that name) and `kubelab lab destroy` before renaming",
+                    state.lab
+                ),
+            ));
+        }
+        Ok(state)
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -130,14 +168,7 @@ impl LabLock {
     pub fn acquire(state_dir: &Path, what: &str) -> Result<LabLock> {
         fs_err::create_dir_all(state_dir)?;
         let path = state_dir.join("lock");
-        let file = fs_err::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?
-            .into_parts()
-            .0;
+        let file = open_lock_file(&path)?;
         match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
             Ok(mut lock) => {
                 // Who holds it, for the message a second kubelab prints.
@@ -166,6 +197,86 @@ impl LabLock {
     }
 }
 
+/// Opens (or makes) a lock file, never through a symlink (a planted link
+/// would have its target truncated) and never a directory or other
+/// non-file: those are refused with how to clear them.
+fn open_lock_file(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path);
+    let refuse = |what: &str| {
+        Error::other(
+            format!("{} is {what}, not kubelab's lock file", path.display()),
+            format!(
+                "remove it (`rm -r {}`) when no kubelab runs; kubelab makes a new one",
+                path.display()
+            ),
+        )
+    };
+    match opened {
+        Ok(file) => {
+            if file.metadata().map(|m| m.is_file()).unwrap_or(false) {
+                Ok(file)
+            } else {
+                Err(refuse("not a regular file"))
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => Err(refuse(
+            "a symbolic link (kubelab never follows one for its lock)",
+        )),
+        Err(e) if e.raw_os_error() == Some(nix::libc::EISDIR) => Err(refuse("a directory")),
+        Err(e) => Err(Error::other(
+            format!("could not open the lock file {}: {e}", path.display()),
+            "kubelab needs to write beside lab.yaml (in .kubelab/): run it where the lab's folder is writable",
+        )),
+    }
+}
+
+/// A host-wide lock for what labs share (the lab registry, the kubeconfig,
+/// the hosts file): waits for another kubelab to finish its edit, so two
+/// edits never lose one. Held until dropped.
+/// Taking it again while this process holds it is a no-op, so a command
+/// can hold it across several edits that each take it.
+pub struct HostLock {
+    _lock: Option<nix::fcntl::Flock<std::fs::File>>,
+}
+
+/// How many `HostLock`s this process holds (nested).
+static HOST_LOCK_DEPTH: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
+impl HostLock {
+    /// `path` is the lock file (beside the lab registry).
+    pub fn wait(path: &Path) -> Result<HostLock> {
+        let mut depth = HOST_LOCK_DEPTH.lock().unwrap_or_else(|e| e.into_inner());
+        if *depth > 0 {
+            *depth += 1;
+            return Ok(HostLock { _lock: None });
+        }
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs_err::create_dir_all(dir)?;
+        }
+        let file = open_lock_file(path)?;
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(
+            |(_, errno)| Error::other(format!("could not lock {}: {errno}", path.display()), ""),
+        )?;
+        *depth = 1;
+        Ok(HostLock { _lock: Some(lock) })
+    }
+}
+
+impl Drop for HostLock {
+    fn drop(&mut self) {
+        let mut depth = HOST_LOCK_DEPTH.lock().unwrap_or_else(|e| e.into_inner());
+        *depth = depth.saturating_sub(1);
+        // The flock itself is released when `_lock` drops, after this.
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +294,69 @@ mod tests {
         assert!(text.contains("lab up"), "{text}");
         drop(first);
         LabLock::acquire(dir.path(), "lab destroy").unwrap();
+    }
+
+    /// S4: another lab's state file, or a newer schema, is refused.
+    #[test]
+    fn a_state_file_of_another_lab_or_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        State::new("otherlab").save(&path).unwrap();
+        let err = State::load(&path, "kubelab").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("is the state of lab \"otherlab\", not of lab \"kubelab\""),
+            "{err}"
+        );
+        assert!(
+            err.hint().unwrap().contains("name: otherlab"),
+            "{:?}",
+            err.hint()
+        );
+        let mut future = State::new("kubelab");
+        future.schema_version = 999;
+        future.save(&path).unwrap();
+        let err = State::load(&path, "kubelab").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("schema_version 999, written by a newer kubelab"),
+            "{err}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let err = State::load(&path, "kubelab").unwrap_err();
+        assert!(
+            err.to_string().contains("is a directory") && err.hint().is_some(),
+            "{err}"
+        );
+    }
+
+    /// D7: a planted symlink or a directory as the lock is refused; the
+    /// link's target is never written.
+    #[test]
+    fn a_lock_that_is_a_symlink_or_a_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let precious = dir.path().join("precious.txt");
+        std::fs::write(&precious, "precious user data\n").unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::os::unix::fs::symlink(&precious, state.join("lock")).unwrap();
+        let err = LabLock::acquire(&state, "lab up").err().unwrap();
+        assert!(err.to_string().contains("is a symbolic link"), "{err}");
+        assert!(
+            err.hint().unwrap().starts_with("remove it"),
+            "{:?}",
+            err.hint()
+        );
+        assert_eq!(
+            std::fs::read_to_string(&precious).unwrap(),
+            "precious user data\n"
+        );
+
+        std::fs::remove_file(state.join("lock")).unwrap();
+        std::fs::create_dir(state.join("lock")).unwrap();
+        let err = LabLock::acquire(&state, "lab up").err().unwrap();
+        assert!(err.to_string().contains("is a directory"), "{err}");
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub fn set_scalar(text: &str, path: &[&str], value: &str) -> Option<String> {
                 return None;
             }
             let newline = &raw[line.len()..];
-            let comment = comment.map(|c| format!(" {c}")).unwrap_or_default();
+            let comment = comment.unwrap_or_default();
             let mut out = String::new();
             for (j, l) in lines.iter().enumerate() {
                 if j == i {
@@ -116,10 +116,18 @@ fn matching_prefix(stack: &[(usize, String)], path: &[&str]) -> usize {
         .count()
 }
 
-/// Splits `" 3  # three"` into the value and the `# comment`.
+/// Splits `" 3\t# three"` into the value and the comment with the blanks
+/// before it, as written (YAML starts a comment at a `#` after a space or a
+/// TAB).
 fn split_comment(rest: &str) -> (&str, Option<&str>) {
-    match rest.find(" #") {
-        Some(i) => (&rest[..i], Some(rest[i..].trim_start())),
+    let hash = rest
+        .char_indices()
+        .find(|&(i, c)| c == '#' && i > 0 && rest[..i].ends_with([' ', '\t']));
+    match hash {
+        Some((i, _)) => {
+            let value = rest[..i].trim_end_matches([' ', '\t']);
+            (value, Some(&rest[value.len()..]))
+        }
         None => (rest, None),
     }
 }
@@ -150,6 +158,19 @@ mod tests {
         );
         let out = set_scalar("name: x\n", &["nodes", "worker", "count"], "2").unwrap();
         assert_eq!(out, "name: x\nnodes:\n  worker:\n    count: 2\n");
+    }
+
+    /// D9: a comment after a TAB is a comment too, and keeps its TAB.
+    #[test]
+    fn keeps_a_comment_after_a_tab_and_its_spacing() {
+        let text = "nodes:\n  worker:\n    count: 1\t# one worker\n  lb:\n    count: 2   #  two\n";
+        let out = set_scalar(text, &["nodes", "worker", "count"], "3").unwrap();
+        assert_eq!(
+            out,
+            "nodes:\n  worker:\n    count: 3\t# one worker\n  lb:\n    count: 2   #  two\n"
+        );
+        let out = set_scalar(text, &["nodes", "lb", "count"], "1").unwrap();
+        assert!(out.ends_with("    count: 1   #  two\n"), "{out}");
     }
 
     #[test]

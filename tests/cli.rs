@@ -370,6 +370,85 @@ fn render_defaults_to_the_state_dir_beside_lab_yaml() {
     assert!(test.path().join("labs/a/.kubelab/pki/ca-key.pem").exists());
 }
 
+/// C2: a lab directory whose path holds newlines, Ruby and a hosts line.
+/// The Vagrantfile `lab render` writes passes the real `vagrant validate`
+/// without running the Ruby, and `lab up` writes no hosts entry from it.
+#[test]
+fn a_lab_path_with_newlines_runs_nothing_and_adds_no_hosts_entry() {
+    if which::which("vagrant").is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "vagrant must be installed in CI"
+        );
+        eprintln!("SKIPPED: vagrant is not installed (apt-get install vagrant)");
+        return;
+    }
+    let probe = Test::new();
+    let marker = probe.path().join("PWNED");
+    let dir = format!(
+        "evil\nFile.write(%q({}),1)\n10.6.6.6 bank.example.com\n#",
+        marker.display()
+    );
+    let lab_file = format!("{dir}/lab.yaml");
+    let test = probe
+        .write(&lab_file, "name: evil\n")
+        .executable(
+            "bin/VBoxManage",
+            "#!/bin/sh\n[ \"$1\" = --version ] && echo 7.0.20r163906\n",
+        )
+        .args(&["--lab", &lab_file, "lab", "render", "--out", "out"]);
+    test.run();
+    let host = test.path().join("out/host");
+    let out = Command::new("vagrant")
+        .arg("validate")
+        .current_dir(test.path())
+        .env("VAGRANT_CWD", &host)
+        .env("VAGRANT_HOME", test.path().join("vagrant.d"))
+        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                test.path().join("bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let vagrantfile = std::fs::read_to_string(host.join("Vagrantfile")).unwrap();
+    assert!(!marker.exists(), "the path ran as Ruby:\n{vagrantfile}");
+    assert!(
+        said.contains("Vagrantfile validated successfully"),
+        "{said}\n{vagrantfile}"
+    );
+    assert!(
+        vagrantfile
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains("evil\\nFile.write"),
+        "{vagrantfile}"
+    );
+
+    let block = std::fs::read_to_string(host.join("hosts.block")).unwrap();
+    let test = test
+        .standins()
+        .then(&["--lab", &lab_file, "lab", "up", "--until", "machines"]);
+    test.run();
+    let hosts = std::fs::read_to_string(test.path().join("etc-hosts")).unwrap();
+    for text in [&block, &hosts] {
+        assert!(!text.lines().any(|l| l.starts_with("10.6.6.6")), "{text}");
+        for line in text.lines() {
+            let entry = line
+                .split_once('\t')
+                .is_some_and(|(addr, _)| addr.parse::<std::net::Ipv4Addr>().is_ok());
+            assert!(line.starts_with('#') || entry, "{line:?} in {text}");
+        }
+    }
+}
+
 /// The generated Vagrantfile passes the real `vagrant validate`, provider
 /// blocks included (a stand-in VBoxManage answers the version probe).
 #[test]
@@ -856,4 +935,122 @@ fn reset_without_a_snapshot_says_how_to_take_one() {
         ran.stderr
     );
     assert!(ran.stderr.contains("--snapshot base"), "{}", ran.stderr);
+}
+
+/// D2: `lab render` signs into .kubelab/pki/ only under the lab's lock: while
+/// another kubelab (here a `flock` holding .kubelab/lock) works on the lab,
+/// render refuses and signs nothing, so two signers never mix a PKI.
+#[test]
+fn render_takes_the_lab_lock_before_signing() {
+    if which::which("flock").is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "util-linux is installed in CI"
+        );
+        eprintln!("SKIPPED: flock is not installed");
+        return;
+    }
+    let test = Test::new().write(".kubelab/lock", "");
+    // One process holds the lock: the shell takes it, then becomes sleep.
+    let mut holder = Command::new("sh")
+        .args(["-c", "exec 9>>.kubelab/lock && flock -x 9 && exec sleep 30"])
+        .current_dir(test.path())
+        .spawn()
+        .unwrap();
+    // The lock is held once the process is sleep.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(format!("/proc/{}/cmdline", holder.id()))
+        .unwrap_or_default()
+        .starts_with("sleep")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let test = test.args(&["lab", "render"]).status(1);
+    let ran = test.run();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(
+        ran.stderr.contains("is working on this lab"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!test.path().join(".kubelab/pki").exists(), "nothing signed");
+    let test = test.then(&["lab", "render"]);
+    test.run();
+    assert!(test.path().join(".kubelab/pki/ca.pem").exists());
+}
+
+/// D2/U1: `lab certs` checks every certificate against its CA and its key
+/// and names the broken files (it used to call a mixed-up PKI fine).
+#[test]
+fn certs_names_certificates_that_do_not_verify() {
+    let test = Test::new().args(&["lab", "render"]);
+    test.run();
+    let pki = test.path().join(".kubelab/pki");
+    let test = test.then(&["lab", "certs"]);
+    test.run();
+    std::fs::copy(pki.join("kube-proxy-key.pem"), pki.join("admin-key.pem")).unwrap();
+    std::fs::write(pki.join("worker0.pem"), "garbage\n").unwrap();
+    let test = test.then(&["lab", "certs"]).status(1);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("2 certificate file(s)"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("- admin-key.pem: is not the key of admin.pem"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("- worker0.pem: not a PEM certificate"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("hint: delete the broken certificate"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stdout.contains("BROKEN: admin-key.pem"),
+        "{}",
+        ran.stdout
+    );
+}
+
+/// U13: commands a vagrant, kind or minikube user types get the kubelab
+/// command they meant, not only clap's nearest spelling (`delete` -> `reset`).
+#[test]
+fn unknown_commands_get_the_command_a_user_meant() {
+    for (args, want) in [
+        (&["up"][..], "hint: did you mean `kubelab lab up`?"),
+        (
+            &["--lab", "x.yaml", "destroy"][..],
+            "hint: did you mean `kubelab lab destroy`?",
+        ),
+        (
+            &["lab", "delete"][..],
+            "hint: `kubelab lab destroy` removes a lab",
+        ),
+        (
+            &["lab", "start"][..],
+            "hint: `kubelab lab up` creates and starts a lab",
+        ),
+        (
+            &["lab", "stop"][..],
+            "hint: `kubelab lab halt` stops a lab's VMs",
+        ),
+        (
+            &["lab", "list"][..],
+            "hint: `kubelab labs` lists this host's labs",
+        ),
+        (&["version"][..], "hint: `kubelab --version`"),
+    ] {
+        let ran = Test::new().args(args).status(2).run();
+        assert!(ran.stderr.contains(want), "{args:?}: {}", ran.stderr);
+    }
 }

@@ -720,3 +720,206 @@ fn static_json_documents_keep_their_shape() {
     let test = test.then(&["doctor", "--json"]).status(1);
     insta::assert_snapshot!("doctor_json_static", shape(&json_of(&test.run())));
 }
+
+/// D8: `init --name` picks a network and records it under one host-wide
+/// lock, so labs initialised at the same moment never share a network and
+/// no entry is lost.
+#[test]
+fn concurrent_inits_get_distinct_networks_and_every_entry() {
+    let base = Test::new();
+    let registry = base.path().join("labs.json").display().to_string();
+    let names = ["c1", "c2", "c3", "c4"];
+    let tests: Vec<Test> = names
+        .iter()
+        .map(|name| {
+            Test::new()
+                .env("KUBELAB_REGISTRY", &registry)
+                .args(&["init", "--name", name])
+        })
+        .collect();
+    let children: Vec<_> = tests.iter().map(Test::spawn).collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let doc = labs_json(&base);
+    let mut cidrs: Vec<String> = doc["labs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["cidr"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cidrs.len(), names.len(), "{doc}");
+    cidrs.sort();
+    cidrs.dedup();
+    assert_eq!(cidrs.len(), names.len(), "one network twice: {doc}");
+}
+
+/// S1: a `lab up` that fails before any VM exists (here: no vagrant on
+/// PATH) leaves the registry as it was: the lab stays `defined`, and a lab
+/// that was never recorded is not recorded as up.
+#[test]
+fn a_failed_up_before_any_vm_leaves_the_registry_as_it_was() {
+    let test = Test::new()
+        .env("PATH", "/nonexistent")
+        .args(&["init", "--name", "failup"]);
+    test.run();
+    let test = test.then(&["lab", "up"]).status(1);
+    test.run();
+    let doc = labs_json(&test);
+    assert_eq!(doc["labs"][0]["name"], "failup", "{doc}");
+    assert_eq!(doc["labs"][0]["state"], "defined", "{doc}");
+
+    let builtin = Test::new()
+        .env("PATH", "/nonexistent")
+        .args(&["lab", "up"])
+        .status(1);
+    builtin.run();
+    assert_eq!(labs_json(&builtin)["labs"], serde_json::json!([]));
+}
+
+/// D5: two labs merging into one kubeconfig at the same moment both end up
+/// in it (the merges take a host-wide lock; before, one context was lost in
+/// most runs).
+#[test]
+fn concurrent_kubeconfig_merges_keep_both_labs() {
+    let test = Test::new()
+        .write("a/lab.yaml", "name: a\n")
+        .write("b/lab.yaml", "name: b\nnetwork:\n  cidr: 192.168.57.0/24\n  ssh_port_base: 2300\n")
+        .write("kube/config", "apiVersion: v1\nkind: Config\n# mine\ncontexts:\n- name: prod\n  context: {cluster: prod, user: me}\n");
+    for lab in ["a", "b"] {
+        let lab_file = format!("{lab}/lab.yaml");
+        let out = test
+            .spawn_args(&["--lab", &lab_file, "lab", "render"])
+            .wait_with_output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for round in 0..4 {
+        let children: Vec<_> = ["a", "b"]
+            .iter()
+            .map(|lab| {
+                let lab_file = format!("{lab}/lab.yaml");
+                test.spawn_args(&["--lab", &lab_file, "lab", "kubeconfig", "--merge"])
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = std::fs::read_to_string(test.path().join("kube/config")).unwrap();
+        for name in ["name: kubelab-a", "name: kubelab-b", "name: prod", "# mine"] {
+            assert_eq!(
+                text.matches(name).count(),
+                if name.starts_with("name: kubelab") {
+                    3
+                } else {
+                    1
+                },
+                "round {round}: {name}\n{text}"
+            );
+        }
+    }
+}
+
+/// S1: a lab whose lab.yaml went away while it was `up` blocks every lab
+/// with its name; the clash names `kubelab labs forget`, which drops it.
+/// A lab whose folder is still there is refused (destroy is the way).
+#[test]
+fn labs_forget_drops_an_entry_whose_lab_yaml_is_gone() {
+    let test = Test::new()
+        .standins()
+        .write("old/lab.yaml", "name: ghost\n");
+    let registry = test.path().join("labs.json").display().to_string();
+    let test = test.args(&["--lab", "old/lab.yaml", "lab", "up", "--until", "machines"]);
+    test.run();
+    std::fs::remove_file(test.path().join("old/lab.yaml")).unwrap();
+
+    let other = Test::new()
+        .standins()
+        .env("KUBELAB_REGISTRY", &registry)
+        .write(
+            "lab.yaml",
+            "name: ghost\nnetwork:\n  cidr: 192.168.58.0/24\n  ssh_port_base: 2400\n",
+        )
+        .args(&["lab", "up", "--until", "machines"])
+        .status(2);
+    let ran = other.run();
+    assert!(
+        ran.stderr
+            .contains("`kubelab labs forget ghost` drops its entry"),
+        "{}",
+        ran.stderr
+    );
+
+    let refused = other.then(&["labs", "forget", "nosuch"]).status(2);
+    assert!(
+        refused
+            .run()
+            .stderr
+            .contains("hint: `kubelab labs` lists them: ghost")
+    );
+    let forget = refused.then(&["labs", "forget", "ghost"]);
+    let ran = forget.run();
+    assert!(ran.stderr.contains("forgot lab ghost"), "{}", ran.stderr);
+    let other = forget.then(&["lab", "up", "--until", "machines"]);
+    other.run();
+    // The lab that is there is not forgotten without --force.
+    let alive = other.then(&["labs", "forget", "ghost"]).status(2);
+    assert!(
+        alive
+            .run()
+            .stderr
+            .contains("lab destroy` removes it properly")
+    );
+}
+
+/// D8: two labs of one name (in two folders) brought up at the same moment:
+/// the clash check and the claim happen under one lock, so exactly one goes
+/// up and the other is refused naming it (both used to succeed and share one
+/// hosts block).
+#[test]
+fn two_same_name_labs_brought_up_at_once_one_is_refused() {
+    let x = Test::new().standins().write("lab.yaml", "name: dup\n");
+    let registry = x.path().join("labs.json").display().to_string();
+    let hosts = x.path().join("etc-hosts").display().to_string();
+    let y = Test::new()
+        .standins()
+        .env("KUBELAB_REGISTRY", &registry)
+        .env("KUBELAB_HOSTS_FILE", &hosts)
+        .write("lab.yaml", "name: dup\n");
+    let children = [
+        x.spawn_args(&["lab", "up", "--until", "machines"]),
+        y.spawn_args(&["lab", "up", "--until", "machines"]),
+    ];
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let codes: Vec<i32> = outs.iter().map(|o| o.status.code().unwrap_or(-1)).collect();
+    let mut sorted = codes.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [0, 2],
+        "{codes:?}\n{}\n{}",
+        String::from_utf8_lossy(&outs[0].stderr),
+        String::from_utf8_lossy(&outs[1].stderr)
+    );
+    let refused = &outs[codes.iter().position(|c| *c == 2).unwrap()];
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("clashes with lab dup"));
+    let text = std::fs::read_to_string(&hosts).unwrap();
+    assert_eq!(text.matches("# BEGIN kubelab dup").count(), 1, "{text}");
+}

@@ -825,8 +825,8 @@ fn on_a_recorded_apple_silicon_host_the_lab_gets_an_arm64_box_and_never_an_x86_o
     test.run();
     let vagrantfile = std::fs::read_to_string(test.path().join("out/host/Vagrantfile")).unwrap();
     assert!(
-        vagrantfile.contains("config.vm.box = \"gusztavvargadr/ubuntu-server-2404-lts\"")
-            && vagrantfile.contains("config.vm.box_version = \"2607.1.0\""),
+        vagrantfile.contains("config.vm.box = 'gusztavvargadr/ubuntu-server-2404-lts'")
+            && vagrantfile.contains("config.vm.box_version = '2607.1.0'"),
         "{vagrantfile}"
     );
 
@@ -1105,4 +1105,210 @@ fn a_static_destroy_uninstalls_nowhere_when_lab_yaml_points_a_name_at_another_se
     let ssh = std::fs::read_to_string(test.path().join("ssh.log")).unwrap_or_default();
     assert!(!ssh.contains("uninstall"), "{ssh}");
     assert!(test.path().join(".kubelab/state.json").exists());
+}
+
+/// D1: an orphan `# BEGIN kubelab <lab>` (no END) is refused with its line
+/// and the fix, before any VM boots, and the hosts file keeps every byte
+/// (it used to lose every line after the orphan on the second `lab up`).
+#[test]
+fn an_orphan_marker_in_the_hosts_file_is_refused_before_any_vm_starts() {
+    let original = "127.0.0.1 localhost\n# BEGIN kubelab t\n10.9.9.9\tstale.lan\n192.168.1.5\tmyprinter\n10.0.0.7\tgitlab.corp\n";
+    let test = lab()
+        .write("etc-hosts", original)
+        .args(&["lab", "up", "--until", "machines"])
+        .status(2);
+    let ran = test.run();
+    assert!(
+        ran.stderr
+            .contains("line 2 holds `# BEGIN kubelab t` but no `# END kubelab t` line follows it"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("hint: add a `# END kubelab t` line"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ups(&test).is_empty(),
+        "no VM may start: {:?}",
+        test.started()
+    );
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("etc-hosts")).unwrap(),
+        original
+    );
+    let test = test.then(&["lab", "destroy", "--yes"]).status(2);
+    test.run();
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("etc-hosts")).unwrap(),
+        original
+    );
+    assert!(
+        !test
+            .started()
+            .iter()
+            .any(|c| c.starts_with("vagrant destroy"))
+    );
+}
+
+/// D3: a symlinked hosts file (NixOS, config management) has its target
+/// written; the link stays a link, through up and destroy.
+#[test]
+fn a_symlinked_hosts_file_is_written_through_the_link() {
+    let test = lab().write("real.hosts", "127.0.0.1 localhost\n");
+    std::fs::remove_file(test.path().join("etc-hosts")).ok();
+    std::os::unix::fs::symlink("real.hosts", test.path().join("etc-hosts")).unwrap();
+    let test = test.args(&["lab", "up", "--until", "machines"]);
+    test.run();
+    let link = test.path().join("etc-hosts");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let real = std::fs::read_to_string(test.path().join("real.hosts")).unwrap();
+    assert!(
+        real.starts_with("127.0.0.1 localhost\n# BEGIN kubelab t\n"),
+        "{real:?}"
+    );
+    let test = test.then(&["lab", "destroy", "--yes"]);
+    test.run();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("real.hosts")).unwrap(),
+        "127.0.0.1 localhost\n"
+    );
+}
+
+/// S2/S3: a hosts file that is not UTF-8, or a directory, and `--node nosuch`
+/// are refused before any VM starts, naming the byte or the nodes.
+#[test]
+fn bad_hosts_files_and_unknown_nodes_are_refused_before_any_vm_starts() {
+    let test = lab();
+    std::fs::write(
+        test.path().join("etc-hosts"),
+        b"127.0.0.1 localhost\n# caf\xe9 printer\n",
+    )
+    .unwrap();
+    let test = test.args(&["lab", "up", "--until", "machines"]).status(1);
+    let ran = test.run();
+    assert!(
+        ran.stderr
+            .contains("is not UTF-8 text: byte 26 (line 2) is 0xe9"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("--no-hosts"), "{}", ran.stderr);
+    assert!(ups(&test).is_empty(), "{:?}", test.started());
+    let test = test.then(&["lab", "destroy", "--yes"]).status(1);
+    test.run();
+    assert!(
+        test.started().is_empty(),
+        "destroy stopped before any VM: {:?}",
+        test.started()
+    );
+
+    std::fs::remove_file(test.path().join("etc-hosts")).unwrap();
+    std::fs::create_dir(test.path().join("etc-hosts")).unwrap();
+    let test = test.then(&["lab", "up", "--until", "machines"]).status(1);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("etc-hosts is a directory"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ups(&test).is_empty());
+
+    std::fs::remove_dir(test.path().join("etc-hosts")).unwrap();
+    let test = test.then(&["lab", "up", "--node", "nosuch"]).status(2);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("no node named \"nosuch\""),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("hint: use one of dns0, etcd0"),
+        "{}",
+        ran.stderr
+    );
+    assert!(test.started().is_empty(), "{:?}", test.started());
+    assert!(!test.path().join("etc-hosts").exists());
+}
+
+/// D4/D9: `lab scale` on a lab that is not up edits lab.yaml in place of
+/// the user's file: a symlink's target is written (the link stays), the mode
+/// and hard links are kept, and a comment after a TAB survives.
+#[test]
+fn scale_keeps_a_symlinked_lab_yaml_its_mode_links_and_tab_comments() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let test = Test::new()
+        .write(
+            "real/lab.yaml",
+            "name: t\nnodes:\n  worker:\n    count: 1\t# one worker\n",
+        )
+        .standins();
+    let real = test.path().join("real/lab.yaml");
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::hard_link(&real, test.path().join("hardlink.yaml")).unwrap();
+    std::os::unix::fs::symlink("real/lab.yaml", test.path().join("lab.yaml")).unwrap();
+    let test = test.args(&["lab", "scale", "workers=2"]);
+    test.run();
+    let want = "name: t\nnodes:\n  worker:\n    count: 2\t# one worker\n";
+    assert!(
+        std::fs::symlink_metadata(test.path().join("lab.yaml"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), want);
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("hardlink.yaml")).unwrap(),
+        want
+    );
+    let meta = std::fs::metadata(&real).unwrap();
+    assert_eq!((meta.mode() & 0o7777, meta.nlink()), (0o600, 2));
+}
+
+/// U15: an empty phase range is bad input, refused before anything runs
+/// (it used to sign the PKI and say every step was done).
+#[test]
+fn a_from_after_until_is_refused_before_anything_runs() {
+    let test = lab()
+        .args(&["lab", "up", "--from", "etcd", "--until", "dns"])
+        .status(2);
+    let ran = test.run();
+    assert!(
+        ran.stderr
+            .contains("--from etcd --until dns selects no phase"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("hint: swap them"), "{}", ran.stderr);
+    assert!(test.started().is_empty());
+    assert!(!test.path().join(".kubelab/pki").exists());
+}
+
+/// U21: `lab status` of a lab that was never brought up says so and how.
+#[test]
+fn status_of_a_lab_never_brought_up_says_how_to_create_it() {
+    let test = lab().args(&["lab", "status"]);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("lab t has no VMs yet"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("`kubelab lab up` creates them"),
+        "{}",
+        ran.stderr
+    );
 }

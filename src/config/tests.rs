@@ -592,3 +592,260 @@ fn an_x86_box_on_an_arm64_host_is_refused_at_validation_with_the_choices() {
     super::resolve_box(&file, true, Arch::Arm64, &mut problems);
     assert!(problems.is_empty());
 }
+
+/// C1/G1: box.name and box.version reach the Vagrantfile, so they follow a
+/// strict grammar; quotes, `#{}`, backslashes, newlines, NUL and spaces in
+/// free text are refused with the field, the value and the fix.
+#[test]
+fn box_name_and_version_follow_a_strict_grammar() {
+    for bad in [
+        "#{%x(touch /tmp/x)}",
+        "1\"; system(\"touch /tmp/x\"); \"",
+        "1';system('x');'",
+        "1\\",
+        "1\n2",
+        "1\u{0}",
+        "latest please",
+        "1..2",
+        ">=",
+        "v1.2",
+    ] {
+        let yaml = format!("box:\n  version: {}\n", serde_json::to_string(bad).unwrap());
+        let text = errors(&yaml);
+        assert!(
+            text.contains("box.version: ") && text.contains("is not a box version"),
+            "{bad:?}: {text}"
+        );
+        assert!(
+            text.contains("hint: use a version such as 202502.21.0"),
+            "{text}"
+        );
+    }
+    for bad in [
+        "bento/x\";system(\"touch\");\"",
+        "bento/x'#{1}",
+        "a/b/c",
+        "/abs",
+        "bento/ubuntu\nconfig.vm.provision",
+        "-oops",
+    ] {
+        let yaml = format!("box:\n  name: {}\n", serde_json::to_string(bad).unwrap());
+        let text = errors(&yaml);
+        assert!(
+            text.contains("box.name: ") && text.contains("is not a box name"),
+            "{bad:?}: {text}"
+        );
+    }
+    for good in [
+        "202502.21.0",
+        "202502.21",
+        "2.0",
+        ">= 2, < 3.0.0",
+        "~> 1.2.rc1",
+        "= 4",
+    ] {
+        let yaml = format!(
+            "box:\n  name: bento/debian-12\n  version: {}\n",
+            serde_json::to_string(good).unwrap()
+        );
+        let lab = parse(&yaml, LabSource::BuiltIn).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+        assert_eq!(lab.vm_box.version.as_deref(), Some(good));
+    }
+    for good in ["bento/ubuntu-24.04", "generic/debian12", "my_box.local"] {
+        let yaml = format!("box:\n  name: {good}\n");
+        assert!(parse(&yaml, LabSource::BuiltIn).is_ok(), "{good}");
+    }
+}
+
+/// ssh's destination is `user@alias`: a value starting with '-' would be
+/// read as an option (`-oProxyCommand=...` runs a command on this host), and
+/// the interface name goes into config files and scripts on the node.
+#[test]
+fn static_ssh_words_and_interfaces_cannot_become_options_or_code() {
+    let dir = key_dir();
+    for (field, value) in [
+        ("ssh_alias", "-oProxyCommand=touch${IFS}/tmp/x"),
+        ("ssh_user", "-oProxyCommand=touch${IFS}/tmp/x"),
+        ("ssh_user", "a@b"),
+        ("ssh_alias", "gpu1\"x"),
+        ("interface", "eth0;reboot"),
+        ("interface", "$(reboot)"),
+        ("interface", "-x"),
+    ] {
+        let hosts = default_static_hosts(1).replacen(
+            "ssh_user: admin",
+            &format!(
+                "ssh_user: admin, {field}: {}",
+                serde_json::to_string(value).unwrap()
+            ),
+            1,
+        );
+        let hosts = if field == "ssh_user" {
+            hosts.replacen("ssh_user: admin, ", "", 1)
+        } else {
+            hosts
+        };
+        let yaml =
+            format!("provider: static\nnetwork:\n  dns_forwarders: [10.0.0.1]\nhosts:\n{hosts}");
+        match parse_in(&dir, &yaml) {
+            Ok(_) => panic!("{field}: {value:?} was accepted"),
+            Err(e) => assert!(
+                e.to_string().contains(&format!("hosts[0].{field}: ")),
+                "{value:?}: {e}"
+            ),
+        }
+    }
+}
+
+/// G2-G5, G7, U1, U3, U4: inputs that were accepted or explained in Rust's
+/// words are refused (or warned about) with the reason and the fix.
+#[test]
+fn special_ranges_domains_sizes_and_plain_words() {
+    for (yaml, want) in [
+        (
+            "network:\n  domain: localhost\n",
+            "network.domain: \"localhost\" is under `.localhost`",
+        ),
+        (
+            "network:\n  domain: lab.local\n",
+            "is multicast DNS (RFC 6762)",
+        ),
+        (
+            "network:\n  cidr: 127.0.0.0/24\n",
+            "network.cidr: 127.0.0.0/24 is loopback",
+        ),
+        (
+            "network:\n  cidr: 224.0.0.0/24\n",
+            "network.cidr: 224.0.0.0/24 is multicast or reserved",
+        ),
+        (
+            "network:\n  pod_cidr: 10.0.0.0/16\n",
+            "network.pod_cidr: 10.0.0.0/16 overlaps 10.0.2.0/24, VirtualBox's NAT network",
+        ),
+        (
+            "nodes:\n  worker:\n    memory: 4294967295\n",
+            "nodes.worker.memory: 4294967295 MB is more than any VM can have here",
+        ),
+        ("- name: a\n", "expected the lab's settings"),
+        ("nodes: []\n", "expected the roles' settings"),
+        (
+            "network:\n  ssh_port_base: 70000\n",
+            "expected a whole number from 0 to 65535",
+        ),
+        (
+            "nodes:\n  worker:\n    count: 99999999999999999999999\n",
+            "integer `99999999999999999999999`, expected a whole number",
+        ),
+        ("provider: [virtualbox]\n", "expected one word"),
+        (
+            "nodes:\n  worker:\n    count: 1\n    count: 3\n",
+            "hint: each key may appear once",
+        ),
+        ("nodes:\n  worker: *nope\n", "hint: define the anchor"),
+        (
+            "network:\n  cidr: fd00::/64\n",
+            "hint: kubelab labs are IPv4 only",
+        ),
+        (
+            "nodes:\n\tworker:\n\t\tcount: 3\n",
+            "hint: YAML indents with spaces, never TABs",
+        ),
+        (
+            "name: a\n---\nname: b\n",
+            "hint: lab.yaml is one YAML document",
+        ),
+        (
+            "nodes:\n  etcd: &b\n    cpus: 2\n  controller:\n    <<: *b\n",
+            "YAML merge keys (`<<: *anchor`) are not supported",
+        ),
+    ] {
+        let text = errors(yaml);
+        assert!(text.contains(want), "{yaml:?}: {text}");
+        for rust in ["struct", "u32", "u16", "u128", "unit value", "YAML tag"] {
+            assert!(!text.contains(rust), "{yaml:?} says {rust}: {text}");
+        }
+        assert!(text.contains("hint: "), "{yaml:?}: {text}");
+    }
+    // G9: an empty section takes the defaults, like an empty role.
+    for yaml in ["nodes: ~\n", "nodes:\n", "network:\nbox: ~\n"] {
+        assert_eq!(
+            parse(yaml, LabSource::BuiltIn).unwrap().roles,
+            builtin().roles,
+            "{yaml:?}"
+        );
+    }
+    // U3: CR-only line ends are line ends.
+    let lab = parse(
+        "# a lab\rname: crlab\rnodes:\r  worker:\r    count: 2\r",
+        LabSource::BuiltIn,
+    )
+    .unwrap();
+    assert_eq!(
+        (lab.name.as_str(), lab.role(Role::Worker).count),
+        ("crlab", 2)
+    );
+    // G7: a VIP with one load balancer does nothing, and says so.
+    assert!(
+        warnings("nodes:\n  lb:\n    count: 1\n    vip: 192.168.56.50\n")
+            .contains("nodes.lb.vip: 192.168.56.50 is not used"),
+    );
+}
+
+/// G8: an empty key file, or one its owner cannot read (mode 0000), is
+/// refused before ssh meets it.
+#[test]
+fn empty_or_unreadable_static_keys_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = key_dir();
+    std::fs::write(dir.path().join("empty"), "").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("empty"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("locked"), "key\n").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("locked"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    for (key, want) in [
+        ("empty", "\"empty\" is empty"),
+        ("locked", "\"locked\" cannot be read by you"),
+    ] {
+        let hosts = default_static_hosts(1).replacen("ssh_key: id", &format!("ssh_key: {key}"), 1);
+        let yaml =
+            format!("provider: static\nnetwork:\n  dns_forwarders: [10.0.0.1]\nhosts:\n{hosts}");
+        let err = parse_in(&dir, &yaml).unwrap_err().to_string();
+        assert!(err.contains(&format!("hosts[0].ssh_key: {want}")), "{err}");
+    }
+}
+
+/// U2: the hints for a small network and for .0/.255 addresses point inside
+/// the network and at the real cause.
+#[test]
+fn address_hints_point_inside_the_network() {
+    let text = errors("network:\n  cidr: 192.168.56.0/28\n");
+    assert!(
+        text.contains("use a free address inside 192.168.56.0/28, such as 192.168.56.14"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("such as 192.168.56.50") && !text.contains("such as 192.168.56.30"),
+        "{text}"
+    );
+    let text = errors("network:\n  cidr: 192.168.56.0/32\n");
+    assert!(
+        text.contains("network.cidr: 192.168.56.0/32 is too small for a lab"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("first_address"),
+        "one cause, said once: {text}"
+    );
+    let text = errors("nodes:\n  dns:\n    first_address: 192.168.56.0\n");
+    assert!(text.contains("192.168.56.0 is 192.168.56.0/24's own network address, which no host may use: start nodes.dns.first_address at 192.168.56.2 or later"), "{text}");
+    let text = errors("nodes:\n  registry:\n    count: 1\n    first_address: 192.168.56.255\n");
+    assert!(text.contains("own broadcast address"), "{text}");
+    assert!(!text.contains("lower nodes.registry.count to 1"), "{text}");
+}

@@ -260,8 +260,12 @@ impl Host<'_> {
         if plan.add.is_empty() && plan.remove.is_empty() && from == request.count {
             return Ok(());
         }
+        if provisioned && !options.no_hosts {
+            // Before a VM changes: the hosts file must take the new block.
+            crate::hosts_file::preflight(&self.settings.hosts_file, &lab.name)?;
+        }
         if !provisioned {
-            crate::fsutil::write_atomic(path, new_text.as_bytes(), 0o644)?;
+            crate::fsutil::write_keeping(path, new_text.as_bytes(), 0o644)?;
             self.printer.info(format!(
                 "{}: nodes.worker.count {from} -> {}; the lab is not up, so `kubelab lab up` builds it at this size",
                 path.display(),
@@ -310,7 +314,7 @@ impl Host<'_> {
         }
         // lab.yaml says the new size before the engine runs: if anything
         // fails from here, `kubelab lab up` finishes the job.
-        crate::fsutil::write_atomic(path, new_text.as_bytes(), 0o644)?;
+        crate::fsutil::write_keeping(path, new_text.as_bytes(), 0o644)?;
         self.printer.info(format!(
             "{}: nodes.worker.count {from} -> {}",
             path.display(),
@@ -328,7 +332,8 @@ impl Host<'_> {
             runner: self.runner.clone(),
         };
         host.interruptible(
-            "kubelab lab scale (or `kubelab lab up`)",
+            // lab.yaml says the new size already: `lab up` finishes the job.
+            "kubelab lab up",
             host.up_locked(options.jobs, options.no_hosts, options.offline, &selection),
         )
         .await?;

@@ -191,9 +191,24 @@ impl Test {
             .expect("spawn kubelab")
     }
 
+    /// Starts kubelab with other arguments in the same directory and
+    /// environment, without waiting (for concurrency tests).
+    pub fn spawn_args(&self, args: &[&str]) -> std::process::Child {
+        self.command_with(args.iter().map(|s| s.to_string()).collect())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn kubelab")
+    }
+
     fn command(&self) -> Command {
+        self.command_with(self.args.clone())
+    }
+
+    fn command_with(&self, args: Vec<String>) -> Command {
         let mut cmd = Command::new(kubelab_bin());
-        cmd.args(&self.args)
+        cmd.args(&args)
             .current_dir(self.dir.path())
             .env_remove("KUBELAB_LAB")
             .env_remove("XDG_CACHE_HOME");
