@@ -330,3 +330,31 @@ fn a_held_dpkg_lock_is_waited_for_and_its_holder_named() {
     let out = node.run("ensure_packages bind9");
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// Release files accumulate in the artifacts directory across version
+/// bumps: the pick is by version (2.0.10 after 2.0.4), not by name.
+#[test]
+fn the_newest_release_file_is_picked_by_version_not_by_name() {
+    let node = Node::new();
+    let dir = node.path("artifacts");
+    std::fs::create_dir(&dir).unwrap();
+    for f in [
+        "containerd-2.0.4-linux-amd64.tar.gz",
+        "containerd-2.0.10-linux-amd64.tar.gz",
+        "containerd-2.0.9-linux-amd64.tar.gz",
+    ] {
+        std::fs::write(dir.join(f), "").unwrap();
+    }
+    let out = node.run(&format!(
+        "artifacts_dir='{}'; artifact 'containerd-*-linux-*.tar.gz'; echo; artifact 'runc.*'; echo end",
+        dir.display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "{}/containerd-2.0.10-linux-amd64.tar.gz\nend\n",
+            dir.display()
+        )
+    );
+}

@@ -629,15 +629,17 @@ impl E2e {
     /// What the machines left on this host beyond the fixture's own namespace
     /// and bridge: processes, mounts, namespaces, veths, cgroups, hosts block.
     /// One line each; empty when a destroy was complete. A veth alone may
-    /// outlive its machine's namespace for a moment (the kernel frees a
-    /// namespace's devices after its last process, asynchronously): that is
-    /// waited for, up to 10 s, and reported if it stays.
+    /// outlive its machine's namespace for a while: the kernel frees a
+    /// namespace's devices after its last process, asynchronously and one
+    /// namespace at a time, and a worker's netfilter state (its pod-egress
+    /// rule, conntrack) makes that slow; seen over 10 s after a destroy of
+    /// 12 machines. That is waited for, up to 60 s, and reported if it stays.
     pub fn leftovers(&self) -> Vec<String> {
         let started = Instant::now();
         loop {
             let found = self.leftovers_now();
             let only_links = !found.is_empty() && found.iter().all(|l| l.starts_with("link "));
-            if !only_links || started.elapsed() > Duration::from_secs(10) {
+            if !only_links || started.elapsed() > Duration::from_secs(60) {
                 return found;
             }
             std::thread::sleep(Duration::from_millis(200));
