@@ -25,19 +25,13 @@ fn a_stock_debian_13_box_is_provisioned_verified_and_survives_a_reboot() {
         let release = e2e.ssh_ok(address, ". /etc/os-release && echo $VERSION_CODENAME");
         assert_eq!(release.trim(), "trixie", "{name}");
     }
-    let fetched = e2e.fetched_packages();
-    for package in [
-        "bind9_",
-        "haproxy_",
-        "keepalived_",
-        "etcd-server_",
-        "systemd-resolved_",
-    ] {
-        assert!(
-            fetched.iter().any(|f| f.starts_with(package)),
-            "no {package}*.deb was fetched from the lab's repository: {fetched:?}"
-        );
-    }
+    e2e.assert_fetched_from_repository(&[
+        "bind9",
+        "haproxy",
+        "keepalived",
+        "etcd-server",
+        "systemd-resolved",
+    ]);
     let getent = e2e.ssh_ok("192.168.56.30", "getent hosts etcd2.lan controller1.lan");
     assert!(
         getent.contains("192.168.56.12") && getent.contains("192.168.56.21"),

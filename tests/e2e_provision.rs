@@ -254,19 +254,13 @@ fn lab_up_until_etcd_provisions_dns_lb_and_a_tls_etcd_cluster() {
     for etcd in ["192.168.56.10", "192.168.56.11", "192.168.56.12"] {
         assert!(installed(&e2e, etcd, "etcd-server"), "{etcd}");
     }
-    let fetched = e2e.fetched_packages();
-    for package in [
-        "bind9_",
-        "haproxy_",
-        "keepalived_",
-        "etcd-server_",
-        "systemd-resolved_",
-    ] {
-        assert!(
-            fetched.iter().any(|f| f.starts_with(package)),
-            "no {package}*.deb was fetched from the lab's repository: {fetched:?}"
-        );
-    }
+    e2e.assert_fetched_from_repository(&[
+        "bind9",
+        "haproxy",
+        "keepalived",
+        "etcd-server",
+        "systemd-resolved",
+    ]);
 
     // A rerun with nothing changed does no SSH work at all.
     let ran = e2e.kubelab(&["lab", "up", "--until", "etcd"]);

@@ -335,6 +335,20 @@ impl E2e {
         );
     }
 
+    /// Each of `packages` was fetched as a .deb from the lab network's
+    /// repository: it was installed during the test, not baked in.
+    pub fn assert_fetched_from_repository(&self, packages: &[&str]) {
+        let fetched = self.fetched_packages();
+        for package in packages {
+            assert!(
+                fetched
+                    .iter()
+                    .any(|f| f.starts_with(&format!("{package}_"))),
+                "no {package}_*.deb was fetched from the lab's repository: {fetched:?}"
+            );
+        }
+    }
+
     /// The Debian release of the box the machines boot from.
     pub fn release(&self) -> String {
         std::fs::read_to_string(self.box_dir.join("release"))
