@@ -855,7 +855,7 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
             format!("{domain:?} is not a valid DNS domain"),
             "use dot-separated labels of lowercase letters, digits and '-', such as `lan` or `lab.example`",
         ));
-    } else if let Some(special) = ["localhost", "local"]
+    } else if let Some(special) = ["localhost", "local", "arpa"]
         .into_iter()
         .find(|tld| domain == *tld || domain.ends_with(&format!(".{tld}")))
     {
@@ -863,10 +863,13 @@ pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
             "network.domain",
             format!(
                 "{domain:?} is under `.{special}`, which {}",
-                if special == "local" {
-                    "is multicast DNS (RFC 6762): hosts ask the local network, not dns0"
-                } else {
-                    "always resolves to the loopback address (RFC 6761), never to the lab"
+                match special {
+                    "local" => "is multicast DNS (RFC 6762): hosts ask the local network, not dns0",
+                    // dns0 serves the lab's reverse zone under in-addr.arpa:
+                    // a forward zone there clashes with it, and bind9 would
+                    // refuse it only once every VM had booted.
+                    "arpa" => "holds the reverse zones (dns0 serves the lab's own under in-addr.arpa), not names",
+                    _ => "always resolves to the loopback address (RFC 6761), never to the lab",
                 }
             ),
             "use another domain, such as `lan` or `lab.example`",
@@ -1489,6 +1492,21 @@ fn resolve_hosts(
                 at("name"),
                 format!("{name:?} is not a valid node name"),
                 "use lowercase letters, digits and '-', starting with a letter (it becomes the hostname and the Kubernetes node name)",
+            ));
+        } else if matches!(name.as_str(), "api" | "localhost") {
+            // `api` is the API endpoint's record in the lab zone and the
+            // hosts block; `localhost` is every machine's own loopback.
+            problems.push(Problem::new(
+                at("name"),
+                format!(
+                    "{name:?} is reserved: {}",
+                    if name == "api" {
+                        "api.<domain> is the lab's API endpoint (the VIP or lb0), so a host of that name would share its DNS record"
+                    } else {
+                        "it names every machine's own loopback address"
+                    }
+                ),
+                "give the host another name (leave name out for <role><N>)",
             ));
         } else if let Some(first) = names.insert(name.clone(), i) {
             problems.push(Problem::new(

@@ -711,6 +711,10 @@ fn special_ranges_domains_sizes_and_plain_words() {
             "is multicast DNS (RFC 6762)",
         ),
         (
+            "network:\n  domain: 56.168.192.in-addr.arpa\n",
+            "network.domain: \"56.168.192.in-addr.arpa\" is under `.arpa`, which holds the reverse zones",
+        ),
+        (
             "network:\n  cidr: 127.0.0.0/24\n",
             "network.cidr: 127.0.0.0/24 is loopback",
         ),
@@ -789,6 +793,29 @@ fn special_ranges_domains_sizes_and_plain_words() {
         warnings("nodes:\n  lb:\n    count: 1\n    vip: 192.168.56.50\n")
             .contains("nodes.lb.vip: 192.168.56.50 is not used"),
     );
+}
+
+/// `api` is the API endpoint's record and `localhost` every machine's
+/// loopback: a static host of either name would share their entries in the
+/// lab zone and the host's hosts file.
+#[test]
+fn a_static_host_cannot_take_a_reserved_name() {
+    let dir = key_dir();
+    for name in ["api", "localhost"] {
+        let hosts = default_static_hosts(1).replacen(
+            "ssh_user: admin",
+            &format!("ssh_user: admin, name: {name}"),
+            1,
+        );
+        let yaml =
+            format!("provider: static\nnetwork:\n  dns_forwarders: [10.0.0.1]\nhosts:\n{hosts}");
+        let err = parse_in(&dir, &yaml).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("hosts[0].name: \"{name}\" is reserved")),
+            "{err}"
+        );
+        assert!(err.contains("hint: give the host another name"), "{err}");
+    }
 }
 
 /// G8: an empty key file, or one its owner cannot read (mode 0000), is
