@@ -1054,3 +1054,49 @@ fn unknown_commands_get_the_command_a_user_meant() {
         assert!(ran.stderr.contains(want), "{args:?}: {}", ran.stderr);
     }
 }
+
+/// A `lab up` that has not yet recorded a VM holds the lab's lock: a scale
+/// then is refused, naming the holder, and lab.yaml is left as it was (a
+/// hostile round found scale rewriting lab.yaml under a running `lab up`).
+#[test]
+fn scale_waits_for_no_one_and_never_edits_lab_yaml_under_another_kubelab() {
+    let lab = "name: kubelab\nnodes:\n  worker:\n    count: 1\n";
+    let test = Test::new().write("lab.yaml", lab);
+    std::fs::create_dir_all(test.path().join(".kubelab")).unwrap();
+    std::fs::write(test.path().join(".kubelab/lock"), "pid 1 (kubelab lab up)").unwrap();
+    // Held as kubelab holds it (flock), by a process this test starts and ends.
+    let mut holder = std::process::Command::new("flock")
+        .arg(test.path().join(".kubelab/lock"))
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::process::Command::new("flock")
+        .args(["-n"])
+        .arg(test.path().join(".kubelab/lock"))
+        .arg("true")
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock was never taken"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let test = test.args(&["lab", "scale", "workers=2", "--yes"]).status(1);
+    let ran = test.run();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        ran.stderr
+            .contains("another kubelab (pid 1 (kubelab lab up)) is working on this lab"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("lab.yaml")).unwrap(),
+        lab
+    );
+}

@@ -230,9 +230,11 @@ impl Host<'_> {
         let new_topo = Topology::new(&new_lab);
 
         // A lab that was never brought up only has its lab.yaml edited: no
-        // lock (it would create .kubelab/).
+        // lock (it would create .kubelab/). Once `.kubelab/` exists, a
+        // `lab up` may be booting the first VMs, before state.json names
+        // any: the lock is taken then too, so lab.yaml never changes under it.
         let provisioned = !self.load_state()?.nodes.is_empty();
-        let _lock = if provisioned {
+        let _lock = if provisioned || self.state_dir().exists() {
             Some(self.lock("kubelab lab scale")?)
         } else {
             None
