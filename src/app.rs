@@ -1,7 +1,7 @@
 //! The commands: each reads its settings, does its work through the other
 //! modules, and prints through the printer.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -11,25 +11,12 @@ use crate::cli::{
 };
 use crate::config::{self, Lab, LabSource, Role};
 use crate::error::{Error, Result};
+use crate::lab::{DEFAULT_LAB_FILE, LoadedLab, load_lab, load_pki, pki_lock};
 use crate::machines::Host;
 use crate::printer::{self, Printer, SCHEMA_VERSION};
 use crate::settings::Settings;
-use crate::topology::{Phase, Topology};
+use crate::topology::Phase;
 use crate::{host, pki, render, yaml_edit};
-
-/// A lab definition with its topology and the directory its state lives in.
-pub struct LoadedLab {
-    pub lab: Lab,
-    pub topo: Topology,
-    /// The folder holding lab.yaml; `.kubelab/` goes here.
-    pub dir: PathBuf,
-}
-
-impl LoadedLab {
-    pub fn state_dir(&self) -> PathBuf {
-        self.dir.join(".kubelab")
-    }
-}
 
 /// Runs a command; `Ok(code)` is the exit code of a command that reports
 /// its own outcome (`lab ssh`, `doctor`, `lab verify`).
@@ -45,7 +32,7 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
         }
         Command::Artifacts(ArtifactsCommand::Fetch(args)) => {
             let loaded = load_lab(cli.lab.as_deref(), printer)?;
-            block_on(fetch_artifacts(
+            block_on(crate::provision::downloads::fetch(
                 &loaded,
                 settings,
                 printer,
@@ -210,104 +197,6 @@ fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T
         .block_on(future)
 }
 
-/// Fetches (or resumes) every release file the selected phases copy to their
-/// nodes, and returns them per phase as (path on the node, file in the
-/// cache). Offline, nothing is downloaded and every missing file is named.
-pub async fn fetch_artifacts(
-    loaded: &LoadedLab,
-    settings: &Settings,
-    printer: &Printer,
-    offline: bool,
-    selected: &dyn Fn(Phase) -> bool,
-) -> Result<std::collections::BTreeMap<Phase, Vec<(String, PathBuf)>>> {
-    use crate::artifacts;
-    let needs = artifacts::needs(
-        &loaded.lab,
-        selected,
-        artifacts::node_arch(),
-        settings.artifacts_mirror.as_deref(),
-    )?;
-    if needs.is_empty() {
-        let distro = loaded.lab.etcd_source == config::ArtifactSource::Distro;
-        printer.info(format!(
-            "nothing to download: no selected phase needs a release file{}",
-            if distro {
-                " (etcd comes from the distribution: artifacts.etcd: distro)"
-            } else {
-                ""
-            }
-        ));
-        return Ok(Default::default());
-    }
-    let cache = &settings.cache_dir;
-    let downloads = artifacts::distinct(&needs);
-    let missing: Vec<String> = downloads
-        .iter()
-        .filter(|a| !artifacts::cached_path(cache, a).exists())
-        .map(|a| format!("  {} ({}, from {})", a.label(), a.file_name, a.url))
-        .collect();
-    if offline && !missing.is_empty() {
-        return Err(Error::other(
-            format!(
-                "{} release file{} not in the cache ({}):\n{}",
-                missing.len(),
-                if missing.len() == 1 { " is" } else { "s are" },
-                cache.display(),
-                missing.join("\n")
-            ),
-            "run `kubelab artifacts fetch` while online, or drop --offline",
-        ));
-    }
-    let client = artifacts::client()?;
-    for a in &downloads {
-        let cached = artifacts::cached_path(cache, a);
-        if cached.exists() {
-            printer.info(format!(
-                "{}: in the cache ({})",
-                a.label(),
-                cached.display()
-            ));
-        } else {
-            let bar = if printer.interactive() {
-                indicatif::ProgressBar::new(0)
-            } else {
-                indicatif::ProgressBar::hidden()
-            };
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            bar.set_message(a.label());
-            printer.info(format!("downloading {}", a.url));
-            let path = artifacts::fetch(&client, cache, a, offline, &|done, total| {
-                if let Some(total) = total {
-                    bar.set_length(total);
-                }
-                bar.set_position(done);
-            })
-            .await;
-            bar.finish_and_clear();
-            printer.info(format!(
-                "{}: {} verified, cached at {}",
-                a.label(),
-                a.checksum.algorithm(),
-                path?.display()
-            ));
-        }
-        let binaries: Vec<&str> = needs
-            .iter()
-            .filter(|n| n.artifact == *a)
-            .flat_map(|n| n.binaries.iter().copied())
-            .collect();
-        if !binaries.is_empty() {
-            artifacts::extract_server_binaries(cache, a, &binaries)?;
-        }
-    }
-    Ok(artifacts::uploads(cache, &needs))
-}
-
 fn cache_clean(settings: &Settings, printer: &Printer) -> Result<()> {
     let dir = &settings.cache_dir;
     if !dir.exists() {
@@ -320,33 +209,6 @@ fn cache_clean(settings: &Settings, printer: &Printer) -> Result<()> {
         dir.display()
     ));
     Ok(())
-}
-
-/// The default lab file when `--lab` is not given.
-const DEFAULT_LAB_FILE: &str = "lab.yaml";
-
-/// Finds and validates the lab: `--lab`, else ./lab.yaml, else the built-in one.
-pub fn load_lab(explicit: Option<&Path>, printer: &Printer) -> Result<LoadedLab> {
-    let lab = match explicit {
-        Some(path) => config::load(path)?,
-        None => {
-            let path = Path::new(DEFAULT_LAB_FILE);
-            if path.exists() {
-                config::load(path)?
-            } else {
-                printer.info(
-                    "note: no ./lab.yaml here, so this is the built-in default lab (`kubelab init` writes it out to edit)",
-                );
-                config::builtin()
-            }
-        }
-    };
-    for warning in &lab.warnings {
-        printer.warn(warning.to_string());
-    }
-    let dir = std::path::absolute(lab.source.dir())?;
-    let topo = Topology::new(&lab);
-    Ok(LoadedLab { lab, topo, dir })
 }
 
 // ---------------------------------------------------------------------------
@@ -947,43 +809,6 @@ pub fn plan_text(loaded: &LoadedLab, host_mb: Option<u64>) -> String {
 // ---------------------------------------------------------------------------
 // kubelab lab render
 // ---------------------------------------------------------------------------
-
-/// The lab's PKI under .kubelab/pki/, signing only what is missing or stale.
-/// Names what was written, never what it holds.
-fn load_pki(loaded: &LoadedLab, printer: &Printer) -> Result<pki::Pki> {
-    let dir = loaded.state_dir().join("pki");
-    let pki = pki::load_or_create(&dir, &loaded.lab, &loaded.topo)?;
-    if !pki.created.is_empty() {
-        printer.info(format!(
-            "PKI: wrote {} new certificate and key files in {}",
-            pki.created.len(),
-            dir.display()
-        ));
-    }
-    Ok(pki)
-}
-
-/// The lab's lock for a command that may sign into `.kubelab/pki/`: two
-/// signers at once would leave certificates that match no CA. In a lab
-/// folder on a read-only file system nothing can be signed either, so the
-/// PKI is read as it is, without the lock.
-pub fn pki_lock(loaded: &LoadedLab, what: &str) -> Result<Option<crate::state::LabLock>> {
-    match crate::state::LabLock::acquire(&loaded.state_dir(), what) {
-        Ok(lock) => Ok(Some(lock)),
-        Err(e @ Error::Locked { .. }) => Err(e),
-        Err(e) => {
-            let probe = if loaded.state_dir().exists() {
-                loaded.state_dir()
-            } else {
-                loaded.dir.clone()
-            };
-            match nix::unistd::access(&probe, nix::unistd::AccessFlags::W_OK) {
-                Err(nix::errno::Errno::EROFS) => Ok(None),
-                _ => Err(e),
-            }
-        }
-    }
-}
 
 fn render_cmd(loaded: &LoadedLab, args: &RenderArgs, printer: &Printer) -> Result<()> {
     let out = args

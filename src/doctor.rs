@@ -6,10 +6,10 @@ use std::net::{Ipv4Addr, TcpListener};
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use crate::app::LoadedLab;
 use crate::config::{BoxSpec, Provider, VIRTUALBOX_ALLOWED};
 use crate::error::{Error, Result};
 use crate::host::{Facts, Os};
+use crate::lab::LoadedLab;
 use crate::machines::static_hosts;
 use crate::platform::{self, Arch, BoxSupport, Pairing, Version};
 use crate::printer::{self, Printer, SCHEMA_VERSION, Style};

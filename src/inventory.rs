@@ -93,7 +93,7 @@ pub fn static_access(lab: &Lab, state_dir: &Path) -> BTreeMap<String, SshAccess>
 }
 
 /// How each node is reached, for either provider.
-pub fn access(loaded: &crate::app::LoadedLab) -> BTreeMap<String, SshAccess> {
+pub fn access(loaded: &crate::lab::LoadedLab) -> BTreeMap<String, SshAccess> {
     match loaded.lab.provider {
         crate::config::Provider::Static => static_access(&loaded.lab, &loaded.state_dir()),
         crate::config::Provider::Virtualbox => vagrant_access(&loaded.topo, &loaded.state_dir()),
@@ -273,7 +273,7 @@ fn ini(lab: &Lab, topo: &Topology, access: &BTreeMap<String, SshAccess>) -> Stri
 
 /// `kubelab lab export-inventory`: to stdout, or atomically to `--out`.
 pub fn export(
-    loaded: &crate::app::LoadedLab,
+    loaded: &crate::lab::LoadedLab,
     args: &crate::cli::ExportInventoryArgs,
     printer: &crate::printer::Printer,
 ) -> crate::error::Result<()> {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::{Mapping, Value};
 
-use crate::app::LoadedLab;
 use crate::error::{Error, Result};
+use crate::lab::LoadedLab;
 use crate::printer::Printer;
 use crate::settings::Settings;
 
@@ -92,7 +92,7 @@ pub fn write_admin(loaded: &LoadedLab, printer: &Printer) -> Result<PathBuf> {
         ));
     }
     // It may sign what is missing: under the lab's lock, as render does.
-    let _lock = crate::app::pki_lock(loaded, "kubelab lab kubeconfig")?;
+    let _lock = crate::lab::pki_lock(loaded, "kubelab lab kubeconfig")?;
     let pki = crate::pki::load_or_create(&pki_dir, &loaded.lab, &loaded.topo)?;
     let text = crate::render::admin_kubeconfig(&loaded.lab, &loaded.topo, &pki);
     let path = admin_path(loaded);

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::app::LoadedLab;
 use crate::error::{Error, Result};
+use crate::lab::LoadedLab;
 use crate::printer::{self, Printer, SCHEMA_VERSION};
 use crate::provision::{self, Selection, StepStatus};
 use crate::settings::Settings;
@@ -274,7 +274,7 @@ impl<'a> Host<'a> {
         }
 
         // Release files first: a missing one fails before any node is touched.
-        let uploads = crate::app::fetch_artifacts(
+        let uploads = provision::downloads::fetch(
             self.loaded,
             self.settings,
             self.printer,

@@ -13,6 +13,7 @@ mod host;
 mod hosts_file;
 mod inventory;
 mod kubeconfig;
+mod lab;
 mod machines;
 mod pki;
 mod platform;

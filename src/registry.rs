@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::app::LoadedLab;
 use crate::config::LabSource;
 use crate::error::{Error, Result};
+use crate::lab::LoadedLab;
 
 pub const REGISTRY_SCHEMA_VERSION: u32 = 1;
 
@@ -411,7 +411,7 @@ mod tests {
             let lab =
                 crate::config::parse(yaml, crate::config::LabSource::File(dir.join("lab.yaml")))
                     .unwrap();
-            crate::app::LoadedLab {
+            crate::lab::LoadedLab {
                 topo: crate::topology::Topology::new(&lab),
                 lab,
                 dir: dir.to_path_buf(),

@@ -6,7 +6,7 @@ mod kube;
 #[cfg(test)]
 mod upstream_facts;
 pub use kube::admin_kubeconfig;
-pub use kube::{NGINX_NODE_PORT, cluster_dns_ip};
+pub use kube::{ADMIN_KUBECTL, NGINX_NODE_PORT, cluster_dns_ip};
 
 use std::path::Path;
 
@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 use crate::config::{Lab, Role};
 use crate::error::Result;
 use crate::pki::{KeyPem, Pki};
-use crate::topology::{Node, Topology};
+use crate::topology::{Node, Phase, Topology};
 
 /// One generated file, with where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +30,9 @@ pub struct RenderedFile {
     /// Unix permissions; 0o600 for anything secret.
     pub mode: u32,
     pub contents: String,
+    /// The phase whose step places it on its node; `None` for the
+    /// hypervisor's files. Set by the render function that made it.
+    pub phase: Option<Phase>,
 }
 
 struct VagrantNode {
@@ -180,12 +183,14 @@ pub fn all(lab: &Lab, topo: &Topology, pki: &Pki) -> Vec<RenderedFile> {
             node: None,
             mode: 0o644,
             contents: vagrantfile(lab, topo),
+            phase: None,
         },
         RenderedFile {
             path: "host/hosts.block".to_string(),
             node: None,
             mode: 0o644,
             contents: hosts_block(lab, topo),
+            phase: None,
         },
     ];
     let host = kube::host_files(lab, topo, pki);
@@ -194,38 +199,46 @@ pub fn all(lab: &Lab, topo: &Topology, pki: &Pki) -> Vec<RenderedFile> {
     for node in &topo.nodes {
         let mut bundle = Bundle::new(node);
         if let Some(dns) = dns {
+            bundle.phase = Phase::Resolv;
             bundle.text(
                 "etc/systemd/resolved.conf.d/kubelab.conf",
                 resolved_dropin(lab, topo, dns),
             );
         }
         match node.role {
-            Role::Dns => dns_files(lab, topo, node, &mut bundle),
-            Role::Lb => lb_files(lab, topo, node, &mut bundle),
-            Role::Etcd => etcd_files(lab, topo, node, pki, &mut bundle),
+            Role::Dns => bundle.place(Phase::Dns, |b| dns_files(lab, topo, node, b)),
+            Role::Lb => bundle.place(Phase::Lb, |b| lb_files(lab, topo, node, b)),
+            Role::Etcd => bundle.place(Phase::Etcd, |b| etcd_files(lab, topo, node, pki, b)),
             Role::Controller => {
-                controller_files(node, pki, &mut bundle);
-                kube::controller_files(lab, topo, node, pki, &mut bundle);
+                bundle.place(Phase::Controllers, |b| {
+                    controller_files(node, pki, b);
+                    kube::controller_files(lab, topo, node, pki, b)
+                });
                 if node.index == 0 {
                     kube::cluster_files(topo, &host, &mut bundle);
                 }
             }
             Role::Worker => {
-                worker_files(node, pki, &mut bundle);
-                kube::worker_files(lab, topo, node, pki, &mut bundle);
+                bundle.place(Phase::Workers, |b| {
+                    worker_files(node, pki, b);
+                    kube::worker_files(lab, topo, node, pki, b)
+                });
             }
-            Role::Registry => kube::registry_files(lab, node, &mut bundle),
+            Role::Registry => bundle.place(Phase::Registry, |b| kube::registry_files(lab, node, b)),
         }
-        kube::route_files(lab, topo, node, &mut bundle);
+        bundle.place(Phase::Routes, |b| kube::route_files(lab, topo, node, b));
         files.extend(bundle.files);
     }
     files
 }
 
-/// A node's files, each under `<node>/` with its absolute path on the node.
+/// A node's files, each under `<node>/` with its absolute path on the node
+/// and the phase that places it: every certificate and key goes with
+/// `certs`, everything else with the phase being rendered.
 struct Bundle<'a> {
     node: &'a Node,
     files: Vec<RenderedFile>,
+    phase: Phase,
 }
 
 impl<'a> Bundle<'a> {
@@ -233,15 +246,30 @@ impl<'a> Bundle<'a> {
         Bundle {
             node,
             files: Vec::new(),
+            phase: Phase::Certs,
         }
     }
 
+    /// Renders `files` as the given phase's.
+    fn place(&mut self, phase: Phase, files: impl FnOnce(&mut Self)) {
+        self.phase = phase;
+        files(self);
+    }
+
     fn add(&mut self, path_on_node: &str, mode: u32, contents: String) {
+        // A certificate or key is placed by `certs`, whichever role uses it,
+        // so the CA-signed material lands before any daemon reads it.
+        let phase = if path_on_node.ends_with(".pem") {
+            Phase::Certs
+        } else {
+            self.phase
+        };
         self.files.push(RenderedFile {
             path: format!("{}/{path_on_node}", self.node.name),
             node: Some(self.node.name.clone()),
             mode,
             contents,
+            phase: Some(phase),
         });
     }
 

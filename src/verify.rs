@@ -14,10 +14,10 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::app::LoadedLab;
 use crate::config::Role;
 use crate::dns_client::{self, Record};
 use crate::error::{Error, Result};
+use crate::lab::LoadedLab;
 use crate::printer::{self, Printer, SCHEMA_VERSION, Style};
 use crate::settings::Settings;
 use crate::tools::Runner;

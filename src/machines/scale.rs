@@ -13,9 +13,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::{Host, confirm};
-use crate::app::LoadedLab;
 use crate::config::{self, LabSource, Role};
 use crate::error::{Error, Result};
+use crate::lab::LoadedLab;
 use crate::provision::{self, Selection};
 use crate::state::{MachineStatus, State};
 use crate::tools::ssh::Transport;
@@ -449,7 +449,7 @@ impl Host<'_> {
         for (what, node) in to_drain {
             self.printer
                 .info(format!("  {node:<12} draining (from {controller})"));
-            let command = drain_command(provision::ADMIN_KUBECTL, &node);
+            let command = drain_command(crate::render::ADMIN_KUBECTL, &node);
             match transport
                 .run(&controller, &command, None, format!("drain {node}"), &log)
                 .await

@@ -118,7 +118,7 @@ impl Host<'_> {
     }
 }
 
-use crate::app::LoadedLab;
+use crate::lab::LoadedLab;
 
 impl Host<'_> {
     /// `lab destroy` on a static lab: after a confirmation naming every

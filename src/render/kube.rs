@@ -11,7 +11,7 @@ use ipnet::Ipv4Net;
 use super::{Bundle, KUBE_PKI_DIR, RenderedFile, render_or_bug, reverse_zones};
 use crate::config::{Lab, Role};
 use crate::pki::{KeyPem, Pki};
-use crate::topology::{Node, Topology};
+use crate::topology::{Node, Phase, Topology};
 
 /// Where the pinned Kubernetes, containerd and registry binaries go.
 const BIN_DIR: &str = "/usr/local/bin";
@@ -795,6 +795,7 @@ fn host_file(path: &str, mode: u32, contents: String) -> RenderedFile {
         node: None,
         mode,
         contents,
+        phase: None,
     }
 }
 
@@ -894,16 +895,36 @@ pub fn host_files(lab: &Lab, topo: &Topology, pki: &Pki) -> Vec<RenderedFile> {
 /// manifests, and the plan's pod range of each worker: the addons and
 /// workload phases run kubectl there, against the API name, so no cluster
 /// credential has to leave the lab's own machines at run time.
+/// Where the first controller keeps what the addons and workload phases
+/// apply with kubectl: the admin kubeconfig, the cluster manifests and the
+/// plan's pod range of each worker (`render::kube::cluster_files`).
+pub const CLUSTER_DIR: &str = "var/lib/kubelab/cluster/";
+
+/// kubectl as root on the first controller, with the admin kubeconfig the
+/// addons phase places in `CLUSTER_DIR`.
+pub const ADMIN_KUBECTL: &str =
+    "sudo /usr/local/bin/kubectl --kubeconfig /var/lib/kubelab/cluster/admin.kubeconfig";
+
+/// The one file of `CLUSTER_DIR` the workload phase places.
+pub const CLUSTER_WORKLOAD: &str = "var/lib/kubelab/cluster/manifests/nginx.yaml";
+
 pub fn cluster_files(topo: &Topology, host: &[RenderedFile], bundle: &mut Bundle) {
-    let dir = crate::provision::CLUSTER_DIR;
+    let dir = CLUSTER_DIR;
     for f in host {
         let Some(rel) = f.path.strip_prefix("host/") else {
             continue;
         };
         if rel == "admin.kubeconfig" || rel.starts_with("manifests/") {
-            bundle.add(&format!("{dir}{rel}"), f.mode, f.contents.clone());
+            let path = format!("{dir}{rel}");
+            let phase = if path == CLUSTER_WORKLOAD {
+                Phase::Workload
+            } else {
+                Phase::Addons
+            };
+            bundle.place(phase, |b| b.add(&path, f.mode, f.contents.clone()));
         }
     }
+    bundle.phase = Phase::Addons;
     let mut cidrs = String::from(
         "# Managed by kubelab: each worker's pod range, set as its Node's spec.podCIDR.\n",
     );

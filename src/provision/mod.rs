@@ -8,6 +8,8 @@
 //! only the steps that depend on it, a recreated VM is provisioned again, and
 //! a failure resumes where it stopped.
 
+pub mod downloads;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,30 +27,42 @@ use crate::topology::{Node, Phase, Topology};
 
 /// The role scripts, compiled in so an installed kubelab works anywhere.
 pub const SCRIPTS: &[(&str, &str)] = &[
-    ("lib.sh", include_str!("../provision/scripts/lib.sh")),
+    ("lib.sh", include_str!("../../provision/scripts/lib.sh")),
     (
         "packages.sh",
-        include_str!("../provision/scripts/packages.sh"),
+        include_str!("../../provision/scripts/packages.sh"),
     ),
-    ("dns.sh", include_str!("../provision/scripts/dns.sh")),
-    ("resolv.sh", include_str!("../provision/scripts/resolv.sh")),
-    ("lb.sh", include_str!("../provision/scripts/lb.sh")),
-    ("certs.sh", include_str!("../provision/scripts/certs.sh")),
-    ("etcd.sh", include_str!("../provision/scripts/etcd.sh")),
+    ("dns.sh", include_str!("../../provision/scripts/dns.sh")),
+    (
+        "resolv.sh",
+        include_str!("../../provision/scripts/resolv.sh"),
+    ),
+    ("lb.sh", include_str!("../../provision/scripts/lb.sh")),
+    ("certs.sh", include_str!("../../provision/scripts/certs.sh")),
+    ("etcd.sh", include_str!("../../provision/scripts/etcd.sh")),
     (
         "registry.sh",
-        include_str!("../provision/scripts/registry.sh"),
+        include_str!("../../provision/scripts/registry.sh"),
     ),
     (
         "controller.sh",
-        include_str!("../provision/scripts/controller.sh"),
+        include_str!("../../provision/scripts/controller.sh"),
     ),
-    ("worker.sh", include_str!("../provision/scripts/worker.sh")),
-    ("routes.sh", include_str!("../provision/scripts/routes.sh")),
-    ("addons.sh", include_str!("../provision/scripts/addons.sh")),
+    (
+        "worker.sh",
+        include_str!("../../provision/scripts/worker.sh"),
+    ),
+    (
+        "routes.sh",
+        include_str!("../../provision/scripts/routes.sh"),
+    ),
+    (
+        "addons.sh",
+        include_str!("../../provision/scripts/addons.sh"),
+    ),
     (
         "workload.sh",
-        include_str!("../provision/scripts/workload.sh"),
+        include_str!("../../provision/scripts/workload.sh"),
     ),
 ];
 
@@ -63,80 +77,8 @@ fn script_text(name: &str) -> &'static str {
         .unwrap_or_else(|| panic!("no compiled-in script {name} (a kubelab bug)"))
 }
 
-/// The phase that places a file of a node's bundle (path without the node).
-/// Certificates and keys go with `certs`; everything else with its role.
-pub fn phase_of(path: &str) -> Option<Phase> {
-    const UNITS: &str = "etc/systemd/system/";
-    let unit = path.strip_prefix(UNITS);
-    Some(match path {
-        p if p.ends_with(".pem") => Phase::Certs,
-        p if p.starts_with("etc/bind/") => Phase::Dns,
-        p if p.starts_with("etc/systemd/resolved.conf.d/") => Phase::Resolv,
-        p if p.starts_with("etc/kubelab-registry/") => Phase::Registry,
-        _ if unit.is_some_and(|u| u.starts_with("registry-")) => Phase::Registry,
-        p if p.starts_with("etc/haproxy/")
-            || p.starts_with("etc/keepalived/")
-            || p == "etc/sysctl.d/60-kubelab-nonlocal-bind.conf" =>
-        {
-            Phase::Lb
-        }
-        p if p.starts_with("etc/etcd/") => Phase::Etcd,
-        _ if unit == Some("etcd.service") => Phase::Etcd,
-        p if p.starts_with("var/lib/kubernetes/") || p.starts_with("etc/kubernetes/") => {
-            Phase::Controllers
-        }
-        _ if unit.is_some_and(|u| {
-            [
-                "kube-apiserver.service",
-                "kube-controller-manager.service",
-                "kube-scheduler.service",
-            ]
-            .contains(&u)
-        }) =>
-        {
-            Phase::Controllers
-        }
-        p if p.starts_with("var/lib/kubelet/")
-            || p.starts_with("var/lib/kube-proxy/")
-            || p.starts_with("etc/containerd/")
-            || p.starts_with("etc/cni/")
-            || p == "etc/crictl.yaml"
-            || p == "etc/modules-load.d/kubelab-kubernetes.conf"
-            || p == "etc/sysctl.d/60-kubelab-kubernetes.conf" =>
-        {
-            Phase::Workers
-        }
-        _ if unit.is_some_and(|u| {
-            [
-                "containerd.service",
-                "kubelet.service",
-                "kube-proxy.service",
-            ]
-            .contains(&u)
-        }) =>
-        {
-            Phase::Workers
-        }
-        p if p.starts_with("etc/kubelab/pod-routes") => Phase::Routes,
-        p if p == CLUSTER_WORKLOAD => Phase::Workload,
-        p if p.starts_with(CLUSTER_DIR) => Phase::Addons,
-        _ if unit == Some("kubelab-routes.service") => Phase::Routes,
-        _ => return None,
-    })
-}
-
-/// Where the first controller keeps what the addons and workload phases
-/// apply with kubectl: the admin kubeconfig, the cluster manifests and the
-/// plan's pod range of each worker (`render::kube::cluster_files`).
-pub const CLUSTER_DIR: &str = "var/lib/kubelab/cluster/";
-
-/// kubectl as root on the first controller, with the admin kubeconfig the
-/// addons phase places in `CLUSTER_DIR`.
-pub const ADMIN_KUBECTL: &str =
-    "sudo /usr/local/bin/kubectl --kubeconfig /var/lib/kubelab/cluster/admin.kubeconfig";
-
-/// The one file of `CLUSTER_DIR` the workload phase places.
-pub const CLUSTER_WORKLOAD: &str = "var/lib/kubelab/cluster/manifests/nginx.yaml";
+// Kept for verify until its split lands (merge: point verify at render).
+pub use crate::render::ADMIN_KUBECTL;
 
 /// The script a phase runs; `None` for the phases run by kubelab itself
 /// (machines on the host, facts read over SSH).
@@ -272,8 +214,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// Each (node, phase)'s files.
 pub type StepFiles = BTreeMap<(String, Phase), Vec<RenderedFile>>;
 
-/// Splits the rendered files into per-node, per-phase sets. Files of no
-/// phase the engine runs (yet) are left out and listed.
+/// Splits the rendered files into per-node, per-phase sets, by the phase
+/// render gave each. A node's file with no phase is left out and listed.
 pub fn files_by_step(files: &[RenderedFile]) -> (StepFiles, Vec<String>) {
     let mut out = StepFiles::new();
     let mut unplaced = Vec::new();
@@ -284,7 +226,7 @@ pub fn files_by_step(files: &[RenderedFile]) -> (StepFiles, Vec<String>) {
             .strip_prefix(&format!("{node}/"))
             .unwrap_or(&f.path)
             .to_string();
-        match phase_of(&rel) {
+        match f.phase {
             Some(phase) => out
                 .entry((node.clone(), phase))
                 .or_default()
@@ -990,7 +932,10 @@ mod tests {
         );
         let workload = &by_step[&("controller0".to_string(), Phase::Workload)];
         assert_eq!(workload.len(), 1);
-        assert_eq!(workload[0].path, CLUSTER_WORKLOAD);
+        assert_eq!(
+            workload[0].path,
+            "var/lib/kubelab/cluster/manifests/nginx.yaml"
+        );
         assert!(!by_step.contains_key(&("controller1".to_string(), Phase::Addons)));
         let controller = &by_step[&("controller0".to_string(), Phase::Controllers)];
         assert!(
@@ -1180,6 +1125,7 @@ mod tests {
             node: Some("etcd0".into()),
             mode: 0o600,
             contents: "secret".into(),
+            phase: Some(Phase::Certs),
         };
         let dir = tempfile::tempdir().unwrap();
         let release = dir.path().join("etcd.tar.gz");

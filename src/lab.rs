@@ -1,0 +1,88 @@
+//! The lab a command works on: lab.yaml (or the built-in default) read and
+//! checked, its topology, and the folder its `.kubelab/` state lives in.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, Lab};
+use crate::error::{Error, Result};
+use crate::pki;
+use crate::printer::Printer;
+use crate::topology::Topology;
+
+/// A lab definition with its topology and the directory its state lives in.
+pub struct LoadedLab {
+    pub lab: Lab,
+    pub topo: Topology,
+    /// The folder holding lab.yaml; `.kubelab/` goes here.
+    pub dir: PathBuf,
+}
+
+impl LoadedLab {
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join(".kubelab")
+    }
+}
+
+/// The default lab file when `--lab` is not given.
+pub const DEFAULT_LAB_FILE: &str = "lab.yaml";
+
+/// Finds and validates the lab: `--lab`, else ./lab.yaml, else the built-in one.
+pub fn load_lab(explicit: Option<&Path>, printer: &Printer) -> Result<LoadedLab> {
+    let lab = match explicit {
+        Some(path) => config::load(path)?,
+        None => {
+            let path = Path::new(DEFAULT_LAB_FILE);
+            if path.exists() {
+                config::load(path)?
+            } else {
+                printer.info(
+                    "note: no ./lab.yaml here, so this is the built-in default lab (`kubelab init` writes it out to edit)",
+                );
+                config::builtin()
+            }
+        }
+    };
+    for warning in &lab.warnings {
+        printer.warn(warning.to_string());
+    }
+    let dir = std::path::absolute(lab.source.dir())?;
+    let topo = Topology::new(&lab);
+    Ok(LoadedLab { lab, topo, dir })
+}
+
+/// The lab's PKI under .kubelab/pki/, signing only what is missing or stale.
+/// Names what was written, never what it holds.
+pub fn load_pki(loaded: &LoadedLab, printer: &Printer) -> Result<pki::Pki> {
+    let dir = loaded.state_dir().join("pki");
+    let pki = pki::load_or_create(&dir, &loaded.lab, &loaded.topo)?;
+    if !pki.created.is_empty() {
+        printer.info(format!(
+            "PKI: wrote {} new certificate and key files in {}",
+            pki.created.len(),
+            dir.display()
+        ));
+    }
+    Ok(pki)
+}
+
+/// The lab's lock for a command that may sign into `.kubelab/pki/`: two
+/// signers at once would leave certificates that match no CA. In a lab
+/// folder on a read-only file system nothing can be signed either, so the
+/// PKI is read as it is, without the lock.
+pub fn pki_lock(loaded: &LoadedLab, what: &str) -> Result<Option<crate::state::LabLock>> {
+    match crate::state::LabLock::acquire(&loaded.state_dir(), what) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(e @ Error::Locked { .. }) => Err(e),
+        Err(e) => {
+            let probe = if loaded.state_dir().exists() {
+                loaded.state_dir()
+            } else {
+                loaded.dir.clone()
+            };
+            match nix::unistd::access(&probe, nix::unistd::AccessFlags::W_OK) {
+                Err(nix::errno::Errno::EROFS) => Ok(None),
+                _ => Err(e),
+            }
+        }
+    }
+}
