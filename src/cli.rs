@@ -467,6 +467,15 @@ pub struct UpArgs {
     /// When the lab verifies afterwards, save (or replace) this snapshot
     #[arg(long, value_name = "NAME")]
     pub snapshot: Option<String>,
+
+    /// Print what `lab up` would do (machines, certificates, facts,
+    /// downloads, and each step on each node with why) and change nothing
+    #[arg(long, conflicts_with = "snapshot")]
+    pub dry_run: bool,
+
+    /// With --dry-run: print the plan as JSON on stdout
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
 }
 
 fn parse_phase(s: &str) -> Result<Phase, String> {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::lab::LoadedLab;
 use crate::printer::{self, Printer, SCHEMA_VERSION};
-use crate::provision::{self, Selection, StepStatus};
+use crate::provision::{self, Selection, plan};
 use crate::settings::Settings;
 use crate::state::{LabLock, MachineStatus, NodeState, State};
 use crate::tools::ssh::Transport;
@@ -30,6 +30,17 @@ const INTERRUPT_GRACE: Duration = Duration::from_secs(30);
 
 /// How many times a VM that lost one of VirtualBox's races is booted again.
 const RACE_RETRIES: u32 = 3;
+
+/// How `lab up` runs (and `scale` and `reset`, which run it): resolved once
+/// from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// At most this many `vagrant up` (and provisioning steps) at once.
+    pub jobs: Option<usize>,
+    pub no_hosts: bool,
+    pub offline: bool,
+    pub selection: Selection,
+}
 
 /// Everything a host-side command works with.
 pub struct Host<'a> {
@@ -111,27 +122,19 @@ impl<'a> Host<'a> {
     // lab up: the machines
     // -----------------------------------------------------------------------
 
-    pub async fn up(
-        &self,
-        jobs: Option<usize>,
-        no_hosts: bool,
-        offline: bool,
-        selection: &Selection,
-    ) -> Result<()> {
+    pub async fn up(&self, options: &UpOptions) -> Result<()> {
         let _lock = self.lock("kubelab lab up")?;
-        self.preflight(no_hosts, selection)?;
-        self.interruptible(
-            "kubelab lab up",
-            self.up_locked(jobs, no_hosts, offline, selection),
-        )
-        .await
+        self.check_up(options)?;
+        self.interruptible("kubelab lab up", self.up_locked(options))
+            .await
     }
 
     /// What `lab up` can check before its first side effect, checked: the
     /// node `--node` names, the state file (this lab's, a schema kubelab
     /// reads), and the hosts file (text, markers that pair up, writable).
     /// Bad input then exits 2 before any VM starts.
-    fn preflight(&self, no_hosts: bool, selection: &Selection) -> Result<()> {
+    pub fn check_up(&self, options: &UpOptions) -> Result<()> {
+        let selection = &options.selection;
         if let Some(node) = &selection.node
             && self.loaded.topo.node(node).is_none()
         {
@@ -150,20 +153,28 @@ impl<'a> Host<'a> {
             ));
         }
         self.load_state()?;
-        if !no_hosts {
+        if !options.no_hosts {
             hosts_file::preflight(&self.settings.hosts_file, &self.loaded.lab.name)?;
+        }
+        if options.offline {
+            // Before any VM boots: offline, a release missing from the cache
+            // would stop the run only after every machine came up.
+            provision::downloads::refuse_missing(&self.loaded.lab, self.settings, &|phase| {
+                selection.includes(phase)
+            })?;
         }
         Ok(())
     }
 
     /// `lab up`'s work, for callers that hold the lab's lock already.
-    async fn up_locked(
-        &self,
-        jobs: Option<usize>,
-        no_hosts: bool,
-        offline: bool,
-        selection: &Selection,
-    ) -> Result<()> {
+    async fn up_locked(&self, options: &UpOptions) -> Result<()> {
+        let UpOptions {
+            jobs,
+            no_hosts,
+            offline,
+            selection,
+        } = options;
+        let (jobs, no_hosts, offline) = (*jobs, *no_hosts, *offline);
         let mut rebooted = false;
         if self.is_static() {
             self.up_static(no_hosts).await?;
@@ -195,7 +206,8 @@ impl<'a> Host<'a> {
         Ok(())
     }
 
-    /// Every phase after the machines, over one SSH ControlMaster per node.
+    /// Every phase after the machines, over one SSH ControlMaster per node:
+    /// the facts of new VMs first, then one render and one plan, run.
     async fn provision(
         &self,
         jobs: Option<usize>,
@@ -203,25 +215,7 @@ impl<'a> Host<'a> {
         selection: &Selection,
     ) -> Result<()> {
         let LoadedLab { lab, topo, .. } = self.loaded;
-        if let Some(node) = &selection.node
-            && topo.node(node).is_none()
-        {
-            return Err(Error::usage(
-                format!("no node named {node:?} in this lab"),
-                "see `kubelab lab plan` for the node names",
-            ));
-        }
-        let state = self.load_state()?;
-        let vm_ids: BTreeMap<String, Option<String>> = topo
-            .nodes
-            .iter()
-            .map(|n| {
-                (
-                    n.name.clone(),
-                    state.nodes.get(&n.name).and_then(|s| s.vm_id.clone()),
-                )
-            })
-            .collect();
+        let mut state = self.load_state()?;
         let missing: Vec<&str> = topo
             .nodes
             .iter()
@@ -248,30 +242,32 @@ impl<'a> Host<'a> {
                 pki_dir.display()
             ));
         }
-        // Everything that can be decided without SSH is: a lab whose steps are
-        // all done makes no connection at all.
-        let facts_known = topo.nodes.iter().all(|n| {
-            state
-                .facts
-                .get(&n.name)
-                .is_some_and(|f| f.vm_id == vm_ids.get(&n.name).cloned().flatten())
-        });
-        let mut known_topo = topo.clone();
-        known_topo.apply_interfaces(
-            state
-                .facts
-                .iter()
-                .map(|(n, f)| (n.as_str(), f.interface.as_str())),
-        );
-        let files = render::all(lab, &known_topo, &pki);
-        let steps = provision::plan(lab, &known_topo, &files, &state, &vm_ids, selection);
-        if (facts_known || !selection.includes(Phase::Facts))
-            && steps.iter().all(|s| s.status == StepStatus::Done)
-        {
-            self.printer
-                .info("provisioning: every selected step is done already; nothing to do");
-            return Ok(());
-        }
+        let vm_ids = plan::vm_ids(topo, &state);
+        let stale = plan::stale_facts(topo, &state, &vm_ids, selection);
+        let build = |state: &State| {
+            plan::build(
+                lab,
+                topo,
+                state,
+                &pki,
+                selection,
+                &self.settings.cache_dir,
+                self.settings.artifacts_mirror.as_deref(),
+            )
+        };
+        // With every fact known, everything is decided without SSH: a lab
+        // whose steps are all done makes no connection at all.
+        let known = if stale.is_empty() {
+            let plan = build(&state)?;
+            if plan.pending().next().is_none() {
+                self.printer
+                    .info("provisioning: every selected step is done already; nothing to do");
+                return Ok(());
+            }
+            Some(plan)
+        } else {
+            None
+        };
 
         // Release files first: a missing one fails before any node is touched.
         let uploads = provision::downloads::fetch(
@@ -282,38 +278,65 @@ impl<'a> Host<'a> {
             &|phase| selection.includes(phase),
         )
         .await?;
-        let shared = Arc::new(Mutex::new(state));
-        let transport = if self.is_static() {
-            self.static_transport()?
-        } else {
-            let vagrant = self.vagrant()?;
-            let names: Vec<&str> = topo.nodes.iter().map(|n| n.name.as_str()).collect();
-            let targets = crate::tools::ssh::parse_ssh_config(&vagrant.ssh_config(&names).await?);
-            Transport::new(&lab.name, &self.state_dir(), targets, &self.runner)?
-        };
-        let mut engine = provision::Engine {
-            lab,
-            topo: topo.clone(),
-            transport: &transport,
-            printer: self.printer,
-            state: shared.clone(),
-            state_path: self.state_path(),
-            logs: self.state_dir().join("logs"),
-            jobs: jobs.unwrap_or(8),
-            vm_ids: vm_ids.clone(),
-            uploads,
-        };
+        let transport = self.transport().await?;
         let result = async {
-            engine.facts(selection).await?;
-            let files = render::all(lab, &engine.topo, &pki);
-            let state = shared.lock().map(|s| s.clone()).unwrap_or_default();
-            let steps = provision::plan(lab, &engine.topo, &files, &state, &vm_ids, selection);
-            engine.run(&steps).await
+            let plan = match known {
+                Some(plan) => plan,
+                None => {
+                    provision::facts::gather(
+                        topo,
+                        &stale,
+                        &vm_ids,
+                        &transport,
+                        self.printer,
+                        &self.state_dir().join("logs"),
+                        &mut state,
+                        &self.state_path(),
+                    )
+                    .await?;
+                    build(&state)?
+                }
+            };
+            let mut facts_applied = topo.clone();
+            facts_applied.apply_interfaces(
+                state
+                    .facts
+                    .iter()
+                    .map(|(n, f)| (n.as_str(), f.interface.as_str())),
+            );
+            let engine = provision::Engine {
+                lab,
+                topo: facts_applied,
+                transport: &transport,
+                printer: self.printer,
+                state: Arc::new(Mutex::new(state)),
+                state_path: self.state_path(),
+                logs: self.state_dir().join("logs"),
+                jobs: jobs.unwrap_or(8),
+                uploads,
+            };
+            engine.run(&plan.steps).await
         }
         .await;
         transport.close().await;
-        result?;
-        Ok(())
+        result
+    }
+
+    /// One SSH ControlMaster per node of the lab.
+    async fn transport(&self) -> Result<Transport> {
+        if self.is_static() {
+            return self.static_transport();
+        }
+        let vagrant = self.vagrant()?;
+        let topo = &self.loaded.topo;
+        let names: Vec<&str> = topo.nodes.iter().map(|n| n.name.as_str()).collect();
+        let targets = crate::tools::ssh::parse_ssh_config(&vagrant.ssh_config(&names).await?);
+        Transport::new(
+            &self.loaded.lab.name,
+            &self.state_dir(),
+            targets,
+            &self.runner,
+        )
     }
 
     /// Boots every VM that is not running; true when one of them existed

@@ -1,8 +1,8 @@
 //! kubelab: a highly-available Kubernetes lab on one workstation.
 
-mod app;
 mod artifacts;
 mod cli;
+mod commands;
 mod completions;
 mod config;
 mod dns_client;
@@ -92,7 +92,7 @@ fn main() {
     });
     let settings = settings::Settings::from_env();
     let printer = printer::Printer::new(cli.quiet, settings.no_color);
-    let code = match app::run(cli, &settings, &printer) {
+    let code = match commands::run(cli, &settings, &printer) {
         Ok(code) => code,
         Err(err) => {
             printer.error(&err);

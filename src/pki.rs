@@ -406,26 +406,40 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
     }
 }
 
-fn write_key(path: &Path, pem: &str) -> Result<()> {
-    crate::fsutil::write_atomic(path, pem.as_bytes(), 0o600)?;
-    Ok(())
+/// Where new keys and certificates go: written to the lab's folder, or, for
+/// a preview (`lab up --dry-run`), only named.
+struct Out {
+    write: bool,
+    created: Vec<String>,
 }
 
-fn write_cert(path: &Path, pem: &str) -> Result<()> {
-    crate::fsutil::write_atomic(path, pem.as_bytes(), 0o644)?;
-    Ok(())
+impl Out {
+    fn key(&mut self, path: &Path, pem: &str) -> Result<()> {
+        self.file(path, pem, 0o600)
+    }
+
+    fn cert(&mut self, path: &Path, pem: &str) -> Result<()> {
+        self.file(path, pem, 0o644)
+    }
+
+    fn file(&mut self, path: &Path, pem: &str, mode: u32) -> Result<()> {
+        if self.write {
+            crate::fsutil::write_atomic(path, pem.as_bytes(), mode)?;
+        }
+        self.created.push(file_name(path));
+        Ok(())
+    }
 }
 
 /// Loads a key from `path`, or makes and writes a new one.
-fn load_or_create_key(path: &Path, created: &mut Vec<String>) -> Result<(KeyPair, bool)> {
+fn load_or_create_key(path: &Path, out: &mut Out) -> Result<(KeyPair, bool)> {
     if let Some(pem) = read_optional(path)? {
         let key =
             KeyPair::from_pem(&pem).map_err(|e| pki_error(&format!("{}", path.display()), e))?;
         return Ok((key, false));
     }
     let key = new_key()?;
-    write_key(path, &key.serialize_pem())?;
-    created.push(file_name(path));
+    out.key(path, &key.serialize_pem())?;
     Ok((key, true))
 }
 
@@ -448,7 +462,7 @@ fn load_or_create_ca(
     stem: &str,
     common_name: &str,
     days: u32,
-    created: &mut Vec<String>,
+    out: &mut Out,
 ) -> Result<Ca> {
     let cert_path = dir.join(format!("{stem}.pem"));
     let key_path = dir.join(format!("{stem}-key.pem"));
@@ -476,10 +490,8 @@ fn load_or_create_ca(
         .self_signed(&key)
         .map_err(|e| pki_error(&format!("signing {stem}"), e))?;
     let key_pem = key.serialize_pem();
-    write_key(&key_path, &key_pem)?;
-    write_cert(&cert_path, &cert.pem())?;
-    created.push(file_name(&key_path));
-    created.push(file_name(&cert_path));
+    out.key(&key_path, &key_pem)?;
+    out.cert(&cert_path, &cert.pem())?;
     Ok(Ca {
         issuer: Issuer::new(params, key),
         files: CaFiles {
@@ -609,7 +621,20 @@ fn expected_subject(spec: &CertSpec) -> String {
 /// Loads the lab's PKI from `dir`, signing whatever is missing or stale.
 pub fn load_or_create(dir: &Path, lab: &Lab, topo: &Topology) -> Result<Pki> {
     fs_err::create_dir_all(dir)?;
-    let mut created = Vec::new();
+    load(dir, lab, topo, true)
+}
+
+/// The PKI `load_or_create` would give, with nothing written: what is
+/// missing or stale is signed in memory and named in `created`.
+pub fn preview(dir: &Path, lab: &Lab, topo: &Topology) -> Result<Pki> {
+    load(dir, lab, topo, false)
+}
+
+fn load(dir: &Path, lab: &Lab, topo: &Topology, write: bool) -> Result<Pki> {
+    let mut created = Out {
+        write,
+        created: Vec::new(),
+    };
     let cluster_ca = load_or_create_ca(
         dir,
         "ca",
@@ -656,8 +681,7 @@ pub fn load_or_create(dir: &Path, lab: &Lab, topo: &Topology) -> Result<Pki> {
                 let cert = leaf_params(&spec, lab.certificate_validity_days)?
                     .signed_by(&key, &ca.issuer)
                     .map_err(|e| pki_error(&format!("signing {}", spec.name), e))?;
-                write_cert(&cert_path, &cert.pem())?;
-                created.push(file_name(&cert_path));
+                created.cert(&cert_path, &cert.pem())?;
                 cert.pem()
             }
         };
@@ -673,8 +697,7 @@ pub fn load_or_create(dir: &Path, lab: &Lab, topo: &Topology) -> Result<Pki> {
     let sa_public = sa_key.public_key_pem();
     let sa_public_path = dir.join("service-accounts.pem");
     if read_optional(&sa_public_path)?.as_deref() != Some(sa_public.as_str()) {
-        write_cert(&sa_public_path, &sa_public)?;
-        created.push(file_name(&sa_public_path));
+        created.cert(&sa_public_path, &sa_public)?;
     }
 
     let enc_path = dir.join("encryption-key");
@@ -684,8 +707,7 @@ pub fn load_or_create(dir: &Path, lab: &Lab, topo: &Topology) -> Result<Pki> {
             let mut bytes = [0u8; 32];
             getrandom::fill(&mut bytes).map_err(|e| pki_error("reading random bytes", e))?;
             let text = base64::engine::general_purpose::STANDARD.encode(bytes);
-            write_key(&enc_path, &format!("{text}\n"))?;
-            created.push(file_name(&enc_path));
+            created.key(&enc_path, &format!("{text}\n"))?;
             text
         }
     };
@@ -698,7 +720,7 @@ pub fn load_or_create(dir: &Path, lab: &Lab, topo: &Topology) -> Result<Pki> {
         service_account_key: KeyPem(sa_key.serialize_pem()),
         service_account_public_pem: sa_public,
         encryption_key: KeyPem(encryption_key),
-        created,
+        created: created.created,
     })
 }
 

@@ -1312,3 +1312,113 @@ fn status_of_a_lab_never_brought_up_says_how_to_create_it() {
         ran.stderr
     );
 }
+
+#[test]
+fn lab_up_dry_run_prints_the_whole_plan_and_touches_nothing() {
+    let t = Test::new()
+        .standins()
+        .write("etc-hosts", "127.0.0.1 localhost\n")
+        .args(&["lab", "up", "--dry-run"]);
+    let ran = t.run();
+    // Every part of the run, in order, with why each step runs.
+    for part in [
+        "machines (10):",
+        "certificates: sign",
+        "facts: read",
+        "downloads (6):",
+        "steps (42 to run, 0 done):",
+    ] {
+        assert!(ran.stdout.contains(part), "{part}\n{}", ran.stdout);
+    }
+    assert!(
+        ran.stdout.contains("  dns0           create"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout
+            .contains("  etcd         etcd1          new       never run on this node"),
+        "{}",
+        ran.stdout
+    );
+    // Nothing ran, nothing was written: no VM asked, no state, no PKI, no
+    // registry entry, the hosts file as it was.
+    assert!(t.calls().is_empty(), "{:?}", t.calls());
+    assert!(!t.path().join(".kubelab").exists());
+    assert!(!t.path().join("labs.json").exists());
+    assert!(!t.path().join("cache").exists());
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("etc-hosts")).unwrap(),
+        "127.0.0.1 localhost\n"
+    );
+
+    let t = t.then(&["lab", "up", "--dry-run", "--json", "--from", "etcd"]);
+    let ran = t.run();
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout).expect("JSON on stdout");
+    assert_eq!(doc["schema_version"], 1);
+    assert!(
+        doc["machines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["action"] == "skip")
+    );
+    let phases: std::collections::BTreeSet<&str> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["phase"].as_str().unwrap())
+        .collect();
+    assert!(
+        !phases.contains("dns") && phases.contains("etcd"),
+        "{phases:?}"
+    );
+    assert!(!t.path().join(".kubelab").exists());
+}
+
+#[test]
+fn lab_up_dry_run_refuses_what_lab_up_refuses() {
+    // A node that does not exist exits 2, as `lab up` does, before a plan.
+    let ran = Test::new()
+        .standins()
+        .args(&["lab", "up", "--dry-run", "--node", "nosuch"])
+        .status(2)
+        .run();
+    assert!(
+        ran.stderr.contains("no node named \"nosuch\""),
+        "{}",
+        ran.stderr
+    );
+    // Offline with an empty cache: the missing releases, named up front.
+    let ran = Test::new()
+        .standins()
+        .args(&["lab", "up", "--dry-run", "--offline"])
+        .status(1)
+        .run();
+    assert!(
+        ran.stderr.contains("release files are not in the cache"),
+        "{}",
+        ran.stderr
+    );
+    // --json only with --dry-run.
+    Test::new().args(&["lab", "up", "--json"]).status(2).run();
+}
+
+#[test]
+fn lab_up_offline_with_an_empty_cache_fails_before_any_vm_boots() {
+    let t = Test::new()
+        .standins()
+        .args(&["lab", "up", "--offline"])
+        .status(1);
+    let ran = t.run();
+    assert!(
+        ran.stderr.contains("release files are not in the cache"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        t.calls().iter().all(|c| !c.command.contains(" up ")),
+        "a VM was booted: {:?}",
+        t.calls()
+    );
+}

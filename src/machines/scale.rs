@@ -336,7 +336,12 @@ impl Host<'_> {
         host.interruptible(
             // lab.yaml says the new size already: `lab up` finishes the job.
             "kubelab lab up",
-            host.up_locked(options.jobs, options.no_hosts, options.offline, &selection),
+            host.up_locked(&super::UpOptions {
+                jobs: options.jobs,
+                no_hosts: options.no_hosts,
+                offline: options.offline,
+                selection,
+            }),
         )
         .await?;
         if !plan.add.is_empty() {

@@ -42,22 +42,8 @@ pub async fn fetch(
     }
     let cache = &settings.cache_dir;
     let downloads = artifacts::distinct(&needs);
-    let missing: Vec<String> = downloads
-        .iter()
-        .filter(|a| !artifacts::cached_path(cache, a).exists())
-        .map(|a| format!("  {} ({}, from {})", a.label(), a.file_name, a.url))
-        .collect();
-    if offline && !missing.is_empty() {
-        return Err(Error::other(
-            format!(
-                "{} release file{} not in the cache ({}):\n{}",
-                missing.len(),
-                if missing.len() == 1 { " is" } else { "s are" },
-                cache.display(),
-                missing.join("\n")
-            ),
-            "run `kubelab artifacts fetch` while online, or drop --offline",
-        ));
+    if offline {
+        refuse_missing(&loaded.lab, settings, selected)?;
     }
     let client = artifacts::client()?;
     for a in &downloads {
@@ -107,4 +93,39 @@ pub async fn fetch(
         }
     }
     Ok(artifacts::uploads(cache, &needs))
+}
+
+/// Offline, every release file the selected phases need must be in the
+/// cache: the missing ones are named, with where they come from.
+pub fn refuse_missing(
+    lab: &config::Lab,
+    settings: &Settings,
+    selected: &dyn Fn(Phase) -> bool,
+) -> Result<()> {
+    use crate::artifacts;
+    let needs = artifacts::needs(
+        lab,
+        selected,
+        artifacts::node_arch(),
+        settings.artifacts_mirror.as_deref(),
+    )?;
+    let cache = &settings.cache_dir;
+    let missing: Vec<String> = artifacts::distinct(&needs)
+        .iter()
+        .filter(|a| !artifacts::cached_path(cache, a).exists())
+        .map(|a| format!("  {} ({}, from {})", a.label(), a.file_name, a.url))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::other(
+        format!(
+            "{} release file{} not in the cache ({}):\n{}",
+            missing.len(),
+            if missing.len() == 1 { " is" } else { "s are" },
+            cache.display(),
+            missing.join("\n")
+        ),
+        "run `kubelab artifacts fetch` while online, or drop --offline",
+    ))
 }

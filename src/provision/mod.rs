@@ -9,6 +9,8 @@
 //! a failure resumes where it stopped.
 
 pub mod downloads;
+pub mod facts;
+pub mod plan;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +23,7 @@ use crate::config::{Lab, Role};
 use crate::error::{Error, Result};
 use crate::printer::Printer;
 use crate::render::RenderedFile;
-use crate::state::{NodeFacts, State, StepRecord};
+use crate::state::{State, StepRecord};
 use crate::tools::ssh::Transport;
 use crate::topology::{Node, Phase, Topology};
 
@@ -198,13 +200,15 @@ pub struct Step {
 pub enum StepStatus {
     /// Done with these very inputs on this very VM.
     Done,
-    /// Never done on this VM.
+    /// Never done on this node.
     New,
+    /// Done on an earlier VM of this node, which was made again since.
+    Recreated,
     /// Done before with other inputs: a re-apply.
     Changed,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -242,7 +246,7 @@ pub fn files_by_step(files: &[RenderedFile]) -> (StepFiles, Vec<String>) {
 
 /// The plan: every step of the selected phases and nodes, in run order, each
 /// marked done or not against the state. Pure.
-pub fn plan(
+pub fn steps(
     lab: &Lab,
     topo: &Topology,
     files: &[RenderedFile],
@@ -272,7 +276,7 @@ pub fn plan(
                 .get(&node.name)
                 .and_then(|s| s.get(phase.name()));
             let status = match previous {
-                Some(p) if p.vm_id != vm_id => StepStatus::New,
+                Some(p) if p.vm_id != vm_id => StepStatus::Recreated,
                 Some(p) if p.input_hash == input_hash => StepStatus::Done,
                 Some(_) => StepStatus::Changed,
                 None => StepStatus::New,
@@ -497,6 +501,7 @@ pub fn uninstall(lab: &Lab, node: &Node, state: &State) -> Result<(String, Uploa
 /// Runs the engine's phases over SSH. `state` is saved after every step.
 pub struct Engine<'a> {
     pub lab: &'a Lab,
+    /// The topology with every node's facts applied.
     pub topo: Topology,
     pub transport: &'a Transport,
     pub printer: &'a Printer,
@@ -504,7 +509,6 @@ pub struct Engine<'a> {
     pub state_path: std::path::PathBuf,
     pub logs: std::path::PathBuf,
     pub jobs: usize,
-    pub vm_ids: BTreeMap<String, Option<String>>,
     /// Release files a phase copies to its nodes: (path on the node, local file).
     pub uploads: BTreeMap<Phase, Vec<(String, std::path::PathBuf)>>,
 }
@@ -519,106 +523,6 @@ impl Engine<'_> {
 
     fn log_path(&self, node: &str, phase: Phase) -> std::path::PathBuf {
         self.logs.join(node).join(format!("{}.log", phase.name()))
-    }
-
-    /// Reads each node's OS and host-only interface (once per VM) and feeds
-    /// them to the topology the templates are rendered from.
-    pub async fn facts(&mut self, selection: &Selection) -> Result<()> {
-        let nodes: Vec<Node> = self
-            .topo
-            .nodes
-            .iter()
-            .filter(|n| selection.includes_node(&n.name))
-            .cloned()
-            .collect();
-        let stale: Vec<&Node> = nodes
-            .iter()
-            .filter(|n| {
-                let known = self
-                    .state
-                    .lock()
-                    .ok()
-                    .and_then(|s| s.facts.get(&n.name).cloned());
-                known.is_none_or(|f| f.vm_id != self.vm_ids.get(&n.name).cloned().flatten())
-            })
-            .collect();
-        if !stale.is_empty() && selection.includes(Phase::Facts) {
-            self.printer
-                .info(format!("facts: reading {} node(s)", stale.len()));
-            let this = &*self;
-            let results = futures_util::future::join_all(stale.iter().map(|node| async move {
-                // A recreated VM has a new host key: forget the old one.
-                this.transport.forget_host_key(&node.name).await?;
-                let command = format!(
-                    ". /etc/os-release; echo \"os=$ID $VERSION_ID\"; ip -o -4 addr show | awk -v a='{}/' 'index($4, a) == 1 {{ print \"interface=\" $2 }}'",
-                    node.address
-                );
-                let out = this
-                    .transport
-                    .run(&node.name, &command, None, format!("read the facts of {}", node.name), &this.log_path(&node.name, Phase::Facts))
-                    .await?;
-                let value = |key: &str| {
-                    out.stdout
-                        .lines()
-                        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-                        .map(str::to_string)
-                };
-                let interface = value("interface").ok_or_else(|| {
-                    Error::other(
-                        format!("{} has no interface holding {}", node.name, node.address),
-                        "the host-only network did not come up on the VM; `kubelab lab ssh` to it and check `ip -4 addr`",
-                    )
-                })?;
-                // It goes into config files and scripts: only a plain name.
-                if !crate::config::is_interface(&interface) {
-                    return Err(Error::other(
-                        format!("{} reports {interface:?} as the interface holding {}, which is not an interface name kubelab uses", node.name, node.address),
-                        "rename the interface on the node to letters, digits, '.', '_' and '-' (at most 15)",
-                    ));
-                }
-                Ok::<_, Error>((
-                    node.name.clone(),
-                    NodeFacts {
-                        os: value("os").unwrap_or_default(),
-                        interface,
-                        vm_id: this.vm_ids.get(&node.name).cloned().flatten(),
-                    },
-                ))
-            }))
-            .await;
-            let mut failures = Vec::new();
-            for r in results {
-                match r {
-                    Ok((name, facts)) => {
-                        if let Ok(mut state) = self.state.lock() {
-                            state.facts.insert(name, facts);
-                        }
-                    }
-                    Err(e) => failures.push(e),
-                }
-            }
-            self.save()?;
-            if !failures.is_empty() {
-                return Err(Error::Several {
-                    summary: "could not read facts from every node:".into(),
-                    failures,
-                    hint: Some("run `kubelab lab up` again once the VMs answer over SSH".into()),
-                });
-            }
-        }
-        let interfaces: Vec<(String, String)> = self
-            .state
-            .lock()
-            .map(|s| {
-                s.facts
-                    .iter()
-                    .map(|(n, f)| (n.clone(), f.interface.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        self.topo
-            .apply_interfaces(interfaces.iter().map(|(n, i)| (n.as_str(), i.as_str())));
-        Ok(())
     }
 
     /// Runs every pending step, phase by phase.
@@ -833,7 +737,7 @@ mod tests {
         let lab = config::builtin();
         let topo = Topology::new(&lab);
         let files = files_for(&lab, &topo);
-        let steps = plan(
+        let steps = steps(
             &lab,
             &topo,
             &files,
@@ -955,7 +859,7 @@ mod tests {
         let topo = Topology::new(&lab);
         let files = files_for(&lab, &topo);
         let mut state = State::new("x");
-        let first = plan(
+        let first = steps(
             &lab,
             &topo,
             &files,
@@ -964,7 +868,7 @@ mod tests {
             &Selection::default(),
         );
         record_all(&mut state, &first);
-        let second = plan(
+        let second = steps(
             &lab,
             &topo,
             &files,
@@ -981,7 +885,7 @@ mod tests {
             .find(|f| f.path == "lb1/etc/haproxy/haproxy.cfg")
             .unwrap();
         f.contents.push_str("# changed\n");
-        let third = plan(
+        let third = steps(
             &lab,
             &topo,
             &edited,
@@ -1010,7 +914,7 @@ mod tests {
             let files = crate::render::all(&base, &topo, &pki);
             let bumped_files = crate::render::all(&bumped, &topo, &pki);
             let mut state = State::new("x");
-            let first = plan(
+            let first = steps(
                 &base,
                 &topo,
                 &files,
@@ -1019,7 +923,7 @@ mod tests {
                 &Selection::default(),
             );
             record_all(&mut state, &first);
-            plan(
+            steps(
                 &bumped,
                 &topo,
                 &bumped_files,
@@ -1055,7 +959,7 @@ mod tests {
         let topo = Topology::new(&lab);
         let files = files_for(&lab, &topo);
         let mut state = State::new("x");
-        let first = plan(
+        let first = steps(
             &lab,
             &topo,
             &files,
@@ -1066,7 +970,7 @@ mod tests {
         record_all(&mut state, &first);
         let mut new_ids = ids(&topo);
         new_ids.insert("etcd1".into(), Some("vm-etcd1-recreated".into()));
-        let again = plan(&lab, &topo, &files, &state, &new_ids, &Selection::default());
+        let again = steps(&lab, &topo, &files, &state, &new_ids, &Selection::default());
         let pending: Vec<String> = again
             .iter()
             .filter(|s| s.status != StepStatus::Done)
@@ -1080,7 +984,7 @@ mod tests {
             again
                 .iter()
                 .filter(|s| s.node == "etcd1")
-                .all(|s| s.status == StepStatus::New)
+                .all(|s| s.status == StepStatus::Recreated)
         );
     }
 
