@@ -156,6 +156,33 @@ fn routes_run_everywhere_and_the_kube_phases_stop_cleanly_at_the_missing_binarie
         ran.stderr
     );
 
+    // The plan of this half-built lab, printed without touching it: the
+    // VMs exist, their facts are known, what ran is done and the rest new.
+    let state_before = std::fs::read(e2e.lab_dir().join(".kubelab/state.json")).unwrap();
+    let ran = e2e.kubelab(&["lab", "up", "--dry-run", "--json"]);
+    let plan: serde_json::Value = serde_json::from_str(&ran.stdout).expect("JSON plan");
+    assert!(
+        plan["machines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["action"] == "boot"),
+        "{plan}"
+    );
+    assert_eq!(plan["facts"], serde_json::json!([]), "{plan}");
+    assert_eq!(plan["certificates"], serde_json::json!([]), "{plan}");
+    for step in plan["steps"].as_array().unwrap() {
+        let done = ["dns", "resolv", "routes"].contains(&step["phase"].as_str().unwrap());
+        assert_eq!(step["status"] == "done", done, "{step}");
+    }
+    let ran = e2e.kubelab(&["lab", "up", "--dry-run", "--only", "routes"]);
+    assert!(ran.stdout.contains("steps (0 to run,"), "{}", ran.stdout);
+    assert_eq!(
+        std::fs::read(e2e.lab_dir().join(".kubelab/state.json")).unwrap(),
+        state_before,
+        "a dry run wrote the state"
+    );
+
     // Registry: Debian's distribution registry with the rendered per-upstream
     // configs, which contacts its upstream at start; these machines have no
     // Internet, so it exits, and the phase says why instead of hanging.
