@@ -5,7 +5,6 @@
 
 use std::path::Path;
 
-use crate::platform::Arch;
 use crate::settings::{ENV_HOST_FACTS, Settings};
 use crate::tools::{Invocation, Runner};
 
@@ -22,6 +21,39 @@ fn parse_meminfo_total(meminfo: &str) -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024)
+}
+
+/// A host or box architecture, by Vagrant's names for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Amd64,
+    Arm64,
+}
+
+impl Arch {
+    /// From `uname -m` (`x86_64` on Linux and Intel macs, `aarch64` on Linux
+    /// arm64, `arm64` on Apple silicon) or Vagrant's own names.
+    pub fn parse(machine: &str) -> Option<Arch> {
+        match machine.trim() {
+            "x86_64" | "amd64" | "x64" => Some(Arch::Amd64),
+            "aarch64" | "arm64" | "armv8" => Some(Arch::Arm64),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Memory kubelab leaves to the host itself when sizing a lab.

@@ -271,40 +271,6 @@ fn ini(lab: &Lab, topo: &Topology, access: &BTreeMap<String, SshAccess>) -> Stri
     out
 }
 
-/// `kubelab lab export-inventory`: to stdout, or atomically to `--out`.
-pub fn export(
-    loaded: &crate::lab::LoadedLab,
-    args: &crate::cli::ExportInventoryArgs,
-    printer: &crate::printer::Printer,
-) -> crate::error::Result<()> {
-    let access = access(loaded);
-    let missing: Vec<&str> = access
-        .iter()
-        .filter(|(_, a)| a.key.as_ref().is_some_and(|k| !k.exists()))
-        .map(|(n, _)| n.as_str())
-        .collect();
-    if !missing.is_empty() && loaded.lab.provider == crate::config::Provider::Virtualbox {
-        printer.warn(format!(
-            "no SSH key yet for {}: Vagrant writes each VM's key on its first boot (`kubelab lab up`)",
-            missing.join(", ")
-        ));
-    }
-    let text = render(&loaded.lab, &loaded.topo, &access, args.format);
-    match &args.out {
-        None => printer.data(text.trim_end()),
-        Some(path) => {
-            crate::fsutil::write_atomic(path, text.as_bytes(), 0o644)?;
-            printer.info(format!(
-                "wrote the inventory of {} nodes; try `ansible-inventory -i {} --graph`",
-                loaded.topo.nodes.len(),
-                path.display()
-            ));
-            printer.data(path.display().to_string());
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

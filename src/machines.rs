@@ -23,7 +23,7 @@ use crate::topology::Phase;
 use crate::{hosts_file, render, yaml_edit};
 
 pub mod scale;
-pub(crate) mod static_hosts;
+pub mod static_hosts;
 
 /// How long vagrant gets to clean up after the one SIGINT before it is killed.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(30);

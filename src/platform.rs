@@ -4,40 +4,7 @@
 //! pinned per architecture, and where saved-state snapshots break. Doctor,
 //! validation and snapshots read these tables; nothing else restates them.
 
-use serde::Serialize;
-
-/// A host or box architecture, by Vagrant's names for them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Arch {
-    Amd64,
-    Arm64,
-}
-
-impl Arch {
-    /// From `uname -m` (`x86_64` on Linux and Intel macs, `aarch64` on Linux
-    /// arm64, `arm64` on Apple silicon) or Vagrant's own names.
-    pub fn parse(machine: &str) -> Option<Arch> {
-        match machine.trim() {
-            "x86_64" | "amd64" | "x64" => Some(Arch::Amd64),
-            "aarch64" | "arm64" | "armv8" => Some(Arch::Arm64),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arch::Amd64 => "amd64",
-            Arch::Arm64 => "arm64",
-        }
-    }
-}
-
-impl std::fmt::Display for Arch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::host::Arch;
 
 /// A dotted version (`7.2.4`, `2.4.10.dev` -> 2.4.10), compared numerically.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -377,6 +377,16 @@ pub fn next_free(registry: &Registry, dir: &Path) -> Result<(Ipv4Net, u16)> {
     Ok((cidr, base))
 }
 
+/// The host-wide lock lives with the registry it guards.
+impl crate::settings::Settings {
+    /// Serialises edits of what labs share on this host (the registry, the
+    /// kubeconfig, the hosts file): held until dropped. Its file sits beside
+    /// the registry.
+    pub fn host_lock(&self) -> crate::error::Result<crate::state::HostLock> {
+        lock(&self.registry)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

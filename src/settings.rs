@@ -52,13 +52,6 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Serialises edits of what labs share on this host (the registry, the
-    /// kubeconfig, the hosts file): held until dropped. Its file sits beside
-    /// the registry.
-    pub fn host_lock(&self) -> crate::error::Result<crate::state::HostLock> {
-        crate::registry::lock(&self.registry)
-    }
-
     pub fn from_env() -> Settings {
         let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
         let cache_dir = var(ENV_CACHE_DIR).map(PathBuf::from).unwrap_or_else(|| {

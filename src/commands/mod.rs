@@ -11,7 +11,9 @@ use crate::settings::Settings;
 
 mod cache;
 mod certs;
+mod export_inventory;
 mod init;
+mod kubeconfig;
 mod labs;
 mod plan;
 mod render;
@@ -62,7 +64,7 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                 LabCommand::Render(args) => render::render_cmd(&loaded, &args, printer).map(|()| 0),
                 LabCommand::Up(args) => up::run(&loaded, &host, &args, settings, printer),
                 LabCommand::Kubeconfig(args) => {
-                    crate::kubeconfig::run(&loaded, &args, settings, printer).map(|()| 0)
+                    kubeconfig::run(&loaded, &args, settings, printer).map(|()| 0)
                 }
                 LabCommand::Scale(args) => block_on(host.scale(
                     &args.request,
@@ -109,7 +111,7 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                     SnapshotCommand::List(a) => host.snapshot_list(a.json).map(|()| 0),
                 },
                 LabCommand::ExportInventory(args) => {
-                    crate::inventory::export(&loaded, &args, printer).map(|()| 0)
+                    export_inventory::run(&loaded, &args, printer).map(|()| 0)
                 }
                 LabCommand::Certs(args) => certs::certs(&loaded, &args, printer).map(|()| 0),
                 LabCommand::Verify(args) => block_on(crate::verify::run(
