@@ -1,4 +1,8 @@
+use super::load::resolve;
+use super::resolve::resolve_box;
 use super::*;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 
 fn errors(yaml: &str) -> String {
     match parse(yaml, LabSource::File(PathBuf::from("lab.yaml"))) {
@@ -533,7 +537,7 @@ fn boxed(
         version: version.map(Into::into),
     };
     let mut problems = Vec::new();
-    let spec = super::resolve_box(&file, false, arch, &mut problems);
+    let spec = resolve_box(&file, false, arch, &mut problems);
     (spec, problems)
 }
 
@@ -589,7 +593,7 @@ fn an_x86_box_on_an_arm64_host_is_refused_at_validation_with_the_choices() {
         version: None,
     };
     let mut problems = Vec::new();
-    super::resolve_box(&file, true, Arch::Arm64, &mut problems);
+    resolve_box(&file, true, Arch::Arm64, &mut problems);
     assert!(problems.is_empty());
 }
 
