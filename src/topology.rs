@@ -353,4 +353,45 @@ mod tests {
         // ≈ 11.9 GB with 3 workers.
         assert_eq!(topo.total_memory_mb(), 11904);
     }
+
+    /// config's rules run over the topology of a lab that breaks them, so it
+    /// must be made without panicking, leaving what cannot be for the rules.
+    #[test]
+    fn a_lab_that_breaks_the_rules_still_has_a_topology() {
+        let mut lab = config::builtin();
+        let worker = Role::ALL.iter().position(|r| *r == Role::Worker).unwrap();
+        lab.roles[worker].count = 3;
+        lab.roles[worker].first_address = Ipv4Addr::new(255, 255, 255, 254);
+        lab.network.ssh_port_base = 65500;
+        lab.network.pod_cidr = "10.200.0.0/23".parse().unwrap();
+        let topo = Topology::new(&lab);
+        let workers: Vec<String> = topo
+            .by_role(Role::Worker)
+            .map(|n| {
+                format!(
+                    "{} {} {:?}",
+                    n.address,
+                    n.ssh_port,
+                    n.pod_cidr.map(|c| c.to_string())
+                )
+            })
+            .collect();
+        assert_eq!(
+            workers,
+            [
+                "255.255.255.254 0 Some(\"10.200.0.0/24\")",
+                "255.255.255.255 0 Some(\"10.200.1.0/24\")",
+                "255.255.255.255 0 None",
+            ]
+        );
+        // dns0 at .2: 65502 still fits.
+        assert_eq!(topo.node("dns0").unwrap().ssh_port, 65502);
+    }
+
+    #[test]
+    fn a_vms_ssh_port_is_the_base_plus_its_last_octet() {
+        assert_eq!(vm_ssh_port(2200, Ipv4Addr::new(192, 168, 56, 30)), 2230);
+        assert_eq!(vm_ssh_port(65280, Ipv4Addr::new(10, 0, 0, 255)), 65535);
+        assert_eq!(vm_ssh_port(65281, Ipv4Addr::new(10, 0, 0, 255)), 0);
+    }
 }

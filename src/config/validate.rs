@@ -456,3 +456,213 @@ fn ssh_ports(lab: &Lab, topo: &Topology, problems: &mut Vec<Problem>) {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! One rule at a time, on a lab that breaks only that rule. The lab is
+    //! parsed valid, then changed the way the rule's field would be.
+    use super::*;
+    use crate::config::{LabSource, parse};
+
+    fn lab(yaml: &str) -> Lab {
+        parse(yaml, LabSource::BuiltIn).unwrap_or_else(|e| panic!("{yaml:?}: {e}"))
+    }
+
+    /// The problems `rule` finds in `lab`, over Topology::new of it.
+    fn run(rule: fn(&Lab, &Topology, &mut Vec<Problem>), lab: &Lab) -> Vec<String> {
+        let mut problems = Vec::new();
+        rule(lab, &Topology::new(lab), &mut problems);
+        problems.iter().map(ToString::to_string).collect()
+    }
+
+    fn with_users(rule: fn(&Lab, &[User], &mut Vec<Problem>), lab: &Lab) -> Vec<String> {
+        let mut problems = Vec::new();
+        rule(lab, &users(lab, &Topology::new(lab)), &mut problems);
+        problems.iter().map(ToString::to_string).collect()
+    }
+
+    fn collisions(lab: &Lab) -> Vec<String> {
+        let topo = Topology::new(lab);
+        let mut problems = Vec::new();
+        one_user_each(lab, &topo, &users(lab, &topo), &mut problems);
+        problems.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn the_built_in_lab_breaks_no_node_rule() {
+        let lab = lab("name: a\n");
+        let checked = nodes(&lab, &Topology::new(&lab));
+        assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+        assert!(checked.warnings.is_empty(), "{:?}", checked.warnings);
+    }
+
+    #[test]
+    fn the_users_are_the_vip_then_each_vm_where_topology_placed_it() {
+        let two = lab("nodes:\n  worker:\n    count: 2\n");
+        let labels: Vec<String> = users(&two, &Topology::new(&two))
+            .iter()
+            .map(|u| format!("{} {}", u.address, u.label()))
+            .collect();
+        assert_eq!(labels[0], "192.168.56.50 nodes.lb.vip");
+        assert_eq!(labels[1], "192.168.56.2 nodes.dns.first_address (dns0)");
+        assert!(labels.contains(&"192.168.56.31 nodes.worker.first_address (worker1)".to_string()));
+        assert_eq!(labels.len(), 1 + 1 + 3 + 3 + 2 + 2);
+        // One load balancer: no VIP to place.
+        let one = lab("nodes:\n  lb:\n    count: 1\n");
+        assert!(
+            users(&one, &Topology::new(&one))
+                .iter()
+                .all(|u| u.node.is_some())
+        );
+    }
+
+    #[test]
+    fn a_vm_on_the_hypervisors_address_is_refused() {
+        let mut lab = lab("name: a\n");
+        lab.roles[0].first_address = Ipv4Addr::new(192, 168, 56, 1);
+        assert_eq!(
+            with_users(usable_addresses, &lab),
+            [
+                "nodes.dns.first_address: 192.168.56.1 is the hypervisor's own address on the host-only network\n  hint: start at 192.168.56.2 or later; .1 belongs to the host"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_address_outside_the_network_is_said_once_per_field() {
+        let mut lab = lab("nodes:\n  worker:\n    count: 3\n");
+        let worker = Role::ALL.iter().position(|r| *r == Role::Worker).unwrap();
+        lab.roles[worker].first_address = Ipv4Addr::new(192, 168, 99, 30);
+        let text = with_users(usable_addresses, &lab);
+        assert_eq!(text.len(), 1, "{text:?}");
+        assert!(
+            text[0].starts_with("nodes.worker.first_address: 192.168.99.30 (worker0) is outside"),
+            "{}",
+            text[0]
+        );
+    }
+
+    #[test]
+    fn a_range_running_into_the_next_role_says_how_many_fit() {
+        let mut lab = lab("name: a\n");
+        let controller = Role::ALL
+            .iter()
+            .position(|r| *r == Role::Controller)
+            .unwrap();
+        lab.roles[controller].count = 12;
+        let text = collisions(&lab);
+        assert_eq!(
+            text,
+            [
+                "nodes.controller.count: 12 controller nodes need 192.168.56.20 to 192.168.56.31, but 192.168.56.30 is nodes.worker.first_address (worker0); at most 10 fit from 192.168.56.20\n  hint: lower nodes.controller.count to 10, or move nodes.controller.first_address or nodes.worker.first_address"
+            ]
+        );
+    }
+
+    /// A static host has an address, not a range: a VIP on a host's address
+    /// is "used twice", never "lower nodes.lb.count" (a field static labs
+    /// refuse), which is what it was told before the rules read topology.
+    #[test]
+    fn a_static_host_on_the_vip_is_used_twice_not_a_range_too_long() {
+        let dir = crate::config::tests::key_dir();
+        // Three load balancers from .51, and the next host at .53.
+        let yaml = crate::config::tests::static_lab_yaml("", 1)
+            + "  - {role: lb, address: 192.168.56.60, ssh_user: admin, ssh_key: id}\n"
+            + "  - {role: registry, address: 192.168.56.53, ssh_user: admin, ssh_key: id}\n";
+        let mut lab = crate::config::tests::parse_in(&dir, &yaml).unwrap();
+        lab.vip = Ipv4Addr::new(192, 168, 56, 51);
+        let text = collisions(&lab);
+        assert_eq!(
+            text,
+            [
+                "hosts[8].address: 192.168.56.51 is used twice: by hosts[8].address (lb0) and by nodes.lb.vip\n  hint: each host needs its own address, and the VIP (nodes.lb.vip) one no host has"
+            ]
+        );
+    }
+
+    #[test]
+    fn addresses_in_virtualbox_dhcp_range_warn_with_every_field() {
+        let mut lab = lab("nodes:\n  registry:\n    count: 1\n");
+        lab.vip = Ipv4Addr::new(192, 168, 56, 150);
+        let registry = Role::ALL.iter().position(|r| *r == Role::Registry).unwrap();
+        lab.roles[registry].first_address = Ipv4Addr::new(192, 168, 56, 101);
+        let warnings = with_users(dhcp_range, &lab);
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].starts_with(
+                "nodes.lb.vip, nodes.registry.first_address: addresses at or above 192.168.56.100"
+            ),
+            "{}",
+            warnings[0]
+        );
+        // Not in a network smaller than a /24, where VirtualBox has no such server.
+        lab.network.cidr = "192.168.56.0/25".parse().unwrap();
+        assert!(with_users(dhcp_range, &lab).is_empty());
+    }
+
+    #[test]
+    fn a_worker_past_the_end_of_the_pod_range_is_refused() {
+        let mut lab = lab("nodes:\n  worker:\n    count: 3\n");
+        lab.network.pod_cidr = "10.200.0.0/23".parse().unwrap();
+        assert_eq!(
+            run(pod_ranges, &lab),
+            [
+                "nodes.worker.count: 3 workers need 3 /24 pod ranges but network.pod_cidr 10.200.0.0/23 holds 2\n  hint: lower the worker count or widen network.pod_cidr"
+            ]
+        );
+        lab.network.pod_cidr = "10.200.0.0/22".parse().unwrap();
+        assert!(run(pod_ranges, &lab).is_empty());
+    }
+
+    #[test]
+    fn ssh_ports_are_the_vms_not_the_vips() {
+        // The VIP at .250 would be port 65540, but keepalived's VIP has no
+        // forwarded port; the VMs' highest (lb1, .52) is 65342.
+        let mut vms = lab("name: a\n");
+        vms.network.ssh_port_base = 65290;
+        vms.vip = Ipv4Addr::new(192, 168, 56, 250);
+        assert!(run(ssh_ports, &vms).is_empty());
+        // A VM at .250 is past 65535.
+        let registry = Role::ALL.iter().position(|r| *r == Role::Registry).unwrap();
+        vms.roles[registry].count = 1;
+        vms.roles[registry].first_address = Ipv4Addr::new(192, 168, 56, 250);
+        assert_eq!(
+            run(ssh_ports, &vms),
+            [
+                "network.ssh_port_base: 65290 gives SSH ports outside 1024-65535\n  hint: use a base such as 2200"
+            ]
+        );
+        // Below 1024 is refused whatever the addresses.
+        let mut low = lab("name: a\n");
+        low.network.ssh_port_base = 1000;
+        assert_eq!(run(ssh_ports, &low).len(), 1);
+        // A static lab forwards nothing.
+        low.provider = Provider::Static;
+        assert!(run(ssh_ports, &low).is_empty());
+    }
+
+    #[test]
+    fn the_nat_network_and_the_host_only_range_matter_only_to_virtualbox() {
+        let paths = |network: &Network, provider: Provider| {
+            let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+            networks(network, provider, &mut problems, &mut warnings);
+            let paths = |ps: Vec<Problem>| ps.into_iter().map(|p| p.path).collect::<Vec<_>>();
+            (paths(problems), paths(warnings))
+        };
+        let mut network = lab("name: a\n").network;
+        assert_eq!(paths(&network, Provider::Virtualbox), (vec![], vec![]));
+        network.pod_cidr = "10.0.0.0/16".parse().unwrap();
+        assert_eq!(
+            paths(&network, Provider::Virtualbox),
+            (vec!["network.pod_cidr".to_string()], vec![])
+        );
+        assert_eq!(paths(&network, Provider::Static), (vec![], vec![]));
+        let mut network = lab("name: a\n").network;
+        network.cidr = "10.77.0.0/24".parse().unwrap();
+        assert_eq!(
+            paths(&network, Provider::Virtualbox),
+            (vec![], vec!["network.cidr".to_string()])
+        );
+        assert_eq!(paths(&network, Provider::Static), (vec![], vec![]));
+    }
+}
