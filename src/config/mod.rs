@@ -9,6 +9,8 @@
 //! - `structural.rs`: syntax, types and unknown keys, the first such problem;
 //! - `resolve.rs`: the defaults applied into a [`Lab`], with the rules each
 //!   field has on its own (names, sizes, versions, static hosts' keys);
+//! - `words.rs`: the grammar of names and versions (they reach a Vagrantfile,
+//!   ssh and scripts);
 //! - `validate.rs`: the address rules, over the networks and over the
 //!   concrete nodes that [`Topology`](crate::topology::Topology) derives from
 //!   that `Lab` (addresses, SSH ports, pod ranges), each derived there once.
@@ -29,11 +31,12 @@ mod load;
 mod resolve;
 mod structural;
 mod validate;
+mod words;
 
 pub use file::{BoxFile, HostFile, LabFile, NetworkFile, NodesFile, VersionsFile};
 pub use load::{builtin, load, parse};
-pub use resolve::{is_interface, is_lab_name};
 pub use structural::{closest, parse_structure};
+pub use words::{is_interface, is_lab_name};
 
 /// The default lab, commented; also what `kubelab init` writes.
 pub const DEFAULT_LAB_YAML: &str = include_str!("../../lab.yaml");

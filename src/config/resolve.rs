@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 
+use super::words::{
+    is_box_name, is_box_version, is_dns_label, is_domain, is_interface, is_semver, is_ssh_word,
+};
 use super::{
     ArtifactSource, BoxFile, BoxSpec, DEFAULT_VIP_HOST, HostFile, Lab, LabFile, LabSource, Network,
     NetworkFile, NodesFile, Problem, Provider, Role, RoleSpec, StaticHost, StaticSsh,
@@ -722,36 +725,6 @@ fn check_key(raw: &str, base: &Path, field: &str, problems: &mut Vec<Problem>) -
     Some(path)
 }
 
-/// A lab name: a DNS label of at most 40 characters.
-pub fn is_lab_name(s: &str) -> bool {
-    is_dns_label(s) && s.len() <= 40
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && !s.ends_with('-')
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-}
-
-fn is_domain(s: &str) -> bool {
-    s.len() <= 200
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        })
-        && s.split('.')
-            .next_back()
-            .is_some_and(|tld| !tld.chars().all(|c| c.is_ascii_digit()))
-}
-
 /// `versions:`: the row `kubernetes` picks (the newest by default), then each
 /// override, which must be a release kubelab pins a published checksum for
 /// (etcd from the distribution is not downloaded, so any version goes).
@@ -828,69 +801,4 @@ fn resolve_versions(
         pause: row.pause.to_string(),
         overrides,
     }
-}
-
-/// A Vagrant box name: `owner/box` or a local `box`, each part letters,
-/// digits, '.', '_' and '-', starting with a letter or digit. It is what the
-/// Vagrantfile and `vagrant box` commands take, with nothing a shell or Ruby
-/// would read specially.
-fn is_box_name(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('/').collect();
-    s.len() <= 128
-        && parts.len() <= 2
-        && parts.iter().all(|p| {
-            p.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        })
-}
-
-/// A box version or Vagrant's constraint list: comma-separated items, each an
-/// optional operator (`=`, `!=`, `>`, `<`, `>=`, `<=`, `~>`) and a version
-/// of dot-separated parts (digits first, then letters or digits: `1.2.3.rc1`).
-fn is_box_version(s: &str) -> bool {
-    s.len() <= 100
-        && s.split(',').all(|item| {
-            let item = item.trim_matches(' ');
-            let version = ["~>", ">=", "<=", "!=", "=", ">", "<"]
-                .iter()
-                .find_map(|op| item.strip_prefix(op))
-                .unwrap_or(item)
-                .trim_start_matches(' ');
-            let mut parts = version.split('.');
-            parts
-                .next()
-                .is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
-                && parts.all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()))
-        })
-}
-
-/// A user or ssh_config Host name as ssh's destination argument: nothing ssh
-/// could read as an option (a leading '-') or a second `user@`, nothing a
-/// shell or an inventory would split or quote.
-fn is_ssh_word(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && !s.starts_with('-')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
-/// A Linux network interface name (at most 15 bytes), limited to what
-/// systemd and `ip` print for real interfaces, so it is safe in a config line
-/// or a shell word.
-pub fn is_interface(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 15
-        && !s.starts_with('-')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
-fn is_semver(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('.').collect();
-    parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 6 && p.chars().all(|c| c.is_ascii_digit()))
 }
