@@ -22,9 +22,6 @@ use crate::config::{Lab, Role};
 use crate::error::{Error, Result};
 use crate::topology::Topology;
 
-/// How long a certificate is valid. One year, as the issue asks.
-pub const VALIDITY_DAYS: u32 = 365;
-
 /// Certificates start an hour in the past so a VM whose clock lags the host's
 /// a little (common right after a snapshot restore) still accepts them.
 const BACKDATE_HOURS: i64 = 1;

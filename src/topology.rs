@@ -1,5 +1,11 @@
-//! From a validated [`Lab`] to the concrete plan: nodes, names, addresses,
-//! pod CIDRs, the API endpoint and the phases. Pure: no I/O.
+//! From a resolved [`Lab`] to the concrete plan: nodes, names, addresses,
+//! SSH ports, pod CIDRs, the API endpoint and the phases. Pure: no I/O.
+//!
+//! This is the one place a node's address, SSH port and pod range are
+//! derived. config's address rules (`config::validate`) run over the nodes
+//! made here, so [`Topology::new`] also takes a lab that breaks them, and
+//! never panics on one: what cannot be derived is left for those rules to
+//! report (an SSH port of 0, a worker without a pod range).
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -21,9 +27,12 @@ pub struct Node {
     pub address: Ipv4Addr,
     pub memory_mb: u32,
     pub cpus: u32,
-    /// The VM's SSH port forwarded on the host's 127.0.0.1.
+    /// The VM's SSH port forwarded on the host's 127.0.0.1 (a static host's
+    /// sshd port). 0 when network.ssh_port_base puts it past 65535, in a lab
+    /// config refuses.
     pub ssh_port: u16,
-    /// Workers only: the pod range its CNI bridge hands out.
+    /// Workers only: the pod range its CNI bridge hands out. `None` also for a
+    /// worker past the end of network.pod_cidr, in a lab config refuses.
     pub pod_cidr: Option<Ipv4Net>,
     /// The interface holding `address`: the box's known default until the
     /// facts phase has read the real one from the node.
@@ -177,7 +186,9 @@ impl Topology {
                     memory_mb: 0,
                     cpus: 0,
                     ssh_port: host.ssh.port.unwrap_or(22),
-                    pod_cidr: (host.role == Role::Worker).then(|| worker_pod_cidr(lab, index)),
+                    pod_cidr: (host.role == Role::Worker)
+                        .then(|| worker_pod_cidr(lab, index))
+                        .flatten(),
                     interface: host.interface.clone().unwrap_or_else(|| "eth0".to_string()),
                 });
             }
@@ -185,8 +196,10 @@ impl Topology {
         for spec in lab.roles.iter().filter(|_| lab.hosts.is_empty()) {
             for index in 0..spec.count {
                 let name = format!("{}{index}", spec.role.key());
-                let address = Ipv4Addr::from(u32::from(spec.first_address) + index);
-                let pod_cidr = (spec.role == Role::Worker).then(|| worker_pod_cidr(lab, index));
+                let address = Ipv4Addr::from(u32::from(spec.first_address).saturating_add(index));
+                let pod_cidr = (spec.role == Role::Worker)
+                    .then(|| worker_pod_cidr(lab, index))
+                    .flatten();
                 nodes.push(Node {
                     fqdn: format!("{name}.{}", lab.network.domain),
                     name,
@@ -195,7 +208,7 @@ impl Topology {
                     address,
                     memory_mb: spec.memory,
                     cpus: spec.cpus,
-                    ssh_port: lab.network.ssh_port_base + (u32::from(address) & 0xff) as u16,
+                    ssh_port: vm_ssh_port(lab.network.ssh_port_base, address),
                     pod_cidr,
                     interface: host_only_interface(&lab.vm_box.name).to_string(),
                 });
@@ -263,10 +276,20 @@ pub fn host_only_interface(box_name: &str) -> &'static str {
     }
 }
 
-/// Worker N's pod range: the Nth /24 of the pod CIDR (10.200.N.0/24).
-fn worker_pod_cidr(lab: &Lab, index: u32) -> Ipv4Net {
-    let base = u32::from(lab.network.pod_cidr.network());
-    Ipv4Net::new(Ipv4Addr::from(base + (index << 8)), 24).expect("24 is a valid prefix")
+/// Worker N's pod range: the Nth /24 of the pod CIDR (10.200.N.0/24), if
+/// the pod CIDR holds N+1 of them.
+fn worker_pod_cidr(lab: &Lab, index: u32) -> Option<Ipv4Net> {
+    let pods = lab.network.pod_cidr;
+    let start = u64::from(u32::from(pods.network())) + (u64::from(index) << 8);
+    let range = Ipv4Net::new(Ipv4Addr::from(u32::try_from(start).ok()?), 24).ok()?;
+    (pods.prefix_len() <= 24 && pods.contains(&range)).then_some(range)
+}
+
+/// A VM's SSH port on the host: the lab's base plus the last octet of its
+/// address (192.168.56.30 -> 2230), or 0 when that passes 65535.
+fn vm_ssh_port(base: u16, address: Ipv4Addr) -> u16 {
+    base.checked_add(u16::from(address.octets()[3]))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -329,5 +352,46 @@ mod tests {
         assert_eq!(cidrs, ["10.200.0.0/24", "10.200.1.0/24", "10.200.2.0/24"]);
         // ≈ 11.9 GB with 3 workers.
         assert_eq!(topo.total_memory_mb(), 11904);
+    }
+
+    /// config's rules run over the topology of a lab that breaks them, so it
+    /// must be made without panicking, leaving what cannot be for the rules.
+    #[test]
+    fn a_lab_that_breaks_the_rules_still_has_a_topology() {
+        let mut lab = config::builtin();
+        let worker = Role::ALL.iter().position(|r| *r == Role::Worker).unwrap();
+        lab.roles[worker].count = 3;
+        lab.roles[worker].first_address = Ipv4Addr::new(255, 255, 255, 254);
+        lab.network.ssh_port_base = 65500;
+        lab.network.pod_cidr = "10.200.0.0/23".parse().unwrap();
+        let topo = Topology::new(&lab);
+        let workers: Vec<String> = topo
+            .by_role(Role::Worker)
+            .map(|n| {
+                format!(
+                    "{} {} {:?}",
+                    n.address,
+                    n.ssh_port,
+                    n.pod_cidr.map(|c| c.to_string())
+                )
+            })
+            .collect();
+        assert_eq!(
+            workers,
+            [
+                "255.255.255.254 0 Some(\"10.200.0.0/24\")",
+                "255.255.255.255 0 Some(\"10.200.1.0/24\")",
+                "255.255.255.255 0 None",
+            ]
+        );
+        // dns0 at .2: 65502 still fits.
+        assert_eq!(topo.node("dns0").unwrap().ssh_port, 65502);
+    }
+
+    #[test]
+    fn a_vms_ssh_port_is_the_base_plus_its_last_octet() {
+        assert_eq!(vm_ssh_port(2200, Ipv4Addr::new(192, 168, 56, 30)), 2230);
+        assert_eq!(vm_ssh_port(65280, Ipv4Addr::new(10, 0, 0, 255)), 65535);
+        assert_eq!(vm_ssh_port(65281, Ipv4Addr::new(10, 0, 0, 255)), 0);
     }
 }

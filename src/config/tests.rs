@@ -1,4 +1,8 @@
+use super::load::resolve;
+use super::resolve::resolve_box;
 use super::*;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 
 fn errors(yaml: &str) -> String {
     match parse(yaml, LabSource::File(PathBuf::from("lab.yaml"))) {
@@ -533,7 +537,7 @@ fn boxed(
         version: version.map(Into::into),
     };
     let mut problems = Vec::new();
-    let spec = super::resolve_box(&file, false, arch, &mut problems);
+    let spec = resolve_box(&file, false, arch, &mut problems);
     (spec, problems)
 }
 
@@ -589,7 +593,7 @@ fn an_x86_box_on_an_arm64_host_is_refused_at_validation_with_the_choices() {
         version: None,
     };
     let mut problems = Vec::new();
-    super::resolve_box(&file, true, Arch::Arm64, &mut problems);
+    resolve_box(&file, true, Arch::Arm64, &mut problems);
     assert!(problems.is_empty());
 }
 
@@ -875,4 +879,42 @@ fn address_hints_point_inside_the_network() {
     let text = errors("nodes:\n  registry:\n    count: 1\n    first_address: 192.168.56.255\n");
     assert!(text.contains("own broadcast address"), "{text}");
     assert!(!text.contains("lower nodes.registry.count to 1"), "{text}");
+}
+
+/// The VIP is keepalived's, not a VM's: no SSH port is forwarded to it, so
+/// it does not count against network.ssh_port_base (it did: .250 with a base
+/// of 65290 was refused as port 65540).
+#[test]
+fn the_vip_takes_no_ssh_port() {
+    let lab = parse(
+        "network:\n  ssh_port_base: 65290\nnodes:\n  lb:\n    vip: 192.168.56.250\n",
+        LabSource::BuiltIn,
+    )
+    .unwrap();
+    assert_eq!(lab.vip, Ipv4Addr::new(192, 168, 56, 250));
+    // A VM there still is refused.
+    let text = errors(
+        "network:\n  ssh_port_base: 65290\nnodes:\n  registry:\n    count: 1\n    first_address: 192.168.56.250\n",
+    );
+    assert!(
+        text.contains("network.ssh_port_base: 65290 gives SSH ports outside 1024-65535"),
+        "{text}"
+    );
+}
+
+/// A static lab's hosts have addresses, not ranges: a VIP on a host is that
+/// address used twice, never "lower nodes.lb.count" (a field a static lab
+/// refuses), which it was told when three load balancers from .51 met a
+/// host at .53.
+#[test]
+fn a_static_vip_on_a_host_is_used_twice() {
+    let yaml = static_lab_yaml("nodes:\n  lb:\n    vip: 192.168.56.51\n", 1)
+        + "  - {role: lb, address: 192.168.56.60, ssh_user: admin, ssh_key: id}\n"
+        + "  - {role: registry, address: 192.168.56.53, ssh_user: admin, ssh_key: id}\n";
+    let text = static_errors(&yaml);
+    assert!(
+        text.contains("hosts[8].address: 192.168.56.51 is used twice: by hosts[8].address (lb0) and by nodes.lb.vip"),
+        "{text}"
+    );
+    assert!(!text.contains("nodes.lb.count"), "{text}");
 }
