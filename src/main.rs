@@ -5,7 +5,6 @@ mod artifacts;
 mod cli;
 mod completions;
 mod config;
-mod dns_client;
 mod doctor;
 mod error;
 mod fsutil;
