@@ -25,10 +25,13 @@ fn judge_expiry(now: time::OffsetDateTime, certs: &[(String, time::OffsetDateTim
         .map(|(n, at)| format!("{n} ({} days)", (*at - now).whole_days()))
         .collect();
     if !soon.is_empty() {
-        return Outcome::Warned(format!(
-            "expiring within {EXPIRY_WARNING_DAYS} days: {}",
-            soon.join(", ")
-        ));
+        return Outcome::Warned {
+            why: format!(
+                "expiring within {EXPIRY_WARNING_DAYS} days: {}",
+                soon.join(", ")
+            ),
+            hint: None,
+        };
     }
     match certs.iter().min_by_key(|(_, at)| *at) {
         Some((name, at)) => Outcome::Passed(format!(
@@ -91,7 +94,10 @@ mod tests {
         ));
         assert_eq!(
             judge_expiry(now, &[cert("ca", 3000), cert("admin", 12)]),
-            Outcome::Warned("expiring within 30 days: admin (12 days)".into())
+            Outcome::Warned {
+                why: "expiring within 30 days: admin (12 days)".into(),
+                hint: None
+            }
         );
         assert!(matches!(
             judge_expiry(now, &[cert("ca", 3000), cert("admin", -1), cert("etcd0-etcd-peer", 5)]),

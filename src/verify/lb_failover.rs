@@ -9,7 +9,7 @@ use crate::topology::Node;
 
 use super::api::readyz;
 use super::http::{admin_client, api_base};
-use super::{Ctx, Outcome, RETURN_WAIT, poll, tcp_accepts};
+use super::{Ctx, Interrupt, Outcome, RETURN_WAIT, poll, tcp_accepts};
 
 const FAILOVER_WAIT: Duration = Duration::from_secs(30);
 
@@ -64,15 +64,18 @@ pub(super) async fn lb_failover(ctx: &Ctx<'_>) -> Outcome {
             hint,
         );
     }
+    // From the stop on, Ctrl-C (or SIGTERM) ends the waiting but never
+    // skips the restart.
+    let mut interrupt = match Interrupt::listen() {
+        Ok(i) => i,
+        Err(e) => return Outcome::failed(format!("cannot catch Ctrl-C: {e}"), hint),
+    };
     if let Err(e) = ctx
         .ssh(&holder, "sudo systemctl stop haproxy", "stop haproxy")
         .await
     {
         return Outcome::failed(format!("could not stop haproxy on {holder}: {e}"), hint);
     }
-    // From here on, Ctrl-C ends the waiting but never skips the restart.
-    let interrupt = tokio::signal::ctrl_c();
-    tokio::pin!(interrupt);
     let mut interrupted = false;
     let new_holder = std::cell::RefCell::new(String::new());
     let moving = poll(FAILOVER_WAIT, || async {
@@ -86,7 +89,7 @@ pub(super) async fn lb_failover(ctx: &Ctx<'_>) -> Outcome {
     });
     let moved = tokio::select! {
         moved = moving => moved,
-        _ = &mut interrupt => {
+        () = interrupt.recv() => {
             interrupted = true;
             None
         }
@@ -117,7 +120,7 @@ pub(super) async fn lb_failover(ctx: &Ctx<'_>) -> Outcome {
             });
             tokio::select! {
                 back = returning => back,
-                _ = &mut interrupt => {
+                () = interrupt.recv() => {
                     interrupted = true;
                     None
                 }

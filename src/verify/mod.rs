@@ -1,5 +1,5 @@
 //! `kubelab lab verify`: does the lab work? Each check is `{name, applies,
-//! run}` and ends Passed, Warned (why), Skipped (why) or Failed (why, hint).
+//! run}` and ends Passed, Warned (why, hint), Skipped (why) or Failed (why, hint).
 //! The checks run concurrently, each under its own deadline, from the host
 //! over the host-only network (reqwest with the lab's PKI, a small DNS
 //! client), and over SSH only where the host cannot see the thing. The
@@ -9,12 +9,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::app::LoadedLab;
 use crate::config::Role;
 use crate::error::{Error, Result};
-use crate::printer::{self, Printer, SCHEMA_VERSION, Style};
+use crate::printer::Printer;
 use crate::settings::Settings;
 use crate::tools::Runner;
 use crate::tools::ssh::Transport;
@@ -30,6 +28,7 @@ mod dns_client;
 mod etcd;
 mod etcd_member_down;
 mod http;
+mod interrupt;
 mod lb_failover;
 mod logs_exec;
 mod machines;
@@ -37,11 +36,15 @@ mod networking;
 mod nodes;
 mod pods;
 mod port_forward;
+mod report;
 mod secrets;
 mod services;
 #[cfg(test)]
 mod testing;
 mod workload;
+
+pub(crate) use interrupt::{Interrupt, stop_children};
+pub(crate) use report::{Report, print_reports};
 
 /// What `lab verify` was asked to do.
 pub struct Options {
@@ -54,32 +57,40 @@ pub struct Options {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Passed(String),
-    Warned(String),
+    Warned { why: String, hint: Option<String> },
     Skipped(String),
     Failed { why: String, hint: Option<String> },
 }
 
 impl Outcome {
-    fn failed(why: impl Into<String>, hint: impl Into<String>) -> Outcome {
+    pub(crate) fn failed(why: impl Into<String>, hint: impl Into<String>) -> Outcome {
         Outcome::Failed {
             why: why.into(),
             hint: Some(hint.into()),
         }
     }
 
-    fn status(&self) -> &'static str {
+    pub(crate) fn status(&self) -> &'static str {
         match self {
             Outcome::Passed(_) => "passed",
-            Outcome::Warned(_) => "warned",
+            Outcome::Warned { .. } => "warned",
             Outcome::Skipped(_) => "skipped",
             Outcome::Failed { .. } => "failed",
         }
     }
 
-    fn detail(&self) -> &str {
+    pub(crate) fn detail(&self) -> &str {
         match self {
-            Outcome::Passed(d) | Outcome::Warned(d) | Outcome::Skipped(d) => d,
-            Outcome::Failed { why, .. } => why,
+            Outcome::Passed(d) | Outcome::Skipped(d) => d,
+            Outcome::Warned { why, .. } | Outcome::Failed { why, .. } => why,
+        }
+    }
+
+    /// What to do about a warning or a failure.
+    pub(crate) fn hint(&self) -> Option<String> {
+        match self {
+            Outcome::Warned { hint, .. } | Outcome::Failed { hint, .. } => hint.clone(),
+            Outcome::Passed(_) | Outcome::Skipped(_) => None,
         }
     }
 }
@@ -296,18 +307,6 @@ fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().to_string()
 }
 
-/// One finished check, as printed.
-#[derive(Debug, Serialize)]
-struct Report {
-    name: &'static str,
-    number: usize,
-    status: &'static str,
-    detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    hint: Option<String>,
-    duration_ms: u128,
-}
-
 /// Everything the checks read, with one SSH connection per running node.
 async fn context<'a>(
     loaded: &'a LoadedLab,
@@ -509,6 +508,22 @@ pub async fn wait_healthy(
     }
 }
 
+/// The checks `--only` names (all of them without it).
+fn select(only: Option<&str>) -> Result<Vec<CheckId>> {
+    let Some(name) = only else {
+        return Ok(CheckId::ALL.to_vec());
+    };
+    let Some(id) = CheckId::ALL.into_iter().find(|c| c.name() == name) else {
+        let names: Vec<String> = CheckId::ALL.iter().map(|c| c.name().to_string()).collect();
+        let hint = match crate::config::closest(name, &names) {
+            Some(best) => format!("did you mean {best}? checks: {}", names.join(", ")),
+            None => format!("checks: {}", names.join(", ")),
+        };
+        return Err(Error::usage(format!("no check named {name:?}"), hint));
+    };
+    Ok(vec![id])
+}
+
 pub async fn run(
     loaded: &LoadedLab,
     settings: &Settings,
@@ -516,21 +531,7 @@ pub async fn run(
     options: &Options,
     verbose: bool,
 ) -> Result<i32> {
-    let selected: Vec<CheckId> = match &options.only {
-        None => CheckId::ALL.to_vec(),
-        Some(name) => {
-            let Some(id) = CheckId::ALL.into_iter().find(|c| c.name() == name) else {
-                let names: Vec<String> =
-                    CheckId::ALL.iter().map(|c| c.name().to_string()).collect();
-                let hint = match crate::config::closest(name, &names) {
-                    Some(best) => format!("did you mean {best}? checks: {}", names.join(", ")),
-                    None => format!("checks: {}", names.join(", ")),
-                };
-                return Err(Error::usage(format!("no check named {name:?}"), hint));
-            };
-            vec![id]
-        }
-    };
+    let selected = select(options.only.as_deref())?;
     let state_dir = loaded.state_dir();
     let is_static = loaded.lab.provider == crate::config::Provider::Static;
     // A static lab has no Vagrantfile; `lab up` records its hosts in the state.
@@ -556,63 +557,14 @@ pub async fn run(
     ));
     let mut results = evaluate(&ctx, &selected, printer, true).await;
     results.sort_by_key(|(id, _, _)| CheckId::ALL.iter().position(|c| c == id));
-
     let reports: Vec<Report> = results
         .into_iter()
-        .map(|(id, outcome, elapsed)| Report {
-            name: id.name(),
-            number: CheckId::ALL.iter().position(|c| *c == id).unwrap_or(0) + 1,
-            status: outcome.status(),
-            detail: outcome.detail().to_string(),
-            hint: match outcome {
-                Outcome::Failed { hint, .. } => hint,
-                _ => None,
-            },
-            duration_ms: elapsed.as_millis(),
+        .map(|(id, outcome, elapsed)| {
+            let number = CheckId::ALL.iter().position(|c| *c == id).unwrap_or(0) + 1;
+            Report::new(id.name().to_string(), number, outcome, elapsed)
         })
         .collect();
-    let failed = reports.iter().filter(|r| r.status == "failed").count();
-    if options.json {
-        printer.json(&serde_json::json!({
-            "schema_version": SCHEMA_VERSION,
-            "lab": ctx.loaded.lab.name,
-            "checks": reports,
-            "failed": failed,
-        }))?;
-    } else {
-        let rows: Vec<Vec<String>> = reports
-            .iter()
-            .map(|r| {
-                let status = match r.status {
-                    "passed" => "Passed".to_string(),
-                    "skipped" => "Skipped".to_string(),
-                    "warned" => printer.paint(Style::Yellow, "Warned"),
-                    _ => printer.paint(Style::Red, "Failed"),
-                };
-                let mut detail = r.detail.clone();
-                if let Some(hint) = &r.hint {
-                    detail.push_str(&format!("\n    hint: {hint}"));
-                }
-                vec![
-                    format!("{:>2}. {}", r.number, r.name),
-                    status,
-                    format!("{:.1} s", r.duration_ms as f64 / 1000.0),
-                    detail,
-                ]
-            })
-            .collect();
-        printer.data(printer::table(
-            &["CHECK", "STATUS", "TIME", "DETAIL"],
-            &rows,
-        ));
-    }
-    if failed > 0 {
-        return Err(Error::ChecksFailed(format!(
-            "{failed} check{} failed",
-            if failed == 1 { "" } else { "s" }
-        )));
-    }
-    Ok(0)
+    print_reports(printer, &ctx.loaded.lab.name, &reports, options.json)
 }
 
 const RETURN_WAIT: Duration = Duration::from_secs(45);
