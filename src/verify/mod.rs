@@ -1,9 +1,11 @@
 //! `kubelab lab verify`: does the lab work? Each check is `{name, applies,
-//! run}` and ends Passed, Warned (why, hint), Skipped (why) or Failed (why, hint).
-//! The checks run concurrently, each under its own deadline, from the host
-//! over the host-only network (reqwest with the lab's PKI, a small DNS
-//! client), and over SSH only where the host cannot see the thing. The
-//! disruptive one (LB failover) runs alone after the others.
+//! run}` and ends Passed, Warned (why, hint), Skipped (why) or Failed (why,
+//! hint). The checks run concurrently, each under its own deadline, from the
+//! host over the host-only network (reqwest with the lab's PKI, DNS over UDP
+//! with hickory-proto's messages), and over SSH only where the host cannot
+//! see the thing. The disruptive ones (the failovers, a member down) run
+//! alone after the others. One file per check; `doctor` reports through
+//! the same [`report`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
