@@ -5,7 +5,6 @@ mod cli;
 mod commands;
 mod completions;
 mod config;
-mod dns_client;
 mod doctor;
 mod error;
 mod fsutil;

@@ -125,7 +125,7 @@ fn a_static_lab_is_checked_provisioned_verified_and_uninstalled() {
             .as_str()
             .unwrap()
             .contains("Connection refused")
-            && worker0["fix"]
+            && worker0["hint"]
                 .as_str()
                 .unwrap()
                 .contains("check that sshd runs on worker0"),

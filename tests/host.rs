@@ -672,7 +672,7 @@ fn doctor_fails_on_a_dhcp_range_holding_lab_addresses() {
             .contains("dns0 192.168.56.2")
     );
     assert!(
-        dhcp["fix"]
+        dhcp["hint"]
             .as_str()
             .unwrap()
             .contains("VBoxManage dhcpserver remove")
@@ -734,7 +734,7 @@ fn doctor_names_a_vagrant_too_old_for_the_installed_virtualbox() {
     let pair = doctor_check(&ran, "vagrant x virtualbox");
     assert_eq!(pair["status"], "failed");
     assert!(
-        pair["fix"]
+        pair["hint"]
             .as_str()
             .unwrap()
             .contains("upgrade Vagrant to 2.4.2 or newer"),
@@ -764,7 +764,7 @@ fn doctor_reads_kvm_on_a_recorded_kernel_6_14_host_with_the_fix_for_the_virtualb
     let kvm = doctor_check(&ran, "kvm");
     assert_eq!(kvm["status"], "failed", "{kvm}");
     assert!(
-        kvm["fix"]
+        kvm["hint"]
             .as_str()
             .unwrap()
             .contains("sudo modprobe -r kvm_intel kvm"),
@@ -805,7 +805,7 @@ fn on_a_recorded_apple_silicon_host_the_lab_gets_an_arm64_box_and_never_an_x86_o
     let b = doctor_check(&ran, "box");
     assert_eq!(b["status"], "warned", "{b}");
     assert!(
-        b["fix"].as_str().unwrap().contains("--architecture arm64"),
+        b["hint"].as_str().unwrap().contains("--architecture arm64"),
         "{b}"
     );
     // No kvm check off Linux.
@@ -866,13 +866,19 @@ fn preflights(test: &Test) -> Vec<String> {
 fn doctor_on_a_static_lab_runs_lab_ups_preflight_on_each_host_and_keeps_nothing() {
     let test = Test::new().static_lab().args(&["doctor"]).status(1);
     let ran = test.run();
-    // No VirtualBox check: only ssh, other labs and one check per host.
+    // No VirtualBox check: only ssh, other labs and one check per host,
+    // numbered in that order (rows are ` N. NAME  STATUS  TIME  DETAIL`).
     let rows: Vec<(&str, &str)> = ran
         .stdout
         .lines()
         .skip(1)
-        .filter(|l| !l.starts_with(' '))
-        .map(|l| {
+        .filter(|l| !l.starts_with("    hint: "))
+        .enumerate()
+        .map(|(i, l)| {
+            let l = l
+                .trim_start()
+                .strip_prefix(&format!("{}. ", i + 1))
+                .unwrap_or_else(|| panic!("row {} is not numbered: {l}", i + 1));
             let (name, rest) = l.split_once("  ").unwrap();
             (name, rest.split_whitespace().next().unwrap())
         })
@@ -891,15 +897,41 @@ fn doctor_on_a_static_lab_runs_lab_ups_preflight_on_each_host_and_keeps_nothing(
         expected.push((name, status));
     }
     assert_eq!(rows, expected, "{}", ran.stdout);
-    for line in [
-        "host worker0      Failed  worker0 (admin@192.168.56.30 port 22): SSH failed: ssh: connect to host 192.168.56.30 port 22: Connection refused",
-        "    fix: check that sshd runs on worker0 at the address and port lab.yaml gives",
-        "host lb1          Failed  lb1 (admin@192.168.56.52 port 22): admin has no passwordless sudo (kubelab: sudo needs a password)",
-        "    fix: on lb1, as root: echo 'admin ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/kubelab",
-        "host etcd0        Passed  etcd0 (admin@192.168.56.10 port 22): answers over SSH, passwordless sudo works",
-    ] {
-        assert!(ran.stdout.contains(line), "{line}\n{}", ran.stdout);
-    }
+    // Each row as ` N. NAME  STATUS  TIME  DETAIL`, its hint on the line under it.
+    let row = |name: &str, status: &str, detail: &str, hint: Option<&str>| {
+        let lines: Vec<&str> = ran.stdout.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.contains(&format!(". {name} ")))
+            .unwrap_or_else(|| panic!("no row {name}: {}", ran.stdout));
+        let cells: Vec<&str> = lines[at].split("  ").filter(|c| !c.is_empty()).collect();
+        assert_eq!(cells[1].trim(), status, "{}", lines[at]);
+        assert!(cells[2].trim().ends_with(" s"), "a time: {}", lines[at]);
+        assert_eq!(cells[3..].join("  ").trim(), detail, "{}", lines[at]);
+        let next = lines.get(at + 1).copied().unwrap_or_default();
+        match hint {
+            Some(hint) => assert!(next.starts_with(&format!("    hint: {hint}")), "{next}"),
+            None => assert!(!next.starts_with("    hint: "), "{next}"),
+        }
+    };
+    row(
+        "host worker0",
+        "Failed",
+        "worker0 (admin@192.168.56.30 port 22): SSH failed: ssh: connect to host 192.168.56.30 port 22: Connection refused",
+        Some("check that sshd runs on worker0 at the address and port lab.yaml gives"),
+    );
+    row(
+        "host lb1",
+        "Failed",
+        "lb1 (admin@192.168.56.52 port 22): admin has no passwordless sudo (kubelab: sudo needs a password)",
+        Some("on lb1, as root: echo 'admin ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/kubelab"),
+    );
+    row(
+        "host etcd0",
+        "Passed",
+        "etcd0 (admin@192.168.56.10 port 22): answers over SSH, passwordless sudo works",
+        None,
+    );
     assert!(ran.stderr.contains("2 checks failed"), "{}", ran.stderr);
     // Each host was asked once, as lab up asks it (BatchMode, lab.yaml's
     // key), and its host key went to a scratch file, not the lab's folder.
@@ -950,7 +982,7 @@ fn doctor_on_a_static_lab_runs_lab_ups_preflight_on_each_host_and_keeps_nothing(
         "etcd1 (admin@192.168.56.11 port 22): SSH failed: Host key verification failed."
     );
     assert!(
-        etcd1["fix"]
+        etcd1["hint"]
             .as_str()
             .unwrap()
             .contains("check that sshd runs on etcd1")
@@ -976,9 +1008,10 @@ fn doctor_on_a_static_lab_runs_lab_ups_preflight_on_each_host_and_keeps_nothing(
     for check in doc["checks"].as_array().unwrap() {
         if check["status"] == "failed" {
             let detail = check["detail"].as_str().unwrap();
-            let fix = check["fix"].as_str().unwrap();
+            let hint = check["hint"].as_str().unwrap();
             assert!(
-                up.stderr.contains(&format!("- {detail}\n      fix: {fix}")),
+                up.stderr
+                    .contains(&format!("- {detail}\n      hint: {hint}")),
                 "{detail}\n{}",
                 up.stderr
             );

@@ -366,7 +366,9 @@ impl NotReady {
     /// fix on one line each.
     fn into_error(self) -> Error {
         match self {
-            NotReady::Host { message, fix } => Error::other(format!("{message}\n  fix: {fix}"), ""),
+            NotReady::Host { message, fix } => {
+                Error::other(format!("{message}\n  hint: {fix}"), "")
+            }
             NotReady::Check(e) => e,
         }
     }

@@ -79,9 +79,6 @@ fn script_text(name: &str) -> &'static str {
         .unwrap_or_else(|| panic!("no compiled-in script {name} (a kubelab bug)"))
 }
 
-// Kept for verify until its split lands (merge: point verify at render).
-pub use crate::render::ADMIN_KUBECTL;
-
 /// The script a phase runs; `None` for the phases run by kubelab itself
 /// (machines on the host, facts read over SSH).
 pub fn script_of(phase: Phase) -> Option<&'static str> {

@@ -108,10 +108,6 @@ impl SshTarget {
     }
 }
 
-// Kept for verify and doctor until their split lands (merge: point them at
-// machines::static_hosts and drop this).
-pub use crate::machines::static_hosts::static_targets;
-
 /// Parses `vagrant ssh-config` output into one target per `Host`.
 pub fn parse_ssh_config(text: &str) -> BTreeMap<String, SshTarget> {
     let mut out = BTreeMap::new();

@@ -1,12 +1,16 @@
-//! A minimal DNS client over UDP: one question (A or PTR) to one server,
-//! enough for `lab verify` to ask dns0 from the host what it answers.
+//! One DNS question (A or PTR) over UDP to one server, enough for `lab
+//! verify` to ask dns0 from the host what it answers. The messages are
+//! written and read by hickory-proto; this file only sends them (a fresh
+//! random id, up to 3 tries, each waiting `wait`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+
 pub const TYPE_A: u16 = 1;
 pub const TYPE_PTR: u16 = 12;
-const CLASS_IN: u16 = 1;
 
 /// One answer record that matters to kubelab.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,105 +29,38 @@ pub fn reverse_name(address: Ipv4Addr) -> String {
 
 /// A query message for `name`, recursion not asked (dns0 is authoritative).
 pub fn encode_query(id: u16, name: &str, qtype: u16) -> Result<Vec<u8>, String> {
-    let mut msg = Vec::with_capacity(32 + name.len());
-    msg.extend_from_slice(&id.to_be_bytes());
-    msg.extend_from_slice(&[0, 0]); // flags: a standard query
-    msg.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]); // one question
-    for label in name.trim_end_matches('.').split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return Err(format!("{name:?} is not a valid DNS name"));
-        }
-        msg.push(label.len() as u8);
-        msg.extend_from_slice(label.as_bytes());
-    }
-    msg.push(0);
-    msg.extend_from_slice(&qtype.to_be_bytes());
-    msg.extend_from_slice(&CLASS_IN.to_be_bytes());
-    Ok(msg)
-}
-
-fn u16_at(msg: &[u8], pos: usize) -> Result<u16, String> {
-    msg.get(pos..pos + 2)
-        .map(|b| u16::from_be_bytes([b[0], b[1]]))
-        .ok_or_else(|| "truncated DNS message".to_string())
-}
-
-/// Reads a (possibly compressed) name at `pos`; returns it with a final dot
-/// and the position just after it in the message.
-fn read_name(msg: &[u8], mut pos: usize) -> Result<(String, usize), String> {
-    let mut name = String::new();
-    let mut end = None;
-    // Each pointer must go backwards, so a loop cannot be followed forever.
-    let mut limit = pos;
-    loop {
-        let len = *msg.get(pos).ok_or("truncated DNS name")? as usize;
-        if len & 0xC0 == 0xC0 {
-            let target = (u16_at(msg, pos)? & 0x3FFF) as usize;
-            if target >= limit {
-                return Err("DNS name compression loop".into());
-            }
-            end.get_or_insert(pos + 2);
-            limit = target;
-            pos = target;
-            continue;
-        }
-        if len == 0 {
-            let after = end.unwrap_or(pos + 1);
-            if name.is_empty() {
-                name.push('.');
-            }
-            return Ok((name, after));
-        }
-        let label = msg
-            .get(pos + 1..pos + 1 + len)
-            .ok_or("truncated DNS label")?;
-        name.push_str(&String::from_utf8_lossy(label));
-        name.push('.');
-        pos += 1 + len;
-    }
+    let invalid = |e: &dyn std::fmt::Display| format!("{name:?} is not a valid DNS name: {e}");
+    let name = Name::from_ascii(name).map_err(|e| invalid(&e))?;
+    let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
+    msg.add_query(Query::query(name, RecordType::from(qtype)));
+    msg.to_vec().map_err(|e| invalid(&e))
 }
 
 /// The answers of a response to query `id`; an error names the rcode.
 pub fn parse_response(id: u16, msg: &[u8]) -> Result<Vec<Record>, String> {
-    if u16_at(msg, 0)? != id {
+    let msg = Message::from_vec(msg).map_err(|e| format!("not a DNS message: {e}"))?;
+    if msg.metadata.id != id {
         return Err("the response does not match the query's id".into());
     }
-    let flags = u16_at(msg, 2)?;
-    if flags & 0x8000 == 0 {
+    if msg.metadata.message_type != MessageType::Response {
         return Err("not a DNS response".into());
     }
-    match flags & 0x000F {
-        0 => {}
-        3 => return Err("NXDOMAIN (no such name)".into()),
-        2 => return Err("SERVFAIL".into()),
-        5 => return Err("REFUSED".into()),
-        code => return Err(format!("rcode {code}")),
+    match msg.metadata.response_code {
+        ResponseCode::NoError => {}
+        ResponseCode::NXDomain => return Err("NXDOMAIN (no such name)".into()),
+        ResponseCode::ServFail => return Err("SERVFAIL".into()),
+        ResponseCode::Refused => return Err("REFUSED".into()),
+        code => return Err(format!("rcode {}", u16::from(code))),
     }
-    let questions = u16_at(msg, 4)?;
-    let answers = u16_at(msg, 6)?;
-    let mut pos = 12;
-    for _ in 0..questions {
-        pos = read_name(msg, pos)?.1 + 4;
-    }
-    let mut out = Vec::new();
-    for _ in 0..answers {
-        let (_, after) = read_name(msg, pos)?;
-        let rtype = u16_at(msg, after)?;
-        let rdlen = u16_at(msg, after + 8)? as usize;
-        let rdata_at = after + 10;
-        let rdata = msg
-            .get(rdata_at..rdata_at + rdlen)
-            .ok_or("truncated DNS record")?;
-        out.push(match rtype {
-            TYPE_A if rdlen == 4 => {
-                Record::A(Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3]))
-            }
-            TYPE_PTR => Record::Ptr(read_name(msg, rdata_at)?.0),
-            other => Record::Other(other),
-        });
-        pos = rdata_at + rdlen;
-    }
-    Ok(out)
+    Ok(msg
+        .answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::A(a) => Record::A(a.0),
+            RData::PTR(ptr) => Record::Ptr(ptr.0.to_string()),
+            _ => Record::Other(u16::from(r.record_type())),
+        })
+        .collect())
 }
 
 /// Asks `server` one question, retrying twice when no answer comes.
@@ -158,7 +95,7 @@ pub async fn query(
                 Ok(Err(e)) => return Err(format!("{server}: {e}")),
                 Ok(Ok(n)) => {
                     // A stray datagram with another id is not our answer.
-                    if u16_at(&buf[..n], 0).ok() == Some(id) {
+                    if buf[..n].get(..2) == Some(&id.to_be_bytes()[..]) {
                         return parse_response(id, &buf[..n]);
                     }
                 }
