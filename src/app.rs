@@ -502,6 +502,7 @@ fn init(
     // From picking a free network to recording the lab: one init at a time,
     // so two never take the same network.
     let _registry = settings.host_lock()?;
+    crate::owner::check_folder(&settings.registry, path)?;
     if let Some(name) = &args.name {
         if !config::is_lab_name(name) {
             return Err(Error::usage(
@@ -968,7 +969,7 @@ fn load_pki(loaded: &LoadedLab, printer: &Printer) -> Result<pki::Pki> {
 /// folder on a read-only file system nothing can be signed either, so the
 /// PKI is read as it is, without the lock.
 pub fn pki_lock(loaded: &LoadedLab, what: &str) -> Result<Option<crate::state::LabLock>> {
-    match crate::state::LabLock::acquire(&loaded.state_dir(), what) {
+    match crate::owner::lock(loaded, what) {
         Ok(lock) => Ok(Some(lock)),
         Err(e @ Error::Locked { .. }) => Err(e),
         Err(e) => {

@@ -14,6 +14,7 @@ mod hosts_file;
 mod inventory;
 mod kubeconfig;
 mod machines;
+mod owner;
 mod pki;
 mod platform;
 mod printer;

@@ -168,6 +168,17 @@ pub fn lock(path: &Path) -> Result<crate::state::HostLock> {
 pub fn record(path: &Path, entry: Entry) -> Result<()> {
     let _lock = lock(path)?;
     let mut registry = load(path)?;
+    // One lab per folder: another lab file there is refused, never recorded
+    // over the folder's lab.
+    if let Some(old) = registry.labs.iter().find(|e| e.dir == entry.dir) {
+        crate::owner::refuse_other(
+            &entry.dir,
+            entry.lab_file.as_deref(),
+            &old.name,
+            old.lab_file.as_deref(),
+            &format!("the folder {} (in {})", entry.dir.display(), path.display()),
+        )?;
+    }
     registry.schema_version = REGISTRY_SCHEMA_VERSION;
     registry.labs.retain(|e| e.dir != entry.dir);
     registry.labs.push(entry);

@@ -1312,3 +1312,210 @@ fn status_of_a_lab_never_brought_up_says_how_to_create_it() {
         ran.stderr
     );
 }
+
+/// A lab up (machines) with its context merged into the test's kubeconfig,
+/// the user's own entries beside it.
+fn lab_up_and_merged(lab_yaml: &str) -> Test {
+    let test = Test::new()
+        .write("lab.yaml", lab_yaml)
+        .write("etc-hosts", "127.0.0.1 localhost\n")
+        .write(
+            "kube/config",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: other\n  cluster: {server: https://other:6443}\ncontexts: []\nusers: []\ncurrent-context: other\n",
+        )
+        .standins()
+        .args(&["lab", "up", "--until", "machines"]);
+    test.run();
+    let test = test.then(&["lab", "render"]);
+    test.run();
+    let test = test.then(&["lab", "kubeconfig", "--merge"]);
+    test.run();
+    test
+}
+
+fn hosts(test: &Test) -> String {
+    std::fs::read_to_string(test.path().join("etc-hosts")).unwrap()
+}
+
+fn kubeconfig(test: &Test) -> String {
+    std::fs::read_to_string(test.path().join("kube/config")).unwrap()
+}
+
+/// F1: after `name:` in lab.yaml changed, destroy removes what `lab up`
+/// made: the hosts block and kubeconfig entries under the old name.
+#[test]
+fn destroy_after_a_rename_removes_the_block_and_context_of_the_name_it_was_up_under() {
+    let test = lab_up_and_merged("name: old\n");
+    assert!(hosts(&test).contains("# BEGIN kubelab old\n"));
+    assert!(kubeconfig(&test).contains("kubelab-old"));
+    std::fs::write(test.path().join("lab.yaml"), "name: new\n").unwrap();
+    let test = test.then(&["lab", "destroy", "--yes"]);
+    let ran = test.run();
+    assert_eq!(hosts(&test), "127.0.0.1 localhost\n");
+    assert!(
+        ran.stderr
+            .contains("holds lab old, but lab.yaml names lab new"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("removed the kubelab old block from"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("removed context kubelab-old from"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(hosts(&test), "127.0.0.1 localhost\n");
+    let config = kubeconfig(&test);
+    assert!(!config.contains("kubelab-old"), "{config}");
+    assert!(config.contains("name: other"), "{config}");
+    assert!(!test.path().join(".kubelab").exists());
+}
+
+/// F1: with lab.yaml deleted (so the built-in lab `kubelab` loads), destroy
+/// still removes the block and context of the lab `.kubelab/` holds.
+#[test]
+fn destroy_with_lab_yaml_deleted_removes_the_recorded_labs_block_and_context() {
+    let test = lab_up_and_merged("name: gone\n");
+    std::fs::remove_file(test.path().join("lab.yaml")).unwrap();
+    test.clear_calls();
+    let test = test.then(&["lab", "destroy", "--yes"]);
+    let ran = test.run();
+    assert!(
+        ran.stderr
+            .contains("holds lab gone, but the built-in default lab names lab kubelab"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(test.started(), ["vagrant destroy -f"]);
+    assert_eq!(hosts(&test), "127.0.0.1 localhost\n");
+    assert!(!kubeconfig(&test).contains("kubelab-gone"));
+}
+
+/// F3: destroy of a same-named lab in another folder, never brought up
+/// (or only rendered, with its own CA), leaves the running lab's hosts
+/// block and kubeconfig context, and says why.
+#[test]
+fn destroy_of_a_same_named_lab_never_up_elsewhere_leaves_the_running_labs_entries() {
+    let test = lab_up_and_merged("name: t\n");
+    let before = (hosts(&test), kubeconfig(&test));
+    assert!(before.0.contains("# BEGIN kubelab t\n"), "{}", before.0);
+    std::fs::create_dir(test.path().join("second")).unwrap();
+    std::fs::write(test.path().join("second/lab.yaml"), "name: t\n").unwrap();
+    let test = test.then(&["--lab", "second/lab.yaml", "lab", "destroy", "--yes"]);
+    let ran = test.run();
+    assert_eq!((hosts(&test), kubeconfig(&test)), before);
+    assert!(
+        ran.stderr.contains("left the kubelab t block in")
+            && ran.stderr.contains("was never brought up from"),
+        "{}",
+        ran.stderr
+    );
+    // Rendered there (certificates of its own), still never up.
+    let test = test.then(&["--lab", "second/lab.yaml", "lab", "render"]);
+    test.run();
+    let test = test.then(&["--lab", "second/lab.yaml", "lab", "destroy", "--yes"]);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("left context kubelab-t in")
+            && ran.stderr.contains("trusts another CA than this lab's"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!((hosts(&test), kubeconfig(&test)), before);
+    // The lab's own destroy still removes both.
+    let test = test.then(&["lab", "destroy", "--yes"]);
+    test.run();
+    assert_eq!(hosts(&test), "127.0.0.1 localhost\n");
+    assert!(!kubeconfig(&test).contains("kubelab-t"));
+}
+
+/// F3: a block of the same name written by another lab (its id) is left
+/// even by a lab that was up once.
+#[test]
+fn destroy_leaves_a_block_that_carries_another_labs_id() {
+    let test = lab_up_and_merged("name: t\n");
+    let text = hosts(&test);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("# kubelab lab id "))
+        .expect("the block names its lab")
+        .to_string();
+    let id = line.split_whitespace().nth(4).unwrap();
+    let other = text.replace(id, "0123456789abcdef0123456789abcdef");
+    std::fs::write(test.path().join("etc-hosts"), &other).unwrap();
+    let test = test.then(&["lab", "destroy", "--yes"]);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("it carries another lab's id"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(hosts(&test), other);
+}
+
+/// F2: a second lab file in a folder whose `.kubelab/` is another lab's is
+/// refused, naming both and the fix, before it changes anything of the first.
+#[test]
+fn a_second_lab_file_in_one_folder_is_refused_before_it_touches_the_first() {
+    let test = Test::new()
+        .write("lab.yaml", "name: a\n")
+        .write("b.yaml", "name: b\nnetwork:\n  cidr: 192.168.57.0/24\n")
+        .standins()
+        .args(&["init", "--name", "a", "--force"]);
+    test.run();
+    let test = test.then(&["lab", "up", "--until", "machines"]);
+    test.run();
+    let test = test.then(&["lab", "render"]);
+    test.run();
+    let ca = std::fs::read(test.path().join(".kubelab/pki/ca.pem")).unwrap();
+    let registry = std::fs::read_to_string(test.path().join("labs.json")).unwrap();
+    let state = std::fs::read_to_string(test.path().join(".kubelab/state.json")).unwrap();
+    test.clear_calls();
+    let mut test = test;
+    for args in [
+        &["--lab", "b.yaml", "lab", "render"][..],
+        &["--lab", "b.yaml", "lab", "destroy", "--yes"],
+        &["--lab", "b.yaml", "lab", "up", "--until", "machines"],
+        &["--lab", "c.yaml", "init", "--name", "c"],
+    ] {
+        test = test.then(args).status(2);
+        let ran = test.run();
+        assert!(
+            ran.stderr.contains("belongs to lab a (") && ran.stderr.contains("lab.yaml), not to "),
+            "{args:?}: {}",
+            ran.stderr
+        );
+        assert!(
+            ran.stderr.contains("two lab files in one folder")
+                && ran.stderr.contains("hint: give ")
+                && ran.stderr.contains("a folder of its own"),
+            "{args:?}: {}",
+            ran.stderr
+        );
+    }
+    assert!(test.started().is_empty(), "{:?}", test.started());
+    assert!(!test.path().join("c.yaml").exists());
+    assert_eq!(
+        std::fs::read(test.path().join(".kubelab/pki/ca.pem")).unwrap(),
+        ca
+    );
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("labs.json")).unwrap(),
+        registry
+    );
+    assert_eq!(
+        std::fs::read_to_string(test.path().join(".kubelab/state.json")).unwrap(),
+        state
+    );
+    // Its own lab file still works, and in its own folder b is fine.
+    let test = test.then(&["lab", "status"]);
+    test.run();
+    std::fs::create_dir(test.path().join("b")).unwrap();
+    std::fs::rename(test.path().join("b.yaml"), test.path().join("b/lab.yaml")).unwrap();
+    let test = test.then(&["--lab", "b/lab.yaml", "lab", "render"]);
+    test.run();
+}
