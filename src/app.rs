@@ -499,6 +499,7 @@ fn init(
     }
     let host_mb = host::memory_mb(settings);
     let (mut text, changes) = sized_default_lab(host_mb);
+    let _editing = crate::owner::init_locks(path)?;
     // From picking a free network to recording the lab: one init at a time,
     // so two never take the same network.
     let _registry = settings.host_lock()?;

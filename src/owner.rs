@@ -145,6 +145,26 @@ pub fn check_folder(registry: &Path, lab_file: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `kubelab init --force` over an existing lab file: waits for another edit
+/// of it (`lab scale`) and fails at once while a kubelab holds the lab's lock
+/// (`lab up` reads lab.yaml and would build from the old one).
+pub fn init_locks(lab_file: &Path) -> Result<Option<(Option<LabLock>, crate::state::LabFileLock)>> {
+    if !lab_file.exists() {
+        return Ok(None);
+    }
+    let dir = LabSource::File(lab_file.to_path_buf()).dir();
+    let state_dir = dir.join(".kubelab");
+    let lab = if state_dir.is_dir() {
+        Some(LabLock::acquire(&state_dir, "kubelab init --force")?)
+    } else {
+        None
+    };
+    Ok(Some((
+        lab,
+        crate::state::LabFileLock::wait(lab_file, None)?,
+    )))
+}
+
 /// The refusal of `mine` in `dir`, which is lab `lab`'s (`theirs`) by
 /// `what`, unless the two are one file or `theirs` is gone.
 pub fn refuse_other(

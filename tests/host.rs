@@ -1519,3 +1519,86 @@ fn a_second_lab_file_in_one_folder_is_refused_before_it_touches_the_first() {
     let test = test.then(&["--lab", "b/lab.yaml", "lab", "render"]);
     test.run();
 }
+
+/// F8: `init --force` while `lab up` runs is refused at once, naming it,
+/// and lab.yaml is not rewritten under the running `lab up`.
+#[test]
+fn init_force_during_lab_up_is_refused_and_lab_yaml_kept() {
+    let test = Test::new()
+        .write("lab.yaml", "name: t\nnodes:\n  worker:\n    count:   2\n")
+        .standins()
+        .env("STANDIN_DELAY_MS", "3000")
+        .args(&["lab", "up", "--until", "machines"]);
+    let mut child = test.spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ups(&test).is_empty() {
+        assert!(Instant::now() < deadline, "lab up never started vagrant");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let test = test.then(&["init", "--force"]).status(1);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains(&format!(
+            "another kubelab (pid {} (kubelab lab up))",
+            child.id()
+        )),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("lab.yaml")).unwrap(),
+        "name: t\nnodes:\n  worker:\n    count:   2\n"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    child.wait().unwrap();
+}
+
+/// F8: two `lab scale` of a lab never brought up: the second waits for the
+/// first's edit of lab.yaml, then refuses to write a count it computed
+/// from the old text, so no edit is lost.
+#[test]
+fn a_scale_waits_for_another_edit_of_lab_yaml_and_never_overwrites_it() {
+    use std::os::unix::fs::MetadataExt;
+    let test = lab().write("lab.yaml", "name: t\nnodes:\n  worker:\n    count: 1\n");
+    let path = test.path().join("lab.yaml");
+    // Another edit holds the lab file (as a `lab scale` or `init --force` does).
+    let held = nix::fcntl::Flock::lock(
+        std::fs::File::open(&path).unwrap(),
+        nix::fcntl::FlockArg::LockExclusive,
+    )
+    .unwrap();
+    let inode = std::fs::metadata(&path).unwrap().ino();
+    let test = test.then(&["lab", "scale", "workers=3"]);
+    let child = test.spawn();
+    // The scale has read lab.yaml and waits for the lock.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let waiting = |locks: &str| {
+        locks
+            .lines()
+            .any(|l| l.contains("-> FLOCK") && l.contains(&format!(":{inode} ")))
+    };
+    while !waiting(&std::fs::read_to_string("/proc/locks").unwrap()) {
+        assert!(
+            Instant::now() < deadline,
+            "lab scale never waited for lab.yaml"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let edited = "name: t\nnodes:\n  worker:\n    count: 2 # the other edit\n";
+    let tmp = test.path().join("lab.yaml.new");
+    std::fs::write(&tmp, edited).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    drop(held);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("changed while kubelab was reading it"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), edited);
+}
