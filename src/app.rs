@@ -56,13 +56,10 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
         }
         Command::Cache(CacheCommand::Clean) => cache_clean(settings, printer).map(|()| 0),
         Command::Labs(args) => match &args.command {
-            Some(crate::cli::LabsCommand::Forget(forget)) => crate::registry::forget_by_user(
-                &settings.registry,
-                &forget.name,
-                forget.force,
-                printer,
-            )
-            .map(|()| 0),
+            Some(crate::cli::LabsCommand::Forget(forget)) => {
+                crate::registry::forget_by_user(settings, &forget.name, forget.force, printer)
+                    .map(|()| 0)
+            }
             None => labs(settings, printer, args.json.json).map(|()| 0),
         },
         Command::Completions(args) => crate::completions::completions(args.shell).map(|()| 0),
@@ -534,6 +531,11 @@ fn init(
         printer.info(format!("lowered {change}"));
     }
     let loaded = load_lab(Some(path), printer)?;
+    if args.name.is_none() {
+        crate::registry::init_notes(&settings.registry, &loaded)?
+            .iter()
+            .for_each(|n| printer.info(n));
+    }
     crate::registry::record(
         &settings.registry,
         crate::registry::Entry::of(&loaded, crate::registry::LabState::Defined),

@@ -264,6 +264,28 @@ const OTHER_FILE: &str = "or pass --no-hosts (the block is in host/hosts.block o
 /// Reads the hosts file; a missing one counts as empty. A directory or a
 /// file that is not UTF-8 is refused with where and how to fix it.
 pub fn read(path: &Path) -> Result<String> {
+    // Before opening it: reading a FIFO would wait for a writer for ever.
+    if let Ok(meta) = std::fs::metadata(path)
+        && !meta.is_file()
+        && !meta.is_dir()
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = meta.file_type();
+        let what = if kind.is_fifo() {
+            "a named pipe (FIFO)"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "a device"
+        };
+        return Err(crate::error::Error::other(
+            format!(
+                "the hosts file {} is {what}, not a regular file",
+                path.display()
+            ),
+            format!("point KUBELAB_HOSTS_FILE at a file, {OTHER_FILE}"),
+        ));
+    }
     let bytes = match fs_err::read(path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
@@ -444,6 +466,22 @@ async fn write_with_sudo(
 #[cfg(test)]
 mod tests {
     use super::{block_owner, unambiguous, with_block, with_owner};
+
+    /// A FIFO as the hosts file is refused before it is opened (reading it
+    /// would wait for a writer for ever).
+    #[test]
+    fn a_fifo_as_the_hosts_file_is_refused_without_opening_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("hosts");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let err = super::read(&fifo).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("is a named pipe (FIFO), not a regular file"),
+            "{err}"
+        );
+        assert!(super::preflight(&fifo, "lab").is_err());
+    }
 
     /// F3: the block names the lab that wrote it, and the block a plan
     /// makes compares equal to the written one (verify's check).

@@ -383,6 +383,34 @@ fn render_never_writes_through_a_planted_directory_link() {
     }
 }
 
+/// `export-inventory --out` naming the lab file (by any path) is refused,
+/// and lab.yaml stays.
+#[test]
+fn export_inventory_never_overwrites_the_lab_file() {
+    for out in ["lab.yaml", "./sub/../lab.yaml"] {
+        let test = Test::new()
+            .write("lab.yaml", "name: t\n")
+            .write("sub/keep", "")
+            .args(&["lab", "export-inventory", "--out", out])
+            .status(2);
+        let ran = test.run();
+        assert!(
+            ran.stderr.contains("is the lab's own file"),
+            "{out}: {}",
+            ran.stderr
+        );
+        assert!(
+            ran.stderr.contains("hint: write the inventory elsewhere"),
+            "{}",
+            ran.stderr
+        );
+        assert_eq!(
+            std::fs::read_to_string(test.path().join("lab.yaml")).unwrap(),
+            "name: t\n"
+        );
+    }
+}
+
 #[test]
 fn render_defaults_to_the_state_dir_beside_lab_yaml() {
     let test = Test::new()
