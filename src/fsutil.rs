@@ -148,9 +148,123 @@ fn write_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Creates `dir` and its missing parents, never through a symbolic link
+/// below `base` (`base` itself and what is above it may be links: a user's
+/// `~/labs -> /data/labs`). A link planted there (`.kubelab/rendered/dns0 ->
+/// ~/.ssh`) is refused, naming it, so nothing is written through it.
+pub fn create_dir_all_within(base: &Path, dir: &Path) -> std::io::Result<()> {
+    // Inside a lab's `.kubelab/` (the default `rendered/`), from there.
+    let base = kubelab_folder(base).unwrap_or(base);
+    let Ok(below) = dir.strip_prefix(base) else {
+        return fs_err::create_dir_all(dir);
+    };
+    fs_err::create_dir_all(base)?;
+    let mut current = base.to_path_buf();
+    for part in below.components() {
+        current.push(part);
+        let meta = match std::fs::symlink_metadata(&current) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match std::fs::create_dir(&current) {
+                    Ok(()) => continue,
+                    // Made meanwhile (two steps of one node): look again.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        std::fs::symlink_metadata(&current)?
+                    }
+                    Err(e) => {
+                        return Err(std::io::Error::new(
+                            e.kind(),
+                            format!("creating {}: {e}", current.display()),
+                        ));
+                    }
+                }
+            }
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", current.display()),
+                ));
+            }
+        };
+        if meta.file_type().is_symlink() {
+            return Err(std::io::Error::other(format!(
+                "{} is a symbolic link, and kubelab never writes through one in its own folders: remove it (`rm {}`) and run again",
+                current.display(),
+                current.display()
+            )));
+        }
+        if !meta.is_dir() {
+            return Err(std::io::Error::other(format!(
+                "{} is not a directory: remove it and run again",
+                current.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The lab's `.kubelab` folder `path` lies in, if it does.
+fn kubelab_folder(path: &Path) -> Option<&Path> {
+    path.ancestors()
+        .find(|a| a.file_name().is_some_and(|n| n == ".kubelab"))
+}
+
+/// Opens a log file to append to, made if missing: its folders below
+/// `.kubelab/` are made without following a link (`create_dir_all_within`),
+/// and the file itself is never a link followed (`O_NOFOLLOW`).
+pub fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        match kubelab_folder(parent) {
+            Some(base) => create_dir_all_within(base, parent)?,
+            None => fs_err::create_dir_all(parent)?,
+        }
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                std::io::Error::other(format!(
+                    "{} is a symbolic link, and kubelab never writes through one in its own folders: remove it and run again",
+                    path.display()
+                ))
+            } else {
+                std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+            }
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::write_keeping;
+
+    /// F4: a directory link planted under `.kubelab/` (the rendered files,
+    /// the logs) is refused, and nothing lands where it points.
+    #[test]
+    fn a_planted_directory_link_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let logs = dir.path().join("lab/.kubelab/logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, logs.join("dns0")).unwrap();
+        let err = super::open_append(&logs.join("dns0/dns.log")).unwrap_err();
+        assert!(err.to_string().contains("is a symbolic link"), "{err}");
+        let err = super::create_dir_all_within(&logs, &logs.join("dns0/etc/bind")).unwrap_err();
+        assert!(err.to_string().contains("dns0 is a symbolic link"), "{err}");
+        // The log file itself as a link.
+        std::fs::create_dir(logs.join("etcd0")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("x"), logs.join("etcd0/etcd.log")).unwrap();
+        assert!(super::open_append(&logs.join("etcd0/etcd.log")).is_err());
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        // Plain folders are made as before, and a link above `.kubelab` is fine.
+        std::os::unix::fs::symlink(dir.path().join("lab"), dir.path().join("link")).unwrap();
+        super::open_append(&dir.path().join("link/.kubelab/logs/worker0/w.log")).unwrap();
+        assert!(logs.join("worker0/w.log").is_file());
+    }
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     /// D3/D4: a symlinked file has its target written and stays a link; a

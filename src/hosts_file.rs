@@ -174,11 +174,58 @@ pub fn with_block(existing: &str, lab: &str, block: Option<&str>) -> Result<Stri
     })
 }
 
+/// The start of the comment line that says which lab a block belongs to:
+/// the id in that lab's `.kubelab/owner.json` (`crate::owner`). `lab
+/// destroy` removes a block only when the id is its own.
+const OWNER_PREFIX: &str = "# kubelab lab id ";
+
+/// `block` (BEGIN line first) with its owner line set to `id`, right after
+/// the BEGIN line; an owner line it had is replaced.
+pub fn with_owner(block: &str, id: &str) -> String {
+    let mut out = String::new();
+    for (i, line) in block.split_inclusive('\n').enumerate() {
+        if line.starts_with(OWNER_PREFIX) {
+            continue;
+        }
+        out.push_str(line);
+        if i == 0 {
+            out.push_str(&format!(
+                "{OWNER_PREFIX}{id} (in its .kubelab/owner.json): only that lab's `kubelab lab destroy` removes this block\n"
+            ));
+        }
+    }
+    out
+}
+
+/// Whose the lab's block in `existing` is: `None` when there is no block,
+/// `Some(None)` for a block without an owner line (written before kubelab
+/// recorded one), `Some(Some(id))` otherwise.
+pub fn block_owner(existing: &str, lab: &str) -> Result<Option<Option<String>>, MarkerProblem> {
+    let Some((start, stop)) = block_span(existing, lab)? else {
+        return Ok(None);
+    };
+    Ok(Some(existing[start..stop].lines().find_map(|line| {
+        line.strip_prefix(OWNER_PREFIX)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_string)
+    })))
+}
+
 /// `block` without the names another kubelab lab's block in `existing`
 /// already claims (the short `etcd0` of a lab brought up earlier), so two
 /// labs never answer for the same name; a line left with no name is dropped.
 /// The first lab up keeps its short names, later ones use their FQDNs.
+/// The owner line of the lab's own block in `existing` is kept, so the
+/// result is the block as kubelab wrote it.
 pub fn unambiguous(block: &str, existing: &str, lab: &str) -> String {
+    let plain = unambiguous_names(block, existing, lab);
+    match block_owner(existing, lab) {
+        Ok(Some(Some(id))) => with_owner(&plain, &id),
+        _ => plain,
+    }
+}
+
+fn unambiguous_names(block: &str, existing: &str, lab: &str) -> String {
     let mine = begin_marker(lab);
     let mut taken = std::collections::BTreeSet::new();
     let mut other = false;
@@ -217,6 +264,28 @@ const OTHER_FILE: &str = "or pass --no-hosts (the block is in host/hosts.block o
 /// Reads the hosts file; a missing one counts as empty. A directory or a
 /// file that is not UTF-8 is refused with where and how to fix it.
 pub fn read(path: &Path) -> Result<String> {
+    // Before opening it: reading a FIFO would wait for a writer for ever.
+    if let Ok(meta) = std::fs::metadata(path)
+        && !meta.is_file()
+        && !meta.is_dir()
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = meta.file_type();
+        let what = if kind.is_fifo() {
+            "a named pipe (FIFO)"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "a device"
+        };
+        return Err(crate::error::Error::other(
+            format!(
+                "the hosts file {} is {what}, not a regular file",
+                path.display()
+            ),
+            format!("point KUBELAB_HOSTS_FILE at a file, {OTHER_FILE}"),
+        ));
+    }
     let bytes = match fs_err::read(path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
@@ -293,6 +362,8 @@ pub enum Written {
 }
 
 /// Sets (or removes) the lab's block in the hosts file at `path`.
+/// `scratch_dir` is the lab's `.kubelab/`: a block written carries the id
+/// of its `owner.json`, so only this lab's destroy removes it.
 pub async fn update(
     path: &Path,
     lab: &str,
@@ -301,6 +372,11 @@ pub async fn update(
     runner: &Runner,
     announce_sudo: impl Fn(&str),
 ) -> Result<Written> {
+    let owned = match (block, crate::owner::Owner::load(scratch_dir)?) {
+        (Some(block), Some(owner)) => Some(with_owner(block, &owner.id)),
+        (block, _) => block.map(str::to_string),
+    };
+    let block = owned.as_deref();
     let existing = read(path)?;
     let wanted = with_block(&existing, lab, block).map_err(|p| p.into_error(path))?;
     if wanted == existing {
@@ -389,7 +465,45 @@ async fn write_with_sudo(
 
 #[cfg(test)]
 mod tests {
-    use super::{unambiguous, with_block};
+    use super::{block_owner, unambiguous, with_block, with_owner};
+
+    /// A FIFO as the hosts file is refused before it is opened (reading it
+    /// would wait for a writer for ever).
+    #[test]
+    fn a_fifo_as_the_hosts_file_is_refused_without_opening_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("hosts");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let err = super::read(&fifo).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("is a named pipe (FIFO), not a regular file"),
+            "{err}"
+        );
+        assert!(super::preflight(&fifo, "lab").is_err());
+    }
+
+    /// F3: the block names the lab that wrote it, and the block a plan
+    /// makes compares equal to the written one (verify's check).
+    #[test]
+    fn a_block_carries_its_owner_and_the_plan_keeps_it() {
+        let written = with_owner(BLOCK, "abc123");
+        assert!(
+            written.starts_with("# BEGIN kubelab lab\n# kubelab lab id abc123 "),
+            "{written}"
+        );
+        assert_eq!(with_owner(&written, "def456").matches("lab id").count(), 1);
+        let file = with_block("127.0.0.1 localhost\n", "lab", Some(&written)).unwrap();
+        assert_eq!(
+            block_owner(&file, "lab").unwrap(),
+            Some(Some("abc123".into()))
+        );
+        assert_eq!(block_owner(&file, "other").unwrap(), None);
+        let legacy = with_block("", "lab", Some(BLOCK)).unwrap();
+        assert_eq!(block_owner(&legacy, "lab").unwrap(), Some(None));
+        assert_eq!(unambiguous(BLOCK, &file, "lab"), written);
+        assert_eq!(unambiguous(BLOCK, &legacy, "lab"), BLOCK);
+    }
 
     #[test]
     fn a_later_lab_leaves_the_names_other_blocks_claim() {

@@ -203,23 +203,65 @@ pub fn remove(file: &Path, lab: &str) -> Result<bool> {
     Ok(removed)
 }
 
+/// Whether the cluster `kubelab-<lab>` in `file` is the lab's whose CA is
+/// `ca_pem`: its `certificate-authority-data` is that CA. `None` when the
+/// file holds no such cluster.
+pub fn owned_by(file: &Path, lab: &str, ca_pem: Option<&[u8]>) -> Result<Option<bool>> {
+    use base64::Engine;
+    let Some(text) = read_optional(file)? else {
+        return Ok(None);
+    };
+    let doc = parse(file, &text)?;
+    let name = entry_name(lab);
+    let Some(cluster) = doc
+        .get("clusters")
+        .and_then(Value::as_sequence)
+        .and_then(|s| s.iter().find(|e| is_named(e, &name)))
+    else {
+        return Ok(None);
+    };
+    let data = cluster
+        .get("cluster")
+        .and_then(|c| c.get("certificate-authority-data"))
+        .and_then(Value::as_str)
+        .and_then(|d| {
+            base64::engine::general_purpose::STANDARD
+                .decode(d.trim())
+                .ok()
+        });
+    Ok(Some(
+        matches!((data, ca_pem), (Some(d), Some(ca)) if d == ca),
+    ))
+}
+
 /// `lab destroy`'s clean-up: removes the lab's entries from the user's
-/// kubeconfig, and only warns when it cannot (the VMs are gone either way).
-pub fn forget(lab: &str, settings: &Settings, printer: &Printer) {
+/// kubeconfig when they are this lab's (its cluster trusts `ca_pem`, the
+/// lab's CA), and only warns when it cannot (the VMs are gone either way).
+/// Entries of the same name that trust another CA are another lab's (a
+/// same-named lab in another folder): they stay, and it says so.
+pub fn forget(lab: &str, ca_pem: Option<&[u8]>, settings: &Settings, printer: &Printer) {
     let Ok(file) = user_file(settings) else {
         return;
     };
     let _host = settings.host_lock();
-    match remove(&file, lab) {
-        Ok(true) => printer.info(format!(
-            "removed context {} from {}",
-            entry_name(lab),
-            file.display()
-        )),
+    let name = entry_name(lab);
+    let removed = owned_by(&file, lab, ca_pem).and_then(|owned| match owned {
+        None => Ok(false),
+        Some(false) => {
+            printer.info(format!(
+                "left context {name} in {}: its cluster trusts another CA than this lab's{}, so it is another lab's of that name",
+                file.display(),
+                if ca_pem.is_none() { " (this lab has none)" } else { "" }
+            ));
+            Ok(false)
+        }
+        Some(true) => remove(&file, lab),
+    });
+    match removed {
+        Ok(true) => printer.info(format!("removed context {name} from {}", file.display())),
         Ok(false) => {}
         Err(e) => printer.warn(format!(
-            "could not remove context {} from {}: {e}",
-            entry_name(lab),
+            "could not remove context {name} from {}: {e}",
             file.display()
         )),
     }
@@ -518,6 +560,25 @@ current-context: prod
             .iter()
             .map(|e| e["name"].as_str().unwrap().to_string())
             .collect()
+    }
+
+    /// F3: the merged cluster trusts the lab's CA ("CA" in ADMIN); a lab
+    /// with another CA, or none, does not own it.
+    #[test]
+    fn the_entries_are_the_labs_whose_ca_they_trust() {
+        let dir = tempfile::tempdir().unwrap();
+        let admin = dir.path().join("admin.kubeconfig");
+        let file = dir.path().join("config");
+        std::fs::write(&admin, ADMIN).unwrap();
+        assert_eq!(owned_by(&file, "default", Some(b"CA")).unwrap(), None);
+        merge(&file, &admin, "default", true).unwrap();
+        assert_eq!(owned_by(&file, "default", Some(b"CA")).unwrap(), Some(true));
+        assert_eq!(
+            owned_by(&file, "default", Some(b"other CA")).unwrap(),
+            Some(false)
+        );
+        assert_eq!(owned_by(&file, "default", None).unwrap(), Some(false));
+        assert_eq!(owned_by(&file, "nosuch", Some(b"CA")).unwrap(), None);
     }
 
     #[test]

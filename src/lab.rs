@@ -70,7 +70,7 @@ pub fn load_pki(loaded: &LoadedLab, printer: &Printer) -> Result<pki::Pki> {
 /// folder on a read-only file system nothing can be signed either, so the
 /// PKI is read as it is, without the lock.
 pub fn pki_lock(loaded: &LoadedLab, what: &str) -> Result<Option<crate::state::LabLock>> {
-    match crate::state::LabLock::acquire(&loaded.state_dir(), what) {
+    match crate::owner::lock(loaded, what) {
         Ok(lock) => Ok(Some(lock)),
         Err(e @ Error::Locked { .. }) => Err(e),
         Err(e) => {

@@ -82,7 +82,7 @@ impl<'a> Host<'a> {
     }
 
     fn lock(&self, what: &str) -> Result<LabLock> {
-        LabLock::acquire(&self.state_dir(), what)
+        crate::owner::lock(self.loaded, what)
     }
 
     fn load_state(&self) -> Result<State> {
@@ -775,9 +775,9 @@ impl<'a> Host<'a> {
             ))?;
         }
         let lock = self.lock("kubelab lab destroy")?;
-        // Before a VM goes: a hosts file kubelab cannot edit would stop the
-        // destroy half way.
-        hosts_file::preflight(&self.settings.hosts_file, &self.loaded.lab.name)?;
+        // What `lab up` made, by the name it made it under; checked first.
+        let recorded = crate::owner::Recorded::of(self.loaded, self.printer)?;
+        recorded.preflight(self.settings)?;
         if self.vagrantfile().exists() {
             // The Vagrantfile the VMs were made from, not today's lab.yaml.
             let vagrant = self.vagrant()?;
@@ -787,8 +787,9 @@ impl<'a> Host<'a> {
             self.printer
                 .info("no Vagrantfile in .kubelab: no VMs to destroy");
         }
-        self.write_hosts_block(None).await?;
-        crate::kubeconfig::forget(&self.loaded.lab.name, self.settings, self.printer);
+        recorded
+            .forget_shared(self.settings, &self.runner, self.printer)
+            .await?;
         drop(lock);
         if state_dir.exists() {
             fs_err::remove_dir_all(&state_dir)?;

@@ -14,6 +14,7 @@ mod inventory;
 mod kubeconfig;
 mod lab;
 mod machines;
+mod owner;
 mod pki;
 mod platform;
 mod printer;

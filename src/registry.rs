@@ -168,6 +168,17 @@ pub fn lock(path: &Path) -> Result<crate::state::HostLock> {
 pub fn record(path: &Path, entry: Entry) -> Result<()> {
     let _lock = lock(path)?;
     let mut registry = load(path)?;
+    // One lab per folder: another lab file there is refused, never recorded
+    // over the folder's lab.
+    if let Some(old) = registry.labs.iter().find(|e| e.dir == entry.dir) {
+        crate::owner::refuse_other(
+            &entry.dir,
+            entry.lab_file.as_deref(),
+            &old.name,
+            old.lab_file.as_deref(),
+            &format!("the folder {} (in {})", entry.dir.display(), path.display()),
+        )?;
+    }
     registry.schema_version = REGISTRY_SCHEMA_VERSION;
     registry.labs.retain(|e| e.dir != entry.dir);
     registry.labs.push(entry);
@@ -207,11 +218,12 @@ pub fn after_failed_up(path: &Path, loaded: &LoadedLab, before: Option<Entry>) -
 /// is still there is refused unless `force`: `lab destroy` is the way to
 /// remove it.
 pub fn forget_by_user(
-    path: &Path,
+    settings: &crate::settings::Settings,
     lab: &str,
     force: bool,
     printer: &crate::printer::Printer,
 ) -> Result<()> {
+    let path = settings.registry.as_path();
     let _lock = lock(path)?;
     let mut registry = load(path)?;
     let as_dir = std::path::absolute(lab).ok();
@@ -271,8 +283,48 @@ pub fn forget_by_user(
             e.dir.display(),
             e.cidr
         ));
+        for left in left_behind(settings, &e.name, &registry) {
+            printer.info(left);
+        }
     }
     Ok(())
+}
+
+/// What a forgotten lab may have left that labs share, and how to remove
+/// it by hand: its hosts block and kubeconfig entries (when no other lab of
+/// that name, still in the registry, may own them).
+fn left_behind(
+    settings: &crate::settings::Settings,
+    name: &str,
+    registry: &Registry,
+) -> Vec<String> {
+    if registry.labs.iter().any(|e| e.name == name) {
+        return Vec::new();
+    }
+    let mut left = Vec::new();
+    let hosts = &settings.hosts_file;
+    if let Ok(text) = crate::hosts_file::read(hosts)
+        && let Ok(Some((start, stop))) = crate::hosts_file::block_span(&text, name)
+    {
+        let line = |at: usize| text[..at].matches('\n').count() + 1;
+        left.push(format!(
+            "its block stays in {} (lines {}-{}, `# BEGIN kubelab {name}` to `# END kubelab {name}`): delete those lines if its VMs are gone",
+            hosts.display(),
+            line(start),
+            line(stop.saturating_sub(1)),
+        ));
+    }
+    if let Ok(file) = crate::kubeconfig::user_file(settings)
+        && let Ok(text) = fs_err::read_to_string(&file)
+        && text.contains(&crate::kubeconfig::entry_name(name))
+    {
+        let entry = crate::kubeconfig::entry_name(name);
+        left.push(format!(
+            "its context stays in {}: `kubectl config delete-context {entry}; kubectl config delete-cluster {entry}; kubectl config delete-user {entry}` removes it",
+            file.display()
+        ));
+    }
+    left
 }
 
 /// Removes the lab in `dir`, if recorded.
@@ -327,6 +379,26 @@ pub fn check_no_clash(path: &Path, loaded: &LoadedLab) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Notes for `kubelab init` without `--name`: the other labs on this host
+/// (their folders still there) that the new lab cannot be up beside, and why.
+pub fn init_notes(path: &Path, loaded: &LoadedLab) -> Result<Vec<String>> {
+    let me = Entry::of(loaded, LabState::Defined);
+    Ok(load(path)?
+        .labs
+        .iter()
+        .filter(|e| e.dir != me.dir && e.exists())
+        .filter_map(|other| {
+            me.clash(other).map(|why| {
+                format!(
+                    "note: this lab clashes with lab {} in {}: {why}; the two cannot be up at once (`kubelab init --name NAME --force` picks a free name, network and SSH ports)",
+                    other.name,
+                    other.dir.display()
+                )
+            })
+        })
+        .collect())
 }
 
 /// The first /24 inside 192.168.56.0/21 (the range VirtualBox allows

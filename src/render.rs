@@ -754,7 +754,7 @@ pub fn write(dir: &Path, files: &[RenderedFile]) -> Result<()> {
     for f in files {
         let path = dir.join(&f.path);
         if let Some(parent) = path.parent() {
-            fs_err::create_dir_all(parent)?;
+            crate::fsutil::create_dir_all_within(dir, parent)?;
         }
         crate::fsutil::write_atomic(&path, f.contents.as_bytes(), f.mode)?;
         fs_err::set_permissions(&path, std::fs::Permissions::from_mode(f.mode))?;

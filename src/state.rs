@@ -237,6 +237,49 @@ fn open_lock_file(path: &Path) -> Result<std::fs::File> {
     }
 }
 
+/// An exclusive lock on the lab file itself, for a command that edits it
+/// (`lab scale`, `init --force`): waits for another such edit to finish, and
+/// creates nothing (a lab never brought up has no `.kubelab/` to lock).
+/// Held until dropped.
+pub struct LabFileLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl LabFileLock {
+    /// Waits for the lock on `path`. With `read`, the text the command read
+    /// before: a file changed since (another kubelab's edit landed first)
+    /// is refused, so an edit computed from the old text never overwrites it.
+    pub fn wait(path: &Path, read: Option<&str>) -> Result<LabFileLock> {
+        use std::os::unix::fs::MetadataExt;
+        let lock = loop {
+            let file = fs_err::File::open(path)?.into_parts().0;
+            let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(
+                |(_, errno)| {
+                    Error::other(format!("could not lock {}: {errno}", path.display()), "")
+                },
+            )?;
+            // An edit replaces the file (a new inode): lock the one there now.
+            let held = lock.metadata()?;
+            let now = fs_err::metadata(path)?;
+            if (held.dev(), held.ino()) == (now.dev(), now.ino()) {
+                break lock;
+            }
+        };
+        if let Some(read) = read
+            && fs_err::read_to_string(path)? != read
+        {
+            return Err(Error::other(
+                format!(
+                    "{} changed while kubelab was reading it (another kubelab's edit, or an editor)",
+                    path.display()
+                ),
+                "run the command again: it starts from the file as it is now",
+            ));
+        }
+        Ok(LabFileLock { _lock: lock })
+    }
+}
+
 /// A host-wide lock for what labs share (the lab registry, the kubeconfig,
 /// the hosts file): waits for another kubelab to finish its edit, so two
 /// edits never lose one. Held until dropped.
@@ -280,6 +323,40 @@ impl Drop for HostLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// F8: two edits of one lab file never overlap, and an edit computed
+    /// from text that changed meanwhile is refused.
+    #[test]
+    fn lab_file_edits_wait_for_each_other_and_refuse_a_stale_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lab.yaml");
+        std::fs::write(&path, "count: 1\n").unwrap();
+        let first = LabFileLock::wait(&path, Some("count: 1\n")).unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let waiter = {
+            let (path, done) = (path.clone(), done.clone());
+            std::thread::spawn(move || {
+                let lock = LabFileLock::wait(&path, Some("count: 1\n"));
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+                lock.map(|_| ())
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(
+            !done.load(std::sync::atomic::Ordering::SeqCst),
+            "the second edit waits"
+        );
+        // The first edit replaces the file (a new inode), then lets go.
+        crate::fsutil::write_keeping(&path, b"count: 2\n", 0o644).unwrap();
+        drop(first);
+        let err = waiter.join().unwrap().unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("changed while kubelab was reading it"),
+            "{err}"
+        );
+        LabFileLock::wait(&path, Some("count: 2\n")).unwrap();
+    }
 
     #[test]
     fn a_second_lock_fails_naming_the_holder() {

@@ -50,14 +50,14 @@ pub fn set_scalar(text: &str, path: &[&str], value: &str) -> Option<String> {
             }
             let newline = &raw[line.len()..];
             let comment = comment.unwrap_or_default();
+            // The key as written (quotes, colon) and the blanks after it.
+            let key_part = &line[..line.len() - rest.len()];
+            let gap = &value_part[..value_part.len() - value_part.trim_start().len()];
+            let gap = if gap.is_empty() { " " } else { gap };
             let mut out = String::new();
             for (j, l) in lines.iter().enumerate() {
                 if j == i {
-                    out.push_str(&format!(
-                        "{}{}: {value}{comment}{newline}",
-                        " ".repeat(indent),
-                        path[path.len() - 1]
-                    ));
+                    out.push_str(&format!("{key_part}{gap}{value}{comment}{newline}"));
                 } else {
                     out.push_str(l);
                 }
@@ -171,6 +171,25 @@ mod tests {
         );
         let out = set_scalar(text, &["nodes", "lb", "count"], "1").unwrap();
         assert!(out.ends_with("    count: 1   #  two\n"), "{out}");
+    }
+
+    /// The blanks between the key and its value stay (`count:   1`).
+    #[test]
+    fn keeps_the_padding_after_the_key() {
+        let text = "nodes:\n  worker:\n    count:   1   # aligned\n  lb:\n    \"count\":\t2\n";
+        let out = set_scalar(text, &["nodes", "worker", "count"], "3").unwrap();
+        assert_eq!(
+            out,
+            "nodes:\n  worker:\n    count:   3   # aligned\n  lb:\n    \"count\":\t2\n"
+        );
+        let out = set_scalar(text, &["nodes", "lb", "count"], "1").unwrap();
+        assert!(out.ends_with("    \"count\":\t1\n"), "{out}");
+        let out = set_scalar(
+            "nodes:\n  worker:\n    count:\n",
+            &["nodes", "worker", "count"],
+            "2",
+        );
+        assert_eq!(out.unwrap(), "nodes:\n  worker:\n    count: 2\n");
     }
 
     #[test]

@@ -355,6 +355,62 @@ fn render_writes_the_vagrantfile_hosts_block_and_manifest() {
     assert!(block.contains("192.168.56.50\tapi.lan\n"));
 }
 
+/// F4: a directory link planted under `.kubelab/rendered/` (or that is
+/// `rendered/` itself) is refused, and nothing is written where it points.
+#[test]
+fn render_never_writes_through_a_planted_directory_link() {
+    for planted in [".kubelab/rendered/dns0", ".kubelab/rendered"] {
+        let test = Test::new()
+            .write("lab.yaml", "name: t\n")
+            .write("elsewhere/keep", "mine\n");
+        let link = test.path().join(planted);
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(test.path().join("elsewhere"), &link).unwrap();
+        let test = test.args(&["lab", "render"]).status(1);
+        let ran = test.run();
+        assert!(
+            ran.stderr
+                .contains(&format!("{planted} is a symbolic link"))
+                && ran.stderr.contains("never writes through one"),
+            "{planted}: {}",
+            ran.stderr
+        );
+        let left: Vec<_> = std::fs::read_dir(test.path().join("elsewhere"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["keep"], "{planted}");
+    }
+}
+
+/// `export-inventory --out` naming the lab file (by any path) is refused,
+/// and lab.yaml stays.
+#[test]
+fn export_inventory_never_overwrites_the_lab_file() {
+    for out in ["lab.yaml", "./sub/../lab.yaml"] {
+        let test = Test::new()
+            .write("lab.yaml", "name: t\n")
+            .write("sub/keep", "")
+            .args(&["lab", "export-inventory", "--out", out])
+            .status(2);
+        let ran = test.run();
+        assert!(
+            ran.stderr.contains("is the lab's own file"),
+            "{out}: {}",
+            ran.stderr
+        );
+        assert!(
+            ran.stderr.contains("hint: write the inventory elsewhere"),
+            "{}",
+            ran.stderr
+        );
+        assert_eq!(
+            std::fs::read_to_string(test.path().join("lab.yaml")).unwrap(),
+            "name: t\n"
+        );
+    }
+}
+
 #[test]
 fn render_defaults_to_the_state_dir_beside_lab_yaml() {
     let test = Test::new()

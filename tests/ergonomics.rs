@@ -886,6 +886,56 @@ fn labs_forget_drops_an_entry_whose_lab_yaml_is_gone() {
     );
 }
 
+/// A plain `init` beside a lab made with `init --name` (which took the
+/// first network) says that the two clash, and how to pick free ones.
+#[test]
+fn a_plain_init_notes_the_lab_whose_network_it_shares() {
+    let test = Test::new().args(&["--lab", "a/lab.yaml", "init", "--name", "a"]);
+    test.run();
+    let test = test.then(&["--lab", "b/lab.yaml", "init"]);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("note: this lab clashes with lab a in")
+            && ran.stderr.contains("network.cidr 192.168.56.0/24 overlaps")
+            && ran.stderr.contains("`kubelab init --name NAME --force`"),
+        "{}",
+        ran.stderr
+    );
+    // A lab made with --name picks free ones: no note.
+    let test = test.then(&["--lab", "c/lab.yaml", "init", "--name", "c"]);
+    assert!(!test.run().stderr.contains("clashes"));
+}
+
+/// `labs forget` says what it leaves: the lab's hosts block (its lines)
+/// and how to remove it.
+#[test]
+fn labs_forget_names_the_hosts_block_it_leaves() {
+    let test = Test::new()
+        .standins()
+        .write("etc-hosts", "127.0.0.1 localhost\n")
+        .write("old/lab.yaml", "name: ghost\n")
+        .args(&["--lab", "old/lab.yaml", "lab", "up", "--until", "machines"]);
+    test.run();
+    std::fs::remove_file(test.path().join("old/lab.yaml")).unwrap();
+    let test = test.then(&["labs", "forget", "ghost"]);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("its block stays in")
+            && ran.stderr.contains("(lines 2-")
+            && ran
+                .stderr
+                .contains("delete those lines if its VMs are gone"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        std::fs::read_to_string(test.path().join("etc-hosts"))
+            .unwrap()
+            .contains("# BEGIN kubelab ghost"),
+        "nothing removed"
+    );
+}
+
 /// D8: two labs of one name (in two folders) brought up at the same moment:
 /// the clash check and the claim happen under one lock, so exactly one goes
 /// up and the other is refused naming it (both used to succeed and share one

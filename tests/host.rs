@@ -1455,3 +1455,293 @@ fn lab_up_offline_with_an_empty_cache_fails_before_any_vm_boots() {
         t.calls()
     );
 }
+
+/// A lab up (machines) with its context merged into the test's kubeconfig,
+/// the user's own entries beside it.
+fn lab_up_and_merged(lab_yaml: &str) -> Test {
+    let test = Test::new()
+        .write("lab.yaml", lab_yaml)
+        .write("etc-hosts", "127.0.0.1 localhost\n")
+        .write(
+            "kube/config",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: other\n  cluster: {server: https://other:6443}\ncontexts: []\nusers: []\ncurrent-context: other\n",
+        )
+        .standins()
+        .args(&["lab", "up", "--until", "machines"]);
+    test.run();
+    let test = test.then(&["lab", "render"]);
+    test.run();
+    let test = test.then(&["lab", "kubeconfig", "--merge"]);
+    test.run();
+    test
+}
+
+fn hosts(test: &Test) -> String {
+    std::fs::read_to_string(test.path().join("etc-hosts")).unwrap()
+}
+
+fn kubeconfig(test: &Test) -> String {
+    std::fs::read_to_string(test.path().join("kube/config")).unwrap()
+}
+
+/// F1: after `name:` in lab.yaml changed, destroy removes what `lab up`
+/// made: the hosts block and kubeconfig entries under the old name.
+#[test]
+fn destroy_after_a_rename_removes_the_block_and_context_of_the_name_it_was_up_under() {
+    let test = lab_up_and_merged("name: old\n");
+    assert!(hosts(&test).contains("# BEGIN kubelab old\n"));
+    assert!(kubeconfig(&test).contains("kubelab-old"));
+    std::fs::write(test.path().join("lab.yaml"), "name: new\n").unwrap();
+    let test = test.then(&["lab", "destroy", "--yes"]);
+    let ran = test.run();
+    assert_eq!(hosts(&test), "127.0.0.1 localhost\n");
+    assert!(
+        ran.stderr
+            .contains("holds lab old, but lab.yaml names lab new"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("removed the kubelab old block from"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("removed context kubelab-old from"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(hosts(&test), "127.0.0.1 localhost\n");
+    let config = kubeconfig(&test);
+    assert!(!config.contains("kubelab-old"), "{config}");
+    assert!(config.contains("name: other"), "{config}");
+    assert!(!test.path().join(".kubelab").exists());
+}
+
+/// F1: with lab.yaml deleted (so the built-in lab `kubelab` loads), destroy
+/// still removes the block and context of the lab `.kubelab/` holds.
+#[test]
+fn destroy_with_lab_yaml_deleted_removes_the_recorded_labs_block_and_context() {
+    let test = lab_up_and_merged("name: gone\n");
+    std::fs::remove_file(test.path().join("lab.yaml")).unwrap();
+    test.clear_calls();
+    let test = test.then(&["lab", "destroy", "--yes"]);
+    let ran = test.run();
+    assert!(
+        ran.stderr
+            .contains("holds lab gone, but the built-in default lab names lab kubelab"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(test.started(), ["vagrant destroy -f"]);
+    assert_eq!(hosts(&test), "127.0.0.1 localhost\n");
+    assert!(!kubeconfig(&test).contains("kubelab-gone"));
+}
+
+/// F3: destroy of a same-named lab in another folder, never brought up
+/// (or only rendered, with its own CA), leaves the running lab's hosts
+/// block and kubeconfig context, and says why.
+#[test]
+fn destroy_of_a_same_named_lab_never_up_elsewhere_leaves_the_running_labs_entries() {
+    let test = lab_up_and_merged("name: t\n");
+    let before = (hosts(&test), kubeconfig(&test));
+    assert!(before.0.contains("# BEGIN kubelab t\n"), "{}", before.0);
+    std::fs::create_dir(test.path().join("second")).unwrap();
+    std::fs::write(test.path().join("second/lab.yaml"), "name: t\n").unwrap();
+    let test = test.then(&["--lab", "second/lab.yaml", "lab", "destroy", "--yes"]);
+    let ran = test.run();
+    assert_eq!((hosts(&test), kubeconfig(&test)), before);
+    assert!(
+        ran.stderr.contains("left the kubelab t block in")
+            && ran.stderr.contains("was never brought up from"),
+        "{}",
+        ran.stderr
+    );
+    // Rendered there (certificates of its own), still never up.
+    let test = test.then(&["--lab", "second/lab.yaml", "lab", "render"]);
+    test.run();
+    let test = test.then(&["--lab", "second/lab.yaml", "lab", "destroy", "--yes"]);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("left context kubelab-t in")
+            && ran.stderr.contains("trusts another CA than this lab's"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!((hosts(&test), kubeconfig(&test)), before);
+    // The lab's own destroy still removes both.
+    let test = test.then(&["lab", "destroy", "--yes"]);
+    test.run();
+    assert_eq!(hosts(&test), "127.0.0.1 localhost\n");
+    assert!(!kubeconfig(&test).contains("kubelab-t"));
+}
+
+/// F3: a block of the same name written by another lab (its id) is left
+/// even by a lab that was up once.
+#[test]
+fn destroy_leaves_a_block_that_carries_another_labs_id() {
+    let test = lab_up_and_merged("name: t\n");
+    let text = hosts(&test);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("# kubelab lab id "))
+        .expect("the block names its lab")
+        .to_string();
+    let id = line.split_whitespace().nth(4).unwrap();
+    let other = text.replace(id, "0123456789abcdef0123456789abcdef");
+    std::fs::write(test.path().join("etc-hosts"), &other).unwrap();
+    let test = test.then(&["lab", "destroy", "--yes"]);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains("it carries another lab's id"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(hosts(&test), other);
+}
+
+/// F2: a second lab file in a folder whose `.kubelab/` is another lab's is
+/// refused, naming both and the fix, before it changes anything of the first.
+#[test]
+fn a_second_lab_file_in_one_folder_is_refused_before_it_touches_the_first() {
+    let test = Test::new()
+        .write("lab.yaml", "name: a\n")
+        .write("b.yaml", "name: b\nnetwork:\n  cidr: 192.168.57.0/24\n")
+        .standins()
+        .args(&["init", "--name", "a", "--force"]);
+    test.run();
+    let test = test.then(&["lab", "up", "--until", "machines"]);
+    test.run();
+    let test = test.then(&["lab", "render"]);
+    test.run();
+    let ca = std::fs::read(test.path().join(".kubelab/pki/ca.pem")).unwrap();
+    let registry = std::fs::read_to_string(test.path().join("labs.json")).unwrap();
+    let state = std::fs::read_to_string(test.path().join(".kubelab/state.json")).unwrap();
+    test.clear_calls();
+    let mut test = test;
+    for args in [
+        &["--lab", "b.yaml", "lab", "render"][..],
+        &["--lab", "b.yaml", "lab", "destroy", "--yes"],
+        &["--lab", "b.yaml", "lab", "up", "--until", "machines"],
+        &["--lab", "c.yaml", "init", "--name", "c"],
+    ] {
+        test = test.then(args).status(2);
+        let ran = test.run();
+        assert!(
+            ran.stderr.contains("belongs to lab a (") && ran.stderr.contains("lab.yaml), not to "),
+            "{args:?}: {}",
+            ran.stderr
+        );
+        assert!(
+            ran.stderr.contains("two lab files in one folder")
+                && ran.stderr.contains("hint: give ")
+                && ran.stderr.contains("a folder of its own"),
+            "{args:?}: {}",
+            ran.stderr
+        );
+    }
+    assert!(test.started().is_empty(), "{:?}", test.started());
+    assert!(!test.path().join("c.yaml").exists());
+    assert_eq!(
+        std::fs::read(test.path().join(".kubelab/pki/ca.pem")).unwrap(),
+        ca
+    );
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("labs.json")).unwrap(),
+        registry
+    );
+    assert_eq!(
+        std::fs::read_to_string(test.path().join(".kubelab/state.json")).unwrap(),
+        state
+    );
+    // Its own lab file still works, and in its own folder b is fine.
+    let test = test.then(&["lab", "status"]);
+    test.run();
+    std::fs::create_dir(test.path().join("b")).unwrap();
+    std::fs::rename(test.path().join("b.yaml"), test.path().join("b/lab.yaml")).unwrap();
+    let test = test.then(&["--lab", "b/lab.yaml", "lab", "render"]);
+    test.run();
+}
+
+/// F8: `init --force` while `lab up` runs is refused at once, naming it,
+/// and lab.yaml is not rewritten under the running `lab up`.
+#[test]
+fn init_force_during_lab_up_is_refused_and_lab_yaml_kept() {
+    let test = Test::new()
+        .write("lab.yaml", "name: t\nnodes:\n  worker:\n    count:   2\n")
+        .standins()
+        .env("STANDIN_DELAY_MS", "3000")
+        .args(&["lab", "up", "--until", "machines"]);
+    let mut child = test.spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ups(&test).is_empty() {
+        assert!(Instant::now() < deadline, "lab up never started vagrant");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let test = test.then(&["init", "--force"]).status(1);
+    let ran = test.run();
+    assert!(
+        ran.stderr.contains(&format!(
+            "another kubelab (pid {} (kubelab lab up))",
+            child.id()
+        )),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("lab.yaml")).unwrap(),
+        "name: t\nnodes:\n  worker:\n    count:   2\n"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    child.wait().unwrap();
+}
+
+/// F8: two `lab scale` of a lab never brought up: the second waits for the
+/// first's edit of lab.yaml, then refuses to write a count it computed
+/// from the old text, so no edit is lost.
+#[test]
+fn a_scale_waits_for_another_edit_of_lab_yaml_and_never_overwrites_it() {
+    use std::os::unix::fs::MetadataExt;
+    let test = lab().write("lab.yaml", "name: t\nnodes:\n  worker:\n    count: 1\n");
+    let path = test.path().join("lab.yaml");
+    // Another edit holds the lab file (as a `lab scale` or `init --force` does).
+    let held = nix::fcntl::Flock::lock(
+        std::fs::File::open(&path).unwrap(),
+        nix::fcntl::FlockArg::LockExclusive,
+    )
+    .unwrap();
+    let inode = std::fs::metadata(&path).unwrap().ino();
+    let test = test.then(&["lab", "scale", "workers=3"]);
+    let child = test.spawn();
+    // The scale has read lab.yaml and waits for the lock.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let waiting = |locks: &str| {
+        locks
+            .lines()
+            .any(|l| l.contains("-> FLOCK") && l.contains(&format!(":{inode} ")))
+    };
+    while !waiting(&std::fs::read_to_string("/proc/locks").unwrap()) {
+        assert!(
+            Instant::now() < deadline,
+            "lab scale never waited for lab.yaml"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let edited = "name: t\nnodes:\n  worker:\n    count: 2 # the other edit\n";
+    let tmp = test.path().join("lab.yaml.new");
+    std::fs::write(&tmp, edited).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    drop(held);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("changed while kubelab was reading it"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), edited);
+}

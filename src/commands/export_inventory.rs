@@ -8,6 +8,19 @@ pub(super) fn run(
     args: &crate::cli::ExportInventoryArgs,
     printer: &crate::printer::Printer,
 ) -> crate::error::Result<()> {
+    if let Some(out) = &args.out {
+        let lab_file = crate::owner::lab_file(loaded);
+        let out_abs = std::path::absolute(out)?;
+        if crate::owner::same_lab_file(&loaded.dir, lab_file.as_deref(), Some(&out_abs)) {
+            return Err(crate::error::Error::usage(
+                format!(
+                    "--out {} is the lab's own file: the inventory would replace the lab definition",
+                    out.display()
+                ),
+                "write the inventory elsewhere, such as `--out inventory.ini`",
+            ));
+        }
+    }
     let access = inventory::access(loaded);
     let missing: Vec<&str> = access
         .iter()

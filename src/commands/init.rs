@@ -25,9 +25,11 @@ pub(super) fn init(
     }
     let host_mb = host::memory_mb(settings);
     let (mut text, changes) = sized_default_lab(host_mb);
+    let _editing = crate::owner::init_locks(path)?;
     // From picking a free network to recording the lab: one init at a time,
     // so two never take the same network.
     let _registry = settings.host_lock()?;
+    crate::owner::check_folder(&settings.registry, path)?;
     if let Some(name) = &args.name {
         if !config::is_lab_name(name) {
             return Err(Error::usage(
@@ -58,6 +60,11 @@ pub(super) fn init(
         printer.info(format!("lowered {change}"));
     }
     let loaded = load_lab(Some(path), printer)?;
+    if args.name.is_none() {
+        crate::registry::init_notes(&settings.registry, &loaded)?
+            .iter()
+            .for_each(|n| printer.info(n));
+    }
     crate::registry::record(
         &settings.registry,
         crate::registry::Entry::of(&loaded, crate::registry::LabState::Defined),

@@ -45,13 +45,10 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
         }
         Command::Cache(CacheCommand::Clean) => cache::cache_clean(settings, printer).map(|()| 0),
         Command::Labs(args) => match &args.command {
-            Some(crate::cli::LabsCommand::Forget(forget)) => crate::registry::forget_by_user(
-                &settings.registry,
-                &forget.name,
-                forget.force,
-                printer,
-            )
-            .map(|()| 0),
+            Some(crate::cli::LabsCommand::Forget(forget)) => {
+                crate::registry::forget_by_user(settings, &forget.name, forget.force, printer)
+                    .map(|()| 0)
+            }
             None => labs::labs(settings, printer, args.json.json).map(|()| 0),
         },
         Command::Completions(args) => crate::completions::completions(args.shell).map(|()| 0),

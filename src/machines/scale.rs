@@ -239,6 +239,7 @@ impl Host<'_> {
         } else {
             None
         };
+        let _editing = crate::state::LabFileLock::wait(path, Some(&text))?;
         let mut state = self.load_state()?;
         let plan = diff(topo, &state, &new_topo, from, request.count);
 

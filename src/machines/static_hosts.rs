@@ -238,7 +238,9 @@ impl Host<'_> {
             )
             .await?;
         }
-        self.write_hosts_block(None).await?;
+        crate::owner::Recorded::of(self.loaded, self.printer)?
+            .forget_shared(self.settings, &self.runner, self.printer)
+            .await?;
         drop(lock);
         if state_dir.exists() {
             fs_err::remove_dir_all(&state_dir)?;

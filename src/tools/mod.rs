@@ -433,13 +433,7 @@ async fn read_all<R: tokio::io::AsyncRead + Unpin>(
     let Some(mut pipe) = pipe else {
         return buf;
     };
-    let mut log = log.and_then(|path| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .ok()
-    });
+    let mut log = log.and_then(|path| crate::fsutil::open_append(&path).ok());
     let mut chunk = [0u8; 8192];
     loop {
         match pipe.read(&mut chunk).await {
@@ -479,13 +473,7 @@ pub fn describe_status(status: &std::process::ExitStatus) -> String {
 
 fn append_log(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
-    if let Some(parent) = path.parent() {
-        fs_err::create_dir_all(parent)?;
-    }
-    let mut file = fs_err::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
+    let mut file = crate::fsutil::open_append(path)?;
     file.write_all(text.as_bytes())?;
     Ok(())
 }
