@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::config::ConfigError;
-
 /// Exit codes every command follows (documented in `--help` and the README).
 pub mod exit {
     // 0: ok.
@@ -163,3 +161,87 @@ impl From<ConfigError> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+// ---------------------------------------------------------------------------
+// lab.yaml's problems (made by config, carried by Error::Config)
+// ---------------------------------------------------------------------------
+
+/// One thing wrong (or suspicious) in a lab file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// Dotted field path (`nodes.worker.memory`), or empty for the whole file.
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Problem {
+    pub(crate) fn new(
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        let hint = hint.into();
+        Problem {
+            path: path.into(),
+            message: message.into(),
+            hint: (!hint.is_empty()).then_some(hint),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)?;
+        } else {
+            write!(f, "{}: {}", self.path, self.message)?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: no such lab file")]
+    Missing { path: std::path::PathBuf },
+    #[error("could not read {path}: {source}")]
+    Unreadable {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{source_name} is invalid:\n{}", render_problems(.problems))]
+    Invalid {
+        source_name: String,
+        problems: Vec<Problem>,
+    },
+}
+
+impl ConfigError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ConfigError::Missing { path } => Some(format!(
+                "run `kubelab init` to write a commented lab file there, or pass --lab with the right path (tried {})",
+                path.display()
+            )),
+            _ => None,
+        }
+    }
+}
+
+fn render_problems(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| {
+            p.to_string()
+                .lines()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

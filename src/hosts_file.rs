@@ -372,7 +372,7 @@ pub async fn update(
     runner: &Runner,
     announce_sudo: impl Fn(&str),
 ) -> Result<Written> {
-    let owned = match (block, crate::owner::Owner::load(scratch_dir)?) {
+    let owned = match (block, crate::lab::owner::Owner::load(scratch_dir)?) {
         (Some(block), Some(owner)) => Some(with_owner(block, &owner.id)),
         (block, _) => block.map(str::to_string),
     };

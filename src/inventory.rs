@@ -277,7 +277,7 @@ mod tests {
     use crate::config;
 
     fn default_lab() -> (Lab, Topology, BTreeMap<String, SshAccess>) {
-        let lab = config::builtin();
+        let lab = crate::lab::builtin();
         let topo = Topology::new(&lab);
         let access = vagrant_access(&topo, Path::new("/home/you/lab/.kubelab"));
         (lab, topo, access)
@@ -318,7 +318,7 @@ mod tests {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         let yaml = "provider: static\nnetwork:\n  dns_forwarders: [192.168.56.1]\nhosts:\n  - {role: dns, address: 192.168.56.2, ssh_user: admin, ssh_port: 2022, ssh_key: id}\n  - {role: etcd, address: 192.168.56.10, ssh_user: admin, ssh_key: id}\n  - {role: controller, address: 192.168.56.20, ssh_user: admin, ssh_key: id}\n  - {role: worker, address: 192.168.56.30, ssh_alias: w0}\n  - {role: lb, address: 192.168.56.51, ssh_user: admin, ssh_key: id}\n";
         let lab =
-            config::parse(yaml, config::LabSource::File(dir.path().join("lab.yaml"))).unwrap();
+            crate::lab::parse(yaml, config::LabSource::File(dir.path().join("lab.yaml"))).unwrap();
         let topo = Topology::new(&lab);
         let access = static_access(&lab, &dir.path().join(".kubelab"));
         let tree: Value =

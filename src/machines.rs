@@ -23,6 +23,7 @@ use crate::topology::Phase;
 use crate::{hosts_file, render, yaml_edit};
 
 pub mod scale;
+pub mod shared;
 pub mod static_hosts;
 
 /// How long vagrant gets to clean up after the one SIGINT before it is killed.
@@ -82,7 +83,7 @@ impl<'a> Host<'a> {
     }
 
     fn lock(&self, what: &str) -> Result<LabLock> {
-        crate::owner::lock(self.loaded, what)
+        crate::lab::owner::lock(self.loaded, what)
     }
 
     fn load_state(&self) -> Result<State> {
@@ -776,7 +777,7 @@ impl<'a> Host<'a> {
         }
         let lock = self.lock("kubelab lab destroy")?;
         // What `lab up` made, by the name it made it under; checked first.
-        let recorded = crate::owner::Recorded::of(self.loaded, self.printer)?;
+        let recorded = crate::machines::shared::Recorded::of(self.loaded, self.printer)?;
         recorded.preflight(self.settings)?;
         if self.vagrantfile().exists() {
             // The Vagrantfile the VMs were made from, not today's lab.yaml.
@@ -1192,7 +1193,7 @@ impl<'a> Host<'a> {
         // lab.yaml may have other counts now: continue with the lab as restored.
         let loaded = match &self.loaded.lab.source {
             crate::config::LabSource::File(path) => {
-                let lab = crate::config::load(path)?;
+                let lab = crate::lab::load(path)?;
                 let topo = crate::topology::Topology::new(&lab);
                 LoadedLab {
                     lab,

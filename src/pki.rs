@@ -724,10 +724,10 @@ fn load(dir: &Path, lab: &Lab, topo: &Topology, write: bool) -> Result<Pki> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, LabSource};
+    use crate::config::LabSource;
 
     fn lab(yaml: &str) -> Lab {
-        config::parse(yaml, LabSource::BuiltIn).unwrap()
+        crate::lab::parse(yaml, LabSource::BuiltIn).unwrap()
     }
 
     #[test]
@@ -754,7 +754,7 @@ mod tests {
 
     #[test]
     fn apiserver_names_cover_every_way_to_reach_it() {
-        let lab = config::builtin();
+        let lab = crate::lab::builtin();
         let topo = Topology::new(&lab);
         let specs = specs(&lab, &topo);
         let api = specs.iter().find(|s| s.name == "kube-apiserver").unwrap();
@@ -779,7 +779,7 @@ mod tests {
 
     #[test]
     fn etcd_certs_come_from_the_etcd_ca_and_kubelets_do_not() {
-        let lab = config::builtin();
+        let lab = crate::lab::builtin();
         let specs = specs(&lab, &Topology::new(&lab));
         let etcd: Vec<&str> = specs
             .iter()
@@ -807,7 +807,7 @@ mod tests {
     #[test]
     fn second_run_reuses_everything_and_a_new_worker_signs_one_cert() {
         let dir = tempfile::tempdir().unwrap();
-        let one = config::builtin();
+        let one = crate::lab::builtin();
         let first = load_or_create(dir.path(), &one, &Topology::new(&one)).unwrap();
         assert!(first.created.iter().any(|f| f == "ca.pem"));
         let again = load_or_create(dir.path(), &one, &Topology::new(&one)).unwrap();
@@ -830,7 +830,7 @@ mod tests {
     fn keys_are_0600_and_never_in_debug_output() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let lab = config::builtin();
+        let lab = crate::lab::builtin();
         let pki = load_or_create(dir.path(), &lab, &Topology::new(&lab)).unwrap();
         for entry in fs_err::read_dir(dir.path()).unwrap() {
             let entry = entry.unwrap();
@@ -850,7 +850,7 @@ mod tests {
     /// does not parse; each by file name.
     #[test]
     fn check_names_certificates_that_do_not_verify() {
-        let lab = crate::config::builtin();
+        let lab = crate::lab::builtin();
         let topo = Topology::new(&lab);
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         load_or_create(a.path(), &lab, &topo).unwrap();

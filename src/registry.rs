@@ -171,7 +171,7 @@ pub fn record(path: &Path, entry: Entry) -> Result<()> {
     // One lab per folder: another lab file there is refused, never recorded
     // over the folder's lab.
     if let Some(old) = registry.labs.iter().find(|e| e.dir == entry.dir) {
-        crate::owner::refuse_other(
+        crate::lab::owner::refuse_other(
             &entry.dir,
             entry.lab_file.as_deref(),
             &old.name,
@@ -459,6 +459,33 @@ impl crate::settings::Settings {
     }
 }
 
+/// `kubelab init` of `lab_file` in `dir`: refused before anything is
+/// written when the folder already belongs to another lab file, by its
+/// `.kubelab/` or by the lab registry (`registry`).
+pub fn check_folder(registry: &Path, lab_file: &Path) -> Result<()> {
+    let dir = &std::path::absolute(crate::config::LabSource::File(lab_file.to_path_buf()).dir())?;
+    let lab_file = std::path::absolute(lab_file)?;
+    if let Some(owner) = crate::lab::owner::Owner::load(&dir.join(".kubelab"))? {
+        crate::lab::owner::refuse_other(
+            dir,
+            Some(&lab_file),
+            &owner.lab,
+            owner.lab_file.as_deref(),
+            &format!("{}", dir.join(".kubelab").display()),
+        )?;
+    }
+    if let Some(entry) = entry(registry, dir)? {
+        crate::lab::owner::refuse_other(
+            dir,
+            Some(&lab_file),
+            &entry.name,
+            entry.lab_file.as_deref(),
+            &format!("the folder {} (in {})", dir.display(), registry.display()),
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,9 +517,8 @@ mod tests {
         assert_eq!(a.clash(&s1), None);
         // What Entry::of records: the VMs' forwards, none for servers.
         let loaded = |yaml: &str, dir: &Path| {
-            let lab =
-                crate::config::parse(yaml, crate::config::LabSource::File(dir.join("lab.yaml")))
-                    .unwrap();
+            let lab = crate::lab::parse(yaml, crate::config::LabSource::File(dir.join("lab.yaml")))
+                .unwrap();
             crate::lab::LoadedLab {
                 topo: crate::topology::Topology::new(&lab),
                 lab,

@@ -766,16 +766,16 @@ pub fn write(dir: &Path, files: &[RenderedFile]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, LabSource};
+    use crate::config::LabSource;
     use std::path::PathBuf;
 
     fn lab(yaml: &str) -> Lab {
-        config::parse(yaml, LabSource::BuiltIn).unwrap()
+        crate::lab::parse(yaml, LabSource::BuiltIn).unwrap()
     }
 
     #[test]
     fn vagrantfile_default_lab() {
-        let lab = config::builtin();
+        let lab = crate::lab::builtin();
         insta::assert_snapshot!(vagrantfile(&lab, &Topology::new(&lab)));
     }
 
@@ -856,7 +856,7 @@ mod tests {
             String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
         };
         for (i, payload) in ruby_payloads(&marker).into_iter().enumerate() {
-            let mut lab = config::builtin();
+            let mut lab = crate::lab::builtin();
             lab.name = payload.clone();
             lab.vm_box.name = payload.clone();
             lab.vm_box.version = Some(payload.clone());
@@ -952,10 +952,13 @@ mod tests {
             "x\n10.6.6.6 bank.example.com\n#".to_string(),
             "x\r10.6.6.6 bank.example.com".to_string(),
         ]) {
-            let mut lab = config::builtin();
+            let mut lab = crate::lab::builtin();
             lab.source = LabSource::File(PathBuf::from(format!("/labs/{payload}/lab.yaml")));
             let block = hosts_block(&lab, &Topology::new(&lab));
-            let plain = hosts_block(&config::builtin(), &Topology::new(&config::builtin()));
+            let plain = hosts_block(
+                &crate::lab::builtin(),
+                &Topology::new(&crate::lab::builtin()),
+            );
             assert_eq!(block.lines().count(), plain.lines().count(), "{block:?}");
             assert!(!block.contains('\r') && !block.contains('\0'), "{block:?}");
             for line in block.lines() {
@@ -1060,7 +1063,7 @@ mod tests {
 
     #[test]
     fn secrets_are_0600_and_everything_else_0644() {
-        let files = render_lab(&config::builtin());
+        let files = render_lab(&crate::lab::builtin());
         for f in &files {
             let secret = f.contents.contains("PRIVATE KEY")
                 || f.contents.contains("aescbc")
@@ -1074,7 +1077,7 @@ mod tests {
     /// aescbc key are random, so they are filtered.
     #[test]
     fn every_file_of_the_default_lab() {
-        let files = render_lab(&config::builtin());
+        let files = render_lab(&crate::lab::builtin());
         let mut text = String::new();
         for f in &files {
             text.push_str(&format!("===== {} ({:04o})\n", f.path, f.mode));
@@ -1101,7 +1104,7 @@ mod tests {
 
     #[test]
     fn hosts_block_default_lab() {
-        let lab = config::builtin();
+        let lab = crate::lab::builtin();
         insta::assert_snapshot!(hosts_block(&lab, &Topology::new(&lab)));
     }
 }

@@ -299,7 +299,7 @@ mod tests {
 
     #[test]
     fn default_lab_matches_the_design_table() {
-        let topo = Topology::new(&config::builtin());
+        let topo = Topology::new(&crate::lab::builtin());
         let rows: Vec<String> = topo
             .nodes
             .iter()
@@ -334,7 +334,7 @@ mod tests {
     #[test]
     fn one_lb_means_no_vip() {
         let yaml = "nodes:\n  lb:\n    count: 1\n";
-        let lab = config::parse(yaml, config::LabSource::BuiltIn).unwrap();
+        let lab = crate::lab::parse(yaml, config::LabSource::BuiltIn).unwrap();
         let topo = Topology::new(&lab);
         assert_eq!(topo.api.address, Ipv4Addr::new(192, 168, 56, 51));
         assert!(!topo.api.vip);
@@ -343,7 +343,7 @@ mod tests {
     #[test]
     fn three_workers_get_consecutive_pod_ranges_and_fit_16_gb() {
         let yaml = "nodes:\n  worker:\n    count: 3\n";
-        let lab = config::parse(yaml, config::LabSource::BuiltIn).unwrap();
+        let lab = crate::lab::parse(yaml, config::LabSource::BuiltIn).unwrap();
         let topo = Topology::new(&lab);
         let cidrs: Vec<String> = topo
             .by_role(Role::Worker)
@@ -358,7 +358,7 @@ mod tests {
     /// must be made without panicking, leaving what cannot be for the rules.
     #[test]
     fn a_lab_that_breaks_the_rules_still_has_a_topology() {
-        let mut lab = config::builtin();
+        let mut lab = crate::lab::builtin();
         let worker = Role::ALL.iter().position(|r| *r == Role::Worker).unwrap();
         lab.roles[worker].count = 3;
         lab.roles[worker].first_address = Ipv4Addr::new(255, 255, 255, 254);

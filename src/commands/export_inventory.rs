@@ -9,9 +9,9 @@ pub(super) fn run(
     printer: &crate::printer::Printer,
 ) -> crate::error::Result<()> {
     if let Some(out) = &args.out {
-        let lab_file = crate::owner::lab_file(loaded);
+        let lab_file = crate::lab::owner::lab_file(loaded);
         let out_abs = std::path::absolute(out)?;
-        if crate::owner::same_lab_file(&loaded.dir, lab_file.as_deref(), Some(&out_abs)) {
+        if crate::lab::owner::same_lab_file(&loaded.dir, lab_file.as_deref(), Some(&out_abs)) {
             return Err(crate::error::Error::usage(
                 format!(
                     "--out {} is the lab's own file: the inventory would replace the lab definition",

@@ -25,11 +25,11 @@ pub(super) fn init(
     }
     let host_mb = host::memory_mb(settings);
     let (mut text, changes) = sized_default_lab(host_mb);
-    let _editing = crate::owner::init_locks(path)?;
+    let _editing = crate::lab::owner::init_locks(path)?;
     // From picking a free network to recording the lab: one init at a time,
     // so two never take the same network.
     let _registry = settings.host_lock()?;
-    crate::owner::check_folder(&settings.registry, path)?;
+    crate::registry::check_folder(&settings.registry, path)?;
     if let Some(name) = &args.name {
         if !config::is_lab_name(name) {
             return Err(Error::usage(
@@ -46,7 +46,7 @@ pub(super) fn init(
         let (cidr, ssh_port_base) = crate::registry::next_free(&registry, &dir)?;
         text = named_lab(&text, name, cidr, ssh_port_base);
         // A bad name fails here, before anything is written.
-        config::parse(&text, LabSource::File(path.to_path_buf()))?;
+        crate::lab::parse(&text, LabSource::File(path.to_path_buf()))?;
         printer.info(format!(
             "lab {name}: network {cidr}, domain {name}.lan, SSH ports from {ssh_port_base} (free among the labs in {})",
             settings.registry.display()
@@ -98,7 +98,7 @@ pub(super) fn named_lab(
     cidr: ipnet::Ipv4Net,
     ssh_port_base: u16,
 ) -> String {
-    let builtin = config::builtin();
+    let builtin = crate::lab::builtin();
     let moved = |addr: std::net::Ipv4Addr| {
         let offset = u32::from(addr) - u32::from(builtin.network.cidr.network());
         std::net::Ipv4Addr::from(u32::from(cidr.network()) + offset).to_string()
@@ -133,7 +133,7 @@ pub fn sized_default_lab(host_mb: Option<u64>) -> (String, Vec<String>) {
         return (text, Vec::new());
     };
     let budget = host_mb.saturating_sub(host::HOST_RESERVE_MB);
-    let lab = config::builtin();
+    let lab = crate::lab::builtin();
     let mut memory: Vec<(Role, u32, u32)> = lab
         .roles
         .iter()

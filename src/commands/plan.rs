@@ -120,8 +120,8 @@ pub(super) fn plan_phase_description(lab: &Lab, phase: Phase) -> &'static str {
 /// kubelab logs in and `ssh_port` is lab.yaml's (`null` when an alias
 /// leaves it to ssh_config).
 pub(super) fn static_plan_nodes(loaded: &LoadedLab) -> Result<Vec<serde_json::Value>> {
-    let targets = crate::machines::static_hosts::static_targets(&loaded.lab);
-    let logins = crate::machines::static_hosts::static_logins(&loaded.lab);
+    let targets = crate::lab::static_targets(&loaded.lab);
+    let logins = crate::lab::static_logins(&loaded.lab);
     let null = serde_json::Value::Null;
     loaded
         .topo
@@ -172,7 +172,7 @@ pub fn plan_text(loaded: &LoadedLab, host_mb: Option<u64>) -> String {
     ));
     // A static lab's servers have no VM sizes; the SSH column says how
     // kubelab logs in instead of a forwarded port.
-    let logins = crate::machines::static_hosts::static_logins(lab);
+    let logins = crate::lab::static_logins(lab);
     let rows: Vec<Vec<String>> = topo
         .nodes
         .iter()

@@ -11,13 +11,14 @@
 //!   field has on its own (names, sizes, versions, static hosts' keys);
 //! - `words.rs`: the grammar of names and versions (they reach a Vagrantfile,
 //!   ssh and scripts);
-//! - `validate.rs`: the address rules, over the networks and over the
-//!   concrete nodes that [`Topology`](crate::topology::Topology) derives from
-//!   that `Lab` (addresses, SSH ports, pod ranges), each derived there once.
+//! - `networks.rs`: the networks' own rules (special ranges, VirtualBox's
+//!   NAT, overlaps, sizes).
 //!
-//! `load.rs` ([`load`], [`parse`], [`builtin`]) runs them in that order and
-//! reports every problem at once. This file holds the public types; topology
-//! reads only these, never the steps, so no import runs in a circle.
+//! The rules over the concrete nodes (addresses, SSH ports, pod ranges, as
+//! `topology` derives them, once) are in `lab/validate.rs`, and
+//! `lab::{load, parse, builtin}` run every step in order, reporting every
+//! problem at once: config sits below topology, which reads only the types
+//! here, and `lab` joins the two, so no import runs in a circle.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -27,14 +28,12 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 mod file;
-mod load;
-mod resolve;
+pub(crate) mod networks;
+pub(crate) mod resolve;
 mod structural;
-mod validate;
 mod words;
 
 pub use file::{BoxFile, HostFile, LabFile, NetworkFile, NodesFile, VersionsFile};
-pub use load::{builtin, load, parse};
 pub use structural::{closest, parse_structure};
 pub use words::{is_interface, is_lab_name};
 
@@ -121,9 +120,9 @@ impl fmt::Display for Role {
 }
 
 /// Host part of the default API VIP (`api.<domain>` with 2+ load balancers).
-const DEFAULT_VIP_HOST: u32 = 50;
+pub(crate) const DEFAULT_VIP_HOST: u32 = 50;
 /// VirtualBox's default host-only DHCP server: .100, leasing .101-.254.
-const VBOX_DHCP_FIRST_HOST: u32 = 100;
+pub(crate) const VBOX_DHCP_FIRST_HOST: u32 = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -336,85 +335,11 @@ impl Lab {
 // Errors
 // ---------------------------------------------------------------------------
 
-/// One thing wrong (or suspicious) in a lab file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    /// Dotted field path (`nodes.worker.memory`), or empty for the whole file.
-    pub path: String,
-    pub message: String,
-    pub hint: Option<String>,
-}
-
-impl Problem {
-    fn new(path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Self {
-        let hint = hint.into();
-        Problem {
-            path: path.into(),
-            message: message.into(),
-            hint: (!hint.is_empty()).then_some(hint),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)?;
-        } else {
-            write!(f, "{}: {}", self.path, self.message)?;
-        }
-        if let Some(hint) = &self.hint {
-            write!(f, "\n  hint: {hint}")?;
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{path}: no such lab file")]
-    Missing { path: PathBuf },
-    #[error("could not read {path}: {source}")]
-    Unreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{source_name} is invalid:\n{}", render_problems(.problems))]
-    Invalid {
-        source_name: String,
-        problems: Vec<Problem>,
-    },
-}
-
-impl ConfigError {
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            ConfigError::Missing { path } => Some(format!(
-                "run `kubelab init` to write a commented lab file there, or pass --lab with the right path (tried {})",
-                path.display()
-            )),
-            _ => None,
-        }
-    }
-}
-
-fn render_problems(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| {
-            p.to_string()
-                .lines()
-                .map(|l| format!("  {l}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+pub use crate::error::{ConfigError, Problem};
 
 /// The address `host` places into `net` (`host_addr(192.168.56.0/24, 1)` is
 /// 192.168.56.1).
-fn host_addr(net: Ipv4Net, host: u32) -> Ipv4Addr {
+pub(crate) fn host_addr(net: Ipv4Net, host: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(net.network()) + host)
 }
 

@@ -15,11 +15,11 @@ use super::words::{
 use super::{
     ArtifactSource, BoxFile, BoxSpec, DEFAULT_VIP_HOST, HostFile, Lab, LabFile, LabSource, Network,
     NetworkFile, NodesFile, Problem, Provider, Role, RoleSpec, StaticHost, StaticSsh,
-    VALIDITY_DAYS, Versions, VersionsFile, host_addr, validate,
+    VALIDITY_DAYS, Versions, VersionsFile, host_addr, networks,
 };
 
 /// A lab with every default applied, and what is wrong with its fields.
-pub(super) struct Resolved {
+pub(crate) struct Resolved {
     /// Its `warnings` are the fields' own; `validate` adds the nodes'.
     pub lab: Lab,
     /// The problems of `hosts:` and of the sections up to `nodes:`.
@@ -31,7 +31,7 @@ pub(super) struct Resolved {
 
 /// Applies the defaults and checks each field; the problems of the concrete
 /// nodes come from `validate::nodes` over the result.
-pub(super) fn resolve(file: &LabFile, source: LabSource) -> Resolved {
+pub(crate) fn resolve(file: &LabFile, source: LabSource) -> Resolved {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let provider = file.provider.unwrap_or_default();
@@ -204,7 +204,7 @@ fn resolve_network(
         ssh_port_base,
         dns_forwarders,
     };
-    validate::networks(&network, provider, problems, warnings);
+    networks::networks(&network, provider, problems, warnings);
     network
 }
 
@@ -733,13 +733,13 @@ fn resolve_versions(
     etcd_source: ArtifactSource,
     problems: &mut Vec<Problem>,
 ) -> Versions {
-    use crate::artifacts::{self, Component};
-    let newest = &artifacts::RELEASES[0];
+    use crate::releases::{self, Component};
+    let newest = &releases::RELEASES[0];
     let asked = v
         .kubernetes
         .clone()
         .unwrap_or_else(|| newest.minor.to_string());
-    let (row, server) = match artifacts::release_for(&asked) {
+    let (row, server) = match releases::release_for(&asked) {
         Ok(found) => found,
         Err((message, hint)) => {
             problems.push(Problem::new("versions.kubernetes", message, hint));
@@ -763,8 +763,8 @@ fn resolve_versions(
             ));
             } else if let Some(c) = component {
                 let downloaded = !(c == Component::Etcd && etcd_source == ArtifactSource::Distro);
-                if downloaded && artifacts::pin(c, value).is_none() {
-                    let (message, hint) = artifacts::unpinned(c, value);
+                if downloaded && releases::pin(c, value).is_none() {
+                    let (message, hint) = releases::unpinned(c, value);
                     problems.push(Problem::new(&path, message, hint));
                 }
             }

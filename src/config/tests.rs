@@ -1,6 +1,7 @@
-use super::load::resolve;
 use super::resolve::resolve_box;
 use super::*;
+use crate::lab::load::resolve;
+use crate::lab::{builtin, load, parse};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -145,7 +146,7 @@ fn versions_must_be_major_minor_patch() {
 
 #[test]
 fn versions_kubernetes_picks_a_row_and_overrides_must_be_pinned() {
-    let default = crate::config::builtin().versions;
+    let default = crate::lab::builtin().versions;
     assert_eq!(default.release, "1.36");
     assert_eq!(default.kubernetes, "1.36.0");
     assert_eq!(default.crictl, "1.36.0");
@@ -207,10 +208,7 @@ fn versions_kubernetes_picks_a_row_and_overrides_must_be_pinned() {
 #[test]
 fn kube_proxy_mode_is_iptables_unless_lab_yaml_says_nftables() {
     use crate::config::ProxyMode;
-    assert_eq!(
-        crate::config::builtin().kube_proxy_mode,
-        ProxyMode::Iptables
-    );
+    assert_eq!(crate::lab::builtin().kube_proxy_mode, ProxyMode::Iptables);
     let lab = parse("kube_proxy:\n  mode: nftables\n", LabSource::BuiltIn).unwrap();
     assert_eq!(lab.kube_proxy_mode, ProxyMode::Nftables);
     let text = errors("kube_proxy:\n  mode: ipvs\n");

@@ -13,7 +13,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::{Host, confirm};
-use crate::config::{self, LabSource, Role};
+use crate::config::{LabSource, Role};
 use crate::error::{Error, Result};
 use crate::lab::LoadedLab;
 use crate::provision::{self, Selection};
@@ -216,7 +216,7 @@ impl Host<'_> {
                 "write nodes.worker as a block mapping (one key per line), then scale again",
             )
         })?;
-        let new_lab = config::parse(&new_text, lab.source.clone()).map_err(|e| {
+        let new_lab = crate::lab::parse(&new_text, lab.source.clone()).map_err(|e| {
             let hint = e.hint().or_else(|| {
                 self.is_static().then(|| {
                     "a static lab's workers are the hosts listed under hosts: with `role: worker`; list another one to scale past them".to_string()
@@ -654,7 +654,7 @@ mod tests {
     use crate::state::NodeState;
 
     fn topo(workers: u32) -> Topology {
-        let lab = config::parse(
+        let lab = crate::lab::parse(
             &format!("nodes:\n  worker:\n    count: {workers}\n"),
             LabSource::BuiltIn,
         )
@@ -815,9 +815,9 @@ mod tests {
 
     #[test]
     fn every_listed_host_includes_the_workers_past_the_count() {
-        let dir = config::tests::key_dir();
-        let yaml = config::tests::static_lab_yaml("nodes:\n  worker:\n    count: 1\n", 2);
-        let lab = config::tests::parse_in(&dir, &yaml).unwrap();
+        let dir = crate::config::tests::key_dir();
+        let yaml = crate::config::tests::static_lab_yaml("nodes:\n  worker:\n    count: 1\n", 2);
+        let lab = crate::config::tests::parse_in(&dir, &yaml).unwrap();
         let names = |t: &Topology| -> Vec<String> {
             t.by_role(Role::Worker).map(|n| n.name.clone()).collect()
         };
@@ -829,7 +829,7 @@ mod tests {
             "10.200.1.0/24"
         );
         // A VirtualBox lab: the plan itself.
-        let builtin = config::builtin();
+        let builtin = crate::lab::builtin();
         assert_eq!(
             Topology::every_listed_host(&builtin),
             Topology::new(&builtin)

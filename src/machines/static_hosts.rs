@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::Host;
-use crate::config::{Lab, Provider};
+use crate::config::Provider;
 use crate::error::{Error, Result};
 use crate::state::{MachineStatus, NodeState};
 use crate::tools::ssh::{SshTarget, Transport};
@@ -17,49 +17,6 @@ use crate::topology::Node;
 /// password, then the host's identity (a reinstalled server has a new
 /// machine-id, so it is provisioned again, like a recreated VM).
 const PREFLIGHT: &str = "if sudo -n true 2>/dev/null; then cat /etc/machine-id; else echo 'kubelab: sudo needs a password' >&2; exit 3; fi";
-
-/// The SSH targets of a `provider: static` lab, from lab.yaml: the same
-/// settings `vagrant ssh-config` gives for a VM.
-pub fn static_targets(lab: &Lab) -> BTreeMap<String, SshTarget> {
-    lab.hosts
-        .iter()
-        .map(|h| {
-            let target = SshTarget {
-                host: h.name.clone(),
-                hostname: h.ssh.alias.clone().unwrap_or_else(|| h.address.to_string()),
-                port: h.ssh.port.or(h.ssh.alias.is_none().then_some(22)),
-                user: h.ssh.user.clone(),
-                identity_files: h.ssh.key.iter().cloned().collect(),
-            };
-            (h.name.clone(), target)
-        })
-        .collect()
-}
-
-/// How kubelab logs in to each host of a static lab, for `lab plan`:
-/// `user@address:port`, or an ssh_config alias with what lab.yaml adds to it
-/// (`gpu1 (ssh_config)`, `admin@gpu1:2022 (ssh_config)`).
-pub fn static_logins(lab: &Lab) -> BTreeMap<String, String> {
-    let targets = static_targets(lab);
-    lab.hosts
-        .iter()
-        .filter_map(|h| {
-            let t = targets.get(&h.name)?;
-            let user = t
-                .user
-                .as_deref()
-                .map(|u| format!("{u}@"))
-                .unwrap_or_default();
-            let port = t.port.map(|p| format!(":{p}")).unwrap_or_default();
-            let login = format!("{user}{}{port}", t.hostname);
-            let login = match h.ssh.alias {
-                Some(_) => format!("{login} (ssh_config)"),
-                None => login,
-            };
-            Some((h.name.clone(), login))
-        })
-        .collect()
-}
 
 impl Host<'_> {
     pub(super) fn is_static(&self) -> bool {
@@ -86,7 +43,7 @@ impl Host<'_> {
         Transport::new(
             &self.loaded.lab.name,
             &self.state_dir(),
-            static_targets(&self.loaded.lab),
+            crate::lab::static_targets(&self.loaded.lab),
             &self.runner,
         )
     }
@@ -238,7 +195,7 @@ impl Host<'_> {
             )
             .await?;
         }
-        crate::owner::Recorded::of(self.loaded, self.printer)?
+        crate::machines::shared::Recorded::of(self.loaded, self.printer)?
             .forget_shared(self.settings, &self.runner, self.printer)
             .await?;
         drop(lock);
@@ -321,7 +278,7 @@ impl Host<'_> {
 impl Host<'_> {
     /// `lab ssh` on a static host: lab.yaml's settings, the pinned host key.
     pub(super) fn ssh_static(&self, node: &str, command: &[String]) -> Result<i32> {
-        let targets = static_targets(&self.loaded.lab);
+        let targets = crate::lab::static_targets(&self.loaded.lab);
         let Some(target) = targets.get(node) else {
             return Err(Error::usage(
                 format!("no host named {node:?} in this lab"),

@@ -731,7 +731,7 @@ mod tests {
 
     #[test]
     fn the_plan_covers_each_role_in_phase_order() {
-        let lab = config::builtin();
+        let lab = crate::lab::builtin();
         let topo = Topology::new(&lab);
         let files = files_for(&lab, &topo);
         let steps = steps(
@@ -790,7 +790,7 @@ mod tests {
     #[test]
     fn every_node_file_belongs_to_a_phase() {
         // With the registry on, so its files are rendered too.
-        let lab = config::parse(
+        let lab = crate::lab::parse(
             "nodes:\n  registry:\n    count: 1\n",
             config::LabSource::BuiltIn,
         )
@@ -852,7 +852,7 @@ mod tests {
 
     #[test]
     fn nothing_changed_means_nothing_to_do_and_one_change_reruns_only_its_steps() {
-        let lab = config::builtin();
+        let lab = crate::lab::builtin();
         let topo = Topology::new(&lab);
         let files = files_for(&lab, &topo);
         let mut state = State::new("x");
@@ -903,8 +903,8 @@ mod tests {
         // Both labs' files from one PKI, as on a real lab: only what the
         // bump changes differs.
         let pending = |yaml: &str| -> Vec<String> {
-            let base = config::builtin();
-            let bumped = config::parse(yaml, config::LabSource::BuiltIn).unwrap();
+            let base = crate::lab::builtin();
+            let bumped = crate::lab::parse(yaml, config::LabSource::BuiltIn).unwrap();
             let topo = Topology::new(&base);
             let dir = tempfile::tempdir().unwrap();
             let pki = crate::pki::load_or_create(dir.path(), &base, &topo).unwrap();
@@ -933,7 +933,7 @@ mod tests {
             .map(|s| format!("{}:{}", s.phase, s.node))
             .collect()
         };
-        let base = config::builtin();
+        let base = crate::lab::builtin();
         assert_eq!(
             pending("versions:\n  etcd: \"3.5.33\"\n"),
             ["etcd:etcd0", "etcd:etcd1", "etcd:etcd2"]
@@ -952,7 +952,7 @@ mod tests {
 
     #[test]
     fn a_recreated_vm_is_provisioned_again() {
-        let lab = config::builtin();
+        let lab = crate::lab::builtin();
         let topo = Topology::new(&lab);
         let files = files_for(&lab, &topo);
         let mut state = State::new("x");

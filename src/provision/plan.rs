@@ -375,11 +375,11 @@ fn plural(n: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, LabSource};
+    use crate::config::LabSource;
     use crate::state::{NodeFacts, NodeState, StepRecord};
 
     fn lab_of(yaml: &str) -> Lab {
-        config::parse(yaml, LabSource::BuiltIn).unwrap()
+        crate::lab::parse(yaml, LabSource::BuiltIn).unwrap()
     }
 
     fn plan_of(lab: &Lab, state: &State, pki_dir: &Path, selection: &Selection) -> Plan {
@@ -447,7 +447,7 @@ mod tests {
 
     #[test]
     fn a_fresh_lab_plans_every_machine_fact_download_and_step() {
-        let lab = config::builtin();
+        let lab = crate::lab::builtin();
         let dir = tempfile::tempdir().unwrap();
         let plan = plan_of(
             &lab,
@@ -469,7 +469,7 @@ mod tests {
 
     #[test]
     fn a_finished_lab_plans_nothing_and_a_half_built_one_the_rest() {
-        let lab = config::builtin();
+        let lab = crate::lab::builtin();
         let dir = tempfile::tempdir().unwrap();
         let until_etcd = Selection {
             until: Some(Phase::Etcd),
@@ -505,7 +505,7 @@ mod tests {
 
     #[test]
     fn the_plan_says_why_a_step_runs_again() {
-        let lab = config::builtin();
+        let lab = crate::lab::builtin();
         let dir = tempfile::tempdir().unwrap();
         let first = plan_of(
             &lab,
@@ -561,7 +561,7 @@ mod tests {
 
     #[test]
     fn a_static_lab_reaches_its_servers_and_past_machines_nothing_is_made() {
-        let lab = config::builtin();
+        let lab = crate::lab::builtin();
         let dir = tempfile::tempdir().unwrap();
         let from_dns = Selection {
             from: Some(Phase::Dns),
@@ -585,7 +585,7 @@ mod tests {
 
     #[test]
     fn a_preview_signs_nothing_on_disk() {
-        let lab = config::builtin();
+        let lab = crate::lab::builtin();
         let topo = Topology::new(&lab);
         let dir = tempfile::tempdir().unwrap();
         let pki_dir = dir.path().join("pki");

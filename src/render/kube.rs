@@ -939,10 +939,10 @@ pub fn cluster_files(topo: &Topology, host: &[RenderedFile], bundle: &mut Bundle
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, LabSource};
+    use crate::config::LabSource;
 
     fn lab(yaml: &str) -> Lab {
-        config::parse(yaml, LabSource::BuiltIn).unwrap()
+        crate::lab::parse(yaml, LabSource::BuiltIn).unwrap()
     }
 
     fn routes(topo: &Topology, node: &str) -> Vec<String> {
@@ -964,14 +964,14 @@ mod tests {
             ]
         );
         assert_eq!(routes(&topo, "lb0").len(), 3);
-        let one = config::builtin();
+        let one = crate::lab::builtin();
         assert!(routes(&Topology::new(&one), "worker0").is_empty());
     }
 
     #[test]
     fn cluster_dns_is_the_tenth_service_address() {
         assert_eq!(
-            cluster_dns_ip(&config::builtin()),
+            cluster_dns_ip(&crate::lab::builtin()),
             Ipv4Addr::new(10, 32, 0, 10)
         );
         let lab = lab("network:\n  service_cidr: 10.96.0.0/28\n");

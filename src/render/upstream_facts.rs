@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::artifacts::RELEASES;
-use crate::config::{self, LabSource};
+use crate::config::LabSource;
 use crate::render::RenderedFile;
 use crate::topology::Topology;
 
@@ -64,7 +64,7 @@ fn facts(minor: &str) -> Facts {
 }
 
 fn render_row(minor: &str) -> Vec<RenderedFile> {
-    let lab = config::parse(
+    let lab = crate::lab::parse(
         &format!("versions:\n  kubernetes: \"{minor}\"\n"),
         LabSource::BuiltIn,
     )

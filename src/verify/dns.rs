@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn getent_output_is_compared_with_the_plan() {
-        let lab = crate::config::builtin();
+        let lab = crate::lab::builtin();
         let topo = crate::topology::Topology::new(&lab);
         let nodes: Vec<&Node> = ["etcd0", "etcd1", "worker0"]
             .iter()

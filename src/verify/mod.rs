@@ -322,7 +322,7 @@ async fn context<'a>(
     let phases_done = crate::provision::phases_done(&loaded.topo, &state);
     if loaded.lab.provider == crate::config::Provider::Static {
         // Existing servers: no VMs to ask about, SSH settings from lab.yaml.
-        let targets = crate::machines::static_hosts::static_targets(&loaded.lab);
+        let targets = crate::lab::static_targets(&loaded.lab);
         return Ok(Ctx {
             loaded,
             hosts_file: settings.hosts_file.clone(),

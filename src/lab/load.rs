@@ -1,12 +1,12 @@
-//! Reading a lab: the file, its structure, the defaults, then the rules over
-//! the concrete nodes, every problem at once. The only place that joins
-//! config's steps with [`Topology`], so topology depends on config's types
-//! and config's types on nothing here.
+//! Reading a lab: the file, its structure, the defaults (config), then the
+//! rules over the concrete nodes (`validate`, over the [`Topology`]), every
+//! problem at once. The one place that joins config and topology.
 
 use std::path::Path;
 
-use super::{
-    ConfigError, DEFAULT_LAB_YAML, Lab, LabFile, LabSource, Problem, parse_structure, validate,
+use super::validate;
+use crate::config::{
+    ConfigError, DEFAULT_LAB_YAML, Lab, LabFile, LabSource, Problem, parse_structure,
 };
 use crate::topology::Topology;
 
@@ -59,11 +59,11 @@ pub fn parse(text: &str, source: LabSource) -> Result<Lab, ConfigError> {
 /// the fields' own rules, then those over the concrete nodes that
 /// [`Topology::new`] derives from the resolved lab.
 pub fn resolve(file: &LabFile, source: LabSource) -> Result<Lab, Vec<Problem>> {
-    let super::resolve::Resolved {
+    let crate::config::resolve::Resolved {
         mut lab,
         mut problems,
         later,
-    } = super::resolve::resolve(file, source);
+    } = crate::config::resolve::resolve(file, source);
     let checked = validate::nodes(&lab, &Topology::new(&lab));
     problems.extend(checked.problems);
     problems.extend(later);

@@ -12,9 +12,8 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use super::{
-    DEFAULT_VIP_HOST, Lab, Network, Problem, Provider, Role, RoleSpec, VBOX_DHCP_FIRST_HOST,
-    VIRTUALBOX_ALLOWED, host_addr,
+use crate::config::{
+    DEFAULT_VIP_HOST, Lab, Problem, Provider, Role, RoleSpec, VBOX_DHCP_FIRST_HOST, host_addr,
 };
 use crate::topology::Topology;
 
@@ -23,108 +22,6 @@ use crate::topology::Topology;
 pub(super) struct Checked {
     pub problems: Vec<Problem>,
     pub warnings: Vec<Problem>,
-}
-
-/// `network.cidr`, `pod_cidr` and `service_cidr`: no special range, clear
-/// of VirtualBox's NAT network and of each other, and big enough.
-pub(super) fn networks(
-    network: &Network,
-    provider: Provider,
-    problems: &mut Vec<Problem>,
-    warnings: &mut Vec<Problem>,
-) {
-    let is_static = provider == Provider::Static;
-    let (cidr, pod_cidr, service_cidr) = (network.cidr, network.pod_cidr, network.service_cidr);
-    let special_range = |net: Ipv4Net| {
-        let a = net.network();
-        if a.is_loopback() {
-            Some("loopback (127.0.0.0/8)")
-        } else if a.is_multicast() || u32::from(a) >= u32::from(Ipv4Addr::new(240, 0, 0, 0)) {
-            Some("multicast or reserved (224.0.0.0/3)")
-        } else if a.is_unspecified() || a.octets()[0] == 0 {
-            Some("\"this network\" (0.0.0.0/8)")
-        } else if a.is_link_local() {
-            Some("link-local (169.254.0.0/16)")
-        } else {
-            None
-        }
-    };
-    for (field, net) in [
-        ("network.cidr", cidr),
-        ("network.pod_cidr", pod_cidr),
-        ("network.service_cidr", service_cidr),
-    ] {
-        if let Some(what) = special_range(net) {
-            problems.push(Problem::new(
-                field,
-                format!("{net} is {what}: no network can be built there"),
-                "use a private range, such as 192.168.56.0/24 for network.cidr, 10.200.0.0/16 for pods, 10.32.0.0/24 for services",
-            ));
-        }
-    }
-    // VirtualBox NAT: every VM's eth0 (10.0.2.15) and its DNS forwarder.
-    let nat: Ipv4Net = "10.0.2.0/24".parse().expect("constant");
-    if !is_static {
-        for (field, net) in [
-            ("network.cidr", cidr),
-            ("network.pod_cidr", pod_cidr),
-            ("network.service_cidr", service_cidr),
-        ] {
-            if net.contains(&nat.network()) || nat.contains(&net.network()) {
-                problems.push(Problem::new(
-                    field,
-                    format!("{net} overlaps 10.0.2.0/24, VirtualBox's NAT network (every VM's first adapter, 10.0.2.15, and its DNS at 10.0.2.3)"),
-                    "choose a range that does not contain 10.0.2.0/24, such as 10.200.0.0/16 for pods",
-                ));
-            }
-        }
-    }
-    if cidr.prefix_len() > 29 {
-        problems.push(Problem::new(
-            "network.cidr",
-            format!("{cidr} is too small for a lab"),
-            "use a /24 such as 192.168.56.0/24",
-        ));
-    }
-    if !is_static && !VIRTUALBOX_ALLOWED.contains(&cidr) {
-        warnings.push(Problem::new(
-            "network.cidr",
-            format!("{cidr} is outside 192.168.56.0/21, the only host-only range VirtualBox >= 6.1.28 allows by default"),
-            format!("add the line `* {cidr}` to /etc/vbox/networks.conf (create the file if needed), or use a /24 inside 192.168.56.0/21"),
-        ));
-    }
-    for (path, net, other_path, other) in [
-        ("network.pod_cidr", pod_cidr, "network.cidr", cidr),
-        ("network.service_cidr", service_cidr, "network.cidr", cidr),
-        (
-            "network.service_cidr",
-            service_cidr,
-            "network.pod_cidr",
-            pod_cidr,
-        ),
-    ] {
-        if net.contains(&other.network()) || other.contains(&net.network()) {
-            problems.push(Problem::new(
-                path,
-                format!("{net} overlaps {other_path} {other}"),
-                format!("choose a range that shares no address with {other}"),
-            ));
-        }
-    }
-    if pod_cidr.prefix_len() > 16 {
-        problems.push(Problem::new(
-            "network.pod_cidr",
-            format!("{pod_cidr} is too small: every worker takes a /24 out of it"),
-            "use a /16 such as 10.200.0.0/16",
-        ));
-    }
-    if service_cidr.prefix_len() > 28 {
-        problems.push(Problem::new(
-            "network.service_cidr",
-            format!("{service_cidr} is too small for the cluster's services"),
-            "use a /24 such as 10.32.0.0/24",
-        ));
-    }
 }
 
 /// The rules over the concrete nodes: `topo` is [`Topology::new`] of `lab`.
@@ -462,7 +359,10 @@ mod tests {
     //! One rule at a time, on a lab that breaks only that rule. The lab is
     //! parsed valid, then changed the way the rule's field would be.
     use super::*;
-    use crate::config::{LabSource, parse};
+    use crate::config::LabSource;
+    use crate::config::Network;
+    use crate::config::networks::networks;
+    use crate::lab::parse;
 
     fn lab(yaml: &str) -> Lab {
         parse(yaml, LabSource::BuiltIn).unwrap_or_else(|e| panic!("{yaml:?}: {e}"))

@@ -3,11 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{self, Lab};
+use crate::config::Lab;
 use crate::error::{Error, Result};
 use crate::pki;
 use crate::printer::Printer;
 use crate::topology::Topology;
+
+pub(crate) mod load;
+pub mod owner;
+mod validate;
+
+pub use load::{builtin, load, parse};
 
 /// A lab definition with its topology and the directory its state lives in.
 pub struct LoadedLab {
@@ -29,16 +35,16 @@ pub const DEFAULT_LAB_FILE: &str = "lab.yaml";
 /// Finds and validates the lab: `--lab`, else ./lab.yaml, else the built-in one.
 pub fn load_lab(explicit: Option<&Path>, printer: &Printer) -> Result<LoadedLab> {
     let lab = match explicit {
-        Some(path) => config::load(path)?,
+        Some(path) => crate::lab::load(path)?,
         None => {
             let path = Path::new(DEFAULT_LAB_FILE);
             if path.exists() {
-                config::load(path)?
+                crate::lab::load(path)?
             } else {
                 printer.info(
                     "note: no ./lab.yaml here, so this is the built-in default lab (`kubelab init` writes it out to edit)",
                 );
-                config::builtin()
+                crate::lab::builtin()
             }
         }
     };
@@ -70,7 +76,7 @@ pub fn load_pki(loaded: &LoadedLab, printer: &Printer) -> Result<pki::Pki> {
 /// folder on a read-only file system nothing can be signed either, so the
 /// PKI is read as it is, without the lock.
 pub fn pki_lock(loaded: &LoadedLab, what: &str) -> Result<Option<crate::state::LabLock>> {
-    match crate::owner::lock(loaded, what) {
+    match crate::lab::owner::lock(loaded, what) {
         Ok(lock) => Ok(Some(lock)),
         Err(e @ Error::Locked { .. }) => Err(e),
         Err(e) => {
@@ -85,4 +91,49 @@ pub fn pki_lock(loaded: &LoadedLab, what: &str) -> Result<Option<crate::state::L
             }
         }
     }
+}
+
+/// The SSH targets of a `provider: static` lab, from lab.yaml: the same
+/// settings `vagrant ssh-config` gives for a VM.
+pub fn static_targets(
+    lab: &Lab,
+) -> std::collections::BTreeMap<String, crate::tools::ssh::SshTarget> {
+    lab.hosts
+        .iter()
+        .map(|h| {
+            let target = crate::tools::ssh::SshTarget {
+                host: h.name.clone(),
+                hostname: h.ssh.alias.clone().unwrap_or_else(|| h.address.to_string()),
+                port: h.ssh.port.or(h.ssh.alias.is_none().then_some(22)),
+                user: h.ssh.user.clone(),
+                identity_files: h.ssh.key.iter().cloned().collect(),
+            };
+            (h.name.clone(), target)
+        })
+        .collect()
+}
+
+/// How kubelab logs in to each host of a static lab, for `lab plan`:
+/// `user@address:port`, or an ssh_config alias with what lab.yaml adds to it
+/// (`gpu1 (ssh_config)`, `admin@gpu1:2022 (ssh_config)`).
+pub fn static_logins(lab: &Lab) -> std::collections::BTreeMap<String, String> {
+    let targets = static_targets(lab);
+    lab.hosts
+        .iter()
+        .filter_map(|h| {
+            let t = targets.get(&h.name)?;
+            let user = t
+                .user
+                .as_deref()
+                .map(|u| format!("{u}@"))
+                .unwrap_or_default();
+            let port = t.port.map(|p| format!(":{p}")).unwrap_or_default();
+            let login = format!("{user}{}{port}", t.hostname);
+            let login = match h.ssh.alias {
+                Some(_) => format!("{login} (ssh_config)"),
+                None => login,
+            };
+            Some((h.name.clone(), login))
+        })
+        .collect()
 }
