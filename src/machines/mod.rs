@@ -1,0 +1,685 @@
+//! The hypervisor side of a lab: bringing VMs up fast, halting, destroying,
+//! snapshots, and the hosts block. Provisioning builds on the machines made here.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::lab::LoadedLab;
+use crate::printer::{self, Printer, SCHEMA_VERSION};
+use crate::provision::{self, Selection, plan};
+use crate::settings::Settings;
+use crate::state::{LabLock, MachineStatus, NodeState, State};
+use crate::tools::ssh::Transport;
+use crate::tools::vagrant::{MachineState, Vagrant};
+use crate::tools::vboxmanage::VBoxManage;
+use crate::tools::{Runner, ssh::Ssh};
+use crate::topology::Phase;
+use crate::{hosts_file, render, yaml_edit};
+
+mod boot;
+pub mod scale;
+pub mod shared;
+mod snapshot;
+
+pub use snapshot::check_snapshot_name;
+pub mod static_hosts;
+
+/// How long vagrant gets to clean up after the one SIGINT before it is killed.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(30);
+
+/// How many times a VM that lost one of VirtualBox's races is booted again.
+const RACE_RETRIES: u32 = 3;
+
+/// How `lab up` runs (and `scale` and `reset`, which run it): resolved once
+/// from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// At most this many `vagrant up` (and provisioning steps) at once.
+    pub jobs: Option<usize>,
+    pub no_hosts: bool,
+    pub offline: bool,
+    pub selection: Selection,
+}
+
+/// Everything a host-side command works with.
+pub struct Host<'a> {
+    pub loaded: &'a LoadedLab,
+    pub settings: &'a Settings,
+    pub printer: &'a Printer,
+    pub runner: Runner,
+}
+
+impl<'a> Host<'a> {
+    pub fn new(
+        loaded: &'a LoadedLab,
+        settings: &'a Settings,
+        printer: &'a Printer,
+        verbose: bool,
+    ) -> Self {
+        Host {
+            loaded,
+            settings,
+            printer,
+            runner: Runner::new(verbose),
+        }
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.loaded.state_dir()
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.state_dir().join("state.json")
+    }
+
+    fn vagrantfile(&self) -> PathBuf {
+        self.state_dir().join("Vagrantfile")
+    }
+
+    fn vagrant(&self) -> Result<Vagrant> {
+        Vagrant::find(&self.state_dir(), &self.runner)
+    }
+
+    fn lock(&self, what: &str) -> Result<LabLock> {
+        crate::lab::owner::lock(self.loaded, what)
+    }
+
+    fn load_state(&self) -> Result<State> {
+        State::load(&self.state_path(), &self.loaded.lab.name)
+    }
+
+    /// Runs `work`; on Ctrl-C or SIGTERM sends one SIGINT to the children,
+    /// lets `work` finish (it records what it did), then reports how to resume.
+    async fn interruptible<T>(
+        &self,
+        resume: &str,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::pin!(work);
+        tokio::select! {
+            result = &mut work => return result,
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        self.printer.info(format!(
+            "interrupted: asking the running commands to stop (up to {} s), then saving state",
+            INTERRUPT_GRACE.as_secs()
+        ));
+        self.runner.children.begin_interrupt();
+        let (_, ()) = tokio::join!(work, self.runner.children.interrupt(INTERRUPT_GRACE));
+        Err(Error::Interrupted {
+            hint: Some(format!(
+                "nothing is lost: run `{resume}` to carry on where it stopped"
+            )),
+        })
+    }
+
+    // -----------------------------------------------------------------------
+    // lab up: the machines
+    // -----------------------------------------------------------------------
+
+    pub async fn up(&self, options: &UpOptions) -> Result<()> {
+        let _lock = self.lock("kubelab lab up")?;
+        self.check_up(options)?;
+        self.interruptible("kubelab lab up", self.up_locked(options))
+            .await
+    }
+
+    /// What `lab up` can check before its first side effect, checked: the
+    /// node `--node` names, the state file (this lab's, a schema kubelab
+    /// reads), and the hosts file (text, markers that pair up, writable).
+    /// Bad input then exits 2 before any VM starts.
+    pub fn check_up(&self, options: &UpOptions) -> Result<()> {
+        let selection = &options.selection;
+        if let Some(node) = &selection.node
+            && self.loaded.topo.node(node).is_none()
+        {
+            return Err(Error::usage(
+                format!("no node named {node:?} in this lab"),
+                format!(
+                    "use one of {} (see `kubelab lab plan`)",
+                    self.loaded
+                        .topo
+                        .nodes
+                        .iter()
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        self.load_state()?;
+        if !options.no_hosts {
+            hosts_file::preflight(&self.settings.hosts_file, &self.loaded.lab.name)?;
+        }
+        if options.offline {
+            // Before any VM boots: offline, a release missing from the cache
+            // would stop the run only after every machine came up.
+            provision::downloads::refuse_missing(&self.loaded.lab, self.settings, &|phase| {
+                selection.includes(phase)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `lab up`'s work, for callers that hold the lab's lock already.
+    async fn up_locked(&self, options: &UpOptions) -> Result<()> {
+        let UpOptions {
+            jobs,
+            no_hosts,
+            offline,
+            selection,
+        } = options;
+        let (jobs, no_hosts, offline) = (*jobs, *no_hosts, *offline);
+        let mut rebooted = false;
+        if self.is_static() {
+            self.up_static(no_hosts).await?;
+        } else if selection.includes(Phase::Machines) {
+            let started = std::time::Instant::now();
+            let machines = self.up_machines(jobs, no_hosts).await;
+            crate::timings::record("machines", started.elapsed());
+            rebooted = machines?;
+        }
+        if selection.until == Some(Phase::Machines)
+            || (!selection.only.is_empty() && selection.only == [Phase::Machines])
+        {
+            return Ok(());
+        }
+        self.provision(jobs, offline, selection).await?;
+        if rebooted {
+            // Every step may be done, yet the services of VMs that were
+            // powered off are still coming back (keepalived claims the VIP
+            // seconds after boot): return once the lab answers.
+            self.wait_until_verified(Duration::from_secs(180))
+                .await
+                .map_err(|e| {
+                    Error::other(
+                        format!("the VMs are running again, but the lab does not answer yet: {e}"),
+                        "`kubelab lab verify` shows each check; `kubelab lab up` re-applies what a VM lost",
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Every phase after the machines, over one SSH ControlMaster per node:
+    /// the facts of new VMs first, then one render and one plan, run.
+    async fn provision(
+        &self,
+        jobs: Option<usize>,
+        offline: bool,
+        selection: &Selection,
+    ) -> Result<()> {
+        let LoadedLab { lab, topo, .. } = self.loaded;
+        let mut state = self.load_state()?;
+        let missing: Vec<&str> = topo
+            .nodes
+            .iter()
+            .filter(|n| {
+                state
+                    .nodes
+                    .get(&n.name)
+                    .is_none_or(|s| s.machine != MachineStatus::Created)
+            })
+            .map(|n| n.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::other(
+                format!("no VM for {}", missing.join(", ")),
+                "run `kubelab lab up` without --from/--only so the machines phase creates them",
+            ));
+        }
+        let pki_dir = self.state_dir().join("pki");
+        let pki = crate::pki::load_or_create(&pki_dir, lab, topo)?;
+        if !pki.created.is_empty() {
+            self.printer.info(format!(
+                "certs: signed {} new files in {}",
+                pki.created.len(),
+                pki_dir.display()
+            ));
+        }
+        let vm_ids = plan::vm_ids(topo, &state);
+        let stale = plan::stale_facts(topo, &state, &vm_ids, selection);
+        let build = |state: &State| {
+            plan::build(
+                lab,
+                topo,
+                state,
+                &pki,
+                selection,
+                &self.settings.cache_dir,
+                self.settings.artifacts_mirror.as_deref(),
+            )
+        };
+        // With every fact known, everything is decided without SSH: a lab
+        // whose steps are all done makes no connection at all.
+        let known = if stale.is_empty() {
+            let plan = build(&state)?;
+            if plan.pending().next().is_none() {
+                self.printer
+                    .info("provisioning: every selected step is done already; nothing to do");
+                return Ok(());
+            }
+            Some(plan)
+        } else {
+            None
+        };
+
+        // Release files first: a missing one fails before any node is touched.
+        let uploads = provision::downloads::fetch(
+            self.loaded,
+            self.settings,
+            self.printer,
+            offline,
+            &|phase| selection.includes(phase),
+        )
+        .await?;
+        let transport = self.transport().await?;
+        let result = async {
+            let plan = match known {
+                Some(plan) => plan,
+                None => {
+                    provision::facts::gather(
+                        topo,
+                        &stale,
+                        &vm_ids,
+                        &transport,
+                        self.printer,
+                        &self.state_dir().join("logs"),
+                        &mut state,
+                        &self.state_path(),
+                    )
+                    .await?;
+                    build(&state)?
+                }
+            };
+            let mut facts_applied = topo.clone();
+            facts_applied.apply_interfaces(
+                state
+                    .facts
+                    .iter()
+                    .map(|(n, f)| (n.as_str(), f.interface.as_str())),
+            );
+            let engine = provision::Engine {
+                lab,
+                topo: facts_applied,
+                transport: &transport,
+                printer: self.printer,
+                state: Arc::new(Mutex::new(state)),
+                state_path: self.state_path(),
+                logs: self.state_dir().join("logs"),
+                jobs: jobs.unwrap_or(8),
+                uploads,
+            };
+            engine.run(&plan.steps).await
+        }
+        .await;
+        transport.close().await;
+        result
+    }
+
+    /// One SSH ControlMaster per node of the lab.
+    async fn transport(&self) -> Result<Transport> {
+        if self.is_static() {
+            return self.static_transport();
+        }
+        let vagrant = self.vagrant()?;
+        let topo = &self.loaded.topo;
+        let names: Vec<&str> = topo.nodes.iter().map(|n| n.name.as_str()).collect();
+        let targets = crate::tools::ssh::parse_ssh_config(&vagrant.ssh_config(&names).await?);
+        Transport::new(
+            &self.loaded.lab.name,
+            &self.state_dir(),
+            targets,
+            &self.runner,
+        )
+    }
+
+    /// The lab's hosts block, leaving out the short names another lab's
+    /// block already claims.
+    fn lab_hosts_block(&self) -> Result<String> {
+        let LoadedLab { lab, topo, .. } = self.loaded;
+        let existing = hosts_file::read(&self.settings.hosts_file)?;
+        Ok(hosts_file::unambiguous(
+            &render::hosts_block(lab, topo),
+            &existing,
+            &lab.name,
+        ))
+    }
+
+    /// Writes the lab's block, unless `--no-hosts` said not to.
+    async fn write_lab_hosts_block(&self, no_hosts: bool) -> Result<()> {
+        if no_hosts {
+            self.printer
+                .info("not touching the hosts file (--no-hosts)");
+            return Ok(());
+        }
+        // The block depends on the other labs' blocks: read them under the lock.
+        let _host = self.settings.host_lock()?;
+        self.write_hosts_block(Some(&self.lab_hosts_block()?)).await
+    }
+
+    async fn write_hosts_block(&self, block: Option<&str>) -> Result<()> {
+        let path = &self.settings.hosts_file;
+        let printer = self.printer;
+        // Labs share the file: one read-modify-write at a time.
+        let _host = self.settings.host_lock()?;
+        let written = hosts_file::update(
+            path,
+            &self.loaded.lab.name,
+            block,
+            &self.state_dir(),
+            &self.runner,
+            |why| printer.info(why),
+        )
+        .await?;
+        let verb = if block.is_some() { "wrote" } else { "removed" };
+        match written {
+            hosts_file::Written::Unchanged => self
+                .printer
+                .info(format!("{} already up to date", path.display())),
+            hosts_file::Written::InPlace { backup } => self.printer.info(format!(
+                "{verb} the lab's block in {} (in place: it is a mount point; backup at {})",
+                path.display(),
+                backup.display()
+            )),
+            _ => self
+                .printer
+                .info(format!("{verb} the lab's block in {}", path.display())),
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------
+    // lab status
+    // -----------------------------------------------------------------------
+
+    pub async fn status(&self, json: bool) -> Result<()> {
+        let topo = &self.loaded.topo;
+        let state = self.load_state()?;
+        let vm_states: BTreeMap<String, String> = if self.vagrantfile().exists() {
+            self.vagrant()?
+                .status()
+                .await?
+                .into_iter()
+                .map(|m| (m.name, m.state))
+                .collect()
+        } else if self.is_static() {
+            // Servers are not kubelab's to run: say whether `lab up` reached them.
+            state
+                .nodes
+                .iter()
+                .map(|(n, s)| (n.clone(), format!("{:?}", s.machine).to_lowercase()))
+                .collect()
+        } else {
+            self.printer.info(format!(
+                "lab {} has no VMs yet (no {}): `kubelab lab up` creates them",
+                self.loaded.lab.name,
+                self.vagrantfile().display()
+            ));
+            BTreeMap::new()
+        };
+        let rows: Vec<StatusRow> = topo
+            .nodes
+            .iter()
+            .map(|n| StatusRow {
+                name: n.name.clone(),
+                role: n.role.to_string(),
+                address: n.address.to_string(),
+                state: vm_states
+                    .get(&n.name)
+                    .cloned()
+                    .unwrap_or_else(|| "not_created".into()),
+                phases: state.phases_done(&n.name),
+            })
+            .collect();
+        // VMs that exist but are no longer in lab.yaml (scaled down by hand).
+        let extra: Vec<String> = vm_states
+            .iter()
+            .filter(|(name, st)| {
+                topo.nodes.iter().all(|n| &n.name != *name) && st.as_str() != "not_created"
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        if json {
+            return self.printer.json(&StatusJson {
+                schema_version: SCHEMA_VERSION,
+                lab: &self.loaded.lab.name,
+                nodes: &rows,
+                not_in_lab_yaml: &extra,
+            });
+        }
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.name.clone(),
+                    r.role.clone(),
+                    r.address.clone(),
+                    r.state.clone(),
+                    if r.phases.is_empty() {
+                        "-".into()
+                    } else {
+                        r.phases.join(",")
+                    },
+                ]
+            })
+            .collect();
+        self.printer.data(printer::table(
+            &["NODE", "ROLE", "ADDRESS", "STATE", "PHASES DONE"],
+            &table,
+        ));
+        let workers = self.loaded.lab.role(crate::config::Role::Worker).count;
+        for name in extra {
+            if self.is_static() {
+                self.printer.warn(format!("{name} has kubelab installed but is not in the lab (past nodes.worker.count); `kubelab lab scale workers={workers}` uninstalls it, as does `kubelab lab destroy`"));
+            } else {
+                self.printer.warn(format!("VM {name} exists but is not in lab.yaml; `kubelab lab destroy` removes it with the rest"));
+            }
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------
+    // lab halt / lab destroy
+    // -----------------------------------------------------------------------
+
+    pub async fn halt(&self) -> Result<()> {
+        self.refuse_on_static("halt")?;
+        let _lock = self.lock("kubelab lab halt")?;
+        if !self.vagrantfile().exists() {
+            self.printer.info("no VMs: this lab was never brought up");
+            return Ok(());
+        }
+        let vagrant = self.vagrant()?;
+        let running: Vec<String> = vagrant
+            .status()
+            .await?
+            .into_iter()
+            .filter(MachineState::is_running)
+            .map(|m| m.name)
+            .collect();
+        if running.is_empty() {
+            self.printer.info("no VM is running");
+            return Ok(());
+        }
+        self.printer.info(format!("halting {}", running.join(", ")));
+        let results = futures_util::future::join_all(running.iter().map(|n| vagrant.halt(n))).await;
+        let failures: Vec<Error> = results.into_iter().filter_map(Result::err).collect();
+        if failures.is_empty() {
+            self.printer
+                .info("halted; `kubelab lab up` boots them again");
+            Ok(())
+        } else {
+            Err(Error::Several {
+                summary: "some VMs did not halt:".into(),
+                failures,
+                hint: None,
+            })
+        }
+    }
+
+    pub async fn destroy(&self, yes: bool) -> Result<()> {
+        if self.is_static() {
+            return self.destroy_static(yes).await;
+        }
+        let state_dir = self.state_dir();
+        if !yes {
+            confirm(&format!(
+                "Destroy lab {}: every VM of {}, its block in {} and {}?",
+                self.loaded.lab.name,
+                self.vagrantfile().display(),
+                self.settings.hosts_file.display(),
+                state_dir.display()
+            ))?;
+        }
+        let lock = self.lock("kubelab lab destroy")?;
+        // What `lab up` made, by the name it made it under; checked first.
+        let recorded = crate::machines::shared::Recorded::of(self.loaded, self.printer)?;
+        recorded.preflight(self.settings)?;
+        if self.vagrantfile().exists() {
+            // The Vagrantfile the VMs were made from, not today's lab.yaml.
+            let vagrant = self.vagrant()?;
+            self.printer.info("destroying the VMs");
+            vagrant.destroy(None).await?;
+        } else {
+            self.printer
+                .info("no Vagrantfile in .kubelab: no VMs to destroy");
+        }
+        recorded
+            .forget_shared(self.settings, &self.runner, self.printer)
+            .await?;
+        drop(lock);
+        if state_dir.exists() {
+            fs_err::remove_dir_all(&state_dir)?;
+        }
+        self.printer.info(format!(
+            "lab {} destroyed (the shared download cache stays; `kubelab cache clean` empties it)",
+            self.loaded.lab.name
+        ));
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------
+    // lab ssh
+    // -----------------------------------------------------------------------
+
+    pub async fn ssh(&self, node: &str, command: &[String]) -> Result<i32> {
+        if self.loaded.topo.node(node).is_none() {
+            let names: Vec<String> = self
+                .loaded
+                .topo
+                .nodes
+                .iter()
+                .map(|n| n.name.clone())
+                .collect();
+            let hint = match crate::config::closest(node, &names) {
+                Some(best) => format!("did you mean {best}? nodes: {}", names.join(", ")),
+                None => format!("nodes: {}", names.join(", ")),
+            };
+            return Err(Error::usage(
+                format!("no node named {node:?} in this lab"),
+                hint,
+            ));
+        }
+        if self.is_static() {
+            return self.ssh_static(node, command);
+        }
+        let ssh = Ssh::find()?;
+        let config = self.vagrant()?.ssh_config(&[node]).await?;
+        let path = self.state_dir().join("ssh_config");
+        crate::fsutil::write_atomic(&path, config.as_bytes(), 0o600)?;
+        ssh.interactive(&path, node, command)
+    }
+
+    // -----------------------------------------------------------------------
+    // lab snapshot
+    // -----------------------------------------------------------------------
+
+    fn vagrant_for_existing_lab(&self) -> Result<Vagrant> {
+        if !self.vagrantfile().exists() {
+            return Err(Error::other(
+                "this lab has no VMs (no .kubelab/Vagrantfile)",
+                "run `kubelab lab up` first",
+            ));
+        }
+        self.vagrant()
+    }
+}
+
+#[derive(Serialize)]
+struct StatusRow {
+    name: String,
+    role: String,
+    address: String,
+    state: String,
+    phases: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    schema_version: u32,
+    lab: &'a str,
+    nodes: &'a [StatusRow],
+    not_in_lab_yaml: &'a [String],
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::other(format!("could not encode {}: {e}", path.display()), ""))?;
+    crate::fsutil::write_atomic(path, text.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// How many `vagrant up`s run at once: twice the cores (boots mostly wait),
+/// no more than the free RAM holds, at most 8.
+fn default_jobs(largest_vm_mb: u32) -> usize {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let available_mb = fs_err::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024);
+    let by_ram = available_mb
+        .map(|mb| (mb / u64::from(largest_vm_mb.max(1))) as usize)
+        .unwrap_or(usize::MAX);
+    (cores * 2).min(by_ram).clamp(1, 8)
+}
+
+/// Asks on a terminal; refuses without one (scripts pass --yes).
+fn confirm(question: &str) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::usage(
+            "refusing to destroy without confirmation: stdin is not a terminal",
+            "pass --yes to confirm from a script",
+        ));
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(Error::usage(
+            "not confirmed; nothing was destroyed",
+            "answer y, or pass --yes",
+        ))
+    }
+}
