@@ -123,8 +123,8 @@ impl Printer {
     /// The progress of a phase over `total` nodes. On a terminal without
     /// `-v` it is one live line (nodes done of total, elapsed, the node it
     /// waits on) that becomes its summary when the phase ends; otherwise
-    /// `heading` now and a line per node as each starts and ends.
-    pub fn phase(&self, name: &str, total: usize, heading: impl AsRef<str>) -> PhaseProgress<'_> {
+    /// `heading` (if any) now and a line per node as each starts and ends.
+    pub fn phase(&self, name: &str, total: usize, heading: Option<String>) -> PhaseProgress<'_> {
         let running = Arc::new(Mutex::new(Vec::new()));
         let bar = if self.live() {
             let bar =
@@ -150,7 +150,9 @@ impl Printer {
             bar.enable_steady_tick(Duration::from_millis(120));
             Some(bar)
         } else {
-            self.info(heading);
+            if let Some(heading) = heading {
+                self.info(heading);
+            }
             None
         };
         PhaseProgress {
@@ -282,11 +284,18 @@ impl PhaseProgress<'_> {
     }
 
     /// Ends the phase with `summary` in place of its live line.
-    pub fn finish_with(mut self, summary: impl AsRef<str>) {
+    pub fn finish_with(self, summary: impl AsRef<str>) {
+        let printer = self.printer;
+        self.clear();
+        printer.info(summary);
+    }
+
+    /// Ends the phase with no summary: the live line goes, nothing is
+    /// printed in its place (for a flow with a summary line of its own).
+    pub fn clear(mut self) {
         if let Some(bar) = self.bar.take() {
             self.printer.clear_bar(&bar);
         }
-        self.printer.info(summary);
     }
 }
 
@@ -558,7 +567,7 @@ mod tests {
 
     /// What the engine does for one phase of three controllers.
     fn three_controllers(printer: &Printer) {
-        let progress = printer.phase("controllers", 3, "controllers: 3 node(s)");
+        let progress = printer.phase("controllers", 3, Some("controllers: 3 node(s)".into()));
         for n in ["controller0", "controller1", "controller2"] {
             progress.start(n, "controllers (4 files sent)");
         }
@@ -594,7 +603,7 @@ mod tests {
             );
             // A failed phase says nothing more than its failed node's line.
             let (printer, lines) = capturing(tty, verbose);
-            let progress = printer.phase("etcd", 3, "etcd: 3 node(s)");
+            let progress = printer.phase("etcd", 3, Some("etcd: 3 node(s)".into()));
             progress.start("etcd0", "etcd (2 files sent)");
             progress.failed("etcd0", None);
             drop(progress);
@@ -608,7 +617,7 @@ mod tests {
     #[test]
     fn on_a_terminal_a_phase_is_one_line_that_becomes_its_summary() {
         let (printer, term) = on_terminal();
-        let progress = printer.phase("controllers", 3, "controllers: 3 node(s)");
+        let progress = printer.phase("controllers", 3, Some("controllers: 3 node(s)".into()));
         progress.start("controller0", "controllers (4 files sent)");
         progress.start("controller1", "controllers (4 files sent)");
         progress.done("controller0", "controllers done (1.5 s)");
@@ -643,7 +652,7 @@ mod tests {
         );
 
         // The next phase draws below; a failed one says how far it got.
-        let progress = printer.phase("workers", 2, "workers: 2 node(s)");
+        let progress = printer.phase("workers", 2, Some("workers: 2 node(s)".into()));
         progress.start("worker0", "workers (9 files sent)");
         progress.done("worker0", "workers done (1.0 s)");
         progress.start("worker1", "workers (9 files sent)");
@@ -654,6 +663,36 @@ mod tests {
         assert!(
             failed[2].starts_with("workers: stopped after 1/2 nodes, "),
             "{failed:?}"
+        );
+    }
+
+    #[test]
+    fn a_phase_without_heading_or_summary_adds_no_line_but_its_nodes() {
+        // As the VMs booted again after a powered-off snapshot: piped, the
+        // per-node lines only; on a terminal, nothing left behind.
+        let boot_again = |printer: &Printer| {
+            let progress = printer.phase("machines", 1, None);
+            progress.start("dns0", "booting");
+            progress.done("dns0", "running (3.0 s)");
+            progress.clear();
+        };
+        let (printer, lines) = capturing(false, false);
+        boot_again(&printer);
+        assert_eq!(
+            *lock(&lines),
+            ["  dns0         booting", "  dns0         running (3.0 s)"]
+        );
+        let (printer, term) = on_terminal();
+        boot_again(&printer);
+        assert_eq!(lock(&term.0).text(), Vec::<String>::new());
+        // A summary of the flow's own replaces the live line.
+        let progress = printer.phase("machines", 1, None);
+        progress.start("dns0", "booting");
+        progress.failed("dns0", Some("failed"));
+        progress.finish_with("10 VMs running after 41.0 s");
+        assert_eq!(
+            lock(&term.0).text(),
+            ["  dns0         failed", "10 VMs running after 41.0 s"]
         );
     }
 

@@ -551,7 +551,7 @@ impl Engine<'_> {
             let progress = self.printer.phase(
                 phase.name(),
                 phase_steps.len(),
-                format!(
+                Some(format!(
                     "{phase}: {} node(s){}",
                     phase_steps.len(),
                     if serial {
@@ -559,7 +559,7 @@ impl Engine<'_> {
                     } else {
                         ""
                     }
-                ),
+                )),
             );
             use futures_util::StreamExt;
             let failed_ref = &failed;
