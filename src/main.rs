@@ -91,7 +91,7 @@ fn main() {
         std::process::exit(err.exit_code());
     });
     let settings = settings::Settings::from_env();
-    let printer = printer::Printer::new(cli.quiet, settings.no_color);
+    let printer = printer::Printer::new(cli.quiet, settings.no_color).verbose(cli.verbose > 0);
     let code = match commands::run(cli, &settings, &printer) {
         Ok(code) => code,
         Err(err) => {

@@ -55,11 +55,8 @@ pub async fn fetch(
                 cached.display()
             ));
         } else {
-            let bar = if printer.interactive() {
-                indicatif::ProgressBar::new(0)
-            } else {
-                indicatif::ProgressBar::hidden()
-            };
+            // On the printer's target: its lines go above the bar.
+            let bar = printer.bar(0);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
                     "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
@@ -75,7 +72,7 @@ pub async fn fetch(
                 bar.set_position(done);
             })
             .await;
-            bar.finish_and_clear();
+            printer.clear_bar(&bar);
             printer.info(format!(
                 "{}: {} verified, cached at {}",
                 a.label(),

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Lab, Role};
 use crate::error::{Error, Result};
-use crate::printer::Printer;
+use crate::printer::{PhaseProgress, Printer};
 use crate::render::RenderedFile;
 use crate::state::{State, StepRecord};
 use crate::tools::ssh::Transport;
@@ -547,26 +547,33 @@ impl Engine<'_> {
             let serial =
                 is_ha(phase) && phase_steps.iter().any(|s| s.status == StepStatus::Changed);
             let jobs = if serial { 1 } else { self.jobs.max(1) };
-            self.printer.info(format!(
-                "{phase}: {} node(s){}",
+            // One live line on a terminal; a line per node with -v or piped.
+            let progress = self.printer.phase(
+                phase.name(),
                 phase_steps.len(),
-                if serial {
-                    ", one at a time (re-applying an HA role)"
-                } else {
-                    ""
-                }
-            ));
+                Some(format!(
+                    "{phase}: {} node(s){}",
+                    phase_steps.len(),
+                    if serial {
+                        ", one at a time (re-applying an HA role)"
+                    } else {
+                        ""
+                    }
+                )),
+            );
             use futures_util::StreamExt;
             let failed_ref = &failed;
+            let progress_ref = &progress;
             let errors: Vec<Error> =
                 futures_util::stream::iter(phase_steps.into_iter().map(|step| async move {
                     // A failure stops new steps; running ones finish.
                     if failed_ref.load(Ordering::SeqCst) {
                         return None;
                     }
-                    let result = self.run_step(step).await;
+                    let result = self.run_step(step, progress_ref).await;
                     if result.is_err() {
                         failed_ref.store(true, Ordering::SeqCst);
+                        progress_ref.failed(&step.node, None);
                     }
                     result.err()
                 }))
@@ -583,15 +590,13 @@ impl Engine<'_> {
                     hint: Some("fix the cause, then run `kubelab lab up` again: finished steps are kept and it resumes at the failed one".into()),
                 });
             }
-            self.printer.info(format!(
-                "{phase}: done in {:.1} s",
-                started.elapsed().as_secs_f64()
-            ));
+            // `{phase}: done in x s`, in place of the live line.
+            progress.finish();
         }
         Ok(())
     }
 
-    async fn run_step(&self, step: &Step) -> Result<()> {
+    async fn run_step(&self, step: &Step, progress: &PhaseProgress<'_>) -> Result<()> {
         let started = Instant::now();
         let node = self
             .topo
@@ -646,13 +651,15 @@ impl Engine<'_> {
             tar.extract_command(),
             env.join(" ")
         );
-        self.printer.info(format!(
-            "  {:<12} {} ({} file{} sent)",
-            node.name,
-            step.phase,
-            changed.len(),
-            if changed.len() == 1 { "" } else { "s" }
-        ));
+        progress.start(
+            &node.name,
+            format!(
+                "{} ({} file{} sent)",
+                step.phase,
+                changed.len(),
+                if changed.len() == 1 { "" } else { "s" }
+            ),
+        );
         self.transport
             .run(
                 &node.name,
@@ -687,12 +694,14 @@ impl Engine<'_> {
                 "free space for .kubelab/state.json; the next `kubelab lab up` runs the step again",
             )
         })?;
-        self.printer.info(format!(
-            "  {:<12} {} done ({:.1} s)",
-            node.name,
-            step.phase,
-            started.elapsed().as_secs_f64()
-        ));
+        progress.done(
+            &node.name,
+            format!(
+                "{} done ({:.1} s)",
+                step.phase,
+                started.elapsed().as_secs_f64()
+            ),
+        );
         Ok(())
     }
 }
