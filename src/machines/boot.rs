@@ -3,6 +3,7 @@
 //! booted again alone.
 
 use super::*;
+use crate::printer::PhaseProgress;
 
 impl Host<'_> {
     /// Boots every VM that is not running; true when one of them existed
@@ -47,12 +48,16 @@ impl Host<'_> {
             let jobs = jobs.unwrap_or_else(|| {
                 default_jobs(topo.nodes.iter().map(|n| n.memory_mb).max().unwrap_or(1024))
             });
-            self.printer.info(format!(
-                "booting {} VM{} ({} already running; up to {jobs} at once)",
+            let progress = self.printer.phase(
+                "machines",
                 pending.len(),
-                if pending.len() == 1 { "" } else { "s" },
-                running
-            ));
+                Some(format!(
+                    "booting {} VM{} ({} already running; up to {jobs} at once)",
+                    pending.len(),
+                    if pending.len() == 1 { "" } else { "s" },
+                    running
+                )),
+            );
             let started = Instant::now();
             let any_exists = states.values().any(MachineState::exists);
             let (first, rest): (Vec<_>, Vec<_>) = if any_exists {
@@ -65,8 +70,10 @@ impl Host<'_> {
             };
             let mut failures = Vec::new();
             for node in first {
-                if let Err(e) = self.boot(&vagrant, node, &shared).await
-                    && let Err(e) = self.boot_again_alone(&vagrant, node, &shared, e).await
+                if let Err(e) = self.boot(&vagrant, node, &shared, &progress).await
+                    && let Err(e) = self
+                        .boot_again_alone(&vagrant, node, &shared, e, &progress)
+                        .await
                 {
                     failures.push(e);
                 }
@@ -74,8 +81,14 @@ impl Host<'_> {
             if failures.is_empty() {
                 // Those that lost one of VirtualBox's races go again one at a
                 // time, after the others: only those, a few times at most.
-                for (node, e) in self.boot_concurrently(&vagrant, &rest, jobs, &shared).await {
-                    if let Err(e) = self.boot_again_alone(&vagrant, node, &shared, e).await {
+                for (node, e) in self
+                    .boot_concurrently(&vagrant, &rest, jobs, &shared, &progress)
+                    .await
+                {
+                    if let Err(e) = self
+                        .boot_again_alone(&vagrant, node, &shared, e, &progress)
+                        .await
+                    {
                         failures.push(e);
                     }
                 }
@@ -100,11 +113,13 @@ impl Host<'_> {
                     ),
                 });
             }
-            self.printer.info(format!(
+            // The live line becomes the summary.
+            let summary = format!(
                 "{} VMs running after {:.1} s",
                 topo.nodes.len(),
                 started.elapsed().as_secs_f64()
-            ));
+            );
+            progress.finish_with(summary);
         }
         let state = shared.lock().map(|s| s.clone()).unwrap_or_default();
         state.save(&self.state_path())?;
@@ -119,10 +134,11 @@ impl Host<'_> {
         nodes: &[&'n crate::topology::Node],
         jobs: usize,
         shared: &Arc<Mutex<State>>,
+        progress: &PhaseProgress<'_>,
     ) -> Vec<(&'n crate::topology::Node, Error)> {
         use futures_util::StreamExt;
         futures_util::stream::iter(nodes.iter().map(|&node| async move {
-            self.boot(vagrant, node, shared)
+            self.boot(vagrant, node, shared, progress)
                 .await
                 .err()
                 .map(|e| (node, e))
@@ -143,6 +159,7 @@ impl Host<'_> {
         node: &crate::topology::Node,
         shared: &Arc<Mutex<State>>,
         mut error: Error,
+        progress: &PhaseProgress<'_>,
     ) -> Result<()> {
         let mut wait = self.settings.boot_retry;
         for attempt in 1..=RACE_RETRIES {
@@ -165,7 +182,7 @@ impl Host<'_> {
                 )
                 .await;
             }
-            match self.boot(vagrant, node, shared).await {
+            match self.boot(vagrant, node, shared, progress).await {
                 Ok(()) => return Ok(()),
                 Err(e) => error = e,
             }
@@ -180,13 +197,14 @@ impl Host<'_> {
         vagrant: &Vagrant,
         node: &crate::topology::Node,
         shared: &Arc<Mutex<State>>,
+        progress: &PhaseProgress<'_>,
     ) -> Result<()> {
         if self.runner.children.interrupted() {
             // Never started: nothing to record.
             return Err(Error::Interrupted { hint: None });
         }
         let started = Instant::now();
-        self.printer.info(format!("  {:<12} booting", node.name));
+        progress.start(&node.name, "booting");
         let result = vagrant.up(&node.name).await;
         let (machine, error) = match &result {
             Ok(_) => (MachineStatus::Created, None),
@@ -226,12 +244,11 @@ impl Host<'_> {
             )),
         };
         match &result {
-            Ok(_) => self.printer.info(format!(
-                "  {:<12} running ({:.1} s)",
-                node.name,
-                started.elapsed().as_secs_f64()
-            )),
-            Err(_) => self.printer.info(format!("  {:<12} failed", node.name)),
+            Ok(_) => progress.done(
+                &node.name,
+                format!("running ({:.1} s)", started.elapsed().as_secs_f64()),
+            ),
+            Err(_) => progress.failed(&node.name, Some("failed")),
         }
         result?;
         saved.map_err(|e| {

@@ -154,20 +154,30 @@ impl Host<'_> {
             .filter_map(|n| self.loaded.topo.node(n))
             .collect();
         let mut boot_failures = Vec::new();
+        let progress = self.printer.phase("machines", topo_nodes.len(), None);
         let (first, rest) = topo_nodes.split_at(topo_nodes.len().min(1));
         for &node in first {
-            if let Err(e) = self.boot(vagrant, node, &shared).await
-                && let Err(e) = self.boot_again_alone(vagrant, node, &shared, e).await
+            if let Err(e) = self.boot(vagrant, node, &shared, &progress).await
+                && let Err(e) = self
+                    .boot_again_alone(vagrant, node, &shared, e, &progress)
+                    .await
             {
                 boot_failures.push(e);
             }
         }
         let jobs = default_jobs(topo_nodes.iter().map(|n| n.memory_mb).max().unwrap_or(1024));
-        for (node, e) in self.boot_concurrently(vagrant, rest, jobs, &shared).await {
-            if let Err(e) = self.boot_again_alone(vagrant, node, &shared, e).await {
+        for (node, e) in self
+            .boot_concurrently(vagrant, rest, jobs, &shared, &progress)
+            .await
+        {
+            if let Err(e) = self
+                .boot_again_alone(vagrant, node, &shared, e, &progress)
+                .await
+            {
                 boot_failures.push(e);
             }
         }
+        progress.clear();
         let state = shared.lock().map(|s| s.clone()).unwrap_or_default();
         state.save(&self.state_path())?;
         if !halt_failures.is_empty() {
