@@ -202,31 +202,7 @@ impl Host<'_> {
         };
         let from = lab.role(Role::Worker).count;
         let text = fs_err::read_to_string(path)?;
-        let new_text = yaml_edit::set_scalar(
-            &text,
-            &["nodes", "worker", "count"],
-            &request.count.to_string(),
-        )
-        .ok_or_else(|| {
-            Error::usage(
-                format!(
-                    "could not change nodes.worker.count in {}: nodes.worker is written inline ({{...}})",
-                    path.display()
-                ),
-                "write nodes.worker as a block mapping (one key per line), then scale again",
-            )
-        })?;
-        let new_lab = crate::lab::parse(&new_text, lab.source.clone()).map_err(|e| {
-            let hint = e.hint().or_else(|| {
-                self.is_static().then(|| {
-                    "a static lab's workers are the hosts listed under hosts: with `role: worker`; list another one to scale past them".to_string()
-                })
-            });
-            Error::usage(
-                format!("workers={} does not fit this lab: {e}", request.count),
-                hint.unwrap_or_else(|| "pick another count".into()),
-            )
-        })?;
+        let (new_text, new_lab) = self.resized(request, path, &text)?;
         let new_topo = Topology::new(&new_lab);
 
         // A lab that was never brought up only has its lab.yaml edited: no
@@ -292,24 +268,11 @@ impl Host<'_> {
             ))?;
         }
 
-        // What the lab has been provisioned through, capped by --until.
-        let mut phases = provision::phases_done(topo, &state);
-        if let Some(until) = options.until {
-            phases.retain(|p| *p <= until);
-        }
-        if !phases.contains(&Phase::Machines) {
-            phases.insert(0, Phase::Machines);
-        }
+        let phases = self.phases_to_reapply(topo, &state, options.until);
         let selection = Selection {
             only: phases.clone(),
             ..Selection::default()
         };
-        let names: Vec<&str> = phases.iter().map(|p| p.name()).collect();
-        self.printer.info(format!(
-            "the lab is provisioned through these phases, which the change re-applies where it matters: {}",
-            names.join(", ")
-        ));
-
         let mut kube = Vec::new();
         if !plan.remove.is_empty() {
             kube.extend(self.drain(&plan, &state).await?);
@@ -346,20 +309,7 @@ impl Host<'_> {
         )
         .await?;
         if !plan.add.is_empty() {
-            let names: Vec<&str> = plan.add.iter().map(|n| n.name.as_str()).collect();
-            kube.push(if phases.contains(&Phase::Workload) {
-                KubeStep {
-                    what: format!("spread the nginx workload onto {}", names.join(", ")),
-                    status: "done",
-                    detail: "the workload phase rolled nginx over every worker and waited for the spread".into(),
-                }
-            } else {
-                KubeStep {
-                    what: format!("spread the nginx workload onto {}", names.join(", ")),
-                    status: "not run",
-                    detail: "the workload phase has not run on this lab".into(),
-                }
-            });
+            kube.push(spread_step(&plan, &phases));
         }
         for step in &kube {
             self.printer.info(format!(
@@ -384,6 +334,67 @@ impl Host<'_> {
             }))?;
         }
         Ok(())
+    }
+
+    /// lab.yaml's text with `nodes.worker.count` set to the request, and the
+    /// lab it describes, checked as `lab up` would check it.
+    fn resized(
+        &self,
+        request: &Request,
+        path: &std::path::Path,
+        text: &str,
+    ) -> Result<(String, crate::config::Lab)> {
+        let new_text = yaml_edit::set_scalar(
+            text,
+            &["nodes", "worker", "count"],
+            &request.count.to_string(),
+        )
+        .ok_or_else(|| {
+            Error::usage(
+                format!(
+                    "could not change nodes.worker.count in {}: nodes.worker is written inline ({{...}})",
+                    path.display()
+                ),
+                "write nodes.worker as a block mapping (one key per line), then scale again",
+            )
+        })?;
+        let source = self.loaded.lab.source.clone();
+        let new_lab = crate::lab::parse(&new_text, source).map_err(|e| {
+            let hint = e.hint().or_else(|| {
+                self.is_static().then(|| {
+                    "a static lab's workers are the hosts listed under hosts: with `role: worker`; list another one to scale past them".to_string()
+                })
+            });
+            Error::usage(
+                format!("workers={} does not fit this lab: {e}", request.count),
+                hint.unwrap_or_else(|| "pick another count".into()),
+            )
+        })?;
+        Ok((new_text, new_lab))
+    }
+
+    /// The phases the lab has been provisioned through (capped by
+    /// `--until`), machines first: what the change re-applies, said.
+    fn phases_to_reapply(
+        &self,
+        topo: &Topology,
+        state: &crate::state::State,
+        until: Option<Phase>,
+    ) -> Vec<Phase> {
+        let mut phases = provision::phases_done(topo, state);
+        if let Some(until) = until {
+            phases.retain(|p| *p <= until);
+        }
+        if !phases.contains(&Phase::Machines) {
+            phases.insert(0, Phase::Machines);
+        }
+        let names: Vec<&str> = phases.iter().map(|p| p.name()).collect();
+        self.printer.info(format!(
+            "the lab is provisioned through these phases, which the change re-applies where it matters: {}",
+            names.join(", ")
+        ));
+
+        phases
     }
 
     /// Cordons, drains and deletes each removed worker's Node from the first
@@ -646,6 +657,26 @@ fn describe(plan: &Diff, provisioned: bool, static_lab: bool) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// How the nginx workload was spread onto the new workers: done when the
+/// workload phase ran with them, else not run and why.
+fn spread_step(plan: &Diff, phases: &[Phase]) -> KubeStep {
+    let names: Vec<&str> = plan.add.iter().map(|n| n.name.as_str()).collect();
+    if phases.contains(&Phase::Workload) {
+        KubeStep {
+            what: format!("spread the nginx workload onto {}", names.join(", ")),
+            status: "done",
+            detail: "the workload phase rolled nginx over every worker and waited for the spread"
+                .into(),
+        }
+    } else {
+        KubeStep {
+            what: format!("spread the nginx workload onto {}", names.join(", ")),
+            status: "not run",
+            detail: "the workload phase has not run on this lab".into(),
+        }
+    }
 }
 
 #[cfg(test)]
