@@ -164,12 +164,9 @@ pub fn lock(path: &Path) -> Result<crate::state::HostLock> {
     crate::state::HostLock::wait(&path.with_file_name(format!("{name}.lock")))
 }
 
-/// Adds or replaces the lab's entry (by directory).
-pub fn record(path: &Path, entry: Entry) -> Result<()> {
-    let _lock = lock(path)?;
-    let mut registry = load(path)?;
-    // One lab per folder: another lab file there is refused, never recorded
-    // over the folder's lab.
+/// One lab per folder: another lab file there is refused, never recorded
+/// over the folder's lab.
+fn check_folder_of(path: &Path, registry: &Registry, entry: &Entry) -> Result<()> {
     if let Some(old) = registry.labs.iter().find(|e| e.dir == entry.dir) {
         crate::lab::owner::refuse_other(
             &entry.dir,
@@ -179,6 +176,20 @@ pub fn record(path: &Path, entry: Entry) -> Result<()> {
             &format!("the folder {} (in {})", entry.dir.display(), path.display()),
         )?;
     }
+    Ok(())
+}
+
+/// What `record` would refuse for `loaded`, checked without writing
+/// (`lab up --dry-run`).
+pub fn check_record(path: &Path, loaded: &LoadedLab) -> Result<()> {
+    check_folder_of(path, &load(path)?, &Entry::of(loaded, LabState::Up))
+}
+
+/// Adds or replaces the lab's entry (by directory).
+pub fn record(path: &Path, entry: Entry) -> Result<()> {
+    let _lock = lock(path)?;
+    let mut registry = load(path)?;
+    check_folder_of(path, &registry, &entry)?;
     registry.schema_version = REGISTRY_SCHEMA_VERSION;
     registry.labs.retain(|e| e.dir != entry.dir);
     registry.labs.push(entry);

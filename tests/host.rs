@@ -1385,6 +1385,11 @@ fn lab_up_dry_run_prints_the_whole_plan_and_touches_nothing() {
         "127.0.0.1 localhost\n"
     );
 
+    // With the VMs made, a plan past the machines: none is booted, only
+    // the selected phases run, and nothing is written.
+    let t = t.then(&["lab", "up", "--until", "machines"]);
+    t.run();
+    let state = std::fs::read(t.path().join(".kubelab/state.json")).unwrap();
     let t = t.then(&["lab", "up", "--dry-run", "--json", "--from", "etcd"]);
     let ran = t.run();
     let doc: serde_json::Value = serde_json::from_str(&ran.stdout).expect("JSON on stdout");
@@ -1406,7 +1411,11 @@ fn lab_up_dry_run_prints_the_whole_plan_and_touches_nothing() {
         !phases.contains("dns") && phases.contains("etcd"),
         "{phases:?}"
     );
-    assert!(!t.path().join(".kubelab").exists());
+    assert_eq!(
+        std::fs::read(t.path().join(".kubelab/state.json")).unwrap(),
+        state
+    );
+    assert!(!t.path().join(".kubelab/pki").exists());
 }
 
 #[test]
@@ -1744,4 +1753,55 @@ fn a_scale_waits_for_another_edit_of_lab_yaml_and_never_overwrites_it() {
         "{stderr}"
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), edited);
+}
+
+#[test]
+fn lab_up_dry_run_says_what_a_selection_leaves_out_and_refuses_what_lab_up_refuses() {
+    // Only the machines: nothing is signed or read, and --offline needs no
+    // release file for it.
+    let t = Test::new()
+        .standins()
+        .args(&["lab", "up", "--dry-run", "--until", "machines"]);
+    let ran = t.run();
+    assert!(
+        ran.stdout
+            .contains("certificates: not in this run (it stops after the machines)"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("facts: not in this run"),
+        "{}",
+        ran.stdout
+    );
+    let t = t.then(&["lab", "up", "--offline", "--until", "machines"]);
+    let ran = t.run();
+    assert!(ran.stderr.contains("VMs running after"), "{}", ran.stderr);
+    // Past the machines of a lab with VMs: the same refusal as lab up's, by
+    // the same exit code.
+    let fresh = Test::new()
+        .standins()
+        .args(&["lab", "up", "--dry-run", "--from", "dns"])
+        .status(1);
+    let ran = fresh.run();
+    assert!(ran.stderr.contains("no VM for dns0"), "{}", ran.stderr);
+}
+
+#[test]
+fn lab_up_dry_run_refuses_a_second_lab_file_in_a_labs_folder() {
+    let lab =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lab.yaml"))
+            .unwrap();
+    let t = Test::new()
+        .standins()
+        .write("a.yaml", &lab)
+        .write("b.yaml", &lab)
+        .args(&["--lab", "a.yaml", "lab", "up", "--until", "machines"]);
+    t.run();
+    let ran = t
+        .then(&["--lab", "b.yaml", "lab", "up", "--dry-run"])
+        .status(2)
+        .run();
+    assert!(ran.stderr.contains("a.yaml"), "{}", ran.stderr);
+    assert!(ran.stdout.is_empty(), "a plan was printed: {}", ran.stdout);
 }

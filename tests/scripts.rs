@@ -64,7 +64,7 @@ fn every_script_is_shellcheck_clean() {
 #[test]
 fn every_script_is_strict_and_compiled_in() {
     let engine =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/provision.rs"))
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/provision/mod.rs"))
             .unwrap();
     for script in scripts() {
         let name = script.file_name().unwrap().to_str().unwrap();
@@ -75,8 +75,8 @@ fn every_script_is_strict_and_compiled_in() {
             assert!(text.contains("set -euo pipefail"), "{name} is not strict");
         }
         assert!(
-            engine.contains(&format!("include_str!(\"../provision/scripts/{name}\")")),
-            "{name} is not compiled into the binary (SCRIPTS in src/provision.rs)"
+            engine.contains(&format!("include_str!(\"../../provision/scripts/{name}\")")),
+            "{name} is not compiled into the binary (SCRIPTS in src/provision/mod.rs)"
         );
     }
 }

@@ -93,7 +93,10 @@ fn dry_run(
     printer: &Printer,
 ) -> Result<i32> {
     host.check_up(options)?;
+    // What `lab up` refuses when it takes the lab's lock and claims its entry.
+    crate::lab::owner::check(loaded)?;
     crate::registry::check_no_clash(&host.settings.registry, loaded)?;
+    crate::registry::check_record(&host.settings.registry, loaded)?;
     let (plan, state) = crate::provision::plan::preview(loaded, host.settings, &options.selection)?;
     if json {
         printer.json(&plan.json(&loaded.lab.name, &state))?;

@@ -161,11 +161,17 @@ impl<'a> Host<'a> {
         if !options.no_hosts {
             hosts_file::preflight(&self.settings.hosts_file, &self.loaded.lab.name)?;
         }
-        if options.offline {
+        if options.offline && !selection.stops_after_machines() {
             // Before any VM boots: offline, a release missing from the cache
-            // would stop the run only after every machine came up.
+            // would stop the run only after every machine came up. Only the
+            // phases with a step left need theirs (a finished lab needs none).
+            let pending = match provision::plan::preview(self.loaded, self.settings, selection) {
+                Ok((plan, _)) => plan.pending_phases(),
+                // No VM yet past --from: provision says so, after the machines.
+                Err(_) => Phase::ALL.into_iter().collect(),
+            };
             provision::downloads::refuse_missing(&self.loaded.lab, self.settings, &|phase| {
-                selection.includes(phase)
+                selection.includes(phase) && pending.contains(&phase)
             })?;
         }
         Ok(())
@@ -189,9 +195,7 @@ impl<'a> Host<'a> {
             crate::timings::record("machines", started.elapsed());
             rebooted = machines?;
         }
-        if selection.until == Some(Phase::Machines)
-            || (!selection.only.is_empty() && selection.only == [Phase::Machines])
-        {
+        if selection.stops_after_machines() {
             return Ok(());
         }
         self.provision(jobs, offline, selection).await?;
@@ -221,23 +225,7 @@ impl<'a> Host<'a> {
     ) -> Result<()> {
         let LoadedLab { lab, topo, .. } = self.loaded;
         let mut state = self.load_state()?;
-        let missing: Vec<&str> = topo
-            .nodes
-            .iter()
-            .filter(|n| {
-                state
-                    .nodes
-                    .get(&n.name)
-                    .is_none_or(|s| s.machine != MachineStatus::Created)
-            })
-            .map(|n| n.name.as_str())
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::other(
-                format!("no VM for {}", missing.join(", ")),
-                "run `kubelab lab up` without --from/--only so the machines phase creates them",
-            ));
-        }
+        plan::vms_exist(topo, &state)?;
         let pki_dir = self.state_dir().join("pki");
         let pki = crate::pki::load_or_create(&pki_dir, lab, topo)?;
         if !pki.created.is_empty() {
@@ -275,12 +263,17 @@ impl<'a> Host<'a> {
         };
 
         // Release files first: a missing one fails before any node is touched.
+        // With the plan known, only the phases with a step left; else (new
+        // VMs) every selected one.
+        let pending = known.as_ref().map(plan::Plan::pending_phases);
         let uploads = provision::downloads::fetch(
             self.loaded,
             self.settings,
             self.printer,
             offline,
-            &|phase| selection.includes(phase),
+            &|phase| {
+                selection.includes(phase) && pending.as_ref().is_none_or(|p| p.contains(&phase))
+            },
         )
         .await?;
         let transport = self.transport().await?;

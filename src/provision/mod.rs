@@ -178,6 +178,13 @@ impl Selection {
         self.from.is_none_or(|f| phase >= f) && self.until.is_none_or(|u| phase <= u)
     }
 
+    /// A run of the machines phase alone (`--until machines`, `--only
+    /// machines`): nothing is provisioned or signed.
+    pub fn stops_after_machines(&self) -> bool {
+        self.until == Some(Phase::Machines)
+            || (!self.only.is_empty() && self.only == [Phase::Machines])
+    }
+
     pub fn includes_node(&self, node: &str) -> bool {
         self.node.as_deref().is_none_or(|n| n == node)
     }
@@ -256,7 +263,7 @@ pub fn steps(
     let (by_step, _) = files_by_step(files);
     let mut steps = Vec::new();
     for &phase in ENGINE_PHASES {
-        // Facts are read by `Engine::facts`, not run as a script.
+        // Facts are read by `facts::gather`, not run as a script.
         if !selection.includes(phase) || script_of(phase).is_none() {
             continue;
         }

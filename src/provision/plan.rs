@@ -24,6 +24,10 @@ pub struct Plan {
     pub certificates: Vec<String>,
     /// Nodes whose OS and interface are read over SSH (new or recreated VMs).
     pub facts: Vec<String>,
+    /// Whether the run reads facts at all.
+    pub facts_selected: bool,
+    /// Whether the run goes past the machines (and so signs and provisions).
+    pub provisions: bool,
     pub downloads: Vec<Download>,
     pub steps: Vec<Step>,
 }
@@ -94,7 +98,7 @@ pub fn why(step: &Step, state: &State) -> String {
                 .map(|f| f.path.as_str())
                 .collect();
             if changed.is_empty() {
-                "its script or a release version changed".into()
+                "its script, a release version or the node's interface changed".into()
             } else {
                 format!("changed: {}", changed.join(", "))
             }
@@ -182,6 +186,36 @@ pub fn downloads(
         .collect())
 }
 
+/// Refuses a run past the machines phase on a lab whose VMs are not all
+/// made (`--from`, `--only` on a lab never brought up).
+pub fn vms_exist(topo: &Topology, state: &State) -> Result<()> {
+    let missing: Vec<&str> = topo
+        .nodes
+        .iter()
+        .filter(|n| {
+            state
+                .nodes
+                .get(&n.name)
+                .is_none_or(|s| s.machine != MachineStatus::Created)
+        })
+        .map(|n| n.name.as_str())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(crate::error::Error::other(
+        format!("no VM for {}", missing.join(", ")),
+        "run `kubelab lab up` without --from/--only so the machines phase creates them",
+    ))
+}
+
+impl Plan {
+    /// The phases with a step to run.
+    pub fn pending_phases(&self) -> std::collections::BTreeSet<Phase> {
+        self.pending().map(|s| s.phase).collect()
+    }
+}
+
 /// The machine ids the state recorded, by node.
 pub fn vm_ids(topo: &Topology, state: &State) -> BTreeMap<String, Option<String>> {
     topo.nodes
@@ -219,8 +253,15 @@ pub fn build(
     let files = crate::render::all(lab, &known, pki);
     Ok(Plan {
         machines: machines(lab, topo, state, selection),
-        certificates: pki.created.clone(),
+        // A run that stops after the machines signs nothing.
+        certificates: if selection.stops_after_machines() {
+            Vec::new()
+        } else {
+            pki.created.clone()
+        },
         facts: stale_facts(topo, state, &vm_ids, selection),
+        facts_selected: selection.includes(Phase::Facts),
+        provisions: !selection.stops_after_machines(),
         downloads: downloads(lab, selection, cache, mirror)?,
         steps: super::steps(lab, &known, &files, state, &vm_ids, selection),
     })
@@ -234,6 +275,10 @@ pub fn preview(
     selection: &Selection,
 ) -> Result<(Plan, State)> {
     let state = State::load(&loaded.state_dir().join("state.json"), &loaded.lab.name)?;
+    // Past the machines phase, every VM must exist, as `lab up` requires.
+    if !selection.includes(Phase::Machines) && loaded.lab.provider != Provider::Static {
+        vms_exist(&loaded.topo, &state)?;
+    }
     let pki = crate::pki::preview(&loaded.state_dir().join("pki"), &loaded.lab, &loaded.topo)?;
     let plan = build(
         &loaded.lab,
@@ -320,7 +365,9 @@ impl Plan {
             out.push_str(&format!("  {:<14} {}\n", m.node, m.action.describe()));
         }
         out.push_str("\ncertificates: ");
-        if self.certificates.is_empty() {
+        if !self.provisions {
+            out.push_str("not in this run (it stops after the machines)\n");
+        } else if self.certificates.is_empty() {
             out.push_str("every file is signed already\n");
         } else {
             out.push_str(&format!(
@@ -330,7 +377,9 @@ impl Plan {
             ));
         }
         out.push_str("\nfacts: ");
-        if self.facts.is_empty() {
+        if !self.facts_selected {
+            out.push_str("not in this run\n");
+        } else if self.facts.is_empty() {
             out.push_str("known for every selected node\n");
         } else {
             out.push_str(&format!(
