@@ -922,6 +922,43 @@ fn scale_explains_what_it_refuses_and_plans_without_touching_anything() {
     );
 }
 
+/// U6: a valid lab.yaml in a layout the count edit does not understand is
+/// refused as that, naming the line and the block layout to write, never as a
+/// count that "does not fit"; lab.yaml is left alone. A file whose lines end
+/// in a CR alone, or that starts with a byte-order mark, is edited in place.
+#[test]
+fn scale_names_a_layout_it_cannot_edit_and_edits_cr_only_files() {
+    let text = "name: kubelab\nnodes:\n  worker:\n    count : 1\n";
+    let test = Test::new()
+        .write("lab.yaml", text)
+        .args(&["lab", "scale", "workers=2"])
+        .status(2);
+    let ran = test.run();
+    assert!(!ran.stderr.contains("does not fit"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("line 4: `count : 1`"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("`    count: 2`"), "{}", ran.stderr);
+    let path = test.path().join("lab.yaml");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+
+    for (text, edited) in [
+        (
+            "name: kubelab\rnodes:\r  worker:\r    count: 1\r",
+            "name: kubelab\rnodes:\r  worker:\r    count: 2\r",
+        ),
+        (
+            "\u{feff}nodes:\n  worker:\n    count: 1\n",
+            "\u{feff}nodes:\n  worker:\n    count: 2\n",
+        ),
+    ] {
+        let test = Test::new()
+            .write("lab.yaml", text)
+            .args(&["lab", "scale", "workers=2"]);
+        test.run();
+        let path = test.path().join("lab.yaml");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), edited);
+    }
+}
+
 #[test]
 fn scale_on_a_static_lab_moves_within_the_listed_workers() {
     // Test::static_lab's ten hosts and a second worker, listed last; no
