@@ -756,6 +756,30 @@ fn serve_everything(body: &'static [u8], max: usize) -> (String, Arc<Mutex<Vec<S
     (url, paths)
 }
 
+/// U10: a download that cannot reach its server says to check the network,
+/// names the mirror setting and --offline, not only "run it again".
+#[test]
+fn artifacts_fetch_without_a_network_names_the_mirror_and_offline() {
+    // A port nothing listens on: the connection is refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ran = Test::new()
+        .write("lab.yaml", "artifacts:\n  etcd: distro\n")
+        .env(
+            "KUBELAB_ARTIFACTS_MIRROR",
+            &format!("http://127.0.0.1:{port}/"),
+        )
+        .args(&["artifacts", "fetch"])
+        .status(1)
+        .run();
+    for said in ["check the network", "KUBELAB_ARTIFACTS_MIRROR", "--offline"] {
+        assert!(ran.stderr.contains(said), "{said}: {}", ran.stderr);
+    }
+}
+
 #[test]
 fn artifacts_fetch_from_a_mirror_deletes_and_reports_a_file_that_is_not_the_release() {
     const BODY: &[u8] = b"not the kubernetes server tarball";
