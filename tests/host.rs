@@ -1623,6 +1623,7 @@ fn a_second_lab_file_in_one_folder_is_refused_before_it_touches_the_first() {
         &["--lab", "b.yaml", "lab", "render"][..],
         &["--lab", "b.yaml", "lab", "destroy", "--yes"],
         &["--lab", "b.yaml", "lab", "up", "--until", "machines"],
+        &["--lab", "b.yaml", "lab", "up", "--dry-run"],
         &["--lab", "c.yaml", "init", "--name", "c"],
     ] {
         test = test.then(args).status(2);

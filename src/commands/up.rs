@@ -92,8 +92,10 @@ fn dry_run(
     json: bool,
     printer: &Printer,
 ) -> Result<i32> {
-    host.check_up(options)?;
+    // As `lab up` checks them: the folder's and the name's owners first.
     crate::registry::check_no_clash(&host.settings.registry, loaded)?;
+    crate::lab::owner::check(loaded)?;
+    host.check_up(options)?;
     let (plan, state) = crate::provision::plan::preview(loaded, host.settings, &options.selection)?;
     if json {
         printer.json(&plan.json(&loaded.lab.name, &state))?;
