@@ -1507,6 +1507,11 @@ fn destroy_after_a_rename_removes_the_block_and_context_of_the_name_it_was_up_un
         ran.stderr
     );
     assert!(
+        ran.stderr.contains("lab old destroyed") && !ran.stderr.contains("lab new destroyed"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
         ran.stderr.contains("removed context kubelab-old from"),
         "{}",
         ran.stderr
