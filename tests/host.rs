@@ -682,6 +682,28 @@ fn doctor_fails_on_a_dhcp_range_holding_lab_addresses() {
     assert_eq!(vagrant["detail"], "Vagrant 2.4.1");
 }
 
+/// U18: doctor's fix for a lab bigger than the host's RAM says that
+/// `kubelab init --force` replaces lab.yaml.
+#[test]
+fn doctor_memory_fix_says_init_force_replaces_lab_yaml() {
+    // 3 workers of 1 TiB each: more than any test host has.
+    let ran = Test::new()
+        .write(
+            "lab.yaml",
+            "name: t\nnodes:\n  worker:\n    count: 3\n    memory: 1048576\n",
+        )
+        .standins()
+        .args(&["doctor"])
+        .run_unchecked();
+    assert!(ran.stdout.contains("the lab needs"), "{}", ran.stdout);
+    assert!(
+        ran.stdout
+            .contains("`kubelab init --force`, which replaces lab.yaml"),
+        "{}",
+        ran.stdout
+    );
+}
+
 #[test]
 fn doctor_passes_with_no_conflicts() {
     let ran = lab()
