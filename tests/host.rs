@@ -565,6 +565,8 @@ fn ctrl_c_during_up_interrupts_vagrant_saves_state_and_says_how_to_resume() {
         stderr.contains("run `kubelab lab up` to carry on"),
         "{stderr}"
     );
+    // U16: the VMs are said to be interrupted, as state.json records them.
+    assert!(!stderr.contains("failed"), "{stderr}");
     // Each running `vagrant up` got the SIGINT and cleaned up.
     let interrupted = test
         .calls()
