@@ -260,7 +260,7 @@ pub async fn fetch(
     let net_error = |e: reqwest::Error| {
         Error::other(
             format!("downloading {} failed: {e}", a.url),
-            "run the command again: the download resumes where it stopped",
+            "check the network (or set KUBELAB_ARTIFACTS_MIRROR to a mirror you can reach), then run the command again: the download resumes where it stopped; `--offline` uses only the files already in the cache",
         )
     };
     let response = request.send().await.map_err(net_error)?;

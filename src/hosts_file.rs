@@ -295,6 +295,22 @@ pub fn read(path: &Path) -> Result<String> {
                 format!("point KUBELAB_HOSTS_FILE at a file, {OTHER_FILE}"),
             ));
         }
+        // fs_err's error wraps the OS error: ask the OS again.
+        Err(_)
+            if std::fs::metadata(path).err().and_then(|e| e.raw_os_error())
+                == Some(nix::libc::ELOOP) =>
+        {
+            return Err(crate::error::Error::other(
+                format!(
+                    "the hosts file {} is a symbolic link that leads back to itself (a loop)",
+                    path.display()
+                ),
+                format!(
+                    "point the link at the real file (`ls -l {}` shows where it leads), {OTHER_FILE}",
+                    path.display()
+                ),
+            ));
+        }
         Err(err) => {
             return Err(crate::error::Error::other(
                 format!("could not read the hosts file: {err}"),
@@ -466,6 +482,21 @@ async fn write_with_sudo(
 #[cfg(test)]
 mod tests {
     use super::{block_owner, unambiguous, with_block, with_owner};
+
+    /// A hosts file that is a symlink loop is named as that, with the fix;
+    /// never "run as a user who may read it".
+    #[test]
+    fn a_symlink_loop_is_named_as_a_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        let err = super::read(&a).unwrap_err();
+        assert!(err.to_string().contains("leads back to itself"), "{err}");
+        let hint = err.hint().unwrap();
+        assert!(hint.contains("point the link at the real file"), "{hint}");
+        assert!(!hint.contains("run as a user"), "{hint}");
+    }
 
     /// A FIFO as the hosts file is refused before it is opened (reading it
     /// would wait for a writer for ever).

@@ -144,7 +144,8 @@ pub fn merge(file: &Path, admin: &Path, lab: &str, use_it: bool) -> Result<Merge
         doc.insert("current-context".into(), name.clone().into());
     }
     let edited = existing.as_deref().and_then(|text| {
-        let mut text = text.to_string();
+        let (bom, body) = split_bom(text);
+        let mut text = body.to_string();
         for list in ["clusters", "users", "contexts"] {
             let entry = doc
                 .get(list)
@@ -156,7 +157,7 @@ pub fn merge(file: &Path, admin: &Path, lab: &str, use_it: bool) -> Result<Merge
         if use_it {
             text = crate::yaml_edit::set_scalar(&text, &["current-context"], &name)?;
         }
-        Some(text)
+        Some(format!("{bom}{text}"))
     });
     let backup = save(file, existing.as_deref(), &doc, edited)?;
     Ok(Merged {
@@ -190,7 +191,8 @@ pub fn remove(file: &Path, lab: &str) -> Result<bool> {
         removed = true;
     }
     if removed {
-        let mut edited = Some(text.clone());
+        let (bom, body) = split_bom(&text);
+        let mut edited = Some(body.to_string());
         for list in ["clusters", "users", "contexts"] {
             edited = edited.and_then(|t| text_edit::set_entry(&t, list, &name, None));
         }
@@ -198,6 +200,7 @@ pub fn remove(file: &Path, lab: &str) -> Result<bool> {
             edited =
                 edited.and_then(|t| crate::yaml_edit::set_scalar(&t, &["current-context"], "\"\""));
         }
+        let edited = edited.map(|t| format!("{bom}{t}"));
         save(file, Some(&text), &doc, edited)?;
     }
     Ok(removed)
@@ -275,7 +278,17 @@ fn read_optional(file: &Path) -> Result<Option<String>> {
     }
 }
 
+/// A UTF-8 byte-order mark at the start (some Windows editors write one) and
+/// the text after it: the YAML parser reads the mark as a second document.
+fn split_bom(text: &str) -> (&str, &str) {
+    match text.strip_prefix('\u{feff}') {
+        Some(body) => ("\u{feff}", body),
+        None => ("", text),
+    }
+}
+
 fn parse(file: &Path, text: &str) -> Result<Mapping> {
+    let text = split_bom(text).1;
     if text.trim().is_empty() {
         return Ok(Mapping::new());
     }
@@ -344,12 +357,13 @@ fn save(
     edited: Option<String>,
 ) -> Result<Option<PathBuf>> {
     let wanted = Value::Mapping(doc.clone());
-    let text =
-        match edited.filter(|t| serde_yaml::from_str::<Value>(t).ok().as_ref() == Some(&wanted)) {
-            Some(text) => text,
-            None => serde_yaml::to_string(doc)
-                .map_err(|e| Error::other(format!("could not encode the kubeconfig: {e}"), ""))?,
-        };
+    let text = match edited
+        .filter(|t| serde_yaml::from_str::<Value>(split_bom(t).1).ok().as_ref() == Some(&wanted))
+    {
+        Some(text) => text,
+        None => serde_yaml::to_string(doc)
+            .map_err(|e| Error::other(format!("could not encode the kubeconfig: {e}"), ""))?,
+    };
     if let Some(dir) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs_err::create_dir_all(dir)?;
     }
@@ -614,6 +628,28 @@ current-context: prod
         }
         assert_eq!(doc["current-context"], "");
         assert!(!remove(&file, "default").unwrap(), "nothing left to remove");
+    }
+
+    /// A kubeconfig that starts with a UTF-8 byte-order mark is a kubeconfig:
+    /// merged at the text level (mark and comment kept; the YAML parser read
+    /// the mark before a key as a second document), and removed again
+    /// to the original bytes.
+    #[test]
+    fn a_kubeconfig_with_a_byte_order_mark_is_merged_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let admin = dir.path().join("admin.kubeconfig");
+        let file = dir.path().join("config");
+        std::fs::write(&admin, ADMIN).unwrap();
+        let original = format!("\u{feff}{OTHER}# mine\n");
+        std::fs::write(&file, &original).unwrap();
+        merge(&file, &admin, "default", false).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.starts_with("\u{feff}apiVersion: v1\n"), "{text}");
+        assert!(text.contains("# mine\n"), "{text}");
+        let doc = Value::Mapping(parse(&file, &text).unwrap());
+        assert!(names(&doc, "contexts").contains(&"kubelab-default".to_string()));
+        assert!(remove(&file, "default").unwrap());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
     }
 
     #[test]

@@ -5,6 +5,16 @@
 /// keeping any trailing comment. Missing keys are inserted under the deepest
 /// existing parent. Flow-style mappings (`{count: 1}`) are not edited: `None`.
 pub fn set_scalar(text: &str, path: &[&str], value: &str) -> Option<String> {
+    if let Some(body) = text.strip_prefix('\u{feff}') {
+        // A byte-order mark (some Windows editors write one) stays first.
+        return set_scalar(body, path, value).map(|t| format!("\u{feff}{t}"));
+    }
+    if text.contains('\r') && !text.contains('\n') {
+        // Lines ended by a CR alone (classic Mac OS): edited as LF lines,
+        // written back with their CRs.
+        let edited = set_scalar(&text.replace('\r', "\n"), path, value)?;
+        return Some(edited.replace('\n', "\r"));
+    }
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     // (indent, key) of the open mappings above the current line.
     let mut stack: Vec<(usize, String)> = Vec::new();
@@ -197,6 +207,25 @@ mod tests {
         let text = "nodes:\r\n  worker:\r\n    count: 1\r\n";
         let out = set_scalar(text, &["nodes", "worker", "count"], "4").unwrap();
         assert_eq!(out, "nodes:\r\n  worker:\r\n    count: 4\r\n");
+    }
+
+    #[test]
+    fn keeps_cr_only_line_endings() {
+        let text = "nodes:\r  worker:\r    count: 1 # one\r  dns:\r    count: 1\r";
+        let out = set_scalar(text, &["nodes", "worker", "count"], "3").unwrap();
+        assert_eq!(
+            out,
+            "nodes:\r  worker:\r    count: 3 # one\r  dns:\r    count: 1\r"
+        );
+        let out = set_scalar(
+            "nodes:\r  dns:\r    count: 1",
+            &["nodes", "worker", "count"],
+            "2",
+        );
+        assert_eq!(
+            out.unwrap(),
+            "nodes:\r  dns:\r    count: 1\r  worker:\r    count: 2\r"
+        );
     }
 
     #[test]

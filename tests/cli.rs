@@ -756,6 +756,30 @@ fn serve_everything(body: &'static [u8], max: usize) -> (String, Arc<Mutex<Vec<S
     (url, paths)
 }
 
+/// U10: a download that cannot reach its server says to check the network,
+/// names the mirror setting and --offline, not only "run it again".
+#[test]
+fn artifacts_fetch_without_a_network_names_the_mirror_and_offline() {
+    // A port nothing listens on: the connection is refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ran = Test::new()
+        .write("lab.yaml", "artifacts:\n  etcd: distro\n")
+        .env(
+            "KUBELAB_ARTIFACTS_MIRROR",
+            &format!("http://127.0.0.1:{port}/"),
+        )
+        .args(&["artifacts", "fetch"])
+        .status(1)
+        .run();
+    for said in ["check the network", "KUBELAB_ARTIFACTS_MIRROR", "--offline"] {
+        assert!(ran.stderr.contains(said), "{said}: {}", ran.stderr);
+    }
+}
+
 #[test]
 fn artifacts_fetch_from_a_mirror_deletes_and_reports_a_file_that_is_not_the_release() {
     const BODY: &[u8] = b"not the kubernetes server tarball";
@@ -920,6 +944,43 @@ fn scale_explains_what_it_refuses_and_plans_without_touching_anything() {
         std::fs::read_to_string(test.path().join("lab.yaml")).unwrap(),
         "name: kubelab\nnodes:\n  worker:\n    count: 2 # keep me\n"
     );
+}
+
+/// U6: a valid lab.yaml in a layout the count edit does not understand is
+/// refused as that, naming the line and the block layout to write, never as a
+/// count that "does not fit"; lab.yaml is left alone. A file whose lines end
+/// in a CR alone, or that starts with a byte-order mark, is edited in place.
+#[test]
+fn scale_names_a_layout_it_cannot_edit_and_edits_cr_only_files() {
+    let text = "name: kubelab\nnodes:\n  worker:\n    count : 1\n";
+    let test = Test::new()
+        .write("lab.yaml", text)
+        .args(&["lab", "scale", "workers=2"])
+        .status(2);
+    let ran = test.run();
+    assert!(!ran.stderr.contains("does not fit"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("line 4: `count : 1`"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("`    count: 2`"), "{}", ran.stderr);
+    let path = test.path().join("lab.yaml");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+
+    for (text, edited) in [
+        (
+            "name: kubelab\rnodes:\r  worker:\r    count: 1\r",
+            "name: kubelab\rnodes:\r  worker:\r    count: 2\r",
+        ),
+        (
+            "\u{feff}nodes:\n  worker:\n    count: 1\n",
+            "\u{feff}nodes:\n  worker:\n    count: 2\n",
+        ),
+    ] {
+        let test = Test::new()
+            .write("lab.yaml", text)
+            .args(&["lab", "scale", "workers=2"]);
+        test.run();
+        let path = test.path().join("lab.yaml");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), edited);
+    }
 }
 
 #[test]

@@ -565,6 +565,8 @@ fn ctrl_c_during_up_interrupts_vagrant_saves_state_and_says_how_to_resume() {
         stderr.contains("run `kubelab lab up` to carry on"),
         "{stderr}"
     );
+    // U16: the VMs are said to be interrupted, as state.json records them.
+    assert!(!stderr.contains("failed"), "{stderr}");
     // Each running `vagrant up` got the SIGINT and cleaned up.
     let interrupted = test
         .calls()
@@ -680,6 +682,28 @@ fn doctor_fails_on_a_dhcp_range_holding_lab_addresses() {
     let vagrant = checks.iter().find(|c| c["name"] == "vagrant").unwrap();
     assert_eq!(vagrant["status"], "passed");
     assert_eq!(vagrant["detail"], "Vagrant 2.4.1");
+}
+
+/// U18: doctor's fix for a lab bigger than the host's RAM says that
+/// `kubelab init --force` replaces lab.yaml.
+#[test]
+fn doctor_memory_fix_says_init_force_replaces_lab_yaml() {
+    // 3 workers of 1 TiB each: more than any test host has.
+    let ran = Test::new()
+        .write(
+            "lab.yaml",
+            "name: t\nnodes:\n  worker:\n    count: 3\n    memory: 1048576\n",
+        )
+        .standins()
+        .args(&["doctor"])
+        .run_unchecked();
+    assert!(ran.stdout.contains("the lab needs"), "{}", ran.stdout);
+    assert!(
+        ran.stdout
+            .contains("`kubelab init --force`, which replaces lab.yaml"),
+        "{}",
+        ran.stdout
+    );
 }
 
 #[test]
@@ -1516,6 +1540,11 @@ fn destroy_after_a_rename_removes_the_block_and_context_of_the_name_it_was_up_un
         ran.stderr
     );
     assert!(
+        ran.stderr.contains("lab old destroyed") && !ran.stderr.contains("lab new destroyed"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
         ran.stderr.contains("removed context kubelab-old from"),
         "{}",
         ran.stderr
@@ -1632,6 +1661,7 @@ fn a_second_lab_file_in_one_folder_is_refused_before_it_touches_the_first() {
         &["--lab", "b.yaml", "lab", "render"][..],
         &["--lab", "b.yaml", "lab", "destroy", "--yes"],
         &["--lab", "b.yaml", "lab", "up", "--until", "machines"],
+        &["--lab", "b.yaml", "lab", "up", "--dry-run"],
         &["--lab", "c.yaml", "init", "--name", "c"],
     ] {
         test = test.then(args).status(2);

@@ -92,11 +92,12 @@ fn dry_run(
     json: bool,
     printer: &Printer,
 ) -> Result<i32> {
-    host.check_up(options)?;
-    // What `lab up` refuses when it takes the lab's lock and claims its entry.
-    crate::lab::owner::check(loaded)?;
+    // In `lab up`'s order: the registry's claim on the name and the folder,
+    // the folder's owner (taken with the lab's lock), then the run's checks.
     crate::registry::check_no_clash(&host.settings.registry, loaded)?;
     crate::registry::check_record(&host.settings.registry, loaded)?;
+    crate::lab::owner::check(loaded)?;
+    host.check_up(options)?;
     let (plan, state) = crate::provision::plan::preview(loaded, host.settings, &options.selection)?;
     if json {
         printer.json(&plan.json(&loaded.lab.name, &state))?;

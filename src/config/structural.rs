@@ -224,12 +224,14 @@ fn expected_fields(message: &str) -> Vec<String> {
         .collect()
 }
 
-/// The closest candidate by edit distance, if it is close enough to be a typo.
+/// The closest candidate by edit distance (a swap of two letters counts
+/// one), if it is close enough to be a typo: one edit per three letters of
+/// the candidate, at least one (`bogus` is not a typo of `nodes`).
 pub fn closest<'a>(word: &str, candidates: &'a [String]) -> Option<&'a str> {
     candidates
         .iter()
-        .map(|c| (strsim::levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= 3.max(c.len() / 3))
+        .map(|c| (strsim::osa_distance(word, c), c))
+        .filter(|(d, c)| *d <= 1.max(c.len() / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c.as_str())
 }

@@ -430,7 +430,7 @@ fn memory(loaded: &LoadedLab, settings: &Settings) -> Outcome {
                 printer::megabytes(have)
             ),
             hint: Some(
-                "lower nodes.*.memory or counts (`kubelab init --force` sizes a lab for this host)"
+                "lower nodes.*.memory or counts in lab.yaml (or `kubelab init --force`, which replaces lab.yaml with a lab sized for this host: your edits are lost)"
                     .into(),
             ),
         },

@@ -248,6 +248,9 @@ impl Host<'_> {
                 &node.name,
                 format!("running ({:.1} s)", started.elapsed().as_secs_f64()),
             ),
+            Err(_) if self.runner.children.interrupted() => {
+                progress.failed(&node.name, Some("interrupted"))
+            }
             Err(_) => progress.failed(&node.name, Some("failed")),
         }
         result?;

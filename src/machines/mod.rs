@@ -548,6 +548,8 @@ impl<'a> Host<'a> {
             self.printer
                 .info("no Vagrantfile in .kubelab: no VMs to destroy");
         }
+        // The lab its `.kubelab/` recorded (renamed in lab.yaml since).
+        let name = recorded.name.clone();
         recorded
             .forget_shared(self.settings, &self.runner, self.printer)
             .await?;
@@ -556,8 +558,7 @@ impl<'a> Host<'a> {
             fs_err::remove_dir_all(&state_dir)?;
         }
         self.printer.info(format!(
-            "lab {} destroyed (the shared download cache stays; `kubelab cache clean` empties it)",
-            self.loaded.lab.name
+            "lab {name} destroyed (the shared download cache stays; `kubelab cache clean` empties it)"
         ));
         Ok(())
     }

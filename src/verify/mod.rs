@@ -629,6 +629,19 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
+    /// U13: `--only` suggests a check only for a typo of its name.
+    #[test]
+    fn only_suggests_the_check_a_typo_was_meant_for() {
+        let hint = |name: &str| select(Some(name)).unwrap_err().hint().unwrap_or_default();
+        assert!(hint("machnes").contains("did you mean machines?"));
+        assert!(hint("ectd").contains("did you mean etcd?"));
+        for word in ["bogus", "x", "verify"] {
+            let hint = hint(word);
+            assert!(!hint.contains("did you mean"), "{word}: {hint}");
+            assert!(hint.contains("checks: machines, dns"), "{word}: {hint}");
+        }
+    }
+
     #[test]
     fn only_the_failover_is_disruptive_and_every_name_is_distinct() {
         let names: BTreeSet<&str> = CheckId::ALL.iter().map(|c| c.name()).collect();
