@@ -1835,3 +1835,31 @@ fn lab_up_dry_run_refuses_a_second_lab_file_in_a_labs_folder() {
     assert!(ran.stderr.contains("a.yaml"), "{}", ran.stderr);
     assert!(ran.stdout.is_empty(), "a plan was printed: {}", ran.stdout);
 }
+
+#[test]
+fn destroy_of_a_lab_whose_named_lab_file_was_deleted_removes_what_its_state_recorded() {
+    let lab =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lab.yaml"))
+            .unwrap();
+    let t = Test::new()
+        .standins()
+        .write("other.yaml", &lab)
+        .write("etc-hosts", "127.0.0.1 localhost\n")
+        .args(&["--lab", "other.yaml", "lab", "up", "--until", "machines"]);
+    t.run();
+    std::fs::remove_file(t.path().join("other.yaml")).unwrap();
+    let t = t.then(&["--lab", "other.yaml", "lab", "destroy", "--yes"]);
+    let ran = t.run();
+    assert!(ran.stderr.contains("other.yaml is gone"), "{}", ran.stderr);
+    assert!(!t.path().join(".kubelab").exists());
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("etc-hosts")).unwrap(),
+        "127.0.0.1 localhost\n"
+    );
+    // Nothing there: the missing file is the error it was.
+    let ran = t
+        .then(&["--lab", "other.yaml", "lab", "destroy", "--yes"])
+        .status(2)
+        .run();
+    assert!(ran.stderr.contains("no such lab file"), "{}", ran.stderr);
+}

@@ -54,7 +54,24 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
         Command::Completions(args) => crate::completions::completions(args.shell).map(|()| 0),
         Command::Man(args) => crate::completions::man(args.out.as_deref(), printer).map(|()| 0),
         Command::Lab(command) => {
-            let loaded = load_lab(cli.lab.as_deref(), printer)?;
+            let loaded = match load_lab(cli.lab.as_deref(), printer) {
+                // A lab file deleted after `lab up`: destroy still removes
+                // what its folder's state recorded.
+                Err(crate::error::Error::Config(e))
+                    if matches!(command, LabCommand::Destroy(_))
+                        && matches!(*e, crate::error::ConfigError::Missing { .. }) =>
+                {
+                    let path = cli
+                        .lab
+                        .as_deref()
+                        .unwrap_or(std::path::Path::new("lab.yaml"));
+                    match crate::lab::gone(path, printer)? {
+                        Some(loaded) => loaded,
+                        None => return Err(crate::error::Error::Config(e)),
+                    }
+                }
+                loaded => loaded?,
+            };
             let host = Host::new(&loaded, settings, printer, verbose);
             match command {
                 LabCommand::Plan(args) => plan::plan(&loaded, &args, settings, printer).map(|()| 0),

@@ -56,6 +56,26 @@ pub fn load_lab(explicit: Option<&Path>, printer: &Printer) -> Result<LoadedLab>
     Ok(LoadedLab { lab, topo, dir })
 }
 
+/// For `lab destroy` when the lab file named by `--lab` is gone: if its
+/// folder still holds a `.kubelab/`, the lab that state recorded is
+/// destroyed, as `kubelab lab destroy` run in that folder would (the
+/// recorded name and owner say which lab it was). `None` when there is
+/// nothing there to destroy.
+pub fn gone(path: &Path, printer: &Printer) -> Result<Option<LoadedLab>> {
+    let dir = std::path::absolute(crate::config::LabSource::File(path.to_path_buf()).dir())?;
+    if !dir.join(".kubelab").is_dir() {
+        return Ok(None);
+    }
+    printer.info(format!(
+        "note: {} is gone; destroying what {} recorded",
+        path.display(),
+        dir.join(".kubelab").display()
+    ));
+    let lab = crate::lab::builtin();
+    let topo = Topology::new(&lab);
+    Ok(Some(LoadedLab { lab, topo, dir }))
+}
+
 /// The lab's PKI under .kubelab/pki/, signing only what is missing or stale.
 /// Names what was written, never what it holds.
 pub fn load_pki(loaded: &LoadedLab, printer: &Printer) -> Result<pki::Pki> {
