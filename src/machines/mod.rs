@@ -295,16 +295,9 @@ impl<'a> Host<'a> {
                     build(&state)?
                 }
             };
-            let mut facts_applied = topo.clone();
-            facts_applied.apply_interfaces(
-                state
-                    .facts
-                    .iter()
-                    .map(|(n, f)| (n.as_str(), f.interface.as_str())),
-            );
             let engine = provision::Engine {
                 lab,
-                topo: facts_applied,
+                topo: plan::with_facts(topo, &state),
                 transport: &transport,
                 printer: self.printer,
                 state: Arc::new(Mutex::new(state)),

@@ -216,6 +216,19 @@ impl Plan {
     }
 }
 
+/// The topology with each node's interface as its facts read it: what the
+/// plan renders from and the engine runs over.
+pub fn with_facts(topo: &Topology, state: &State) -> Topology {
+    let mut known = topo.clone();
+    known.apply_interfaces(
+        state
+            .facts
+            .iter()
+            .map(|(n, f)| (n.as_str(), f.interface.as_str())),
+    );
+    known
+}
+
 /// The machine ids the state recorded, by node.
 pub fn vm_ids(topo: &Topology, state: &State) -> BTreeMap<String, Option<String>> {
     topo.nodes
@@ -243,13 +256,7 @@ pub fn build(
     mirror: Option<&str>,
 ) -> Result<Plan> {
     let vm_ids = vm_ids(topo, state);
-    let mut known = topo.clone();
-    known.apply_interfaces(
-        state
-            .facts
-            .iter()
-            .map(|(n, f)| (n.as_str(), f.interface.as_str())),
-    );
+    let known = with_facts(topo, state);
     let files = crate::render::all(lab, &known, pki);
     Ok(Plan {
         machines: machines(lab, topo, state, selection),
