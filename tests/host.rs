@@ -1731,12 +1731,7 @@ fn init_force_during_lab_up_is_refused_and_lab_yaml_kept() {
         std::fs::read_to_string(test.path().join("lab.yaml")).unwrap(),
         "name: t\nnodes:\n  worker:\n    count:   2\n"
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    child.wait().unwrap();
+    interrupt(&mut child);
 }
 
 /// F8: two `lab scale` of a lab never brought up: the second waits for the
@@ -1819,13 +1814,11 @@ fn lab_up_dry_run_says_what_a_selection_leaves_out_and_refuses_what_lab_up_refus
 
 #[test]
 fn lab_up_dry_run_refuses_a_second_lab_file_in_a_labs_folder() {
-    let lab =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lab.yaml"))
-            .unwrap();
+    let lab = include_str!("../lab.yaml");
     let t = Test::new()
         .standins()
-        .write("a.yaml", &lab)
-        .write("b.yaml", &lab)
+        .write("a.yaml", lab)
+        .write("b.yaml", lab)
         .args(&["--lab", "a.yaml", "lab", "up", "--until", "machines"]);
     t.run();
     let ran = t
@@ -1838,12 +1831,10 @@ fn lab_up_dry_run_refuses_a_second_lab_file_in_a_labs_folder() {
 
 #[test]
 fn destroy_of_a_lab_whose_named_lab_file_was_deleted_removes_what_its_state_recorded() {
-    let lab =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lab.yaml"))
-            .unwrap();
+    let lab = include_str!("../lab.yaml");
     let t = Test::new()
         .standins()
-        .write("other.yaml", &lab)
+        .write("other.yaml", lab)
         .write("etc-hosts", "127.0.0.1 localhost\n")
         .args(&["--lab", "other.yaml", "lab", "up", "--until", "machines"]);
     t.run();
