@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use support::e2e::E2e;
 
-/// As tests/e2e_provision.rs: these machines take etcd from Debian.
+/// As tests/e2e_default_lab.rs: these machines take etcd from Debian.
 const LAB: &str = "name: kubelab\nartifacts:\n  etcd: distro\n";
 
 /// Runs in the hypervisor namespace: times `$n` commands on `$addr` each

@@ -14,7 +14,7 @@ mod support;
 use support::Ran;
 use support::e2e::E2e;
 
-/// Debian's etcd-server, like e2e_provision: no release can be downloaded here.
+/// Debian's etcd-server, like e2e_default_lab: no release can be downloaded here.
 const LAB: &str = "name: kubelab\nartifacts:\n  etcd: distro\nnodes:\n  worker:\n    count: 2\n  registry:\n    count: 1\n";
 
 const NODES: [(&str, &str); 12] = [

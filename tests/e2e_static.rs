@@ -183,7 +183,7 @@ fn a_static_lab_is_checked_provisioned_verified_and_uninstalled() {
     let ran = e2e.kubelab_without_vagrant(&["lab", "up", "--only", "routes"]);
     assert_eq!(ran.status, 0, "{}\n{}", ran.stdout, ran.stderr);
 
-    // verify: the same checks pass as on the VirtualBox lab (tests/e2e_verify.rs),
+    // verify: the same checks pass as on the VirtualBox lab (tests/e2e_default_lab.rs),
     // check 1 as "hosts reachable".
     let (doc, code) = verify(&e2e);
     for name in ["machines", "dns", "etcd", "lb-failover", "certificates"] {

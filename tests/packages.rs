@@ -4,7 +4,7 @@
 //! a question, the dpkg lock waited for and its holder named, `apt-get
 //! update` retried, a missing package named, a half-installed one repaired,
 //! and no daemon started by a package while kubelab installs. The same
-//! path runs against the real apt of the stock boxes in tests/e2e_provision.rs.
+//! path runs against the real apt of the stock boxes in tests/e2e_default_lab.rs.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

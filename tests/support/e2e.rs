@@ -248,28 +248,41 @@ impl E2e {
             .collect()
     }
 
+    /// Each check of `lab verify --json`'s document, by name: its status.
+    pub fn verdicts(doc: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_string(),
+                    c["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// `lab verify --json` run now: each check's status, by name.
+    fn verify_now(&self) -> std::collections::BTreeMap<String, String> {
+        let ran = self.kubelab_unchecked(&["lab", "verify", "--json"]);
+        let doc: serde_json::Value = serde_json::from_str(&ran.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", ran.stdout, ran.stderr));
+        Self::verdicts(&doc)
+    }
+
     /// The lab survives a reboot: with the lab provisioned through etcd
     /// and the routes, `lab halt` then `lab up --until etcd` brings back
     /// a lab whose API endpoint accepts the moment `lab up` returns, where
     /// `lab verify` passes the checks it passed before, no step ran again,
     /// the pod routes are back and the hosts block is the same.
     pub fn survives_a_reboot(&self) {
-        let verify = || {
-            let ran = self.kubelab_unchecked(&["lab", "verify", "--json"]);
-            let doc: serde_json::Value = serde_json::from_str(&ran.stdout)
-                .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", ran.stdout, ran.stderr));
-            doc["checks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| {
-                    (
-                        c["name"].as_str().unwrap().to_string(),
-                        c["status"].as_str().unwrap().to_string(),
-                    )
-                })
-                .collect::<std::collections::BTreeMap<_, _>>()
-        };
+        self.survives_a_reboot_from(self.verify_now());
+    }
+
+    /// [`Self::survives_a_reboot`], given the verdicts of a `lab verify`
+    /// already run on the lab as it is now (one full run less).
+    pub fn survives_a_reboot_from(&self, before: std::collections::BTreeMap<String, String>) {
         let routes = || {
             let mut all = std::collections::BTreeMap::new();
             for (name, address) in DEFAULT_LAB {
@@ -285,7 +298,6 @@ impl E2e {
             .unwrap();
             state["steps"].clone()
         };
-        let before = verify();
         for name in ["machines", "dns", "etcd", "lb-failover", "certificates"] {
             assert_eq!(before[name], "passed", "before the halt: {before:?}");
         }
@@ -326,7 +338,7 @@ impl E2e {
         );
         assert!(ran.stderr.contains("accepts connections"), "{}", ran.stderr);
 
-        let after = verify();
+        let after = self.verify_now();
         assert_eq!(after, before, "the checks after the reboot differ");
         assert_eq!(routes(), routes_before, "the pod routes after the reboot");
         assert_eq!(
