@@ -19,7 +19,7 @@ use crate::tools::ssh::{SshTarget, Transport};
 use crate::tools::vagrant::Vagrant;
 use crate::tools::vboxmanage::VBoxManage;
 use crate::tools::{self, Runner};
-use crate::verify::{self, Interrupt, Outcome, Report};
+use crate::verify::{self, Outcome, Report};
 
 #[cfg(test)]
 macro_rules! fixture {
@@ -35,6 +35,10 @@ mod network;
 use boxes::{architecture, box_available};
 use hypervisor::{cpu_virtualization, hyper_v, kvm, vagrant_virtualbox, virtualbox};
 use network::{dhcp_servers, host_only_interfaces, host_only_range, routes, ssh_ports};
+
+/// How long the ssh children of the host checks get after an interrupt
+/// before they are killed.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 
 /// Doctor's checks: the second group of check ids beside verify's
 /// [`CheckId`](crate::verify::CheckId), reported the same way. A static
@@ -346,26 +350,18 @@ async fn host_checks(loaded: &LoadedLab, runner: &Runner) -> Result<Vec<(String,
     let transport = Transport::new(&lab.name, scratch.path(), static_targets(lab), runner)?;
     let logs = scratch.path().join("logs");
     let work = static_hosts::preflight(&transport, &topo.nodes, &logs);
-    tokio::pin!(work);
-    let mut interrupt = Interrupt::listen()?;
-    let finished = tokio::select! {
-        results = &mut work => Ok(results),
-        () = interrupt.recv() => Err(()),
+    // Ctrl-C: the ssh children stop too, and the scratch directory goes
+    // with this function.
+    let on = tools::OnInterrupt {
+        grace: INTERRUPT_GRACE,
+        notice: None,
+        hint: None,
     };
+    let finished = tools::interruptible(&runner.children, on, work).await;
     // The socket folder is unique to this scratch directory and empty once
     // the masters are closed.
-    let forget_sockets = || {
-        let _ = fs_err::remove_dir(transport.control_dir());
-    };
-    let Ok(results) = finished else {
-        // Ctrl-C: the ssh children (each in its own process group) stop
-        // too, and the scratch directory goes with this function.
-        verify::stop_children(runner, work).await;
-        forget_sockets();
-        return Err(Error::Interrupted { hint: None });
-    };
-    forget_sockets();
-    Ok(results
+    let _ = fs_err::remove_dir(transport.control_dir());
+    Ok(finished?
         .into_iter()
         .map(|(node, result)| {
             let name = format!("host {}", node.name);

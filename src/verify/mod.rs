@@ -30,7 +30,6 @@ mod dns_client;
 mod etcd;
 mod etcd_member_down;
 mod http;
-mod interrupt;
 mod lb_failover;
 mod logs_exec;
 mod machines;
@@ -45,7 +44,6 @@ mod services;
 mod testing;
 mod workload;
 
-pub(crate) use interrupt::{Interrupt, stop_children};
 pub(crate) use report::{Report, print_reports};
 
 /// What `lab verify` was asked to do.
