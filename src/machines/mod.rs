@@ -294,7 +294,7 @@ impl<'a> Host<'a> {
                 topo: plan::with_facts(topo, &state),
                 transport: &transport,
                 printer: self.printer,
-                state: Arc::new(Mutex::new(state)),
+                state,
                 state_path: self.state_path(),
                 logs: self.state_dir().join("logs"),
                 jobs: jobs.unwrap_or(8),

@@ -12,11 +12,12 @@ pub mod downloads;
 mod engine;
 pub mod facts;
 pub mod plan;
+mod record;
 mod upload;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -298,14 +299,6 @@ pub fn steps(
         }
     }
     steps
-}
-
-/// The shared state's lock was poisoned: a task panicked holding it.
-fn poisoned() -> Error {
-    Error::other(
-        "the lab's state was left half-updated by a task that crashed (a kubelab bug)",
-        "run `kubelab lab up` again: finished steps are kept in .kubelab/state.json",
-    )
 }
 
 /// The release versions a phase's step installs: a bump re-runs only the
