@@ -54,12 +54,7 @@ fn b64(text: &str) -> String {
 struct ComponentUnitTemplate<'a> {
     lab: &'a str,
     node: &'a str,
-    description: String,
-    documentation: &'a str,
-    after: Vec<&'a str>,
-    requires: Vec<&'a str>,
-    binary: String,
-    flags: Vec<String>,
+    c: &'a Component<'a>,
 }
 
 /// A unit that runs one long-lived binary with its flags.
@@ -80,12 +75,7 @@ fn unit(lab: &Lab, node: &Node, c: Component, bundle: &mut Bundle) {
             &ComponentUnitTemplate {
                 lab: &lab.name,
                 node: &node.name,
-                description: c.description,
-                documentation: c.documentation,
-                after: c.after,
-                requires: c.requires,
-                binary: c.binary,
-                flags: c.flags,
+                c: &c,
             },
             c.unit,
         ),
