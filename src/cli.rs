@@ -70,11 +70,12 @@ the top of the file says what was changed.")]
     #[command(after_long_help = "Examples:
   kubelab doctor
   kubelab doctor --json | jq '.checks[] | select(.status != \"passed\")'
+  kubelab doctor --only memory,disk
 
 Each check prints Passed, Warned or Failed with the fix. Exit 1 on any Failed.
 A static lab (provider: static) gets ssh, other-labs and, per host, the SSH and
 sudo check `lab up` starts with (`host NODE`).")]
-    Doctor(JsonArgs),
+    Doctor(DoctorArgs),
 
     /// Plan, build and inspect the lab (`kubelab lab --help`)
     #[command(subcommand)]
@@ -425,8 +426,8 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Run only this check
-    #[arg(long, value_name = "NAME")]
+    /// Run only these checks (comma-separated)
+    #[arg(long, value_name = "NAME[,NAME]")]
     pub only: Option<String>,
 
     /// Skip the checks that disturb the lab (LB, API and etcd failover)
@@ -569,6 +570,18 @@ pub struct ForgetArgs {
     /// Forget it even though its folder is still there
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print JSON on stdout (every document carries `schema_version`)
+    #[arg(long)]
+    pub json: bool,
+
+    /// Run only these checks (comma-separated; `host` is every host of a
+    /// static lab)
+    #[arg(long, value_name = "NAME[,NAME]")]
+    pub only: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -875,6 +875,41 @@ fn verify_names_its_checks_and_needs_a_lab_that_was_brought_up() {
     assert!(ran.stdout.is_empty(), "{}", ran.stdout);
 }
 
+/// `doctor --only` parses as `lab verify --only` does: a comma list of
+/// check names, an unknown one named with the valid ones.
+#[test]
+fn doctor_only_runs_the_named_checks_and_names_the_valid_ones() {
+    let ran = Test::new()
+        .args(&["doctor", "--only", "memory,dsk"])
+        .status(2)
+        .run();
+    assert!(
+        ran.stderr.contains("no check named \"dsk\""),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("did you mean disk? checks: vagrant, virtualbox,"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stdout.is_empty(), "{}", ran.stdout);
+    let ran = Test::new()
+        .args(&["doctor", "--only", "disk, memory", "--json"])
+        .run_unchecked();
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout).expect(&ran.stderr);
+    let names: Vec<&str> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    // In doctor's own order, numbered from 1.
+    assert_eq!(names, ["memory", "disk"], "{}", ran.stdout);
+    assert_eq!(doc["checks"][0]["number"], 1);
+}
+
 #[test]
 fn scale_explains_what_it_refuses_and_plans_without_touching_anything() {
     // The built-in lab has no lab.yaml to record a new size in.

@@ -29,7 +29,12 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
         Command::Doctor(args) => {
             let loaded = load_lab(cli.lab.as_deref(), printer)?;
             block_on(crate::doctor::run(
-                &loaded, settings, printer, args.json, verbose,
+                &loaded,
+                settings,
+                printer,
+                args.json,
+                args.only.as_deref(),
+                verbose,
             ))
         }
         Command::Artifacts(ArtifactsCommand::Fetch(args)) => {

@@ -19,7 +19,7 @@ use crate::tools::ssh::{SshTarget, Transport};
 use crate::tools::vagrant::Vagrant;
 use crate::tools::vboxmanage::VBoxManage;
 use crate::tools::{self, Runner};
-use crate::verify::{self, Interrupt, Outcome, Report};
+use crate::verify::{self, Outcome, Report};
 
 #[cfg(test)]
 macro_rules! fixture {
@@ -35,6 +35,10 @@ mod network;
 use boxes::{architecture, box_available};
 use hypervisor::{cpu_virtualization, hyper_v, kvm, vagrant_virtualbox, virtualbox};
 use network::{dhcp_servers, host_only_interfaces, host_only_range, routes, ssh_ports};
+
+/// How long the ssh children of the host checks get after an interrupt
+/// before they are killed.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 
 /// Doctor's checks: the second group of check ids beside verify's
 /// [`CheckId`](crate::verify::CheckId), reported the same way. A static
@@ -61,6 +65,26 @@ pub enum DoctorCheck {
 }
 
 impl DoctorCheck {
+    pub const ALL: [DoctorCheck; 17] = [
+        DoctorCheck::Vagrant,
+        DoctorCheck::Virtualbox,
+        DoctorCheck::VagrantVirtualbox,
+        DoctorCheck::Kvm,
+        DoctorCheck::HyperV,
+        DoctorCheck::Architecture,
+        DoctorCheck::HostOnlyRange,
+        DoctorCheck::HostOnlyInterfaces,
+        DoctorCheck::DhcpServers,
+        DoctorCheck::Routes,
+        DoctorCheck::OtherLabs,
+        DoctorCheck::SshPorts,
+        DoctorCheck::Memory,
+        DoctorCheck::Disk,
+        DoctorCheck::CpuVirtualization,
+        DoctorCheck::Ssh,
+        DoctorCheck::Box,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             DoctorCheck::Vagrant => "vagrant",
@@ -84,24 +108,50 @@ impl DoctorCheck {
     }
 }
 
+/// What `--only` names besides the checks: every `host NODE` of a static lab.
+const HOSTS: &str = "host";
+
 /// The checks as they finish, numbered in that order; each one's time is
 /// the time since the one before it ended (what it ran to get its answer).
+/// With `--only`, the others are left out of the report; what a selected
+/// check needs from another (Vagrant's version for `vagrant x virtualbox`)
+/// is still asked.
 struct Checks {
     reports: Vec<Report>,
     last: Instant,
+    only: Option<Vec<&'static str>>,
 }
 
 impl Checks {
-    fn new() -> Checks {
-        Checks {
+    /// The checks `--only` names (all of them without it).
+    fn new(only: Option<&str>) -> Result<Checks> {
+        let only = match only {
+            Some(only) => {
+                let mut names: Vec<&str> = DoctorCheck::ALL.iter().map(|c| c.name()).collect();
+                names.push(HOSTS);
+                Some(verify::only_names(only, &names)?)
+            }
+            None => None,
+        };
+        Ok(Checks {
             reports: Vec::new(),
             last: Instant::now(),
-        }
+            only,
+        })
+    }
+
+    /// Whether the check named `name` is reported.
+    fn wants(&self, name: &str) -> bool {
+        self.only.as_ref().is_none_or(|only| only.contains(&name))
     }
 
     fn add(&mut self, id: DoctorCheck, outcome: Outcome) {
         let elapsed = self.last.elapsed();
-        self.add_named(id.name().to_string(), outcome, elapsed);
+        if self.wants(id.name()) {
+            self.add_named(id.name().to_string(), outcome, elapsed);
+        } else {
+            self.last = Instant::now();
+        }
     }
 
     fn add_named(&mut self, name: String, outcome: Outcome, elapsed: Duration) {
@@ -117,13 +167,23 @@ pub async fn run(
     settings: &Settings,
     printer: &Printer,
     json: bool,
+    only: Option<&str>,
     verbose: bool,
 ) -> Result<i32> {
     let runner = Runner::new(verbose);
-    let mut checks = Checks::new();
+    let mut checks = Checks::new(only)?;
     match loaded.lab.provider {
         Provider::Static => static_checks(&mut checks, loaded, settings, &runner).await?,
         Provider::Virtualbox => virtualbox_checks(&mut checks, loaded, settings, &runner).await,
+    }
+    if checks.reports.is_empty() {
+        return Err(Error::usage(
+            format!(
+                "no check that --only names runs for this lab (provider: {}, on this host)",
+                loaded.lab.provider
+            ),
+            "run `kubelab doctor` without --only to see the checks this lab gets",
+        ));
     }
     verify::print_reports(printer, &loaded.lab.name, &checks.reports, json)
 }
@@ -168,7 +228,7 @@ async fn virtualbox_checks(
     checks.add(DoctorCheck::Ssh, ssh_check("log in to the VMs").0);
 
     // The box.
-    if let Ok(v) = &vagrant {
+    if let (Ok(v), true) = (&vagrant, checks.wants(DoctorCheck::Box.name())) {
         match v.box_list().await {
             Ok(list) => checks.add(
                 DoctorCheck::Box,
@@ -308,6 +368,9 @@ async fn static_checks(
     let (ssh, found) = ssh_check("log in to the lab's servers");
     checks.add(DoctorCheck::Ssh, ssh);
     checks.add(DoctorCheck::OtherLabs, other_labs(loaded, settings));
+    if !checks.wants(HOSTS) {
+        return Ok(());
+    }
     if !found {
         for n in &loaded.topo.nodes {
             let outcome = Outcome::Failed {
@@ -346,26 +409,18 @@ async fn host_checks(loaded: &LoadedLab, runner: &Runner) -> Result<Vec<(String,
     let transport = Transport::new(&lab.name, scratch.path(), static_targets(lab), runner)?;
     let logs = scratch.path().join("logs");
     let work = static_hosts::preflight(&transport, &topo.nodes, &logs);
-    tokio::pin!(work);
-    let mut interrupt = Interrupt::listen()?;
-    let finished = tokio::select! {
-        results = &mut work => Ok(results),
-        () = interrupt.recv() => Err(()),
+    // Ctrl-C: the ssh children stop too, and the scratch directory goes
+    // with this function.
+    let on = tools::OnInterrupt {
+        grace: INTERRUPT_GRACE,
+        notice: None,
+        hint: None,
     };
+    let finished = tools::interruptible(&runner.children, on, work).await;
     // The socket folder is unique to this scratch directory and empty once
     // the masters are closed.
-    let forget_sockets = || {
-        let _ = fs_err::remove_dir(transport.control_dir());
-    };
-    let Ok(results) = finished else {
-        // Ctrl-C: the ssh children (each in its own process group) stop
-        // too, and the scratch directory goes with this function.
-        verify::stop_children(runner, work).await;
-        forget_sockets();
-        return Err(Error::Interrupted { hint: None });
-    };
-    forget_sockets();
-    Ok(results
+    let _ = fs_err::remove_dir(transport.control_dir());
+    Ok(finished?
         .into_iter()
         .map(|(node, result)| {
             let name = format!("host {}", node.name);

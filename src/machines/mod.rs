@@ -101,26 +101,20 @@ impl<'a> Host<'a> {
         resume: &str,
         work: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        tokio::pin!(work);
-        tokio::select! {
-            result = &mut work => return result,
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        self.printer.info(format!(
-            "interrupted: asking the running commands to stop (up to {} s), then saving state",
-            INTERRUPT_GRACE.as_secs()
-        ));
-        self.runner.children.begin_interrupt();
-        let (_, ()) = tokio::join!(work, self.runner.children.interrupt(INTERRUPT_GRACE));
-        Err(Error::Interrupted {
+        let notice = || {
+            self.printer.info(format!(
+                "interrupted: asking the running commands to stop (up to {} s), then saving state",
+                INTERRUPT_GRACE.as_secs()
+            ))
+        };
+        let on = crate::tools::OnInterrupt {
+            grace: INTERRUPT_GRACE,
+            notice: Some(&notice),
             hint: Some(format!(
                 "nothing is lost: run `{resume}` to carry on where it stopped"
             )),
-        })
+        };
+        crate::tools::interruptible(&self.runner.children, on, work).await?
     }
 
     // -----------------------------------------------------------------------
@@ -300,7 +294,7 @@ impl<'a> Host<'a> {
                 topo: plan::with_facts(topo, &state),
                 transport: &transport,
                 printer: self.printer,
-                state: Arc::new(Mutex::new(state)),
+                state,
                 state_path: self.state_path(),
                 logs: self.state_dir().join("logs"),
                 jobs: jobs.unwrap_or(8),

@@ -1,8 +1,13 @@
 //! The engine: runs the plan's steps phase by phase over SSH, HA roles one
-//! node at a time when they are re-applied, and records each finished step.
+//! node at a time when they are re-applied, and sends each finished step to
+//! the one state writer ([`super::record`]).
 
+use super::record::{Recorder, StateWriter, StepDone};
 use super::upload::archive;
 use super::*;
+
+/// The records of the steps before this run, by node and phase.
+type Previous = BTreeMap<String, BTreeMap<String, StepRecord>>;
 
 /// Runs the engine's phases over SSH. `state` is saved after every step.
 pub struct Engine<'a> {
@@ -11,7 +16,7 @@ pub struct Engine<'a> {
     pub topo: Topology,
     pub transport: &'a Transport,
     pub printer: &'a Printer,
-    pub state: Arc<Mutex<State>>,
+    pub state: State,
     pub state_path: std::path::PathBuf,
     pub logs: std::path::PathBuf,
     pub jobs: usize,
@@ -20,19 +25,13 @@ pub struct Engine<'a> {
 }
 
 impl Engine<'_> {
-    /// Writes the state; a failure (a full disk) is an error, never
-    /// ignored: the resume record is what makes a rerun safe.
-    fn save(&self) -> Result<()> {
-        let state = self.state.lock().map_err(|_| poisoned())?;
-        state.save(&self.state_path)
-    }
-
     fn log_path(&self, node: &str, phase: Phase) -> std::path::PathBuf {
         self.logs.join(node).join(format!("{}.log", phase.name()))
     }
 
-    /// Runs every pending step, phase by phase.
-    pub async fn run(&self, steps: &[Step]) -> Result<()> {
+    /// Runs every pending step, phase by phase; the state writer records
+    /// each step that finishes, also when another one fails.
+    pub async fn run(mut self, steps: &[Step]) -> Result<()> {
         let pending: Vec<&Step> = steps
             .iter()
             .filter(|s| s.status != StepStatus::Done)
@@ -42,6 +41,20 @@ impl Engine<'_> {
                 .info("provisioning: every selected step is done already");
             return Ok(());
         }
+        let writer = StateWriter::new(std::mem::take(&mut self.state), self.state_path.clone());
+        let previous = writer.state().steps.clone();
+        let (result, _) = writer
+            .run(|recorder| self.run_phases(&pending, &previous, recorder))
+            .await;
+        result
+    }
+
+    async fn run_phases(
+        &self,
+        pending: &[&Step],
+        previous: &Previous,
+        recorder: Recorder,
+    ) -> Result<()> {
         let failed = AtomicBool::new(false);
         for &phase in ENGINE_PHASES {
             let phase_steps: Vec<&Step> = pending
@@ -73,13 +86,16 @@ impl Engine<'_> {
             use futures_util::StreamExt;
             let failed_ref = &failed;
             let progress_ref = &progress;
+            let recorder_ref = &recorder;
             let errors: Vec<Error> =
                 futures_util::stream::iter(phase_steps.into_iter().map(|step| async move {
                     // A failure stops new steps; running ones finish.
                     if failed_ref.load(Ordering::SeqCst) {
                         return None;
                     }
-                    let result = self.run_step(step, progress_ref).await;
+                    let result = self
+                        .run_step(step, progress_ref, previous, recorder_ref)
+                        .await;
                     if result.is_err() {
                         failed_ref.store(true, Ordering::SeqCst);
                         progress_ref.failed(&step.node, None);
@@ -105,24 +121,23 @@ impl Engine<'_> {
         Ok(())
     }
 
-    async fn run_step(&self, step: &Step, progress: &PhaseProgress<'_>) -> Result<()> {
+    async fn run_step(
+        &self,
+        step: &Step,
+        progress: &PhaseProgress<'_>,
+        previous: &Previous,
+        recorder: &Recorder,
+    ) -> Result<()> {
         let started = Instant::now();
         let node = self
             .topo
             .node(&step.node)
             .ok_or_else(|| Error::other(format!("{} is not in the lab", step.node), ""))?;
-        let previous_files = self
-            .state
-            .lock()
-            .ok()
-            .and_then(|s| {
-                s.steps
-                    .get(&step.node)
-                    .and_then(|m| m.get(step.phase.name()))
-                    .cloned()
-            })
+        let previous_files = previous
+            .get(&step.node)
+            .and_then(|m| m.get(step.phase.name()))
             .filter(|r| r.vm_id == step.vm_id)
-            .map(|r| r.files)
+            .map(|r| r.files.clone())
             .unwrap_or_default();
         let mut hashes: BTreeMap<String, String> = step
             .files
@@ -178,11 +193,12 @@ impl Engine<'_> {
                 &self.log_path(&node.name, step.phase),
             )
             .await?;
-        {
-            let mut state = self.state.lock().map_err(|_| poisoned())?;
-            state.steps.entry(step.node.clone()).or_default().insert(
-                step.phase.name().to_string(),
-                StepRecord {
+        // Saved before the step counts as done: a failed save fails it.
+        recorder
+            .record(StepDone {
+                node: step.node.clone(),
+                phase: step.phase,
+                record: StepRecord {
                     input_hash: step.input_hash.clone(),
                     vm_id: step.vm_id.clone(),
                     files: hashes,
@@ -191,18 +207,8 @@ impl Engine<'_> {
                         .map(|d| d.as_secs())
                         .unwrap_or(0),
                 },
-            );
-        }
-        // Saved after every step: a kill loses at most the running ones.
-        self.save().map_err(|e| {
-            Error::other(
-                format!(
-                    "the {} phase finished on {}, but kubelab could not record it: {e}",
-                    step.phase, node.name
-                ),
-                "free space for .kubelab/state.json; the next `kubelab lab up` runs the step again",
-            )
-        })?;
+            })
+            .await?;
         progress.done(
             &node.name,
             format!(

@@ -12,11 +12,12 @@ pub mod downloads;
 mod engine;
 pub mod facts;
 pub mod plan;
+mod record;
 mod upload;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -300,14 +301,6 @@ pub fn steps(
     steps
 }
 
-/// The shared state's lock was poisoned: a task panicked holding it.
-fn poisoned() -> Error {
-    Error::other(
-        "the lab's state was left half-updated by a task that crashed (a kubelab bug)",
-        "run `kubelab lab up` again: finished steps are kept in .kubelab/state.json",
-    )
-}
-
 /// The release versions a phase's step installs: a bump re-runs only the
 /// steps that consume it (a containerd bump the workers, not etcd one node
 /// at a time). Versions that reach a node inside a rendered file (CoreDNS
@@ -374,8 +367,16 @@ mod tests {
             .collect()
     }
 
-    fn record_all(state: &mut State, steps: &[Step]) {
-        for s in steps {
+    /// The plan of every step of `files` over `state`, each node on its
+    /// VM of [`ids`], nothing deselected.
+    fn plan(lab: &Lab, topo: &Topology, files: &[RenderedFile], state: &State) -> Vec<Step> {
+        steps(lab, topo, files, state, &ids(topo), &Selection::default())
+    }
+
+    /// The state after every step of `files` ran once.
+    fn finished(lab: &Lab, topo: &Topology, files: &[RenderedFile]) -> State {
+        let mut state = State::new("x");
+        for s in plan(lab, topo, files, &state) {
             state.steps.entry(s.node.clone()).or_default().insert(
                 s.phase.name().into(),
                 StepRecord {
@@ -386,6 +387,16 @@ mod tests {
                 },
             );
         }
+        state
+    }
+
+    /// The steps not done yet, as `phase:node`.
+    fn pending(steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .filter(|s| s.status != StepStatus::Done)
+            .map(|s| format!("{}:{}", s.phase, s.node))
+            .collect()
     }
 
     #[test]
@@ -393,14 +404,7 @@ mod tests {
         let lab = crate::lab::builtin();
         let topo = Topology::new(&lab);
         let files = files_for(&lab, &topo);
-        let steps = steps(
-            &lab,
-            &topo,
-            &files,
-            &State::new("x"),
-            &ids(&topo),
-            &Selection::default(),
-        );
+        let steps = plan(&lab, &topo, &files, &State::new("x"));
         let summary: Vec<String> = steps
             .iter()
             .filter(|s| ![Phase::Resolv, Phase::Certs, Phase::Routes].contains(&s.phase))
@@ -514,24 +518,8 @@ mod tests {
         let lab = crate::lab::builtin();
         let topo = Topology::new(&lab);
         let files = files_for(&lab, &topo);
-        let mut state = State::new("x");
-        let first = steps(
-            &lab,
-            &topo,
-            &files,
-            &state,
-            &ids(&topo),
-            &Selection::default(),
-        );
-        record_all(&mut state, &first);
-        let second = steps(
-            &lab,
-            &topo,
-            &files,
-            &state,
-            &ids(&topo),
-            &Selection::default(),
-        );
+        let state = finished(&lab, &topo, &files);
+        let second = plan(&lab, &topo, &files, &state);
         assert!(second.iter().all(|s| s.status == StepStatus::Done));
 
         // Change haproxy.cfg on lb1 only: just that step is a re-apply.
@@ -541,14 +529,7 @@ mod tests {
             .find(|f| f.path == "lb1/etc/haproxy/haproxy.cfg")
             .unwrap();
         f.contents.push_str("# changed\n");
-        let third = steps(
-            &lab,
-            &topo,
-            &edited,
-            &state,
-            &ids(&topo),
-            &Selection::default(),
-        );
+        let third = plan(&lab, &topo, &edited, &state);
         let pending: Vec<String> = third
             .iter()
             .filter(|s| s.status != StepStatus::Done)
@@ -569,28 +550,8 @@ mod tests {
             let pki = crate::pki::load_or_create(dir.path(), &base, &topo).unwrap();
             let files = crate::render::all(&base, &topo, &pki);
             let bumped_files = crate::render::all(&bumped, &topo, &pki);
-            let mut state = State::new("x");
-            let first = steps(
-                &base,
-                &topo,
-                &files,
-                &state,
-                &ids(&topo),
-                &Selection::default(),
-            );
-            record_all(&mut state, &first);
-            steps(
-                &bumped,
-                &topo,
-                &bumped_files,
-                &state,
-                &ids(&topo),
-                &Selection::default(),
-            )
-            .iter()
-            .filter(|s| s.status != StepStatus::Done)
-            .map(|s| format!("{}:{}", s.phase, s.node))
-            .collect()
+            let state = finished(&base, &topo, &files);
+            pending(&plan(&bumped, &topo, &bumped_files, &state))
         };
         let base = crate::lab::builtin();
         assert_eq!(
@@ -614,26 +575,12 @@ mod tests {
         let lab = crate::lab::builtin();
         let topo = Topology::new(&lab);
         let files = files_for(&lab, &topo);
-        let mut state = State::new("x");
-        let first = steps(
-            &lab,
-            &topo,
-            &files,
-            &state,
-            &ids(&topo),
-            &Selection::default(),
-        );
-        record_all(&mut state, &first);
+        let state = finished(&lab, &topo, &files);
         let mut new_ids = ids(&topo);
         new_ids.insert("etcd1".into(), Some("vm-etcd1-recreated".into()));
         let again = steps(&lab, &topo, &files, &state, &new_ids, &Selection::default());
-        let pending: Vec<String> = again
-            .iter()
-            .filter(|s| s.status != StepStatus::Done)
-            .map(|s| format!("{}:{}", s.phase, s.node))
-            .collect();
         assert_eq!(
-            pending,
+            pending(&again),
             ["resolv:etcd1", "certs:etcd1", "etcd:etcd1", "routes:etcd1"]
         );
         assert!(

@@ -4,6 +4,7 @@
 //! file, and turns a failure into an error naming the command, the exit
 //! status, the log and its last lines. No `Command::new` anywhere else.
 
+pub mod interrupt;
 pub mod ssh;
 pub mod vagrant;
 pub mod vboxmanage;
@@ -18,6 +19,8 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use crate::error::{CommandFailure, Error, Result};
+
+pub use interrupt::{Interrupt, OnInterrupt, interruptible};
 
 /// Lines of output quoted in a failure message.
 const TAIL_LINES: usize = 12;

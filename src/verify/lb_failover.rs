@@ -9,7 +9,8 @@ use crate::topology::Node;
 
 use super::api::readyz;
 use super::http::{admin_client, api_base};
-use super::{Ctx, Interrupt, Outcome, RETURN_WAIT, poll, tcp_accepts};
+use super::{Ctx, Outcome, RETURN_WAIT, poll, tcp_accepts};
+use crate::tools::Interrupt;
 
 const FAILOVER_WAIT: Duration = Duration::from_secs(30);
 

@@ -3,11 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::Role;
-
-use super::http::{admin_client, api_base, excerpt, request};
-use super::pods::{Probe, nginx_pods, pod_per_worker, run_probes};
-use super::{API_HINT, Ctx, Outcome, judge};
+use super::http::{api_base, excerpt, request};
+use super::pods::{Probe, admin_and_pods, pod_per_worker, run_probes, workers_without_pod};
+use super::{Ctx, Outcome, judge};
 
 /// A pod's log as the API returns it (through the kubelet): it must answer
 /// 200 with something in it.
@@ -36,26 +34,12 @@ fn exec_probes(per_worker: &BTreeMap<&str, (&str, &str)>) -> Vec<Probe> {
 }
 
 pub(super) async fn logs_exec(ctx: &Ctx<'_>) -> Outcome {
-    let workers: Vec<&str> = ctx
-        .loaded
-        .topo
-        .by_role(Role::Worker)
-        .map(|n| n.name.as_str())
-        .collect();
-    let client = match admin_client(ctx) {
-        Ok(c) => c,
-        Err(e) => return Outcome::failed(e, "`kubelab lab render` signs the admin certificate"),
-    };
-    let pods = match nginx_pods(ctx, &client).await {
-        Ok(p) => p,
-        Err(e) => return Outcome::failed(e, API_HINT),
+    let (client, pods) = match admin_and_pods(ctx).await {
+        Ok(found) => found,
+        Err(outcome) => return outcome,
     };
     let per_worker = pod_per_worker(&pods);
-    let mut problems: Vec<String> = workers
-        .iter()
-        .filter(|w| !per_worker.contains_key(*w))
-        .map(|w| format!("no Ready nginx pod on {w}"))
-        .collect();
+    let mut problems = workers_without_pod(ctx, &per_worker, "");
     for (_, (pod, _)) in per_worker.iter() {
         let url = format!(
             "{}/api/v1/namespaces/default/pods/{pod}/log?tailLines=20",
@@ -89,7 +73,6 @@ mod tests {
     use super::*;
     use crate::verify::pods::probe_verdicts;
     use crate::verify::testing::*;
-    use serde_json::Value;
 
     #[test]
     fn logs_must_come_back_and_exec_must_land_in_the_pod() {
@@ -109,12 +92,9 @@ mod tests {
             "{why}"
         );
 
-        let pods: Value = serde_json::from_str(&fixture("pods-nginx.json")).unwrap();
+        let pods = nginx_pods_fixture();
         let probes = exec_probes(&pod_per_worker(&pods));
-        let shown: Vec<(&str, &str, &str)> = probes
-            .iter()
-            .map(|p| (p.pod.as_str(), p.command.as_str(), p.expect.as_str()))
-            .collect();
+        let shown = shown(&probes);
         assert_eq!(
             shown,
             [

@@ -30,7 +30,6 @@ mod dns_client;
 mod etcd;
 mod etcd_member_down;
 mod http;
-mod interrupt;
 mod lb_failover;
 mod logs_exec;
 mod machines;
@@ -45,7 +44,6 @@ mod services;
 mod testing;
 mod workload;
 
-pub(crate) use interrupt::{Interrupt, stop_children};
 pub(crate) use report::{Report, print_reports};
 
 /// What `lab verify` was asked to do.
@@ -512,18 +510,34 @@ pub async fn wait_healthy(
 
 /// The checks `--only` names (all of them without it).
 fn select(only: Option<&str>) -> Result<Vec<CheckId>> {
-    let Some(name) = only else {
+    let Some(only) = only else {
         return Ok(CheckId::ALL.to_vec());
     };
-    let Some(id) = CheckId::ALL.into_iter().find(|c| c.name() == name) else {
-        let names: Vec<String> = CheckId::ALL.iter().map(|c| c.name().to_string()).collect();
-        let hint = match crate::config::closest(name, &names) {
-            Some(best) => format!("did you mean {best}? checks: {}", names.join(", ")),
-            None => format!("checks: {}", names.join(", ")),
+    let names: Vec<&str> = CheckId::ALL.iter().map(|c| c.name()).collect();
+    let picked = only_names(only, &names)?;
+    Ok(CheckId::ALL
+        .into_iter()
+        .filter(|c| picked.contains(&c.name()))
+        .collect())
+}
+
+/// The check names of an `--only NAME[,NAME]` of `lab verify` or
+/// `kubelab doctor`, each one of `names`; an unknown one is a usage error
+/// that names the valid ones (and the one a typo was meant for).
+pub(crate) fn only_names<'a>(only: &str, names: &[&'a str]) -> Result<Vec<&'a str>> {
+    let mut picked = Vec::new();
+    for name in only.split(',').map(str::trim) {
+        let Some(found) = names.iter().find(|n| **n == name) else {
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            let hint = match crate::config::closest(name, &names) {
+                Some(best) => format!("did you mean {best}? checks: {}", names.join(", ")),
+                None => format!("checks: {}", names.join(", ")),
+            };
+            return Err(Error::usage(format!("no check named {name:?}"), hint));
         };
-        return Err(Error::usage(format!("no check named {name:?}"), hint));
-    };
-    Ok(vec![id])
+        picked.push(*found);
+    }
+    Ok(picked)
 }
 
 pub async fn run(
@@ -640,6 +654,19 @@ mod tests {
             assert!(!hint.contains("did you mean"), "{word}: {hint}");
             assert!(hint.contains("checks: machines, dns"), "{word}: {hint}");
         }
+    }
+
+    #[test]
+    fn only_takes_a_comma_list_in_the_checks_own_order() {
+        assert_eq!(
+            select(Some("etcd, dns")).unwrap(),
+            [CheckId::ALL[1], CheckId::ALL[2]]
+        );
+        let err = select(Some("dns,etcdd")).unwrap_err();
+        assert!(
+            err.to_string().contains("no check named \"etcdd\""),
+            "{err}"
+        );
     }
 
     #[test]

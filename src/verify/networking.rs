@@ -9,9 +9,8 @@ use serde_json::Value;
 use crate::config::Role;
 use crate::lab::LoadedLab;
 
-use super::http::{admin_client, api_base, fetch_json};
-use super::pods::{Probe, pod_per_worker, probe_script, probe_verdicts};
-use super::{API_HINT, Ctx, Outcome, judge};
+use super::pods::{Probe, admin_and_pods, pod_per_worker, run_probes};
+use super::{Ctx, Outcome, judge};
 
 /// The probes of check 9 over the nginx pods (one Ready pod per worker, by
 /// name): from each worker's pod, an HTTP GET of every other worker's pod
@@ -77,23 +76,9 @@ fn networking_probes_from(
 
 pub(super) async fn networking(ctx: &Ctx<'_>) -> Outcome {
     let LoadedLab { lab, topo, .. } = ctx.loaded;
-    let client = match admin_client(ctx) {
-        Ok(c) => c,
-        Err(e) => return Outcome::failed(e, "`kubelab lab render` signs the admin certificate"),
-    };
-    let pods = match fetch_json(
-        &client,
-        reqwest::Method::GET,
-        format!(
-            "{}/api/v1/namespaces/default/pods?labelSelector=app.kubernetes.io%2Fname%3Dnginx",
-            api_base(ctx)
-        ),
-        None,
-    )
-    .await
-    {
-        Ok(p) => p,
-        Err(e) => return Outcome::failed(e, API_HINT),
+    let (_, pods) = match admin_and_pods(ctx).await {
+        Ok(found) => found,
+        Err(outcome) => return outcome,
     };
     let workers: Vec<&str> = topo
         .by_role(Role::Worker)
@@ -105,22 +90,10 @@ pub(super) async fn networking(ctx: &Ctx<'_>) -> Outcome {
         .map(|n| (n.fqdn.as_str(), n.address));
     let (probes, mut problems) =
         networking_probes(&pods, &workers, crate::pki::first_service_ip(lab), dns0);
-    let Some(controller) = topo.by_role(Role::Controller).next() else {
+    if topo.by_role(Role::Controller).next().is_none() {
         return Outcome::Skipped("the lab has no controller to run kubectl on".into());
-    };
-    if !probes.is_empty() {
-        match ctx
-            .ssh(
-                &controller.name,
-                probe_script(&probes),
-                "probe pod networking",
-            )
-            .await
-        {
-            Ok(out) => problems.extend(probe_verdicts(&probes, &out)),
-            Err(e) => problems.push(format!("kubectl exec on {}: {e}", controller.name)),
-        }
     }
+    problems.extend(run_probes(ctx, &probes, "probe pod networking").await);
     let crossings = probes
         .iter()
         .filter(|p| p.command.starts_with("wget"))
@@ -142,20 +115,18 @@ pub(super) async fn networking(ctx: &Ctx<'_>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify::pods::{probe_script, probe_verdicts};
     use crate::verify::testing::*;
 
     #[test]
     fn networking_probes_cross_every_pair_of_workers_and_ask_coredns() {
-        let pods: Value = serde_json::from_str(&fixture("pods-nginx.json")).unwrap();
+        let pods = nginx_pods_fixture();
         let kubernetes: Ipv4Addr = "10.32.0.1".parse().unwrap();
         let dns0 = Some(("dns0.lan", "192.168.56.2".parse().unwrap()));
         let (probes, problems) =
             networking_probes(&pods, &["worker0", "worker1"], kubernetes, dns0);
         assert!(problems.is_empty(), "{problems:?}");
-        let shown: Vec<(&str, &str, &str)> = probes
-            .iter()
-            .map(|p| (p.pod.as_str(), p.command.as_str(), p.expect.as_str()))
-            .collect();
+        let shown = shown(&probes);
         // worker0 runs two pods: the first by name is the one probed.
         assert_eq!(
             shown,
@@ -196,7 +167,7 @@ mod tests {
 
     #[test]
     fn networking_verdicts_come_from_each_probes_output_and_exit_code() {
-        let pods: Value = serde_json::from_str(&fixture("pods-nginx.json")).unwrap();
+        let pods = nginx_pods_fixture();
         let (probes, _) = networking_probes(
             &pods,
             &["worker0", "worker1"],

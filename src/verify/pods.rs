@@ -9,8 +9,8 @@ use serde_json::Value;
 use crate::config::Role;
 use crate::render::ADMIN_KUBECTL as KUBECTL;
 
-use super::Ctx;
-use super::http::{api_base, fetch_json};
+use super::http::{admin_client, api_base, fetch_json};
+use super::{API_HINT, Ctx, Outcome};
 
 /// One command run inside a pod with `kubectl exec`, and what its output
 /// must contain.
@@ -134,6 +134,39 @@ pub(super) async fn nginx_pods(
         None,
     )
     .await
+}
+
+/// The admin's API client, or the outcome that says why there is none.
+pub(super) fn admin(ctx: &Ctx<'_>) -> std::result::Result<reqwest::Client, Outcome> {
+    admin_client(ctx)
+        .map_err(|e| Outcome::failed(e, "`kubelab lab render` signs the admin certificate"))
+}
+
+/// What a pod check starts from: the admin's API client and the nginx
+/// pods, or the outcome that says why not.
+pub(super) async fn admin_and_pods(
+    ctx: &Ctx<'_>,
+) -> std::result::Result<(reqwest::Client, Value), Outcome> {
+    let client = admin(ctx)?;
+    let pods = nginx_pods(ctx, &client)
+        .await
+        .map_err(|e| Outcome::failed(e, API_HINT))?;
+    Ok((client, pods))
+}
+
+/// A problem for each worker of the lab with no pod in `per_worker`:
+/// `no Ready nginx pod on worker1{what}`.
+pub(super) fn workers_without_pod(
+    ctx: &Ctx<'_>,
+    per_worker: &BTreeMap<&str, (&str, &str)>,
+    what: &str,
+) -> Vec<String> {
+    ctx.loaded
+        .topo
+        .by_role(Role::Worker)
+        .filter(|w| !per_worker.contains_key(w.name.as_str()))
+        .map(|w| format!("no Ready nginx pod on {}{what}", w.name))
+        .collect()
 }
 
 /// Runs `probes` with `kubectl exec` on the first controller; their problems.

@@ -3,9 +3,8 @@
 use crate::config::Role;
 use crate::render::ADMIN_KUBECTL as KUBECTL;
 
-use super::http::admin_client;
-use super::pods::{nginx_pods, pod_per_worker};
-use super::{API_HINT, Ctx, Outcome, judge};
+use super::pods::{admin_and_pods, pod_per_worker};
+use super::{Ctx, Outcome, judge};
 
 /// The shell line run on a controller: `kubectl port-forward` to `pod` on
 /// loopback, polled until it answers (20 s at most), then stopped. Its
@@ -37,13 +36,9 @@ fn port_forward_verdict(pod: &str, out: &str) -> Option<String> {
 }
 
 pub(super) async fn port_forward(ctx: &Ctx<'_>) -> Outcome {
-    let client = match admin_client(ctx) {
-        Ok(c) => c,
-        Err(e) => return Outcome::failed(e, "`kubelab lab render` signs the admin certificate"),
-    };
-    let pods = match nginx_pods(ctx, &client).await {
-        Ok(p) => p,
-        Err(e) => return Outcome::failed(e, API_HINT),
+    let (_, pods) = match admin_and_pods(ctx).await {
+        Ok(found) => found,
+        Err(outcome) => return outcome,
     };
     let Some((_, (pod, _))) = pod_per_worker(&pods).into_iter().next() else {
         return Outcome::failed(

@@ -4,10 +4,8 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use crate::config::Role;
-
-use super::http::{admin_client, api_base, fetch_json};
-use super::pods::{Probe, nginx_pods, pod_per_worker, run_probes};
+use super::http::{api_base, fetch_json};
+use super::pods::{Probe, admin, nginx_pods, pod_per_worker, run_probes, workers_without_pod};
 use super::{API_HINT, Ctx, Outcome, judge};
 
 /// Probes of the nginx Service from each worker's pod: by ClusterIP, by
@@ -43,15 +41,9 @@ fn service_probes(per_worker: &BTreeMap<&str, (&str, &str)>, cluster_ip: Ipv4Add
 }
 
 pub(super) async fn services(ctx: &Ctx<'_>) -> Outcome {
-    let workers: Vec<&str> = ctx
-        .loaded
-        .topo
-        .by_role(Role::Worker)
-        .map(|n| n.name.as_str())
-        .collect();
-    let client = match admin_client(ctx) {
+    let client = match admin(ctx) {
         Ok(c) => c,
-        Err(e) => return Outcome::failed(e, "`kubelab lab render` signs the admin certificate"),
+        Err(outcome) => return outcome,
     };
     let service = fetch_json(
         &client,
@@ -73,11 +65,7 @@ pub(super) async fn services(ctx: &Ctx<'_>) -> Outcome {
         );
     };
     let per_worker = pod_per_worker(&pods);
-    let mut problems: Vec<String> = workers
-        .iter()
-        .filter(|w| !per_worker.contains_key(*w))
-        .map(|w| format!("no Ready nginx pod on {w} to probe from"))
-        .collect();
+    let mut problems = workers_without_pod(ctx, &per_worker, " to probe from");
     problems.extend(
         run_probes(
             ctx,
@@ -101,11 +89,10 @@ mod tests {
     use super::*;
     use crate::verify::pods::probe_verdicts;
     use crate::verify::testing::*;
-    use serde_json::Value;
 
     #[test]
     fn the_service_is_probed_by_ip_by_name_and_from_its_own_endpoint() {
-        let pods: Value = serde_json::from_str(&fixture("pods-nginx.json")).unwrap();
+        let pods = nginx_pods_fixture();
         let ip: Ipv4Addr = "10.32.0.57".parse().unwrap();
         let probes = service_probes(&pod_per_worker(&pods), ip);
         assert_eq!(probes.len(), 6, "three per worker");

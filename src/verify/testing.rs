@@ -15,6 +15,19 @@ pub(crate) fn fixture(name: &str) -> String {
     fs_err::read_to_string(path).unwrap()
 }
 
+/// The nginx pods of `pods-nginx.json`, as the pod checks get them.
+pub(crate) fn nginx_pods_fixture() -> serde_json::Value {
+    serde_json::from_str(&fixture("pods-nginx.json")).unwrap()
+}
+
+/// Each probe as (pod, command, what its output must contain).
+pub(crate) fn shown(probes: &[super::pods::Probe]) -> Vec<(&str, &str, &str)> {
+    probes
+        .iter()
+        .map(|p| (p.pod.as_str(), p.command.as_str(), p.expect.as_str()))
+        .collect()
+}
+
 /// One canned answer: `path` ending in `*` matches by prefix.
 pub(crate) struct Route {
     method: &'static str,

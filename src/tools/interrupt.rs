@@ -1,0 +1,117 @@
+//! The one Ctrl-C behaviour of every command. On Ctrl-C (SIGINT) or SIGTERM
+//! no new command starts, the running children (each in its own process
+//! group, so the terminal's SIGINT never reached them) get one SIGINT, the
+//! interrupted work runs on to its end (it records what it did), and what
+//! still runs after a grace period is killed. The command then exits 130
+//! (`Error::Interrupted`), with its own hint on how to carry on.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use super::Children;
+use crate::error::{Error, Result};
+
+/// Ctrl-C (SIGINT) and SIGTERM, caught from [`Interrupt::listen`] on. For
+/// work that must stop waiting on an interrupt but do its own clean-up
+/// (`lab verify`'s lb-failover starts haproxy again); the rest goes through
+/// [`interruptible`].
+pub struct Interrupt {
+    int: Signal,
+    term: Signal,
+}
+
+impl Interrupt {
+    pub fn listen() -> std::io::Result<Interrupt> {
+        Ok(Interrupt {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// The next Ctrl-C or SIGTERM.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
+
+/// What to do on an interrupt, besides stopping the children.
+pub struct OnInterrupt<'a> {
+    /// How long the children get after their SIGINT before they are killed.
+    pub grace: Duration,
+    /// Said before the children are asked to stop (the wait can be long).
+    pub notice: Option<&'a dyn Fn()>,
+    /// The `hint:` of the error the command exits with.
+    pub hint: Option<String>,
+}
+
+/// Runs `work` to its end, or, on Ctrl-C or SIGTERM first, stops
+/// `children` as the module says and returns `Error::Interrupted` with
+/// `on.hint` once `work` has ended (its result is dropped: what it did is
+/// recorded by `work` itself).
+pub async fn interruptible<F: Future>(
+    children: &Children,
+    on: OnInterrupt<'_>,
+    work: F,
+) -> Result<F::Output> {
+    let mut interrupt = Interrupt::listen()?;
+    tokio::pin!(work);
+    tokio::select! {
+        output = &mut work => return Ok(output),
+        () = interrupt.recv() => {}
+    }
+    if let Some(notice) = on.notice {
+        notice();
+    }
+    children.begin_interrupt();
+    let _ = tokio::join!(work, children.interrupt(on.grace));
+    Err(Error::Interrupted { hint: on.hint })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The work that was running when Ctrl-C came runs to its end (it
+    /// records what it did), no new command starts, and the command
+    /// exits as interrupted with its hint.
+    #[tokio::test]
+    async fn an_interrupt_lets_the_work_finish_and_ends_as_interrupted() {
+        let children = Children::default();
+        let noticed = std::cell::Cell::new(false);
+        let finished = std::cell::Cell::new(false);
+        let notice = || noticed.set(true);
+        let on = OnInterrupt {
+            grace: Duration::from_secs(2),
+            notice: Some(&notice),
+            hint: Some("run it again".into()),
+        };
+        let work = async {
+            // The listener is in place before the work is first polled.
+            nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT).unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            finished.set(true);
+        };
+        let result = interruptible(&children, on, work).await;
+        let Err(Error::Interrupted { hint }) = result else {
+            panic!("not interrupted: {result:?}");
+        };
+        assert_eq!(hint.as_deref(), Some("run it again"));
+        assert!(noticed.get() && finished.get() && children.interrupted());
+    }
+
+    #[tokio::test]
+    async fn work_that_ends_first_is_its_own_result() {
+        let on = OnInterrupt {
+            grace: Duration::from_secs(2),
+            notice: None,
+            hint: None,
+        };
+        let result = interruptible(&Children::default(), on, async { 7 }).await;
+        assert_eq!(result.unwrap(), 7);
+    }
+}
