@@ -208,9 +208,15 @@ const CNI_PLUGINS_1_9_1: Pin = Pin {
 };
 
 /// The bill of materials, newest minor (the default) first. Kubernetes 1.37
-/// has no row: the stored upstream CHANGELOG-1.37.md publishes only
-/// v1.37.0-alpha.1, and kubespray pins nothing for 1.37, so there is no
-/// published digest of a 1.37 release to pin (never computed here).
+/// has no row: no upstream publication of a GA 1.37 digest could be read.
+/// Looked at (2026-12-02): kubernetes/kubernetes CHANGELOG/CHANGELOG-1.37.md,
+/// the one stored version (commit df0a31e010eab41eb769fbd6ecb09391707bd2eb),
+/// publishes only v1.37.0-alpha.1; CHANGELOG-1.38.md ("Changelog since
+/// v1.37.0") carries no 1.37 digests; the newest kubespray snapshot (commit
+/// 46dbdd39 above, 2026-08-21, before 1.37.0 shipped) pins no
+/// 1.37 kubelet, kubectl or kubeadm; a search of the stored sources for
+/// `dl.k8s.io/v1.37.` with kubernetes-server-linux-amd64.tar.gz or
+/// kubernetes-node-linux finds only third-party notes, not a publication.
 pub const RELEASES: &[Release] = &[
     Release {
         minor: "1.36",
