@@ -19,6 +19,9 @@ pub enum Component {
     Runc,
     CniPlugins,
     Crictl,
+    /// The conformance runner `lab verify --conformance` drives from this
+    /// host (not a node): see [`HYDROPHONE`].
+    Hydrophone,
 }
 
 impl Component {
@@ -32,6 +35,7 @@ impl Component {
             Component::Containerd => "versions.containerd",
             Component::Runc => "versions.runc",
             Component::CniPlugins => "versions.cni_plugins",
+            Component::Hydrophone => "lab verify --conformance",
         }
     }
 
@@ -43,6 +47,7 @@ impl Component {
             Component::Runc => "runc",
             Component::CniPlugins => "cni-plugins",
             Component::Crictl => "crictl",
+            Component::Hydrophone => "hydrophone",
         }
     }
 
@@ -75,6 +80,13 @@ impl Component {
                 format!("crictl-v{version}-linux-{arch}.tar.gz"),
                 format!(
                     "https://github.com/kubernetes-sigs/cri-tools/releases/download/v{version}"
+                ),
+            ),
+            // goreleaser's names: `uname -s`_`uname -m` (Linux_x86_64).
+            Component::Hydrophone => (
+                format!("hydrophone_{arch}.tar.gz"),
+                format!(
+                    "https://github.com/kubernetes-sigs/hydrophone/releases/download/v{version}"
                 ),
             ),
         };
@@ -286,6 +298,30 @@ const OVERRIDES: &[(Component, Pin)] = &[
     ),
 ];
 
+/// hydrophone (kubernetes-sigs/hydrophone), the conformance runner, for
+/// the one host platform a digest is published for: kubernetes-sigs/kubespray
+/// tests/common_vars.yml, `hydrophone_version: "0.7.0"`, `hydrophone_arch:
+/// "x86_64"`, `hydrophone_checksum` (the sha256 of
+/// hydrophone_Linux_x86_64.tar.gz), added at commit
+/// c138157886c5cfbb1befcd511ebfaccfde2dab90 ("Test: add install hydrophone",
+/// 2026-01-31) and unchanged at 46dbdd3994b32640bcd806b0097f50e8fdf1d514.
+/// v0.7.0 is hydrophone's newest tag (commit 3de3e886a2f6f09635d8b981c195490af1584d97).
+/// No other platform's digest was found published (Homebrew's formula pins
+/// the source tarball, to build with Go), so other hosts are refused.
+pub const HYDROPHONE: HostTool = HostTool {
+    version: "0.7.0",
+    platform: "Linux_x86_64",
+    digest: "sha256:15a6c09962f9bd4a1587af068b5edef1072327a77012d8fbb84992c7c87c0475",
+};
+
+/// A release that runs on this host, pinned for one platform (`uname -s`_`uname -m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostTool {
+    pub version: &'static str,
+    pub platform: &'static str,
+    pub digest: &'static str,
+}
+
 /// One file to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Artifact {
@@ -373,6 +409,8 @@ pub(crate) fn pins(component: Component) -> Vec<Pin> {
             Component::Runc => vec![r.runc],
             Component::CniPlugins => vec![r.cni_plugins],
             Component::Crictl => vec![r.crictl],
+            // A host tool, in no row: see HYDROPHONE.
+            Component::Hydrophone => Vec::new(),
         };
         out.extend(from_row);
     }
