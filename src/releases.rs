@@ -177,8 +177,8 @@ pub struct Release {
     pub cni_plugins: Pin,
     /// cri-tools v1.N.x goes with Kubernetes 1.N.
     pub crictl: Pin,
-    /// Container images, pulled by tag through the lab's registry mirror;
-    /// no digest is published for them where the others are.
+    /// Container images, pulled through the lab's registry mirror, by
+    /// digest where [`IMAGE_DIGESTS`] has one for the tag, else by tag.
     pub coredns: &'static str,
     pub pause: &'static str,
 }
@@ -297,6 +297,45 @@ const OVERRIDES: &[(Component, Pin)] = &[
         },
     ),
 ];
+
+/// Image digests an upstream publication states: the image promoter's
+/// manifests in kubernetes/k8s.io (`registry.k8s.io/images/<staging
+/// project>/images.yaml`, `dmap: "sha256:<digest>": [<tag>]`), as
+/// (image under registry.k8s.io, tag, digest). An image kubelab runs at a tag
+/// listed here is pulled as `tag@digest`; any other by its tag alone. Only the
+/// stored versions of those files could be read: the coredns one at commit
+/// 9a1bd547b6a93ef57e6c6f7940b2299e9ee76ee0 lists tags up to v1.13.2, the
+/// kubernetes one at commit ecf019a88caa0923c610e8982ca44a460c0303e5 pause up
+/// to 3.10.1, the metrics-server one at commit
+/// bc1017d811972e111a18438057aedac90a843198 up to v0.8.0. So CoreDNS v1.14.2
+/// and pause 3.10.2 (the 1.36 row) and metrics-server v0.8.1 have no digest
+/// here and are pulled by tag.
+pub const IMAGE_DIGESTS: &[(&str, &str, &str)] = &[
+    // k8s-staging-coredns/images.yaml at commit 9a1bd547 (above).
+    (
+        "coredns/coredns",
+        "v1.12.4",
+        "sha256:986f04c2e15e147d00bdd51e8c51bcef3644b13ff806be7d2ff1b261d6dfbae1",
+    ),
+    // k8s-staging-kubernetes/images.yaml at commit ecf019a8 (above), `name: pause`.
+    (
+        "pause",
+        "3.10.1",
+        "sha256:278fb9dbcca9518083ad1e11276933a2e96f23de604a3a08cc3c80002767d24c",
+    ),
+];
+
+/// `registry.k8s.io/<image>:<tag>`, with `@<digest>` when [`IMAGE_DIGESTS`]
+/// has one for that tag.
+pub fn image_ref(image: &str, tag: &str) -> String {
+    match IMAGE_DIGESTS
+        .iter()
+        .find(|(i, t, _)| *i == image && *t == tag)
+    {
+        Some((_, _, digest)) => format!("registry.k8s.io/{image}:{tag}@{digest}"),
+        None => format!("registry.k8s.io/{image}:{tag}"),
+    }
+}
 
 /// hydrophone (kubernetes-sigs/hydrophone), the conformance runner, for
 /// the one host platform a digest is published for: kubernetes-sigs/kubespray

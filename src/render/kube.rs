@@ -476,7 +476,7 @@ pub fn worker_files(lab: &Lab, topo: &Topology, node: &Node, pki: &Pki, bundle: 
                 node: &node.name,
                 containerd: &lab.versions.containerd,
                 config_version: containerd_config_version(&lab.versions.containerd),
-                pause_image: &format!("registry.k8s.io/pause:{}", lab.versions.pause),
+                pause_image: &crate::releases::image_ref("pause", &lab.versions.pause),
             },
             "containerd config.toml",
         ),
@@ -843,7 +843,10 @@ pub fn host_files(lab: &Lab, topo: &Topology, pki: &Pki) -> Vec<RenderedFile> {
                     cluster_dns: cluster_dns_ip(lab).to_string(),
                     lab_zones: zones.join(" "),
                     dns_address: dns.address.to_string(),
-                    image: format!("registry.k8s.io/coredns/coredns:v{}", lab.versions.coredns),
+                    image: crate::releases::image_ref(
+                        "coredns/coredns",
+                        &format!("v{}", lab.versions.coredns),
+                    ),
                 },
                 "coredns.yaml",
             ),
@@ -856,8 +859,9 @@ pub fn host_files(lab: &Lab, topo: &Topology, pki: &Pki) -> Vec<RenderedFile> {
             &MetricsServerTemplate {
                 lab: &lab.name,
                 version: METRICS_SERVER_VERSION,
-                image: format!(
-                    "registry.k8s.io/metrics-server/metrics-server:v{METRICS_SERVER_VERSION}"
+                image: crate::releases::image_ref(
+                    "metrics-server/metrics-server",
+                    &format!("v{METRICS_SERVER_VERSION}"),
                 ),
                 kubelet_ca: pki
                     .cluster_ca
