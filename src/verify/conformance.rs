@@ -383,15 +383,71 @@ pub async fn run(
     let program = crate::artifacts::extracted_path(&settings.cache_dir, &hydrophone, "hydrophone");
     fs_err::create_dir_all(&out_dir)?;
     let args = args(&kubeconfig, &out_dir, &image, focus);
-    let progress = follow(
-        &program,
-        &args,
-        &no_proxy(std::env::var("NO_PROXY").ok(), loaded),
-        &log,
-        printer,
-    )
-    .await?;
+    let no_proxy = no_proxy(std::env::var("NO_PROXY").ok(), loaded);
+    let progress = match follow(&program, &args, &no_proxy, &log, printer).await {
+        // hydrophone dies on SIGINT (v0.7.0 catches no signal) and leaves
+        // its namespace and pod running the suite: remove them.
+        Err(Error::Interrupted { .. }) => {
+            printer.info(
+                "interrupted: removing the conformance pod and namespace (hydrophone --cleanup)",
+            );
+            let hint = match cleanup(&program, &kubeconfig, &no_proxy, &log).await {
+                Ok(()) => format!(
+                    "the conformance pod and namespace were removed; the output so far is in {}",
+                    log.display()
+                ),
+                Err(why) => format!(
+                    "removing the conformance pod failed ({why}): `{} --cleanup --kubeconfig {}` removes it; the output so far is in {}",
+                    program.display(),
+                    kubeconfig.display(),
+                    log.display()
+                ),
+            };
+            return Err(Error::Interrupted { hint: Some(hint) });
+        }
+        other => other?,
+    };
     verdict(&progress, &out_dir, &log, &program, &kubeconfig)
+}
+
+/// How long `hydrophone --cleanup` may take after an interrupt.
+const CLEANUP_WAIT: Duration = Duration::from_secs(120);
+
+/// `hydrophone --cleanup` with the lab's kubeconfig, its output appended to
+/// `log`; the error is one line.
+async fn cleanup(
+    program: &Path,
+    kubeconfig: &Path,
+    no_proxy: &str,
+    log: &Path,
+) -> std::result::Result<(), String> {
+    let run = tokio::process::Command::new(program)
+        .arg("--cleanup")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env("NO_PROXY", no_proxy)
+        .env("no_proxy", no_proxy)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = match tokio::time::timeout(CLEANUP_WAIT, run).await {
+        Err(_) => return Err(format!("no end within {} s", CLEANUP_WAIT.as_secs())),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Ok(out)) => out,
+    };
+    if let Ok(mut file) = crate::fsutil::open_append(log) {
+        use std::io::Write;
+        let _ = file.write_all(&out.stdout);
+        let _ = file.write_all(&out.stderr);
+    }
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "hydrophone --cleanup {}",
+            crate::tools::describe_status(&out.status)
+        ))
+    }
 }
 
 /// The run's result from what hydrophone printed and its exit status.
@@ -511,13 +567,8 @@ async fn follow(
     }
     let status = child.wait().await?;
     if interrupted {
-        return Err(Error::Interrupted {
-            hint: Some(format!(
-                "the conformance pod may still run: `{} --cleanup --kubeconfig FILE` (the lab's admin kubeconfig) removes it; the output so far is in {}",
-                program.display(),
-                log.display()
-            )),
-        });
+        // The caller removes what hydrophone left and says so.
+        return Err(Error::Interrupted { hint: None });
     }
     Ok((progress, status))
 }
@@ -764,6 +815,47 @@ mod tests {
         );
         let err = verdict(&run, dir.path(), &log, &program, Path::new("/k")).unwrap_err();
         assert_eq!(err.exit_code(), 1);
+    }
+
+    #[test]
+    fn the_cleanup_after_an_interrupt_uses_the_lab_kubeconfig_and_reports_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("hydrophone");
+        let script = |exit: u8| {
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$*\" > {}/args\necho removed namespace conformance\nexit {exit}\n",
+                dir.path().display()
+            )
+        };
+        use std::os::unix::fs::PermissionsExt;
+        let log = dir.path().join("hydrophone.log");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        fs_err::write(&program, script(0)).unwrap();
+        fs_err::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        rt.block_on(cleanup(
+            &program,
+            Path::new("/l/admin.kubeconfig"),
+            "x",
+            &log,
+        ))
+        .unwrap();
+        assert_eq!(
+            fs_err::read_to_string(dir.path().join("args")).unwrap(),
+            "--cleanup --kubeconfig /l/admin.kubeconfig\n"
+        );
+        assert!(
+            fs_err::read_to_string(&log)
+                .unwrap()
+                .contains("removed namespace conformance")
+        );
+        fs_err::write(&program, script(3)).unwrap();
+        let err = rt
+            .block_on(cleanup(&program, Path::new("/k"), "x", &log))
+            .unwrap_err();
+        assert_eq!(err, "hydrophone --cleanup exited 3");
     }
 
     #[test]
