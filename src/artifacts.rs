@@ -39,6 +39,9 @@ pub fn artifact(
         Component::Runc => v.runc.clone(),
         Component::CniPlugins => v.cni_plugins.clone(),
         Component::Crictl => v.crictl.clone(),
+        Component::Hydrophone => {
+            return hydrophone(std::env::consts::OS, std::env::consts::ARCH, mirror);
+        }
     };
     let digest = pin(component, &version).and_then(|p| p.digest(arch));
     let Some(digest) = digest else {
@@ -59,6 +62,43 @@ pub fn artifact(
         url,
         file_name,
         checksum: Checksum::parse(digest),
+    })
+}
+
+/// The hydrophone release for a host running `os`/`arch` (Rust's names), or
+/// a usage error naming the one platform kubelab pins it for.
+pub fn hydrophone(os: &str, arch: &str, mirror: Option<&str>) -> Result<Artifact> {
+    let platform = match (os, arch) {
+        ("linux", "x86_64") => "Linux_x86_64",
+        ("linux", "aarch64") => "Linux_arm64",
+        ("macos", "x86_64") => "Darwin_x86_64",
+        ("macos", "aarch64") => "Darwin_arm64",
+        _ => "",
+    };
+    if platform != HYDROPHONE.platform {
+        return Err(Error::usage(
+            format!(
+                "lab verify --conformance: kubelab pins hydrophone {} only for {} (the one build whose sha256 is published where kubelab reads digests); this host is {os}/{arch}",
+                HYDROPHONE.version, HYDROPHONE.platform
+            ),
+            format!(
+                "run it from a Linux x86_64 host, or run hydrophone {} yourself with the lab's admin kubeconfig (`kubelab lab kubeconfig`): hydrophone --conformance --kubeconfig FILE",
+                HYDROPHONE.version
+            ),
+        ));
+    }
+    let version = HYDROPHONE.version.to_string();
+    let (file_name, upstream) = Component::Hydrophone.file_and_url(&version, platform);
+    let url = match mirror {
+        Some(m) => format!("{}/{file_name}", m.trim_end_matches('/')),
+        None => upstream,
+    };
+    Ok(Artifact {
+        component: Component::Hydrophone,
+        version,
+        url,
+        file_name,
+        checksum: Checksum::parse(HYDROPHONE.digest),
     })
 }
 
@@ -155,6 +195,13 @@ pub fn uploads(cache: &Path, needs: &[Need]) -> BTreeMap<Phase, Vec<(String, Pat
 /// verified server tarball into the cache, mode 0755, leaving every other
 /// member alone. Binaries already extracted are kept.
 pub fn extract_server_binaries(cache: &Path, a: &Artifact, binaries: &[&str]) -> Result<()> {
+    extract_binaries(cache, a, SERVER_BIN, binaries)
+}
+
+/// Extracts `<dir>/<name>` for each of `binaries` (`dir` "" for the
+/// archive's top level) from the verified tarball `a` into the cache, mode
+/// 0755, leaving every other member alone. Binaries already extracted are kept.
+pub fn extract_binaries(cache: &Path, a: &Artifact, dir: &str, binaries: &[&str]) -> Result<()> {
     let missing: Vec<&str> = binaries
         .iter()
         .copied()
@@ -182,7 +229,7 @@ pub fn extract_server_binaries(cache: &Path, a: &Artifact, binaries: &[&str]) ->
         let mut entry = entry.map_err(broken)?;
         let path = entry.path().map_err(broken)?.into_owned();
         let Some(name) = path
-            .strip_prefix(SERVER_BIN)
+            .strip_prefix(dir)
             .ok()
             .and_then(|p| p.to_str())
             .filter(|p| missing.contains(p))
@@ -209,11 +256,14 @@ pub fn extract_server_binaries(cache: &Path, a: &Artifact, binaries: &[&str]) ->
     if !absent.is_empty() {
         return Err(Error::other(
             format!(
-                "{} has no {} under {SERVER_BIN}/",
+                "{} has no {} under {dir}/",
                 archive_path.display(),
                 absent.join(", ")
             ),
-            "the file is not a Kubernetes server release; delete it (`kubelab cache clean`) and fetch it again",
+            format!(
+                "the file is not the {} release; delete it (`kubelab cache clean`) and fetch it again",
+                a.label()
+            ),
         ));
     }
     Ok(())
@@ -730,6 +780,50 @@ mod tests {
         assert!(hint.contains("1.36, 1.35"), "{hint}");
         // 1.37 has no published release in the stored upstream material.
         assert!(release_for("1.37").is_err());
+    }
+
+    #[test]
+    fn hydrophone_is_taken_from_the_top_of_its_archive_and_nothing_else() {
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        for (path, bytes) in [
+            ("LICENSE", &b"license"[..]),
+            ("README.md", b"readme"),
+            ("hydrophone", b"#!/bin/sh\necho hydrophone\n"),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(bytes.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, path, bytes).unwrap();
+        }
+        let gz = tar.into_inner().unwrap().finish().unwrap();
+        let (url, _) = serve(gz.clone(), 1);
+        let cache = tempfile::tempdir().unwrap();
+        let mut a = artifact(url, &gz);
+        a.component = Component::Hydrophone;
+        a.file_name = "hydrophone_Linux_x86_64.tar.gz".into();
+        fetch_now(cache.path(), &a, false).unwrap();
+        extract_binaries(cache.path(), &a, "", &["hydrophone"]).unwrap();
+        let bin = extracted_path(cache.path(), &a, "hydrophone");
+        assert_eq!(fs_err::read(&bin).unwrap(), b"#!/bin/sh\necho hydrophone\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs_err::metadata(&bin).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        let names: Vec<String> = fs_err::read_dir(bin.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["hydrophone"]);
+        let err = extract_binaries(cache.path(), &a, "", &["kubectl"])
+            .unwrap_err()
+            .hint()
+            .unwrap_or_default();
+        assert!(err.contains("not the hydrophone"), "{err}");
     }
 
     #[test]

@@ -290,6 +290,8 @@ The exit code is the remote command's.")]
   kubelab lab verify --only etcd
   kubelab lab verify --no-disruptive
   kubelab lab verify --json | jq '.checks[] | select(.status == \"failed\")'
+  kubelab lab verify --conformance
+  kubelab lab verify --conformance --focus '\\[sig-network\\].*\\[Conformance\\]'
 
 Checks (`--only NAME`): machines, dns, etcd, api, lb-failover, control-plane,
 nodes, secrets, networking, workload, certificates, logs-exec, port-forward,
@@ -301,7 +303,16 @@ lb-failover stops haproxy on the VIP holder, api-failover a kube-apiserver,
 etcd-member-down an etcd member (`--no-disruptive` skips them). A Kubernetes
 check whose phase has not run on the lab is Skipped, naming the phase. Each
 ends Passed, Warned, Skipped (with why) or Failed (with a hint). Exit 1 on
-any Failed.")]
+any Failed.
+
+--conformance runs the upstream conformance suite instead, through
+hydrophone 0.7.0 (fetched once into the artifacts cache, its sha256 pinned;
+Linux x86_64 hosts only) with the lab's admin kubeconfig and the conformance
+image of the lab's Kubernetes release. A full run takes an hour or more;
+--focus REGEX runs only the specs it matches. It prints progress every minute
+and each failure as it happens; the results (e2e.log, junit_01.xml and
+hydrophone's whole output) go to .kubelab/conformance/<time>/. Exit 1 when a
+spec fails.")]
     Verify(VerifyArgs),
 
     /// Add or remove workers; nothing else in the lab is disturbed
@@ -433,6 +444,14 @@ pub struct VerifyArgs {
     /// Skip the checks that disturb the lab (LB, API and etcd failover)
     #[arg(long)]
     pub no_disruptive: bool,
+
+    /// Run the upstream conformance suite through hydrophone instead of the checks (an hour or more)
+    #[arg(long, conflicts_with_all = ["only", "json", "no_disruptive"])]
+    pub conformance: bool,
+
+    /// With --conformance: run only the specs matching this regex
+    #[arg(long, value_name = "REGEX", requires = "conformance")]
+    pub focus: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,9 @@ pub enum Component {
     Runc,
     CniPlugins,
     Crictl,
+    /// The conformance runner `lab verify --conformance` drives from this
+    /// host (not a node): see [`HYDROPHONE`].
+    Hydrophone,
 }
 
 impl Component {
@@ -32,6 +35,7 @@ impl Component {
             Component::Containerd => "versions.containerd",
             Component::Runc => "versions.runc",
             Component::CniPlugins => "versions.cni_plugins",
+            Component::Hydrophone => "lab verify --conformance",
         }
     }
 
@@ -43,6 +47,7 @@ impl Component {
             Component::Runc => "runc",
             Component::CniPlugins => "cni-plugins",
             Component::Crictl => "crictl",
+            Component::Hydrophone => "hydrophone",
         }
     }
 
@@ -75,6 +80,13 @@ impl Component {
                 format!("crictl-v{version}-linux-{arch}.tar.gz"),
                 format!(
                     "https://github.com/kubernetes-sigs/cri-tools/releases/download/v{version}"
+                ),
+            ),
+            // goreleaser's names: `uname -s`_`uname -m` (Linux_x86_64).
+            Component::Hydrophone => (
+                format!("hydrophone_{arch}.tar.gz"),
+                format!(
+                    "https://github.com/kubernetes-sigs/hydrophone/releases/download/v{version}"
                 ),
             ),
         };
@@ -165,8 +177,8 @@ pub struct Release {
     pub cni_plugins: Pin,
     /// cri-tools v1.N.x goes with Kubernetes 1.N.
     pub crictl: Pin,
-    /// Container images, pulled by tag through the lab's registry mirror;
-    /// no digest is published for them where the others are.
+    /// Container images, pulled through the lab's registry mirror, by
+    /// digest where [`IMAGE_DIGESTS`] has one for the tag, else by tag.
     pub coredns: &'static str,
     pub pause: &'static str,
 }
@@ -208,9 +220,15 @@ const CNI_PLUGINS_1_9_1: Pin = Pin {
 };
 
 /// The bill of materials, newest minor (the default) first. Kubernetes 1.37
-/// has no row: the stored upstream CHANGELOG-1.37.md publishes only
-/// v1.37.0-alpha.1, and kubespray pins nothing for 1.37, so there is no
-/// published digest of a 1.37 release to pin (never computed here).
+/// has no row: no upstream publication of a GA 1.37 digest could be read.
+/// Looked at (2026-12-02): kubernetes/kubernetes CHANGELOG/CHANGELOG-1.37.md,
+/// the one stored version (commit df0a31e010eab41eb769fbd6ecb09391707bd2eb),
+/// publishes only v1.37.0-alpha.1; CHANGELOG-1.38.md ("Changelog since
+/// v1.37.0") carries no 1.37 digests; the newest kubespray snapshot (commit
+/// 46dbdd39 above, 2026-08-21, before 1.37.0 shipped) pins no
+/// 1.37 kubelet, kubectl or kubeadm; a search of the stored sources for
+/// `dl.k8s.io/v1.37.` with kubernetes-server-linux-amd64.tar.gz or
+/// kubernetes-node-linux finds only third-party notes, not a publication.
 pub const RELEASES: &[Release] = &[
     Release {
         minor: "1.36",
@@ -279,6 +297,69 @@ const OVERRIDES: &[(Component, Pin)] = &[
         },
     ),
 ];
+
+/// Image digests an upstream publication states: the image promoter's
+/// manifests in kubernetes/k8s.io (`registry.k8s.io/images/<staging
+/// project>/images.yaml`, `dmap: "sha256:<digest>": [<tag>]`), as
+/// (image under registry.k8s.io, tag, digest). An image kubelab runs at a tag
+/// listed here is pulled as `tag@digest`; any other by its tag alone. Only the
+/// stored versions of those files could be read: the coredns one at commit
+/// 9a1bd547b6a93ef57e6c6f7940b2299e9ee76ee0 lists tags up to v1.13.2, the
+/// kubernetes one at commit ecf019a88caa0923c610e8982ca44a460c0303e5 pause up
+/// to 3.10.1, the metrics-server one at commit
+/// bc1017d811972e111a18438057aedac90a843198 up to v0.8.0. So CoreDNS v1.14.2
+/// and pause 3.10.2 (the 1.36 row) and metrics-server v0.8.1 have no digest
+/// here and are pulled by tag.
+pub const IMAGE_DIGESTS: &[(&str, &str, &str)] = &[
+    // k8s-staging-coredns/images.yaml at commit 9a1bd547 (above).
+    (
+        "coredns/coredns",
+        "v1.12.4",
+        "sha256:986f04c2e15e147d00bdd51e8c51bcef3644b13ff806be7d2ff1b261d6dfbae1",
+    ),
+    // k8s-staging-kubernetes/images.yaml at commit ecf019a8 (above), `name: pause`.
+    (
+        "pause",
+        "3.10.1",
+        "sha256:278fb9dbcca9518083ad1e11276933a2e96f23de604a3a08cc3c80002767d24c",
+    ),
+];
+
+/// `registry.k8s.io/<image>:<tag>`, with `@<digest>` when [`IMAGE_DIGESTS`]
+/// has one for that tag.
+pub fn image_ref(image: &str, tag: &str) -> String {
+    match IMAGE_DIGESTS
+        .iter()
+        .find(|(i, t, _)| *i == image && *t == tag)
+    {
+        Some((_, _, digest)) => format!("registry.k8s.io/{image}:{tag}@{digest}"),
+        None => format!("registry.k8s.io/{image}:{tag}"),
+    }
+}
+
+/// hydrophone (kubernetes-sigs/hydrophone), the conformance runner, for
+/// the one host platform a digest is published for: kubernetes-sigs/kubespray
+/// tests/common_vars.yml, `hydrophone_version: "0.7.0"`, `hydrophone_arch:
+/// "x86_64"`, `hydrophone_checksum` (the sha256 of
+/// hydrophone_Linux_x86_64.tar.gz), added at commit
+/// c138157886c5cfbb1befcd511ebfaccfde2dab90 ("Test: add install hydrophone",
+/// 2026-01-31) and unchanged at 46dbdd3994b32640bcd806b0097f50e8fdf1d514.
+/// v0.7.0 is hydrophone's newest tag (commit 3de3e886a2f6f09635d8b981c195490af1584d97).
+/// No other platform's digest was found published (Homebrew's formula pins
+/// the source tarball, to build with Go), so other hosts are refused.
+pub const HYDROPHONE: HostTool = HostTool {
+    version: "0.7.0",
+    platform: "Linux_x86_64",
+    digest: "sha256:15a6c09962f9bd4a1587af068b5edef1072327a77012d8fbb84992c7c87c0475",
+};
+
+/// A release that runs on this host, pinned for one platform (`uname -s`_`uname -m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostTool {
+    pub version: &'static str,
+    pub platform: &'static str,
+    pub digest: &'static str,
+}
 
 /// One file to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,6 +448,8 @@ pub(crate) fn pins(component: Component) -> Vec<Pin> {
             Component::Runc => vec![r.runc],
             Component::CniPlugins => vec![r.cni_plugins],
             Component::Crictl => vec![r.crictl],
+            // A host tool, in no row: see HYDROPHONE.
+            Component::Hydrophone => Vec::new(),
         };
         out.extend(from_row);
     }

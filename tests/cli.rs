@@ -911,6 +911,35 @@ fn doctor_only_runs_the_named_checks_and_names_the_valid_ones() {
 }
 
 #[test]
+fn verify_help_lists_the_conformance_run_and_focus_needs_it() {
+    let ran = Test::new().args(&["lab", "verify", "--help"]).run();
+    for word in [
+        "--conformance",
+        "--focus <REGEX>",
+        "hydrophone",
+        "an hour or more",
+    ] {
+        assert!(ran.stdout.contains(word), "{word}: {}", ran.stdout);
+    }
+    let ran = Test::new()
+        .args(&["lab", "verify", "--focus", "sig-network"])
+        .status(2)
+        .run();
+    assert!(ran.stderr.contains("--conformance"), "{}", ran.stderr);
+    let ran = Test::new()
+        .args(&["lab", "verify", "--conformance", "--only", "etcd"])
+        .status(2)
+        .run();
+    assert!(ran.stderr.contains("cannot be used with"), "{}", ran.stderr);
+    // Like the checks, it needs a lab that was brought up.
+    let ran = Test::new()
+        .args(&["lab", "verify", "--conformance"])
+        .status(1)
+        .run();
+    assert!(ran.stderr.contains("never brought up"), "{}", ran.stderr);
+}
+
+#[test]
 fn scale_explains_what_it_refuses_and_plans_without_touching_anything() {
     // The built-in lab has no lab.yaml to record a new size in.
     let ran = Test::new()

@@ -141,6 +141,9 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                         json: args.json,
                         only: args.only,
                         no_disruptive: args.no_disruptive,
+                        conformance: args
+                            .conformance
+                            .then_some(crate::verify::Conformance { focus: args.focus }),
                     },
                     verbose,
                 )),

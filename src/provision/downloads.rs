@@ -47,39 +47,7 @@ pub async fn fetch(
     }
     let client = artifacts::client()?;
     for a in &downloads {
-        let cached = artifacts::cached_path(cache, a);
-        if cached.exists() {
-            printer.info(format!(
-                "{}: in the cache ({})",
-                a.label(),
-                cached.display()
-            ));
-        } else {
-            // On the printer's target: its lines go above the bar.
-            let bar = printer.bar(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            bar.set_message(a.label());
-            printer.info(format!("downloading {}", a.url));
-            let path = artifacts::fetch(&client, cache, a, offline, &|done, total| {
-                if let Some(total) = total {
-                    bar.set_length(total);
-                }
-                bar.set_position(done);
-            })
-            .await;
-            printer.clear_bar(&bar);
-            printer.info(format!(
-                "{}: {} verified, cached at {}",
-                a.label(),
-                a.checksum.algorithm(),
-                path?.display()
-            ));
-        }
+        fetch_one(printer, &client, settings, a, offline).await?;
         let binaries: Vec<&str> = needs
             .iter()
             .filter(|n| n.artifact == *a)
@@ -90,6 +58,54 @@ pub async fn fetch(
         }
     }
     Ok(artifacts::uploads(cache, &needs))
+}
+
+/// Makes sure the release file `a` is in the cache (downloading or resuming
+/// it with a progress bar), says which, and returns its path.
+pub async fn fetch_one(
+    printer: &Printer,
+    client: &reqwest::Client,
+    settings: &Settings,
+    a: &crate::artifacts::Artifact,
+    offline: bool,
+) -> Result<PathBuf> {
+    use crate::artifacts;
+    let cache = &settings.cache_dir;
+    let cached = artifacts::cached_path(cache, a);
+    if cached.exists() {
+        printer.info(format!(
+            "{}: in the cache ({})",
+            a.label(),
+            cached.display()
+        ));
+        return Ok(cached);
+    }
+    // On the printer's target: its lines go above the bar.
+    let bar = printer.bar(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(a.label());
+    printer.info(format!("downloading {}", a.url));
+    let path = artifacts::fetch(client, cache, a, offline, &|done, total| {
+        if let Some(total) = total {
+            bar.set_length(total);
+        }
+        bar.set_position(done);
+    })
+    .await;
+    printer.clear_bar(&bar);
+    let path = path?;
+    printer.info(format!(
+        "{}: {} verified, cached at {}",
+        a.label(),
+        a.checksum.algorithm(),
+        path.display()
+    ));
+    Ok(path)
 }
 
 /// Offline, every release file the selected phases need must be in the

@@ -317,3 +317,43 @@ fn a_flag_or_field_the_release_does_not_know_is_caught() {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
 }
+
+/// CoreDNS and pause are pulled by the digest the image promoter's manifest
+/// states where one was read (the 1.35 row's), by tag otherwise; never a
+/// digest for a tag it was not published for.
+#[test]
+fn images_with_a_published_digest_are_pulled_by_it() {
+    let text = |files: &[RenderedFile], path: &str| {
+        files
+            .iter()
+            .find(|f| f.path == path)
+            .map(|f| f.contents.clone())
+            .unwrap_or_else(|| panic!("no {path}"))
+    };
+    let old = render_row("1.35");
+    assert!(
+        text(&old, "host/manifests/coredns.yaml").contains(
+            "image: registry.k8s.io/coredns/coredns:v1.12.4@sha256:986f04c2e15e147d00bdd51e8c51bcef3644b13ff806be7d2ff1b261d6dfbae1"
+        )
+    );
+    assert!(
+        text(&old, "worker0/etc/containerd/config.toml").contains(
+            "sandbox = 'registry.k8s.io/pause:3.10.1@sha256:278fb9dbcca9518083ad1e11276933a2e96f23de604a3a08cc3c80002767d24c'"
+        )
+    );
+    // The default row's tags have no digest read from upstream: by tag.
+    let new = render_row(RELEASES[0].minor);
+    let coredns = text(&new, "host/manifests/coredns.yaml");
+    assert!(
+        coredns.contains(&format!(
+            "image: registry.k8s.io/coredns/coredns:v{}\n",
+            RELEASES[0].coredns
+        )),
+        "{coredns}"
+    );
+    assert!(!text(&new, "host/manifests/metrics-server.yaml").contains("@sha256:"));
+    for (image, tag, digest) in crate::releases::IMAGE_DIGESTS {
+        assert_eq!(digest.len(), "sha256:".len() + 64, "{image}:{tag}");
+        assert!(digest.starts_with("sha256:"), "{image}:{tag}");
+    }
+}

@@ -24,6 +24,7 @@ use crate::topology::Phase;
 mod api;
 mod api_failover;
 mod certificates;
+mod conformance;
 mod control_plane;
 mod dns;
 mod dns_client;
@@ -51,6 +52,14 @@ pub struct Options {
     pub json: bool,
     pub only: Option<String>,
     pub no_disruptive: bool,
+    /// `--conformance`: the upstream suite instead of the checks, with
+    /// `--focus`'s regex when given.
+    pub conformance: Option<Conformance>,
+}
+
+/// `--conformance [--focus REGEX]`.
+pub struct Conformance {
+    pub focus: Option<String>,
 }
 
 /// How one check ended.
@@ -561,6 +570,9 @@ pub async fn run(
             "this lab was never brought up: nothing to verify",
             "run `kubelab lab up` first",
         ));
+    }
+    if let Some(c) = &options.conformance {
+        return conformance::run(loaded, settings, printer, c.focus.as_deref()).await;
     }
     // The failover stops haproxy: never while another kubelab changes the lab.
     let _lock = crate::state::LabLock::acquire(&state_dir, "kubelab lab verify")?;

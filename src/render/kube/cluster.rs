@@ -112,7 +112,10 @@ pub fn host_files(lab: &Lab, topo: &Topology, pki: &Pki) -> Vec<RenderedFile> {
                     cluster_dns: cluster_dns_ip(lab).to_string(),
                     lab_zones: zones.join(" "),
                     dns_address: dns.address.to_string(),
-                    image: format!("registry.k8s.io/coredns/coredns:v{}", lab.versions.coredns),
+                    image: crate::releases::image_ref(
+                        "coredns/coredns",
+                        &format!("v{}", lab.versions.coredns),
+                    ),
                 },
                 "coredns.yaml",
             ),
@@ -125,8 +128,9 @@ pub fn host_files(lab: &Lab, topo: &Topology, pki: &Pki) -> Vec<RenderedFile> {
             &MetricsServerTemplate {
                 lab: &lab.name,
                 version: METRICS_SERVER_VERSION,
-                image: format!(
-                    "registry.k8s.io/metrics-server/metrics-server:v{METRICS_SERVER_VERSION}"
+                image: crate::releases::image_ref(
+                    "metrics-server/metrics-server",
+                    &format!("v{METRICS_SERVER_VERSION}"),
                 ),
                 kubelet_ca: pki
                     .cluster_ca

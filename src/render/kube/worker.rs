@@ -154,7 +154,7 @@ fn containerd_files(lab: &Lab, topo: &Topology, node: &Node, bundle: &mut Bundle
                 node: &node.name,
                 containerd: &lab.versions.containerd,
                 config_version: containerd_config_version(&lab.versions.containerd),
-                pause_image: &format!("registry.k8s.io/pause:{}", lab.versions.pause),
+                pause_image: &crate::releases::image_ref("pause", &lab.versions.pause),
             },
             "containerd config.toml",
         ),
