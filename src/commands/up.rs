@@ -45,12 +45,7 @@ pub(super) fn run(
     }
     if let Some(name) = &args.snapshot {
         crate::machines::check_snapshot_name(name)?;
-        if loaded.lab.provider == crate::config::Provider::Static {
-            return Err(Error::usage(
-                "--snapshot is for VirtualBox labs: a static lab's servers are never snapshotted by kubelab",
-                "drop --snapshot; use your servers' own tools for snapshots",
-            ));
-        }
+        host.machines.snapshots(&loaded.lab, "up --snapshot")?;
     }
     // The check and the claim under one lock: two labs with
     // one name or network cannot both pass it.
