@@ -65,7 +65,7 @@ impl Entry {
             .topo
             .nodes
             .iter()
-            .filter(|_| crate::machines::provider::of(&loaded.lab).sizes_machines())
+            .filter(|_| crate::machines::of(&loaded.lab).sizes_machines())
             .map(|n| n.ssh_port);
         let lo = ports.clone().min().unwrap_or(0);
         let hi = ports.max().unwrap_or(0);
@@ -380,7 +380,7 @@ pub fn check_no_clash(path: &Path, loaded: &LoadedLab) -> Result<()> {
                 } else {
                     format!(
                         "give this lab its own {}, or `kubelab --lab {file} lab destroy` first",
-                        crate::machines::provider::of(&loaded.lab).clash_fields()
+                        crate::machines::of(&loaded.lab).clash_fields()
                     )
                 },
             ));

@@ -21,7 +21,7 @@ pub(super) fn run(
             ));
         }
     }
-    let machines = crate::machines::provider::of(&loaded.lab);
+    let machines = crate::machines::of(&loaded.lab);
     let access = machines.access(loaded);
     let missing: Vec<&str> = access
         .iter()

@@ -68,7 +68,7 @@ pub(super) fn plan(
     let total = topo.total_memory_mb();
     let host_mb = host::memory_mb(settings);
     let fits = host_mb.map(|h| total + host::HOST_RESERVE_MB <= h);
-    let machines = crate::machines::provider::of(lab);
+    let machines = crate::machines::of(lab);
     let vms = machines.sizes_machines();
     if args.json {
         return printer.json(&PlanJson {
@@ -151,7 +151,7 @@ pub(super) fn static_plan_nodes(loaded: &LoadedLab) -> Result<Vec<serde_json::Va
 pub fn plan_text(loaded: &LoadedLab, host_mb: Option<u64>) -> String {
     let LoadedLab { lab, topo, .. } = loaded;
     let mut out = String::new();
-    let provider = crate::machines::provider::of(lab);
+    let provider = crate::machines::of(lab);
     let vms = provider.sizes_machines();
     let machines = provider.plan_line(lab);
     out.push_str(&format!(

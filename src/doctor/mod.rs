@@ -121,7 +121,7 @@ pub async fn run(
 ) -> Result<i32> {
     let runner = Runner::new(verbose);
     let mut checks = Checks::new();
-    match crate::machines::provider::of(&loaded.lab).doctor() {
+    match crate::machines::of(&loaded.lab).doctor() {
         DoctorScope::Servers => static_checks(&mut checks, loaded, settings, &runner).await?,
         DoctorScope::Hypervisor => virtualbox_checks(&mut checks, loaded, settings, &runner).await,
     }

@@ -37,6 +37,14 @@ pub mod virtualbox;
 pub use provider::Machines;
 pub use snapshot::check_snapshot_name;
 
+/// The provider lab.yaml names: the one place that asks which it is.
+pub fn of(lab: &crate::config::Lab) -> Arc<dyn Machines> {
+    match lab.provider {
+        crate::config::Provider::Virtualbox => Arc::new(virtualbox::VirtualBox),
+        crate::config::Provider::Static => Arc::new(static_hosts::StaticHosts),
+    }
+}
+
 /// How long vagrant gets to clean up after the one SIGINT before it is killed.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(30);
 
@@ -77,7 +85,7 @@ impl<'a> Host<'a> {
             settings,
             printer,
             runner: Runner::new(verbose),
-            machines: provider::of(&loaded.lab),
+            machines: of(&loaded.lab),
         }
     }
 

@@ -1,32 +1,25 @@
 //! The seam between kubelab and what runs a lab's machines. `lab up`,
 //! `scale`, `status`, `destroy`, `halt`, `ssh` and the snapshots are written
-//! once over [`Machines`]; each provider is one file ([`super::virtualbox`],
-//! [`super::static_hosts`]) and [`of`] picks it from lab.yaml's `provider:`.
+//! once over [`Machines`]; each provider is one file beside this one
+//! (virtualbox.rs, static_hosts.rs), and `machines::of` picks it from
+//! lab.yaml's `provider:`.
 //! A provider that has no halt or snapshots keeps the trait's defaults,
 //! which refuse with the provider's own words ([`Machines::refusal`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 
 use super::Host;
-use crate::config::{Lab, Provider};
+use crate::config::Lab;
 use crate::error::{Error, Result};
 use crate::inventory::SshAccess;
 use crate::lab::LoadedLab;
 use crate::state::{MachineStatus, NodeState, State};
 use crate::tools::ssh::Transport;
 use crate::topology::Node;
-
-/// The provider lab.yaml names.
-pub fn of(lab: &Lab) -> Arc<dyn Machines> {
-    match lab.provider {
-        Provider::Virtualbox => Arc::new(super::virtualbox::VirtualBox),
-        Provider::Static => Arc::new(super::static_hosts::StaticHosts),
-    }
-}
 
 /// What `kubelab doctor` checks on this host for a provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

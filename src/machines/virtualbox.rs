@@ -1,6 +1,6 @@
 //! `provider: virtualbox`: one VM per node through Vagrant and VBoxManage,
 //! from the Vagrantfile kubelab writes in `.kubelab/`. The boot order is in
-//! [`super::boot`], snapshots and `lab reset` in [`super::snapshot`].
+//! boot.rs, snapshots and `lab reset` in snapshot.rs.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
