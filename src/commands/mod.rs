@@ -138,6 +138,7 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                         no_disruptive: args.no_disruptive,
                     },
                     verbose,
+                    &*host.machines,
                 )),
             }
         }

@@ -93,7 +93,12 @@ fn dry_run(
     crate::registry::check_record(&host.settings.registry, loaded)?;
     crate::lab::owner::check(loaded)?;
     host.check_up(options)?;
-    let (plan, state) = crate::provision::plan::preview(loaded, host.settings, &options.selection)?;
+    let (plan, state) = crate::provision::plan::preview(
+        loaded,
+        host.settings,
+        &options.selection,
+        host.machines.reach_every_run(),
+    )?;
     if json {
         printer.json(&plan.json(&loaded.lab.name, &state))?;
     } else {

@@ -191,7 +191,12 @@ impl<'a> Host<'a> {
             // Before any VM boots: offline, a release missing from the cache
             // would stop the run only after every machine came up. Only the
             // phases with a step left need theirs (a finished lab needs none).
-            let pending = match provision::plan::preview(self.loaded, self.settings, selection) {
+            let pending = match provision::plan::preview(
+                self.loaded,
+                self.settings,
+                selection,
+                self.machines.reach_every_run(),
+            ) {
                 Ok((plan, _)) => plan.pending_phases(),
                 // No VM yet past --from: provision says so, after the machines.
                 Err(_) => Phase::ALL.into_iter().collect(),

@@ -45,7 +45,7 @@ pub struct Created {
 /// lab, the settings, the printer, the runner); the providers themselves
 /// hold nothing.
 #[async_trait(?Send)]
-pub trait Machines: Send + Sync {
+pub trait Machines: crate::verify::Reach + Send + Sync {
     // --- what the provider is, for the commands that only describe it ---
 
     /// Whether kubelab makes and sizes the machines (box, memory, CPUs,

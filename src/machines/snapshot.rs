@@ -303,6 +303,7 @@ impl Host<'_> {
             &crate::verify::checks_for(&phases),
             deadline,
             self.runner.verbose,
+            &*self.machines,
         )
         .await?;
         // No quiet check covers the VIP (the failover check stops haproxy).

@@ -14,9 +14,12 @@ use crate::config::Lab;
 use crate::error::{Error, Result};
 use crate::inventory::SshAccess;
 use crate::lab::LoadedLab;
+use crate::printer::Printer;
 use crate::state::{MachineStatus, State};
+use crate::tools::Runner;
 use crate::tools::ssh::{SshTarget, Transport};
 use crate::topology::{Node, Topology};
+use crate::verify::{Reach, Reached};
 
 /// What `lab up` runs on each host before anything else: sudo without a
 /// password, then the host's identity (a reinstalled server has a new
@@ -33,6 +36,28 @@ fn transport(host: &Host<'_>) -> Result<Transport> {
         crate::lab::static_targets(&host.loaded.lab),
         &host.runner,
     )
+}
+
+#[async_trait(?Send)]
+impl Reach for StaticHosts {
+    /// A static lab has no Vagrantfile; `lab up` records its hosts in the state.
+    fn made_by(&self) -> &'static str {
+        "state.json"
+    }
+
+    /// Existing servers: no VMs to ask about, SSH settings from lab.yaml.
+    async fn reach(&self, loaded: &LoadedLab, _: &Printer, runner: &Runner) -> Result<Reached> {
+        let targets = crate::lab::static_targets(&loaded.lab);
+        Ok(Reached {
+            machines: None,
+            transport: Some(Transport::new(
+                &loaded.lab.name,
+                &loaded.state_dir(),
+                targets,
+                runner,
+            )?),
+        })
+    }
 }
 
 #[async_trait(?Send)]

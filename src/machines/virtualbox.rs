@@ -13,9 +13,12 @@ use crate::config::Lab;
 use crate::error::{Error, Result};
 use crate::inventory::SshAccess;
 use crate::lab::LoadedLab;
+use crate::printer::Printer;
 use crate::state::State;
+use crate::tools::Runner;
 use crate::tools::ssh::{Ssh, Transport};
 use crate::tools::vagrant::{MachineState, Vagrant};
+use crate::verify::{Reach, Reached};
 
 pub struct VirtualBox;
 
@@ -36,6 +39,54 @@ impl Host<'_> {
             ));
         }
         self.vagrant()
+    }
+}
+
+#[async_trait(?Send)]
+impl Reach for VirtualBox {
+    fn made_by(&self) -> &'static str {
+        "Vagrantfile"
+    }
+
+    /// `vagrant status` once, and `vagrant ssh-config` of the running VMs.
+    async fn reach(
+        &self,
+        loaded: &LoadedLab,
+        printer: &Printer,
+        runner: &Runner,
+    ) -> Result<Reached> {
+        let state_dir = loaded.state_dir();
+        let vagrant = Vagrant::find(&state_dir, runner)?;
+        printer.info("asking Vagrant for the VMs' state and SSH settings");
+        let machines = vagrant
+            .status()
+            .await
+            .map_err(|e| e.to_string().lines().next().unwrap_or_default().to_string());
+        let running: Vec<&str> = match &machines {
+            Ok(states) => loaded
+                .topo
+                .nodes
+                .iter()
+                .filter(|n| states.iter().any(|m| m.name == n.name && m.is_running()))
+                .map(|n| n.name.as_str())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let transport = if running.is_empty() {
+            None
+        } else {
+            let targets = crate::tools::ssh::parse_ssh_config(&vagrant.ssh_config(&running).await?);
+            Some(Transport::new(
+                &loaded.lab.name,
+                &state_dir,
+                targets,
+                runner,
+            )?)
+        };
+        Ok(Reached {
+            machines: Some(machines),
+            transport,
+        })
     }
 }
 
