@@ -92,14 +92,6 @@ pub fn static_access(lab: &Lab, state_dir: &Path) -> BTreeMap<String, SshAccess>
         .collect()
 }
 
-/// How each node is reached, for either provider.
-pub fn access(loaded: &crate::lab::LoadedLab) -> BTreeMap<String, SshAccess> {
-    match loaded.lab.provider {
-        crate::config::Provider::Static => static_access(&loaded.lab, &loaded.state_dir()),
-        crate::config::Provider::Virtualbox => vagrant_access(&loaded.topo, &loaded.state_dir()),
-    }
-}
-
 /// The Ansible group of a role.
 pub fn group(role: Role) -> &'static str {
     match role {

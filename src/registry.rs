@@ -65,7 +65,7 @@ impl Entry {
             .topo
             .nodes
             .iter()
-            .filter(|_| loaded.lab.provider != crate::config::Provider::Static)
+            .filter(|_| crate::machines::of(&loaded.lab).sizes_machines())
             .map(|n| n.ssh_port);
         let lo = ports.clone().min().unwrap_or(0);
         let hi = ports.max().unwrap_or(0);
@@ -377,13 +377,10 @@ pub fn check_no_clash(path: &Path, loaded: &LoadedLab) -> Result<()> {
                         "{file} is gone; if that lab's VMs are gone too, `kubelab labs forget {}` drops its entry (else put its lab.yaml back and `lab destroy` it)",
                         other.name
                     )
-                } else if loaded.lab.provider == crate::config::Provider::Static {
-                    format!(
-                        "give this lab its own name and network.cidr, or `kubelab --lab {file} lab destroy` first"
-                    )
                 } else {
                     format!(
-                        "give this lab its own name, network.cidr, first_address/vip and network.ssh_port_base (`kubelab init --name NAME` picks free ones), or `kubelab --lab {file} lab destroy` first",
+                        "give this lab its own {}, or `kubelab --lab {file} lab destroy` first",
+                        crate::machines::of(&loaded.lab).clash_fields()
                     )
                 },
             ));

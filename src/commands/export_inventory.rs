@@ -21,17 +21,18 @@ pub(super) fn run(
             ));
         }
     }
-    let access = inventory::access(loaded);
+    let machines = crate::machines::of(&loaded.lab);
+    let access = machines.access(loaded);
     let missing: Vec<&str> = access
         .iter()
         .filter(|(_, a)| a.key.as_ref().is_some_and(|k| !k.exists()))
         .map(|(n, _)| n.as_str())
         .collect();
-    if !missing.is_empty() && loaded.lab.provider == crate::config::Provider::Virtualbox {
-        printer.warn(format!(
-            "no SSH key yet for {}: Vagrant writes each VM's key on its first boot (`kubelab lab up`)",
-            missing.join(", ")
-        ));
+    if let Some(note) = Some(&missing)
+        .filter(|m| !m.is_empty())
+        .and_then(|m| machines.missing_keys(m))
+    {
+        printer.warn(note);
     }
     let text = inventory::render(&loaded.lab, &loaded.topo, &access, args.format);
     match &args.out {

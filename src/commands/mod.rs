@@ -146,6 +146,7 @@ pub fn run(cli: Cli, settings: &Settings, printer: &Printer) -> Result<i32> {
                             .then_some(crate::verify::Conformance { focus: args.focus }),
                     },
                     verbose,
+                    &*host.machines,
                 )),
             }
         }

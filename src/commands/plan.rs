@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::cli::JsonArgs;
-use crate::config::{self, Lab, Role};
+use crate::config::{self, Role};
 use crate::error::{Error, Result};
 use crate::host;
 use crate::lab::LoadedLab;
@@ -68,7 +68,8 @@ pub(super) fn plan(
     let total = topo.total_memory_mb();
     let host_mb = host::memory_mb(settings);
     let fits = host_mb.map(|h| total + host::HOST_RESERVE_MB <= h);
-    let vms = lab.provider == config::Provider::Virtualbox;
+    let machines = crate::machines::of(lab);
+    let vms = machines.sizes_machines();
     if args.json {
         return printer.json(&PlanJson {
             schema_version: SCHEMA_VERSION,
@@ -96,7 +97,7 @@ pub(super) fn plan(
                 .iter()
                 .map(|p| PlanPhase {
                     name: p.name(),
-                    description: plan_phase_description(lab, *p),
+                    description: plan_phase_description(&*machines, *p),
                 })
                 .collect(),
             warnings: &lab.warnings,
@@ -106,12 +107,13 @@ pub(super) fn plan(
     Ok(())
 }
 
-/// What a phase does for this lab: a static lab's machines exist already.
-pub(super) fn plan_phase_description(lab: &Lab, phase: Phase) -> &'static str {
+/// What a phase does for this lab: the machines phase is the provider's.
+pub(super) fn plan_phase_description(
+    machines: &dyn crate::machines::Machines,
+    phase: Phase,
+) -> &'static str {
     match phase {
-        Phase::Machines if lab.provider == config::Provider::Static => {
-            "check SSH and passwordless sudo on every host, write the hypervisor's hosts block"
-        }
+        Phase::Machines => machines.machines_phase(),
         _ => phase.description(),
     }
 }
@@ -149,23 +151,9 @@ pub(super) fn static_plan_nodes(loaded: &LoadedLab) -> Result<Vec<serde_json::Va
 pub fn plan_text(loaded: &LoadedLab, host_mb: Option<u64>) -> String {
     let LoadedLab { lab, topo, .. } = loaded;
     let mut out = String::new();
-    let vms = lab.provider == config::Provider::Virtualbox;
-    let machines = if vms {
-        let box_version = lab
-            .vm_box
-            .version
-            .as_deref()
-            .map(|v| format!(" {v}"))
-            .unwrap_or_default();
-        format!(
-            "box {}{box_version}, network {} (host {})",
-            lab.vm_box.name,
-            lab.network.cidr,
-            lab.network.host_address()
-        )
-    } else {
-        format!("your own servers, network {}", lab.network.cidr)
-    };
+    let provider = crate::machines::of(lab);
+    let vms = provider.sizes_machines();
+    let machines = provider.plan_line(lab);
     out.push_str(&format!(
         "Lab {} from {}\nProvider {}, {machines}, domain {}\n\n",
         lab.name, lab.source, lab.provider, lab.network.domain,
@@ -287,7 +275,7 @@ pub fn plan_text(loaded: &LoadedLab, host_mb: Option<u64>) -> String {
             "  {:>2}. {:<12} {}\n",
             i + 1,
             phase.name(),
-            plan_phase_description(lab, *phase)
+            plan_phase_description(&*provider, *phase)
         ));
     }
     out.trim_end().to_string()

@@ -45,12 +45,7 @@ pub(super) fn run(
     }
     if let Some(name) = &args.snapshot {
         crate::machines::check_snapshot_name(name)?;
-        if loaded.lab.provider == crate::config::Provider::Static {
-            return Err(Error::usage(
-                "--snapshot is for VirtualBox labs: a static lab's servers are never snapshotted by kubelab",
-                "drop --snapshot; use your servers' own tools for snapshots",
-            ));
-        }
+        host.machines.snapshots(&loaded.lab, "up --snapshot")?;
     }
     // The check and the claim under one lock: two labs with
     // one name or network cannot both pass it.
@@ -98,7 +93,12 @@ fn dry_run(
     crate::registry::check_record(&host.settings.registry, loaded)?;
     crate::lab::owner::check(loaded)?;
     host.check_up(options)?;
-    let (plan, state) = crate::provision::plan::preview(loaded, host.settings, &options.selection)?;
+    let (plan, state) = crate::provision::plan::preview(
+        loaded,
+        host.settings,
+        &options.selection,
+        host.machines.reach_every_run(),
+    )?;
     if json {
         printer.json(&plan.json(&loaded.lab.name, &state))?;
     } else {

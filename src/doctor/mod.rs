@@ -5,11 +5,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::config::Provider;
 use crate::error::{Error, Result};
 use crate::host::{Facts, Os};
 use crate::lab::LoadedLab;
 use crate::lab::static_targets;
+use crate::machines::provider::DoctorScope;
 use crate::machines::static_hosts;
 use crate::platform::{self, Version};
 use crate::printer::{self, Printer};
@@ -172,9 +172,9 @@ pub async fn run(
 ) -> Result<i32> {
     let runner = Runner::new(verbose);
     let mut checks = Checks::new(only)?;
-    match loaded.lab.provider {
-        Provider::Static => static_checks(&mut checks, loaded, settings, &runner).await?,
-        Provider::Virtualbox => virtualbox_checks(&mut checks, loaded, settings, &runner).await,
+    match crate::machines::of(&loaded.lab).doctor() {
+        DoctorScope::Servers => static_checks(&mut checks, loaded, settings, &runner).await?,
+        DoctorScope::Hypervisor => virtualbox_checks(&mut checks, loaded, settings, &runner).await,
     }
     if checks.reports.is_empty() {
         return Err(Error::usage(

@@ -2,13 +2,19 @@
 //! booted, a few at once, each one that loses one of VirtualBox's races
 //! booted again alone.
 
+use super::provider::{Created, Record};
 use super::*;
 use crate::printer::PhaseProgress;
 
 impl Host<'_> {
-    /// Boots every VM that is not running; true when one of them existed
-    /// already (powered off or saved), so its services are coming back.
-    pub(super) async fn up_machines(&self, jobs: Option<usize>, no_hosts: bool) -> Result<bool> {
+    /// Boots every VM that is not running, recording each in `record`;
+    /// `rebooted` when one of them existed already (powered off or saved),
+    /// so its services are coming back.
+    pub(super) async fn up_machines(
+        &self,
+        shared: &Record,
+        jobs: Option<usize>,
+    ) -> Result<Created> {
         let LoadedLab { lab, topo, .. } = self.loaded;
         let vagrant = self.vagrant()?;
         // Vagrant's own message for a missing VirtualBox is a page about
@@ -26,8 +32,6 @@ impl Host<'_> {
             .into_iter()
             .map(|m| (m.name.clone(), m))
             .collect();
-        let mut state = self.load_state()?;
-        state.lab = lab.name.clone();
 
         let pending: Vec<&crate::topology::Node> = topo
             .nodes
@@ -38,7 +42,6 @@ impl Host<'_> {
         let rebooted = pending
             .iter()
             .any(|n| states.get(&n.name).is_some_and(MachineState::exists));
-        let shared = Arc::new(Mutex::new(state));
         if pending.is_empty() {
             self.printer.info(format!(
                 "all {} VMs are running; nothing to boot",
@@ -70,9 +73,9 @@ impl Host<'_> {
             };
             let mut failures = Vec::new();
             for node in first {
-                if let Err(e) = self.boot(&vagrant, node, &shared, &progress).await
+                if let Err(e) = self.boot(&vagrant, node, shared, &progress).await
                     && let Err(e) = self
-                        .boot_again_alone(&vagrant, node, &shared, e, &progress)
+                        .boot_again_alone(&vagrant, node, shared, e, &progress)
                         .await
                 {
                     failures.push(e);
@@ -82,11 +85,11 @@ impl Host<'_> {
                 // Those that lost one of VirtualBox's races go again one at a
                 // time, after the others: only those, a few times at most.
                 for (node, e) in self
-                    .boot_concurrently(&vagrant, &rest, jobs, &shared, &progress)
+                    .boot_concurrently(&vagrant, &rest, jobs, shared, &progress)
                     .await
                 {
                     if let Err(e) = self
-                        .boot_again_alone(&vagrant, node, &shared, e, &progress)
+                        .boot_again_alone(&vagrant, node, shared, e, &progress)
                         .await
                     {
                         failures.push(e);
@@ -98,11 +101,10 @@ impl Host<'_> {
                     rest.len()
                 ));
             }
-            let state = shared.lock().map(|s| s.clone()).unwrap_or_default();
-            state.save(&self.state_path())?;
+            shared.save()?;
             if !failures.is_empty() {
                 if self.runner.children.interrupted() {
-                    return Ok(false);
+                    return Ok(Created::default());
                 }
                 let n = failures.len();
                 return Err(Error::Several {
@@ -121,10 +123,10 @@ impl Host<'_> {
             );
             progress.finish_with(summary);
         }
-        let state = shared.lock().map(|s| s.clone()).unwrap_or_default();
-        state.save(&self.state_path())?;
-        self.write_lab_hosts_block(no_hosts).await?;
-        Ok(rebooted)
+        Ok(Created {
+            rebooted,
+            complete: true,
+        })
     }
 
     /// Boots `nodes` up to `jobs` at once; the ones that failed, with why.
@@ -133,7 +135,7 @@ impl Host<'_> {
         vagrant: &Vagrant,
         nodes: &[&'n crate::topology::Node],
         jobs: usize,
-        shared: &Arc<Mutex<State>>,
+        shared: &Record,
         progress: &PhaseProgress<'_>,
     ) -> Vec<(&'n crate::topology::Node, Error)> {
         use futures_util::StreamExt;
@@ -157,7 +159,7 @@ impl Host<'_> {
         &self,
         vagrant: &Vagrant,
         node: &crate::topology::Node,
-        shared: &Arc<Mutex<State>>,
+        shared: &Record,
         mut error: Error,
         progress: &PhaseProgress<'_>,
     ) -> Result<()> {
@@ -196,7 +198,7 @@ impl Host<'_> {
         &self,
         vagrant: &Vagrant,
         node: &crate::topology::Node,
-        shared: &Arc<Mutex<State>>,
+        shared: &Record,
         progress: &PhaseProgress<'_>,
     ) -> Result<()> {
         if self.runner.children.interrupted() {
@@ -224,25 +226,7 @@ impl Host<'_> {
         .map(|s| s.trim().to_string());
         // Saved after every VM, so a crash or kill loses nothing; a save
         // that fails (a full disk) is reported, never ignored.
-        let saved = match shared.lock() {
-            Ok(mut state) => {
-                state.nodes.insert(
-                    node.name.clone(),
-                    NodeState {
-                        role: node.role.to_string(),
-                        address: node.address.to_string(),
-                        machine,
-                        vm_id,
-                        error,
-                    },
-                );
-                state.save(&self.state_path())
-            }
-            Err(_) => Err(Error::other(
-                "the lab's state was left half-updated by a task that crashed (a kubelab bug)",
-                "run `kubelab lab up` again",
-            )),
-        };
+        let saved = shared.node(node, machine, vm_id, error);
         match &result {
             Ok(_) => progress.done(
                 &node.name,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -14,21 +14,36 @@ use crate::lab::LoadedLab;
 use crate::printer::{self, Printer, SCHEMA_VERSION};
 use crate::provision::{self, Selection, plan};
 use crate::settings::Settings;
-use crate::state::{LabLock, MachineStatus, NodeState, State};
+use crate::state::{LabLock, MachineStatus, State};
+use crate::tools::Runner;
 use crate::tools::ssh::Transport;
 use crate::tools::vagrant::{MachineState, Vagrant};
 use crate::tools::vboxmanage::VBoxManage;
-use crate::tools::{Runner, ssh::Ssh};
 use crate::topology::Phase;
 use crate::{hosts_file, render, yaml_edit};
 
 mod boot;
+pub mod provider;
+#[cfg(test)]
+mod recording;
 pub mod scale;
 pub mod shared;
 mod snapshot;
-
-pub use snapshot::check_snapshot_name;
 pub mod static_hosts;
+#[cfg(test)]
+mod tests;
+pub mod virtualbox;
+
+pub use provider::Machines;
+pub use snapshot::check_snapshot_name;
+
+/// The provider lab.yaml names: the one place that asks which it is.
+pub fn of(lab: &crate::config::Lab) -> Arc<dyn Machines> {
+    match lab.provider {
+        crate::config::Provider::Virtualbox => Arc::new(virtualbox::VirtualBox),
+        crate::config::Provider::Static => Arc::new(static_hosts::StaticHosts),
+    }
+}
 
 /// How long vagrant gets to clean up after the one SIGINT before it is killed.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(30);
@@ -53,6 +68,9 @@ pub struct Host<'a> {
     pub settings: &'a Settings,
     pub printer: &'a Printer,
     pub runner: Runner,
+    /// The lab's provider: every machine is made, reached and removed
+    /// through it.
+    pub machines: Arc<dyn Machines>,
 }
 
 impl<'a> Host<'a> {
@@ -67,6 +85,22 @@ impl<'a> Host<'a> {
             settings,
             printer,
             runner: Runner::new(verbose),
+            machines: of(&loaded.lab),
+        }
+    }
+
+    /// The same command over another lab (the lab as `scale` or `reset`
+    /// left it), with the same provider and children.
+    fn over<'b>(&self, loaded: &'b LoadedLab) -> Host<'b>
+    where
+        'a: 'b,
+    {
+        Host {
+            loaded,
+            settings: self.settings,
+            printer: self.printer,
+            runner: self.runner.clone(),
+            machines: self.machines.clone(),
         }
     }
 
@@ -76,14 +110,6 @@ impl<'a> Host<'a> {
 
     fn state_path(&self) -> PathBuf {
         self.state_dir().join("state.json")
-    }
-
-    fn vagrantfile(&self) -> PathBuf {
-        self.state_dir().join("Vagrantfile")
-    }
-
-    fn vagrant(&self) -> Result<Vagrant> {
-        Vagrant::find(&self.state_dir(), &self.runner)
     }
 
     fn lock(&self, what: &str) -> Result<LabLock> {
@@ -159,7 +185,12 @@ impl<'a> Host<'a> {
             // Before any VM boots: offline, a release missing from the cache
             // would stop the run only after every machine came up. Only the
             // phases with a step left need theirs (a finished lab needs none).
-            let pending = match provision::plan::preview(self.loaded, self.settings, selection) {
+            let pending = match provision::plan::preview(
+                self.loaded,
+                self.settings,
+                selection,
+                self.machines.reach_every_run(),
+            ) {
                 Ok((plan, _)) => plan.pending_phases(),
                 // No VM yet past --from: provision says so, after the machines.
                 Err(_) => Phase::ALL.into_iter().collect(),
@@ -181,13 +212,17 @@ impl<'a> Host<'a> {
         } = options;
         let (jobs, no_hosts, offline) = (*jobs, *no_hosts, *offline);
         let mut rebooted = false;
-        if self.is_static() {
-            self.up_static(no_hosts).await?;
-        } else if selection.includes(Phase::Machines) {
-            let started = std::time::Instant::now();
-            let machines = self.up_machines(jobs, no_hosts).await;
-            crate::timings::record("machines", started.elapsed());
-            rebooted = machines?;
+        if self.machines.reach_every_run() || selection.includes(Phase::Machines) {
+            fs_err::create_dir_all(self.state_dir())?;
+            let mut state = self.load_state()?;
+            state.lab = self.loaded.lab.name.clone();
+            let record = provider::Record::new(state, self.state_path());
+            let created = self.machines.create(self, &record, jobs).await?;
+            record.save()?;
+            if created.complete {
+                self.write_lab_hosts_block(no_hosts).await?;
+            }
+            rebooted = created.rebooted;
         }
         if selection.stops_after_machines() {
             return Ok(());
@@ -309,19 +344,9 @@ impl<'a> Host<'a> {
 
     /// One SSH ControlMaster per node of the lab.
     async fn transport(&self) -> Result<Transport> {
-        if self.is_static() {
-            return self.static_transport();
-        }
-        let vagrant = self.vagrant()?;
         let topo = &self.loaded.topo;
         let names: Vec<&str> = topo.nodes.iter().map(|n| n.name.as_str()).collect();
-        let targets = crate::tools::ssh::parse_ssh_config(&vagrant.ssh_config(&names).await?);
-        Transport::new(
-            &self.loaded.lab.name,
-            &self.state_dir(),
-            targets,
-            &self.runner,
-        )
+        self.machines.transport(self, &names).await
     }
 
     /// The lab's hosts block, leaving out the short names another lab's
@@ -384,52 +409,7 @@ impl<'a> Host<'a> {
     // -----------------------------------------------------------------------
 
     pub async fn status(&self, json: bool) -> Result<()> {
-        let topo = &self.loaded.topo;
-        let state = self.load_state()?;
-        let vm_states: BTreeMap<String, String> = if self.vagrantfile().exists() {
-            self.vagrant()?
-                .status()
-                .await?
-                .into_iter()
-                .map(|m| (m.name, m.state))
-                .collect()
-        } else if self.is_static() {
-            // Servers are not kubelab's to run: say whether `lab up` reached them.
-            state
-                .nodes
-                .iter()
-                .map(|(n, s)| (n.clone(), format!("{:?}", s.machine).to_lowercase()))
-                .collect()
-        } else {
-            self.printer.info(format!(
-                "lab {} has no VMs yet (no {}): `kubelab lab up` creates them",
-                self.loaded.lab.name,
-                self.vagrantfile().display()
-            ));
-            BTreeMap::new()
-        };
-        let rows: Vec<StatusRow> = topo
-            .nodes
-            .iter()
-            .map(|n| StatusRow {
-                name: n.name.clone(),
-                role: n.role.to_string(),
-                address: n.address.to_string(),
-                state: vm_states
-                    .get(&n.name)
-                    .cloned()
-                    .unwrap_or_else(|| "not_created".into()),
-                phases: state.phases_done(&n.name),
-            })
-            .collect();
-        // VMs that exist but are no longer in lab.yaml (scaled down by hand).
-        let extra: Vec<String> = vm_states
-            .iter()
-            .filter(|(name, st)| {
-                topo.nodes.iter().all(|n| &n.name != *name) && st.as_str() != "not_created"
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
+        let (rows, extra) = self.status_rows().await?;
         if json {
             return self.printer.json(&StatusJson {
                 schema_version: SCHEMA_VERSION,
@@ -460,13 +440,41 @@ impl<'a> Host<'a> {
         ));
         let workers = self.loaded.lab.role(crate::config::Role::Worker).count;
         for name in extra {
-            if self.is_static() {
-                self.printer.warn(format!("{name} has kubelab installed but is not in the lab (past nodes.worker.count); `kubelab lab scale workers={workers}` uninstalls it, as does `kubelab lab destroy`"));
-            } else {
-                self.printer.warn(format!("VM {name} exists but is not in lab.yaml; `kubelab lab destroy` removes it with the rest"));
-            }
+            self.printer.warn(self.machines.not_in_lab(&name, workers));
         }
         Ok(())
+    }
+
+    /// A row per node of the lab, with the provider's word for its machine,
+    /// and the machines that exist but are no longer in lab.yaml (scaled
+    /// down by hand).
+    async fn status_rows(&self) -> Result<(Vec<StatusRow>, Vec<String>)> {
+        let topo = &self.loaded.topo;
+        let state = self.load_state()?;
+        let vm_states = self.machines.status(self, &state).await?;
+        let rows: Vec<StatusRow> = topo
+            .nodes
+            .iter()
+            .map(|n| StatusRow {
+                name: n.name.clone(),
+                role: n.role.to_string(),
+                address: n.address.to_string(),
+                state: vm_states
+                    .get(&n.name)
+                    .cloned()
+                    .unwrap_or_else(|| "not_created".into()),
+                phases: state.phases_done(&n.name),
+            })
+            .collect();
+        // VMs that exist but are no longer in lab.yaml (scaled down by hand).
+        let extra: Vec<String> = vm_states
+            .iter()
+            .filter(|(name, st)| {
+                topo.nodes.iter().all(|n| &n.name != *name) && st.as_str() != "not_created"
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        Ok((rows, extra))
     }
 
     // -----------------------------------------------------------------------
@@ -474,69 +482,36 @@ impl<'a> Host<'a> {
     // -----------------------------------------------------------------------
 
     pub async fn halt(&self) -> Result<()> {
-        self.refuse_on_static("halt")?;
-        let _lock = self.lock("kubelab lab halt")?;
-        if !self.vagrantfile().exists() {
-            self.printer.info("no VMs: this lab was never brought up");
-            return Ok(());
-        }
-        let vagrant = self.vagrant()?;
-        let running: Vec<String> = vagrant
-            .status()
-            .await?
-            .into_iter()
-            .filter(MachineState::is_running)
-            .map(|m| m.name)
-            .collect();
-        if running.is_empty() {
-            self.printer.info("no VM is running");
-            return Ok(());
-        }
-        self.printer.info(format!("halting {}", running.join(", ")));
-        let results = futures_util::future::join_all(running.iter().map(|n| vagrant.halt(n))).await;
-        let failures: Vec<Error> = results.into_iter().filter_map(Result::err).collect();
-        if failures.is_empty() {
-            self.printer
-                .info("halted; `kubelab lab up` boots them again");
-            Ok(())
-        } else {
-            Err(Error::Several {
-                summary: "some VMs did not halt:".into(),
-                failures,
-                hint: None,
-            })
-        }
+        self.machines.halt(self).await
     }
 
+    /// `lab destroy`: after a confirmation naming what goes, every machine
+    /// (through the provider), then the hosts block, the kubeconfig entries
+    /// and `.kubelab/`. A provider that fails keeps the state, so the next
+    /// `lab destroy` tries again.
     pub async fn destroy(&self, yes: bool) -> Result<()> {
-        if self.is_static() {
-            return self.destroy_static(yes).await;
-        }
         let state_dir = self.state_dir();
+        // Asked for even with --yes: it warns about what stays.
+        let question = self.machines.destroy_question(self)?;
         if !yes {
-            confirm(&format!(
-                "Destroy lab {}: every VM of {}, its block in {} and {}?",
-                self.loaded.lab.name,
-                self.vagrantfile().display(),
-                self.settings.hosts_file.display(),
-                state_dir.display()
-            ))?;
+            confirm(&question)?;
         }
         let lock = self.lock("kubelab lab destroy")?;
         // What `lab up` made, by the name it made it under; checked first.
         let recorded = crate::machines::shared::Recorded::of(self.loaded, self.printer)?;
         recorded.preflight(self.settings)?;
-        if self.vagrantfile().exists() {
-            // The Vagrantfile the VMs were made from, not today's lab.yaml.
-            let vagrant = self.vagrant()?;
-            self.printer.info("destroying the VMs");
-            vagrant.destroy(None).await?;
-        } else {
-            self.printer
-                .info("no Vagrantfile in .kubelab: no VMs to destroy");
-        }
-        // The lab its `.kubelab/` recorded (renamed in lab.yaml since).
-        let name = recorded.name.clone();
+        // The machines its state recorded, as lab.yaml lists them (a static
+        // lab's workers past the count included).
+        let listed = crate::topology::Topology::every_listed_host(&self.loaded.lab);
+        let made = State::load(&self.state_path(), &recorded.name).map(|state| provider::Made {
+            nodes: listed
+                .nodes
+                .iter()
+                .filter(|n| state.nodes.contains_key(&n.name) || state.steps.contains_key(&n.name))
+                .collect(),
+            state,
+        });
+        let done = self.machines.destroy(self, &recorded.name, made).await?;
         recorded
             .forget_shared(self.settings, &self.runner, self.printer)
             .await?;
@@ -544,9 +519,7 @@ impl<'a> Host<'a> {
         if state_dir.exists() {
             fs_err::remove_dir_all(&state_dir)?;
         }
-        self.printer.info(format!(
-            "lab {name} destroyed (the shared download cache stays; `kubelab cache clean` empties it)"
-        ));
+        self.printer.info(done);
         Ok(())
     }
 
@@ -572,28 +545,7 @@ impl<'a> Host<'a> {
                 hint,
             ));
         }
-        if self.is_static() {
-            return self.ssh_static(node, command);
-        }
-        let ssh = Ssh::find()?;
-        let config = self.vagrant()?.ssh_config(&[node]).await?;
-        let path = self.state_dir().join("ssh_config");
-        crate::fsutil::write_atomic(&path, config.as_bytes(), 0o600)?;
-        ssh.interactive(&path, node, command)
-    }
-
-    // -----------------------------------------------------------------------
-    // lab snapshot
-    // -----------------------------------------------------------------------
-
-    fn vagrant_for_existing_lab(&self) -> Result<Vagrant> {
-        if !self.vagrantfile().exists() {
-            return Err(Error::other(
-                "this lab has no VMs (no .kubelab/Vagrantfile)",
-                "run `kubelab lab up` first",
-            ));
-        }
-        self.vagrant()
+        self.machines.ssh(self, node, command).await
     }
 }
 

@@ -229,7 +229,7 @@ impl Host<'_> {
                 "plan": plan,
             }));
         }
-        let lines = describe(&plan, provisioned, self.is_static());
+        let lines = describe(&plan, provisioned, &self.machines.scale_words(0));
         if options.dry_run {
             self.printer.data(lines.join("\n"));
             self.printer
@@ -257,13 +257,7 @@ impl Host<'_> {
         }
         if !plan.remove.is_empty() && !options.yes {
             let names: Vec<&str> = plan.remove.iter().map(|n| n.name.as_str()).collect();
-            let how = if self.is_static() {
-                "drain, then uninstall what kubelab installed; the servers keep running"
-            } else if names.len() == 1 {
-                "drain, then destroy the VM"
-            } else {
-                "drain, then destroy the VMs"
-            };
+            let how = self.machines.scale_words(names.len()).how;
             confirm(&format!(
                 "Remove {} from lab {} ({how})?",
                 names.join(", "),
@@ -294,12 +288,7 @@ impl Host<'_> {
             topo: new_topo,
             dir: dir.clone(),
         };
-        let host = Host {
-            loaded: &loaded,
-            settings: self.settings,
-            printer: self.printer,
-            runner: self.runner.clone(),
-        };
+        let host = self.over(&loaded);
         host.interruptible(
             // lab.yaml says the new size already: `lab up` finishes the job.
             "kubelab lab up",
@@ -356,11 +345,9 @@ impl Host<'_> {
         .ok_or_else(|| not_editable(path, text, request.count))?;
         let source = self.loaded.lab.source.clone();
         let new_lab = crate::lab::parse(&new_text, source).map_err(|e| {
-            let hint = e.hint().or_else(|| {
-                self.is_static().then(|| {
-                    "a static lab's workers are the hosts listed under hosts: with `role: worker`; list another one to scale past them".to_string()
-                })
-            });
+            let hint = e
+                .hint()
+                .or_else(|| self.machines.more_workers_hint().map(str::to_string));
             Error::usage(
                 format!("workers={} does not fit this lab: {e}", request.count),
                 hint.unwrap_or_else(|| "pick another count".into()),
@@ -439,20 +426,10 @@ impl Host<'_> {
         if to_drain.is_empty() {
             return Ok(steps);
         }
-        let transport = if self.is_static() {
-            self.static_transport()?
-        } else {
-            let vagrant = self.vagrant()?;
-            let targets = crate::tools::ssh::parse_ssh_config(
-                &vagrant.ssh_config(&[controller.as_str()]).await?,
-            );
-            Transport::new(
-                &self.loaded.lab.name,
-                &self.state_dir(),
-                targets,
-                &self.runner,
-            )?
-        };
+        let transport = self
+            .machines
+            .transport(self, &[controller.as_str()])
+            .await?;
         let log = self
             .state_dir()
             .join("logs")
@@ -492,18 +469,12 @@ impl Host<'_> {
         result.map(|()| steps)
     }
 
-    /// Destroys the removed workers' VMs (on a static lab: uninstalls
-    /// kubelab from the servers, which keep running) and forgets them: state,
-    /// facts, certificates and pinned host keys. Saved after each one.
+    /// Takes the removed workers' machines away through the provider (a
+    /// VM is destroyed; a static server keeps running, kubelab uninstalled)
+    /// and forgets them: state, facts, certificates and pinned host keys.
     async fn remove_workers(&self, plan: &Diff, state: &mut State) -> Result<()> {
-        if self.is_static() {
-            self.uninstall_workers(plan, state).await?;
-        }
-        let vagrant = if self.is_static() {
-            None
-        } else {
-            Some(self.vagrant_for_existing_lab()?)
-        };
+        let names: Vec<&str> = plan.remove.iter().map(|n| n.name.as_str()).collect();
+        self.machines.remove(self, &names, state).await?;
         let pki = self.state_dir().join("pki");
         let forget = Transport::new(
             &self.loaded.lab.name,
@@ -512,12 +483,6 @@ impl Host<'_> {
             &self.runner,
         )?;
         for node in &plan.remove {
-            if let Some(vagrant) = &vagrant {
-                self.printer
-                    .info(format!("  {:<12} destroying its VM", node.name));
-                // The Vagrantfile in .kubelab still defines it: `up` rewrites it later.
-                vagrant.destroy(Some(&node.name)).await?;
-            }
             state.nodes.remove(&node.name);
             state.steps.remove(&node.name);
             state.facts.remove(&node.name);
@@ -532,60 +497,9 @@ impl Host<'_> {
                 }
             }
             forget.forget_host_key(&node.name).await?;
-            self.printer.info(if vagrant.is_some() {
-                format!(
-                    "  {:<12} removed (VM, state, certificate, host key)",
-                    node.name
-                )
-            } else {
-                format!(
-                    "  {:<12} removed (kubelab uninstalled; state, certificate, host key forgotten); the server keeps running",
-                    node.name
-                )
-            });
+            self.printer.info(self.machines.removed(&node.name));
         }
         Ok(())
-    }
-}
-
-impl Host<'_> {
-    /// A static lab's removed workers: what kubelab installed on them goes,
-    /// as `lab destroy` removes it, on all of them at once. A failure stops
-    /// before the state forgets them, so the next scale tries again.
-    async fn uninstall_workers(&self, plan: &Diff, state: &State) -> Result<()> {
-        let listed = Topology::every_listed_host(&self.loaded.lab);
-        let mut nodes = Vec::new();
-        // A worker kubelab never reached (its check failed on the way up)
-        // has nothing to uninstall: it is only forgotten.
-        let touched = |name: &str| state.nodes.contains_key(name) || state.steps.contains_key(name);
-        for removed in plan.remove.iter().filter(|n| touched(&n.name)) {
-            let Some(node) = listed.node(&removed.name) else {
-                return Err(Error::usage(
-                    format!(
-                        "{} was provisioned by kubelab but is no longer listed under hosts: in lab.yaml, so kubelab cannot reach it to uninstall",
-                        removed.name
-                    ),
-                    "list it again under hosts: (past nodes.worker.count it stays out of the lab) and run the scale again",
-                ));
-            };
-            nodes.push(node);
-        }
-        if nodes.is_empty() {
-            return Ok(());
-        }
-        let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
-        self.printer.info(format!(
-            "  uninstalling kubelab from {} (the server{} keep{} running)",
-            names.join(", "),
-            if names.len() == 1 { "" } else { "s" },
-            if names.len() == 1 { "s" } else { "" }
-        ));
-        self.uninstall(
-            &nodes,
-            state,
-            "run `kubelab lab scale` again; the state keeps those workers until they are clean",
-        )
-        .await
     }
 }
 
@@ -608,7 +522,7 @@ fn drain_command(kubectl: &str, node: &str) -> String {
 }
 
 /// The plan in words, one line each.
-fn describe(plan: &Diff, provisioned: bool, static_lab: bool) -> Vec<String> {
+fn describe(plan: &Diff, provisioned: bool, words: &super::provider::ScaleWords) -> Vec<String> {
     let mut lines = Vec::new();
     if plan.add.is_empty() && plan.remove.is_empty() {
         lines.push(format!(
@@ -634,14 +548,7 @@ fn describe(plan: &Diff, provisioned: bool, static_lab: bool) -> Vec<String> {
         lines.push("  the lab is not up: only lab.yaml changes".into());
         return lines;
     }
-    let (made, unmade) = if static_lab {
-        (
-            "the SSH and sudo check",
-            "kubelab's services, files and routes uninstalled (the servers keep running and stay listed in lab.yaml)",
-        )
-    } else {
-        ("their VMs", "VMs destroyed")
-    };
+    let (made, unmade) = (words.made, words.unmade);
     if !plan.add.is_empty() {
         lines.push(format!(
             "  new: {made}, certificates and provisioning; on every other node only their routes, on dns0 their records (zone serial changes, bind9 reloads), their hosts entries; nothing already running restarts"
@@ -678,6 +585,7 @@ fn spread_step(plan: &Diff, phases: &[Phase]) -> KubeStep {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::machines::Machines;
     use crate::state::NodeState;
 
     fn topo(workers: u32) -> Topology {
@@ -816,7 +724,8 @@ mod tests {
         let t = topo(2);
         let plan = diff(&t, &running(&t), &t, 2, 2);
         assert!(plan.add.is_empty() && plan.remove.is_empty());
-        assert!(describe(&plan, true, false)[0].contains("nothing to do"));
+        let vms = super::super::virtualbox::VirtualBox.scale_words(1);
+        assert!(describe(&plan, true, &vms)[0].contains("nothing to do"));
     }
 
     #[test]
@@ -824,8 +733,10 @@ mod tests {
         let (old, new) = (topo(2), topo(1));
         let down = diff(&old, &running(&old), &new, 2, 1);
         let up = diff(&new, &running(&new), &old, 1, 2);
-        let vm = [describe(&down, true, false), describe(&up, true, false)].concat();
-        let servers = [describe(&down, true, true), describe(&up, true, true)].concat();
+        let vms = super::super::virtualbox::VirtualBox.scale_words(1);
+        let hosts = super::super::static_hosts::StaticHosts.scale_words(1);
+        let vm = [describe(&down, true, &vms), describe(&up, true, &vms)].concat();
+        let servers = [describe(&down, true, &hosts), describe(&up, true, &hosts)].concat();
         assert!(vm.iter().any(|l| l.contains("VMs destroyed")), "{vm:?}");
         assert!(vm.iter().any(|l| l.contains("new: their VMs")), "{vm:?}");
         assert!(

@@ -17,7 +17,7 @@ impl Host<'_> {
     }
 
     pub async fn snapshot_save(&self, name: &str) -> Result<()> {
-        self.refuse_on_static("snapshot")?;
+        self.machines.snapshots(&self.loaded.lab, "snapshot")?;
         check_snapshot_name(name)?;
         let _lock = self.lock("kubelab lab snapshot save")?;
         self.snapshot_save_locked(name).await
@@ -140,7 +140,7 @@ impl Host<'_> {
     ) -> Result<Vec<Result<crate::tools::Captured>>> {
         // Read before anything is halted: a damaged state.json must not
         // leave the lab powered off.
-        let shared = Arc::new(Mutex::new(self.load_state()?));
+        let shared = super::provider::Record::new(self.load_state()?, self.state_path());
         let halted = futures_util::future::join_all(running.iter().map(|n| vagrant.halt(n))).await;
         let halt_failures: Vec<Error> = halted.into_iter().filter_map(Result::err).collect();
         let saved = if halt_failures.is_empty() {
@@ -178,8 +178,7 @@ impl Host<'_> {
             }
         }
         progress.clear();
-        let state = shared.lock().map(|s| s.clone()).unwrap_or_default();
-        state.save(&self.state_path())?;
+        shared.save()?;
         if !halt_failures.is_empty() {
             return Err(Error::Several {
                 summary: format!("not taking snapshot {name}: some VMs did not halt:"),
@@ -237,9 +236,9 @@ impl Host<'_> {
     }
 
     pub async fn snapshot_restore(&self, name: &str) -> Result<()> {
-        self.refuse_on_static("snapshot")?;
+        self.machines.snapshots(&self.loaded.lab, "snapshot")?;
         let _lock = self.lock("kubelab lab snapshot restore")?;
-        self.snapshot_restore_locked(name).await
+        self.machines.restore(self, name).await
     }
 
     pub(super) async fn snapshot_restore_locked(&self, name: &str) -> Result<()> {
@@ -304,6 +303,7 @@ impl Host<'_> {
             &crate::verify::checks_for(&phases),
             deadline,
             self.runner.verbose,
+            &*self.machines,
         )
         .await?;
         // No quiet check covers the VIP (the failover check stops haproxy).
@@ -321,7 +321,7 @@ impl Host<'_> {
     /// After `lab up --snapshot NAME`: the checks of every phase the lab has
     /// done must pass, then NAME is saved (an older NAME is replaced).
     pub async fn snapshot_when_verified(&self, name: &str) -> Result<()> {
-        self.refuse_on_static("up --snapshot")?;
+        self.machines.snapshots(&self.loaded.lab, "up --snapshot")?;
         let _lock = self.lock("kubelab lab up --snapshot")?;
         self.wait_until_verified(Duration::from_secs(60))
             .await
@@ -342,7 +342,7 @@ impl Host<'_> {
     /// `lab reset`: back to a snapshot, topology and hosts block included,
     /// then wait until what the lab had done answers again.
     pub async fn reset(&self, name: &str, no_hosts: bool) -> Result<()> {
-        self.refuse_on_static("reset")?;
+        self.machines.snapshots(&self.loaded.lab, "reset")?;
         check_snapshot_name(name)?;
         let started = Instant::now();
         if !self
@@ -365,7 +365,7 @@ impl Host<'_> {
         if !no_hosts {
             hosts_file::preflight(&self.settings.hosts_file, &self.loaded.lab.name)?;
         }
-        self.snapshot_restore_locked(name).await?;
+        self.machines.restore(self, name).await?;
         // lab.yaml may have other counts now: continue with the lab as restored.
         let loaded = match &self.loaded.lab.source {
             crate::config::LabSource::File(path) => {
@@ -383,12 +383,7 @@ impl Host<'_> {
                 dir: self.loaded.dir.clone(),
             },
         };
-        let host = Host {
-            loaded: &loaded,
-            settings: self.settings,
-            printer: self.printer,
-            runner: self.runner.clone(),
-        };
+        let host = self.over(&loaded);
         host.write_lab_hosts_block(no_hosts).await?;
         host.wait_until_verified(Duration::from_secs(180))
             .await
@@ -510,7 +505,7 @@ impl Host<'_> {
     }
 
     pub async fn snapshot_delete(&self, name: &str) -> Result<()> {
-        self.refuse_on_static("snapshot")?;
+        self.machines.snapshots(&self.loaded.lab, "snapshot")?;
         let _lock = self.lock("kubelab lab snapshot delete")?;
         self.snapshot_delete_locked(name).await
     }
@@ -537,7 +532,7 @@ impl Host<'_> {
     }
 
     pub fn snapshot_list(&self, json: bool) -> Result<()> {
-        self.refuse_on_static("snapshot")?;
+        self.machines.snapshots(&self.loaded.lab, "snapshot")?;
         let mut records = Vec::new();
         if let Ok(entries) = fs_err::read_dir(self.snapshots_dir()) {
             for entry in entries.flatten() {

@@ -6,59 +6,123 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use async_trait::async_trait;
+
 use super::Host;
-use crate::config::Provider;
+use super::provider::{Created, DoctorScope, Machines, Made, Record, ScaleWords};
+use crate::config::Lab;
 use crate::error::{Error, Result};
-use crate::state::{MachineStatus, NodeState};
+use crate::inventory::SshAccess;
+use crate::lab::LoadedLab;
+use crate::printer::Printer;
+use crate::state::{MachineStatus, State};
+use crate::tools::Runner;
 use crate::tools::ssh::{SshTarget, Transport};
-use crate::topology::Node;
+use crate::topology::{Node, Topology};
+use crate::verify::{Reach, Reached};
 
 /// What `lab up` runs on each host before anything else: sudo without a
 /// password, then the host's identity (a reinstalled server has a new
 /// machine-id, so it is provisioned again, like a recreated VM).
 const PREFLIGHT: &str = "if sudo -n true 2>/dev/null; then cat /etc/machine-id; else echo 'kubelab: sudo needs a password' >&2; exit 3; fi";
 
-impl Host<'_> {
-    pub(super) fn is_static(&self) -> bool {
-        self.loaded.lab.provider == Provider::Static
+pub struct StaticHosts;
+
+/// The transport to a static lab's hosts, from lab.yaml.
+fn transport(host: &Host<'_>) -> Result<Transport> {
+    Transport::new(
+        &host.loaded.lab.name,
+        &host.state_dir(),
+        crate::lab::static_targets(&host.loaded.lab),
+        &host.runner,
+    )
+}
+
+#[async_trait(?Send)]
+impl Reach for StaticHosts {
+    /// A static lab has no Vagrantfile; `lab up` records its hosts in the state.
+    fn made_by(&self) -> &'static str {
+        "state.json"
     }
 
-    /// `lab halt` and `lab snapshot` have no meaning for servers kubelab did
-    /// not make.
-    pub(super) fn refuse_on_static(&self, command: &str) -> Result<()> {
-        if !self.is_static() {
-            return Ok(());
+    /// Existing servers: no VMs to ask about, SSH settings from lab.yaml.
+    async fn reach(&self, loaded: &LoadedLab, _: &Printer, runner: &Runner) -> Result<Reached> {
+        let targets = crate::lab::static_targets(&loaded.lab);
+        Ok(Reached {
+            machines: None,
+            transport: Some(Transport::new(
+                &loaded.lab.name,
+                &loaded.state_dir(),
+                targets,
+                runner,
+            )?),
+        })
+    }
+}
+
+#[async_trait(?Send)]
+impl Machines for StaticHosts {
+    fn sizes_machines(&self) -> bool {
+        false
+    }
+
+    fn plan_line(&self, lab: &Lab) -> String {
+        format!("your own servers, network {}", lab.network.cidr)
+    }
+
+    fn machines_phase(&self) -> &'static str {
+        "check SSH and passwordless sudo on every host, write the hypervisor's hosts block"
+    }
+
+    fn reach_every_run(&self) -> bool {
+        true
+    }
+
+    fn access(&self, loaded: &LoadedLab) -> BTreeMap<String, SshAccess> {
+        crate::inventory::static_access(&loaded.lab, &loaded.state_dir())
+    }
+
+    /// lab.yaml names the keys: their absence is the user's to see.
+    fn missing_keys(&self, _: &[&str]) -> Option<String> {
+        None
+    }
+
+    fn clash_fields(&self) -> &'static str {
+        "name and network.cidr"
+    }
+
+    fn doctor(&self) -> DoctorScope {
+        DoctorScope::Servers
+    }
+
+    /// `lab halt` and `lab snapshot` have no meaning for servers kubelab
+    /// did not make.
+    fn refusal(&self, lab: &Lab, command: &str) -> Error {
+        if command == "up --snapshot" {
+            return Error::usage(
+                "--snapshot is for VirtualBox labs: a static lab's servers are never snapshotted by kubelab",
+                "drop --snapshot; use your servers' own tools for snapshots",
+            );
         }
-        Err(Error::usage(
+        Error::usage(
             format!(
                 "`kubelab lab {command}` is for VirtualBox labs; lab {} is provider: static, your own servers, which kubelab never powers off or snapshots",
-                self.loaded.lab.name
+                lab.name
             ),
             "use your servers' own tools for that; `kubelab lab destroy` removes what kubelab installed on them",
-        ))
-    }
-
-    /// The transport to a static lab's hosts, from lab.yaml.
-    pub(super) fn static_transport(&self) -> Result<Transport> {
-        Transport::new(
-            &self.loaded.lab.name,
-            &self.state_dir(),
-            crate::lab::static_targets(&self.loaded.lab),
-            &self.runner,
         )
     }
 
     /// Checks every host at once; records each one's identity in the state
-    /// and writes the hosts block only when all of them pass.
-    pub(super) async fn up_static(&self, no_hosts: bool) -> Result<()> {
-        let LoadedLab { lab, topo, .. } = self.loaded;
-        fs_err::create_dir_all(self.state_dir())?;
-        self.printer.info(format!(
+    /// only when all of them pass.
+    async fn create(&self, host: &Host<'_>, record: &Record, _: Option<usize>) -> Result<Created> {
+        let topo = &host.loaded.topo;
+        host.printer.info(format!(
             "checking SSH and passwordless sudo on {} hosts",
             topo.nodes.len()
         ));
-        let transport = self.static_transport()?;
-        let results = preflight(&transport, &topo.nodes, &self.state_dir().join("logs")).await;
+        let transport = transport(host)?;
+        let results = preflight(&transport, &topo.nodes, &host.state_dir().join("logs")).await;
         let mut ids = BTreeMap::new();
         let mut failures = Vec::new();
         for (node, result) in results {
@@ -70,7 +134,7 @@ impl Host<'_> {
             }
         }
         if !failures.is_empty() {
-            if self.runner.children.interrupted() {
+            if host.runner.children.interrupted() {
                 return Err(Error::Interrupted { hint: None });
             }
             let n = failures.len();
@@ -86,199 +150,49 @@ impl Host<'_> {
                 ),
             });
         }
-        let mut state = self.load_state()?;
-        state.lab = lab.name.clone();
         for node in &topo.nodes {
             let id = ids.remove(&node.name);
-            let changed = state
-                .nodes
+            let changed = record
                 .get(&node.name)
                 .is_some_and(|s| s.vm_id.is_some() && s.vm_id != id);
             if changed {
                 // A reinstalled server: its old host key is no longer its.
                 transport.forget_host_key(&node.name).await?;
             }
-            state.nodes.insert(
-                node.name.clone(),
-                NodeState {
-                    role: node.role.to_string(),
-                    address: node.address.to_string(),
-                    machine: MachineStatus::Created,
-                    vm_id: id,
-                    error: None,
-                },
-            );
+            record.node(node, MachineStatus::Created, id, None)?;
         }
-        state.save(&self.state_path())?;
-        self.printer.info(format!(
+        host.printer.info(format!(
             "all {} hosts answer over SSH and have passwordless sudo",
             topo.nodes.len()
         ));
-        self.write_lab_hosts_block(no_hosts).await
-    }
-}
-
-use crate::lab::LoadedLab;
-
-impl Host<'_> {
-    /// `lab destroy` on a static lab: after a confirmation naming every
-    /// host, each role's `uninstall` and the removal of every file kubelab
-    /// placed, on all hosts at once; then the hosts block and the state.
-    /// Nothing is powered off. A host that fails keeps the state, so the
-    /// next `lab destroy` tries again.
-    pub(super) async fn destroy_static(&self, yes: bool) -> Result<()> {
-        let LoadedLab { lab, topo, .. } = self.loaded;
-        let state_dir = self.state_dir();
-        // The lab's hosts, and any listed worker past nodes.worker.count that
-        // kubelab provisioned (a scale-down that stopped half-way).
-        let listed = crate::topology::Topology::every_listed_host(lab);
-        let in_state = self.load_state()?;
-        let hosts: Vec<&crate::topology::Node> = listed
-            .nodes
-            .iter()
-            .filter(|n| {
-                topo.node(&n.name).is_some()
-                    || in_state.nodes.contains_key(&n.name)
-                    || in_state.steps.contains_key(&n.name)
-            })
-            .collect();
-        let unlisted: Vec<String> = in_state
-            .nodes
-            .iter()
-            .filter(|(name, _)| listed.node(name).is_none())
-            .map(|(name, s)| format!("{name} ({})", s.address))
-            .collect();
-        if !unlisted.is_empty() {
-            self.printer.warn(format!(
-                "kubelab provisioned {} but lab.yaml no longer lists {}; what kubelab installed there stays (list {} again under hosts: before `lab destroy` to remove that too)",
-                unlisted.join(", "),
-                if unlisted.len() == 1 { "it" } else { "them" },
-                if unlisted.len() == 1 { "it" } else { "them" }
-            ));
-        }
-        if !yes {
-            let hosts: Vec<String> = hosts
-                .iter()
-                .map(|n| format!("{} ({})", n.name, n.address))
-                .collect();
-            super::confirm(&format!(
-                "Remove everything kubelab installed for lab {} (services, configuration, data, routes) from {}, its block in {} and {}? The servers stay up.",
-                lab.name,
-                hosts.join(", "),
-                self.settings.hosts_file.display(),
-                state_dir.display()
-            ))?;
-        }
-        let lock = self.lock("kubelab lab destroy")?;
-        let state = self.load_state()?;
-        let touched: Vec<&crate::topology::Node> = hosts
-            .iter()
-            .copied()
-            .filter(|n| state.nodes.contains_key(&n.name) || state.steps.contains_key(&n.name))
-            .collect();
-        if touched.is_empty() {
-            self.printer
-                .info("kubelab never provisioned these hosts: nothing to uninstall");
-        } else {
-            self.printer.info(format!(
-                "uninstalling from {}",
-                touched
-                    .iter()
-                    .map(|n| n.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-            self.uninstall(
-                &touched,
-                &state,
-                "run `kubelab lab destroy` again; the state is kept until every host is clean",
-            )
-            .await?;
-        }
-        crate::machines::shared::Recorded::of(self.loaded, self.printer)?
-            .forget_shared(self.settings, &self.runner, self.printer)
-            .await?;
-        drop(lock);
-        if state_dir.exists() {
-            fs_err::remove_dir_all(&state_dir)?;
-        }
-        self.printer.info(format!(
-            "lab {} removed from its {} hosts; they keep running",
-            lab.name,
-            hosts.len()
-        ));
-        Ok(())
-    }
-}
-
-impl Host<'_> {
-    /// Each role's `uninstall` and the removal of every file kubelab placed,
-    /// on `nodes` at once (`lab destroy`, and `lab scale` removing workers).
-    /// Any failure is an error listing every host that failed; `again` says
-    /// how to retry.
-    pub(super) async fn uninstall(
-        &self,
-        nodes: &[&crate::topology::Node],
-        state: &crate::state::State,
-        again: &str,
-    ) -> Result<()> {
-        let lab = &self.loaded.lab;
-        // A host list edited since `lab up` could point a name at another
-        // server: uninstall only where kubelab installed.
-        let moved: Vec<String> = nodes
-            .iter()
-            .filter_map(|n| {
-                let recorded = &state.nodes.get(&n.name)?.address;
-                (*recorded != n.address.to_string()).then(|| {
-                    format!(
-                        "{} is {} in lab.yaml, but kubelab provisioned it at {recorded}",
-                        n.name, n.address
-                    )
-                })
-            })
-            .collect();
-        if !moved.is_empty() {
-            return Err(Error::usage(
-                format!("{}; nothing was uninstalled", moved.join("; ")),
-                "put the address kubelab provisioned back under hosts: for the uninstall, then change it",
-            ));
-        }
-        let transport = self.static_transport()?;
-        let logs = self.state_dir().join("logs");
-        let runs = nodes.iter().map(|n| {
-            let transport = &transport;
-            let log = logs.join(&n.name).join("uninstall.log");
-            async move {
-                let (command, tar) = crate::provision::uninstall(lab, n, state)?;
-                transport
-                    .run(
-                        &n.name,
-                        &command,
-                        Some(std::sync::Arc::new(tar)),
-                        format!("uninstall kubelab from {}", n.name),
-                        &log,
-                    )
-                    .await
-            }
-        });
-        let results = futures_util::future::join_all(runs).await;
-        transport.close().await;
-        let failures: Vec<Error> = results.into_iter().filter_map(Result::err).collect();
-        if failures.is_empty() {
-            return Ok(());
-        }
-        Err(Error::Several {
-            summary: "kubelab could not uninstall everywhere:".into(),
-            failures,
-            hint: Some(format!("fix what the log says and {again}")),
+        Ok(Created {
+            rebooted: false,
+            complete: true,
         })
     }
-}
 
-impl Host<'_> {
+    /// Servers are not kubelab's to run: whether `lab up` reached them.
+    async fn status(&self, _: &Host<'_>, state: &State) -> Result<BTreeMap<String, String>> {
+        Ok(state
+            .nodes
+            .iter()
+            .map(|(n, s)| (n.clone(), format!("{:?}", s.machine).to_lowercase()))
+            .collect())
+    }
+
+    fn not_in_lab(&self, name: &str, workers: u32) -> String {
+        format!(
+            "{name} has kubelab installed but is not in the lab (past nodes.worker.count); `kubelab lab scale workers={workers}` uninstalls it, as does `kubelab lab destroy`"
+        )
+    }
+
+    async fn transport(&self, host: &Host<'_>, _: &[&str]) -> Result<Transport> {
+        transport(host)
+    }
+
     /// `lab ssh` on a static host: lab.yaml's settings, the pinned host key.
-    pub(super) fn ssh_static(&self, node: &str, command: &[String]) -> Result<i32> {
-        let targets = crate::lab::static_targets(&self.loaded.lab);
+    async fn ssh(&self, host: &Host<'_>, node: &str, command: &[String]) -> Result<i32> {
+        let targets = crate::lab::static_targets(&host.loaded.lab);
         let Some(target) = targets.get(node) else {
             return Err(Error::usage(
                 format!("no host named {node:?} in this lab"),
@@ -287,11 +201,207 @@ impl Host<'_> {
         };
         crate::tools::ssh::Ssh::find()?.interactive_target(
             target,
-            &self.state_dir().join("known_hosts"),
-            &format!("kubelab-{}-{node}", self.loaded.lab.name),
+            &host.state_dir().join("known_hosts"),
+            &format!("kubelab-{}-{node}", host.loaded.lab.name),
             command,
         )
     }
+
+    /// A static lab's removed workers: what kubelab installed on them goes,
+    /// as `lab destroy` removes it, on all of them at once. A failure stops
+    /// before the state forgets them, so the next scale tries again.
+    async fn remove(&self, host: &Host<'_>, removed: &[&str], state: &State) -> Result<()> {
+        let listed = Topology::every_listed_host(&host.loaded.lab);
+        let mut nodes = Vec::new();
+        // A worker kubelab never reached (its check failed on the way up)
+        // has nothing to uninstall: it is only forgotten.
+        let touched = |name: &str| state.nodes.contains_key(name) || state.steps.contains_key(name);
+        for removed in removed.iter().filter(|n| touched(n)) {
+            let Some(node) = listed.node(removed) else {
+                return Err(Error::usage(
+                    format!(
+                        "{removed} was provisioned by kubelab but is no longer listed under hosts: in lab.yaml, so kubelab cannot reach it to uninstall"
+                    ),
+                    "list it again under hosts: (past nodes.worker.count it stays out of the lab) and run the scale again",
+                ));
+            };
+            nodes.push(node);
+        }
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        host.printer.info(format!(
+            "  uninstalling kubelab from {} (the server{} keep{} running)",
+            names.join(", "),
+            if names.len() == 1 { "" } else { "s" },
+            if names.len() == 1 { "s" } else { "" }
+        ));
+        uninstall(
+            host,
+            &nodes,
+            state,
+            "run `kubelab lab scale` again; the state keeps those workers until they are clean",
+        )
+        .await
+    }
+
+    fn removed(&self, name: &str) -> String {
+        format!(
+            "  {name:<12} removed (kubelab uninstalled; state, certificate, host key forgotten); the server keeps running"
+        )
+    }
+
+    fn scale_words(&self, _: usize) -> ScaleWords {
+        ScaleWords {
+            made: "the SSH and sudo check",
+            unmade: "kubelab's services, files and routes uninstalled (the servers keep running and stay listed in lab.yaml)",
+            how: "drain, then uninstall what kubelab installed; the servers keep running",
+        }
+    }
+
+    fn more_workers_hint(&self) -> Option<&'static str> {
+        Some(
+            "a static lab's workers are the hosts listed under hosts: with `role: worker`; list another one to scale past them",
+        )
+    }
+
+    /// Names every host, after a warning for any host kubelab provisioned
+    /// that lab.yaml no longer lists.
+    fn destroy_question(&self, host: &Host<'_>) -> Result<String> {
+        let LoadedLab { lab, .. } = host.loaded;
+        let in_state = host.load_state()?;
+        let listed = Topology::every_listed_host(lab);
+        let unlisted: Vec<String> = in_state
+            .nodes
+            .iter()
+            .filter(|(name, _)| listed.node(name).is_none())
+            .map(|(name, s)| format!("{name} ({})", s.address))
+            .collect();
+        if !unlisted.is_empty() {
+            host.printer.warn(format!(
+                "kubelab provisioned {} but lab.yaml no longer lists {}; what kubelab installed there stays (list {} again under hosts: before `lab destroy` to remove that too)",
+                unlisted.join(", "),
+                if unlisted.len() == 1 { "it" } else { "them" },
+                if unlisted.len() == 1 { "it" } else { "them" }
+            ));
+        }
+        let hosts: Vec<String> = hosts(host, &in_state)
+            .iter()
+            .map(|n| format!("{} ({})", n.name, n.address))
+            .collect();
+        Ok(format!(
+            "Remove everything kubelab installed for lab {} (services, configuration, data, routes) from {}, its block in {} and {}? The servers stay up.",
+            lab.name,
+            hosts.join(", "),
+            host.settings.hosts_file.display(),
+            host.state_dir().display()
+        ))
+    }
+
+    /// Each role's `uninstall` and the removal of every file kubelab placed,
+    /// on every host it provisioned at once. Nothing is powered off. A host
+    /// that fails keeps the state, so the next `lab destroy` tries again.
+    async fn destroy(&self, host: &Host<'_>, _: &str, made: Result<Made<'_>>) -> Result<String> {
+        let Made { nodes, state } = made?;
+        if nodes.is_empty() {
+            host.printer
+                .info("kubelab never provisioned these hosts: nothing to uninstall");
+        } else {
+            host.printer.info(format!(
+                "uninstalling from {}",
+                nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            uninstall(
+                host,
+                &nodes,
+                &state,
+                "run `kubelab lab destroy` again; the state is kept until every host is clean",
+            )
+            .await?;
+        }
+        Ok(format!(
+            "lab {} removed from its {} hosts; they keep running",
+            host.loaded.lab.name,
+            hosts(host, &state).len()
+        ))
+    }
+}
+
+/// The lab's hosts, and any listed worker past nodes.worker.count that
+/// kubelab provisioned (a scale-down that stopped half-way).
+fn hosts(host: &Host<'_>, state: &State) -> Vec<Node> {
+    let LoadedLab { lab, topo, .. } = host.loaded;
+    Topology::every_listed_host(lab)
+        .nodes
+        .into_iter()
+        .filter(|n| {
+            topo.node(&n.name).is_some()
+                || state.nodes.contains_key(&n.name)
+                || state.steps.contains_key(&n.name)
+        })
+        .collect()
+}
+
+/// Each role's `uninstall` and the removal of every file kubelab placed,
+/// on `nodes` at once (`lab destroy`, and `lab scale` removing workers).
+/// Any failure is an error listing every host that failed; `again` says
+/// how to retry.
+async fn uninstall(host: &Host<'_>, nodes: &[&Node], state: &State, again: &str) -> Result<()> {
+    let lab = &host.loaded.lab;
+    // A host list edited since `lab up` could point a name at another
+    // server: uninstall only where kubelab installed.
+    let moved: Vec<String> = nodes
+        .iter()
+        .filter_map(|n| {
+            let recorded = &state.nodes.get(&n.name)?.address;
+            (*recorded != n.address.to_string()).then(|| {
+                format!(
+                    "{} is {} in lab.yaml, but kubelab provisioned it at {recorded}",
+                    n.name, n.address
+                )
+            })
+        })
+        .collect();
+    if !moved.is_empty() {
+        return Err(Error::usage(
+            format!("{}; nothing was uninstalled", moved.join("; ")),
+            "put the address kubelab provisioned back under hosts: for the uninstall, then change it",
+        ));
+    }
+    let transport = transport(host)?;
+    let logs = host.state_dir().join("logs");
+    let runs = nodes.iter().map(|n| {
+        let transport = &transport;
+        let log = logs.join(&n.name).join("uninstall.log");
+        async move {
+            let (command, tar) = crate::provision::uninstall(lab, n, state)?;
+            transport
+                .run(
+                    &n.name,
+                    &command,
+                    Some(std::sync::Arc::new(tar)),
+                    format!("uninstall kubelab from {}", n.name),
+                    &log,
+                )
+                .await
+        }
+    });
+    let results = futures_util::future::join_all(runs).await;
+    transport.close().await;
+    let failures: Vec<Error> = results.into_iter().filter_map(Result::err).collect();
+    if failures.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Several {
+        summary: "kubelab could not uninstall everywhere:".into(),
+        failures,
+        hint: Some(format!("fix what the log says and {again}")),
+    })
 }
 
 /// Why a host failed the preflight.

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::{Selection, Step, StepStatus};
 use crate::artifacts;
-use crate::config::{Lab, Provider};
+use crate::config::Lab;
 use crate::error::Result;
 use crate::state::{MachineStatus, State};
 use crate::topology::{Phase, Topology};
@@ -107,19 +107,13 @@ pub fn why(step: &Step, state: &State) -> String {
 }
 
 /// The machines part of the plan, from what the state recorded (no VM is
-/// asked: the plan is built before anything runs).
-pub fn machines(
-    lab: &Lab,
-    topo: &Topology,
-    state: &State,
-    selection: &Selection,
-) -> Vec<MachinePlan> {
+/// asked: the plan is built before anything runs). A provider whose
+/// machines exist already has [`preview`] say they are reached instead.
+pub fn machines(topo: &Topology, state: &State, selection: &Selection) -> Vec<MachinePlan> {
     topo.nodes
         .iter()
         .map(|n| {
-            let action = if lab.provider == Provider::Static {
-                MachineAction::Reach
-            } else if !selection.includes(Phase::Machines) {
+            let action = if !selection.includes(Phase::Machines) {
                 MachineAction::Skip
             } else {
                 match state.nodes.get(&n.name).map(|s| s.machine) {
@@ -259,7 +253,7 @@ pub fn build(
     let known = with_facts(topo, state);
     let files = crate::render::all(lab, &known, pki);
     Ok(Plan {
-        machines: machines(lab, topo, state, selection),
+        machines: machines(topo, state, selection),
         // A run that stops after the machines signs nothing.
         certificates: if selection.stops_after_machines() {
             Vec::new()
@@ -275,15 +269,18 @@ pub fn build(
 }
 
 /// The plan of a `lab up` now, for `--dry-run`: from the state as it is
-/// and the PKI as it would be, with nothing written.
+/// and the PKI as it would be, with nothing written. `reached_every_run`
+/// is the provider's word (`Machines::reach_every_run`): its machines
+/// exist already and `lab up` reaches each one on every run.
 pub fn preview(
     loaded: &crate::lab::LoadedLab,
     settings: &crate::settings::Settings,
     selection: &Selection,
+    reached_every_run: bool,
 ) -> Result<(Plan, State)> {
     let state = State::load(&loaded.state_dir().join("state.json"), &loaded.lab.name)?;
     // Past the machines phase, every VM must exist, as `lab up` requires.
-    if !selection.includes(Phase::Machines) && loaded.lab.provider != Provider::Static {
+    if !selection.includes(Phase::Machines) && !reached_every_run {
         vms_exist(&loaded.topo, &state)?;
     }
     let pki = crate::pki::preview(&loaded.state_dir().join("pki"), &loaded.lab, &loaded.topo)?;
@@ -296,6 +293,12 @@ pub fn preview(
         &settings.cache_dir,
         settings.artifacts_mirror.as_deref(),
     )?;
+    let mut plan = plan;
+    if reached_every_run {
+        for machine in &mut plan.machines {
+            machine.action = MachineAction::Reach;
+        }
+    }
     Ok((plan, state))
 }
 
@@ -629,14 +632,27 @@ mod tests {
                 .iter()
                 .all(|m| m.action == MachineAction::Skip)
         );
+        // A static lab's provider reaches its servers on every run: the
+        // preview of a lab never brought up, even past the machines phase.
         let mut stat = lab.clone();
-        stat.provider = Provider::Static;
+        stat.provider = crate::config::Provider::Static;
+        let reached = crate::machines::of(&stat).reach_every_run();
         let topo = Topology::new(&stat);
-        assert!(
-            machines(&stat, &topo, &State::new("x"), &Selection::default())
-                .iter()
-                .all(|m| m.action == MachineAction::Reach)
-        );
+        let loaded = crate::lab::LoadedLab {
+            lab: stat,
+            topo,
+            dir: dir.path().to_path_buf(),
+        };
+        let mut settings = crate::settings::Settings::from_env();
+        settings.cache_dir = dir.path().join("cache");
+        for selection in [Selection::default(), from_dns] {
+            let (plan, _) = preview(&loaded, &settings, &selection, reached).unwrap();
+            assert!(
+                plan.machines
+                    .iter()
+                    .all(|m| m.action == MachineAction::Reach)
+            );
+        }
     }
 
     #[test]

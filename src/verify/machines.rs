@@ -1,16 +1,15 @@
-//! Check 1, machines: every VM running (or, on a static lab, every host
-//! reachable with passwordless sudo) and reachable over SSH.
+//! Check 1, machines: every VM running (or, where the provider runs no
+//! machine, a static lab's servers, every host reachable with passwordless
+//! sudo) and reachable over SSH.
 
 use super::{Ctx, Outcome, judge};
 
 pub(super) async fn machines(ctx: &Ctx<'_>) -> Outcome {
     let topo = &ctx.loaded.topo;
-    if ctx.loaded.lab.provider == crate::config::Provider::Static {
-        return hosts_reachable(ctx).await;
-    }
     let states = match &ctx.machines {
-        Ok(states) => states,
-        Err(e) => {
+        None => return hosts_reachable(ctx).await,
+        Some(Ok(states)) => states,
+        Some(Err(e)) => {
             return Outcome::failed(
                 format!("`vagrant status` failed: {e}"),
                 "run `vagrant status` in .kubelab to see why",

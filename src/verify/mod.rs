@@ -18,7 +18,7 @@ use crate::printer::Printer;
 use crate::settings::Settings;
 use crate::tools::Runner;
 use crate::tools::ssh::Transport;
-use crate::tools::vagrant::{MachineState, Vagrant};
+use crate::tools::vagrant::MachineState;
 use crate::topology::Phase;
 
 mod api;
@@ -273,8 +273,9 @@ struct Ctx<'a> {
     hosts_file: PathBuf,
     pki_dir: PathBuf,
     logs: PathBuf,
-    /// `vagrant status`, once for all checks.
-    machines: std::result::Result<Vec<MachineState>, String>,
+    /// The machines' states, once for all checks; `None` for servers that
+    /// are only reached.
+    machines: Option<std::result::Result<Vec<MachineState>, String>>,
     /// SSH to the running nodes.
     transport: Option<Transport>,
     no_disruptive: bool,
@@ -316,63 +317,49 @@ fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().to_string()
 }
 
+/// How `lab verify` reaches a lab's machines: each provider's answer (the
+/// providers in `machines/` implement it; verify asks no provider by name).
+#[async_trait::async_trait(?Send)]
+pub trait Reach {
+    /// The file in `.kubelab/` that `lab up` writes first: without it the
+    /// lab was never brought up.
+    fn made_by(&self) -> &'static str;
+
+    /// Each machine's state (`None` for servers that exist already and are
+    /// only reached) and SSH to the running ones, asked once per round.
+    async fn reach(
+        &self,
+        loaded: &LoadedLab,
+        printer: &Printer,
+        runner: &Runner,
+    ) -> Result<Reached>;
+}
+
+/// What a provider says of the lab's machines, for the checks.
+pub struct Reached {
+    /// The machines' states (or why they could not be read); `None` when
+    /// the provider runs no machine (static servers: reached, not run).
+    pub machines: Option<std::result::Result<Vec<MachineState>, String>>,
+    /// SSH to the running nodes.
+    pub transport: Option<Transport>,
+}
+
 /// Everything the checks read, with one SSH connection per running node.
 async fn context<'a>(
     loaded: &'a LoadedLab,
     settings: &Settings,
     printer: &Printer,
     runner: &Runner,
+    reach: &dyn Reach,
     no_disruptive: bool,
 ) -> Result<Ctx<'a>> {
     let state_dir = loaded.state_dir();
     let state = crate::state::State::load(&state_dir.join("state.json"), &loaded.lab.name)?;
     let phases_done = crate::provision::phases_done(&loaded.topo, &state);
-    if loaded.lab.provider == crate::config::Provider::Static {
-        // Existing servers: no VMs to ask about, SSH settings from lab.yaml.
-        let targets = crate::lab::static_targets(&loaded.lab);
-        return Ok(Ctx {
-            loaded,
-            hosts_file: settings.hosts_file.clone(),
-            pki_dir: state_dir.join("pki"),
-            logs: state_dir.join("logs"),
-            machines: Ok(Vec::new()),
-            transport: Some(Transport::new(
-                &loaded.lab.name,
-                &state_dir,
-                targets,
-                runner,
-            )?),
-            no_disruptive,
-            phases_done,
-        });
-    }
-    let vagrant = Vagrant::find(&state_dir, runner)?;
-    printer.info("asking Vagrant for the VMs' state and SSH settings");
-    let machines = vagrant
-        .status()
-        .await
-        .map_err(|e| first_line(&e.to_string()));
-    let running: Vec<&str> = match &machines {
-        Ok(states) => loaded
-            .topo
-            .nodes
-            .iter()
-            .filter(|n| states.iter().any(|m| m.name == n.name && m.is_running()))
-            .map(|n| n.name.as_str())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    let transport = if running.is_empty() {
-        None
-    } else {
-        let targets = crate::tools::ssh::parse_ssh_config(&vagrant.ssh_config(&running).await?);
-        Some(Transport::new(
-            &loaded.lab.name,
-            &state_dir,
-            targets,
-            runner,
-        )?)
-    };
+    let Reached {
+        machines,
+        transport,
+    } = reach.reach(loaded, printer, runner).await?;
     Ok(Ctx {
         loaded,
         hosts_file: settings.hosts_file.clone(),
@@ -478,6 +465,7 @@ pub async fn wait_healthy(
     checks: &[CheckId],
     deadline: Duration,
     verbose: bool,
+    reach: &dyn Reach,
 ) -> Result<()> {
     let names: Vec<&str> = checks.iter().map(|c| c.name()).collect();
     printer.info(format!(
@@ -487,7 +475,7 @@ pub async fn wait_healthy(
     let runner = Runner::new(verbose);
     let started = Instant::now();
     loop {
-        let ctx = context(loaded, settings, printer, &runner, true).await?;
+        let ctx = context(loaded, settings, printer, &runner, reach, true).await?;
         let results = evaluate(&ctx, checks, printer, false).await;
         let failing: Vec<String> = results
             .iter()
@@ -555,17 +543,11 @@ pub async fn run(
     printer: &Printer,
     options: &Options,
     verbose: bool,
+    reach: &dyn Reach,
 ) -> Result<i32> {
     let selected = select(options.only.as_deref())?;
     let state_dir = loaded.state_dir();
-    let is_static = loaded.lab.provider == crate::config::Provider::Static;
-    // A static lab has no Vagrantfile; `lab up` records its hosts in the state.
-    let made_by = if is_static {
-        "state.json"
-    } else {
-        "Vagrantfile"
-    };
-    if !state_dir.join(made_by).exists() {
+    if !state_dir.join(reach.made_by()).exists() {
         return Err(Error::other(
             "this lab was never brought up: nothing to verify",
             "run `kubelab lab up` first",
@@ -577,7 +559,15 @@ pub async fn run(
     // The failover stops haproxy: never while another kubelab changes the lab.
     let _lock = crate::state::LabLock::acquire(&state_dir, "kubelab lab verify")?;
     let runner = Runner::new(verbose);
-    let ctx = context(loaded, settings, printer, &runner, options.no_disruptive).await?;
+    let ctx = context(
+        loaded,
+        settings,
+        printer,
+        &runner,
+        reach,
+        options.no_disruptive,
+    )
+    .await?;
     printer.info(format!(
         "running {} check{}",
         selected.len(),
