@@ -614,6 +614,46 @@ fn verify(e2e: &E2e) {
     );
     std::fs::write(e2e.hosts_file(), hosts).unwrap();
 
+    // Ctrl-C while lb-failover has haproxy stopped on lb0: `lab verify`
+    // exits 130 and starts haproxy again before it goes; the VIP returns.
+    let log = e2e.lab_dir().join(".kubelab/logs/lb0/verify.log");
+    let stops = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("# stop haproxy on lb0")
+            .count()
+    };
+    let before = stops();
+    let child = e2e
+        .kubelab_command(&["lab", "verify", "--only", "lb-failover"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("lb-failover to stop haproxy on lb0", 60, || {
+        stops() > before
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("haproxy on lb0 was started again"),
+        "{stderr}"
+    );
+    assert_eq!(
+        e2e.ssh_ok("192.168.56.51", "systemctl is-active haproxy")
+            .trim(),
+        "active"
+    );
+    wait_until("the VIP to return to lb0", 60, || {
+        vip_holder(e2e) == ["lb0"]
+    });
+
     // Everything above put back what it changed: the verdicts of the first
     // run are the ones the reboot must keep.
     e2e.survives_a_reboot_from(verdicts);

@@ -415,6 +415,7 @@ async fn host_checks(loaded: &LoadedLab, runner: &Runner) -> Result<Vec<(String,
         grace: INTERRUPT_GRACE,
         notice: None,
         hint: None,
+        finish: true,
     };
     let finished = tools::interruptible(&runner.children, on, work).await;
     // The socket folder is unique to this scratch directory and empty once

@@ -139,6 +139,7 @@ impl<'a> Host<'a> {
             hint: Some(format!(
                 "nothing is lost: run `{resume}` to carry on where it stopped"
             )),
+            finish: true,
         };
         crate::tools::interruptible(&self.runner.children, on, work).await?
     }

@@ -302,7 +302,7 @@ impl Host<'_> {
             self.printer,
             &crate::verify::checks_for(&phases),
             deadline,
-            self.runner.verbose,
+            &self.runner,
             &*self.machines,
         )
         .await?;
@@ -323,6 +323,14 @@ impl Host<'_> {
     pub async fn snapshot_when_verified(&self, name: &str) -> Result<()> {
         self.machines.snapshots(&self.loaded.lab, "up --snapshot")?;
         let _lock = self.lock("kubelab lab up --snapshot")?;
+        self.interruptible(
+            &format!("kubelab lab up --snapshot {name}"),
+            self.snapshot_when_verified_locked(name),
+        )
+        .await
+    }
+
+    async fn snapshot_when_verified_locked(&self, name: &str) -> Result<()> {
         self.wait_until_verified(Duration::from_secs(60))
             .await
             .map_err(|e| {
@@ -362,6 +370,14 @@ impl Host<'_> {
             ));
         }
         let _lock = self.lock("kubelab lab reset")?;
+        self.interruptible(
+            &format!("kubelab lab reset {name}"),
+            self.reset_locked(name, no_hosts, started),
+        )
+        .await
+    }
+
+    async fn reset_locked(&self, name: &str, no_hosts: bool, started: Instant) -> Result<()> {
         if !no_hosts {
             hosts_file::preflight(&self.settings.hosts_file, &self.loaded.lab.name)?;
         }

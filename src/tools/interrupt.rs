@@ -47,6 +47,11 @@ pub struct OnInterrupt<'a> {
     pub notice: Option<&'a dyn Fn()>,
     /// The `hint:` of the error the command exits with.
     pub hint: Option<String>,
+    /// Whether the interrupted work runs on to its end (work that records
+    /// what it did: `lab up`), or is dropped at once (work that records
+    /// nothing and would only wait on: the checks, whose clean-up the caller
+    /// runs itself).
+    pub finish: bool,
 }
 
 /// Runs `work` to its end, or, on Ctrl-C or SIGTERM first, stops
@@ -68,7 +73,12 @@ pub async fn interruptible<F: Future>(
         notice();
     }
     children.begin_interrupt();
-    let _ = tokio::join!(work, children.interrupt(on.grace));
+    if on.finish {
+        let _ = tokio::join!(work, children.interrupt(on.grace));
+    } else {
+        // Not polled again: the work is dropped with this frame.
+        children.interrupt(on.grace).await;
+    }
     Err(Error::Interrupted { hint: on.hint })
 }
 
@@ -89,6 +99,7 @@ mod tests {
             grace: Duration::from_secs(2),
             notice: Some(&notice),
             hint: Some("run it again".into()),
+            finish: true,
         };
         let work = async {
             // The listener is in place before the work is first polled.
@@ -110,8 +121,38 @@ mod tests {
             grace: Duration::from_secs(2),
             notice: None,
             hint: None,
+            finish: true,
         };
         let result = interruptible(&Children::default(), on, async { 7 }).await;
         assert_eq!(result.unwrap(), 7);
+    }
+
+    /// Work that records nothing is dropped at once: a check waiting 60 s
+    /// for a VIP does not hold the interrupted command that long.
+    #[tokio::test]
+    async fn work_that_need_not_finish_is_dropped_at_once() {
+        let finished = std::cell::Cell::new(false);
+        let on = OnInterrupt {
+            grace: Duration::from_secs(2),
+            notice: None,
+            hint: None,
+            finish: false,
+        };
+        let work = async {
+            nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT).unwrap();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            finished.set(true);
+        };
+        let started = std::time::Instant::now();
+        let result = interruptible(&Children::default(), on, work).await;
+        assert!(
+            matches!(result, Err(Error::Interrupted { .. })),
+            "{result:?}"
+        );
+        assert!(!finished.get());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "it waited for the work"
+        );
     }
 }

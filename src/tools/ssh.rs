@@ -354,6 +354,20 @@ impl Transport {
     }
 
     /// Closes every master connection (at the end of a run).
+    /// The same nodes and settings, its commands run by `runner`: after an
+    /// interrupt, when this one's runner starts no new command, the
+    /// clean-up that must still run goes through another.
+    pub fn with_runner(&self, runner: &Runner) -> Transport {
+        Transport {
+            bin: self.bin.clone(),
+            control_dir: self.control_dir.clone(),
+            known_hosts: self.known_hosts.clone(),
+            lab: self.lab.clone(),
+            targets: self.targets.clone(),
+            runner: runner.clone(),
+        }
+    }
+
     pub async fn close(&self) {
         for node in self.targets.keys() {
             if let Ok(inv) = self.base(node, format!("close the SSH connection to {node}")) {

@@ -86,14 +86,7 @@ pub(super) async fn api_failover(ctx: &Ctx<'_>) -> Outcome {
     let Some(node) = controllers.iter().find(|n| n.name == stopped) else {
         return Outcome::failed(format!("{stopped} is not a controller"), API_HINT);
     };
-    if let Err(e) = ctx
-        .ssh(
-            &stopped,
-            "sudo systemctl stop kube-apiserver",
-            "stop kube-apiserver",
-        )
-        .await
-    {
+    if let Err(e) = ctx.stop_unit(&stopped, "kube-apiserver").await {
         return Outcome::failed(format!("stopping kube-apiserver on {stopped}: {e}"), "");
     }
     let vip_answered = poll(API_FAILOVER_WAIT, || async {
@@ -118,14 +111,7 @@ pub(super) async fn api_failover(ctx: &Ctx<'_>) -> Outcome {
     let mut problems = api_failover_problems(&stopped, vip_answered, &before, &after);
     // Restore whatever happened, and wait until it serves again.
     let own = format!("https://{}:{}", node.address, topo.api.port);
-    match ctx
-        .ssh(
-            &stopped,
-            "sudo systemctl start kube-apiserver",
-            "start kube-apiserver",
-        )
-        .await
-    {
+    match ctx.start_unit(&stopped, "kube-apiserver").await {
         Ok(_) => {
             let back = poll(RETURN_WAIT, || async { readyz(&admin, &own).await.is_ok() }).await;
             if back.is_none() {

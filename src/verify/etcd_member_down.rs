@@ -42,10 +42,7 @@ pub(super) async fn etcd_member_down(ctx: &Ctx<'_>) -> Outcome {
         nonce.iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
     let value = "written with a member down";
-    if let Err(e) = ctx
-        .ssh(&stopped.name, "sudo systemctl stop etcd", "stop etcd")
-        .await
-    {
+    if let Err(e) = ctx.stop_unit(&stopped.name, "etcd").await {
         return Outcome::failed(format!("stopping etcd on {}: {e}", stopped.name), "");
     }
     let mut problems = Vec::new();
@@ -93,10 +90,7 @@ pub(super) async fn etcd_member_down(ctx: &Ctx<'_>) -> Outcome {
         )),
     }
     // Restore it, and wait until it is healthy again.
-    match ctx
-        .ssh(&stopped.name, "sudo systemctl start etcd", "start etcd")
-        .await
-    {
+    match ctx.start_unit(&stopped.name, "etcd").await {
         Ok(_) => {
             let health = format!("https://{}:2379/health", stopped.address);
             let back = poll(RETURN_WAIT, || async {

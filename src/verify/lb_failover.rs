@@ -10,7 +10,6 @@ use crate::topology::Node;
 use super::api::readyz;
 use super::http::{admin_client, api_base};
 use super::{Ctx, Outcome, RETURN_WAIT, poll, tcp_accepts};
-use crate::tools::Interrupt;
 
 const FAILOVER_WAIT: Duration = Duration::from_secs(30);
 
@@ -65,19 +64,11 @@ pub(super) async fn lb_failover(ctx: &Ctx<'_>) -> Outcome {
             hint,
         );
     }
-    // From the stop on, Ctrl-C (or SIGTERM) ends the waiting but never
-    // skips the restart.
-    let mut interrupt = match Interrupt::listen() {
-        Ok(i) => i,
-        Err(e) => return Outcome::failed(format!("cannot catch Ctrl-C: {e}"), hint),
-    };
-    if let Err(e) = ctx
-        .ssh(&holder, "sudo systemctl stop haproxy", "stop haproxy")
-        .await
-    {
+    // From the stop on, haproxy is on the list `lab verify` starts again
+    // after Ctrl-C (which drops this check where it waits).
+    if let Err(e) = ctx.stop_unit(&holder, "haproxy").await {
         return Outcome::failed(format!("could not stop haproxy on {holder}: {e}"), hint);
     }
-    let mut interrupted = false;
     let new_holder = std::cell::RefCell::new(String::new());
     let moving = poll(FAILOVER_WAIT, || async {
         match vip_holders(ctx, &lbs, vip).await {
@@ -88,17 +79,11 @@ pub(super) async fn lb_failover(ctx: &Ctx<'_>) -> Outcome {
             _ => false,
         }
     });
-    let moved = tokio::select! {
-        moved = moving => moved,
-        () = interrupt.recv() => {
-            interrupted = true;
-            None
-        }
-    };
+    let moved = moving.await;
     let new_holder = new_holder.into_inner();
     // Where the API is up, it must answer through the new holder too.
     let api_note = match moved {
-        Some(_) if !interrupted => match admin_client(ctx) {
+        Some(_) => match admin_client(ctx) {
             Ok(client) => match readyz(&client, &api_base(ctx)).await {
                 Ok(()) => "; /readyz answered through it".to_string(),
                 Err(_) => {
@@ -110,31 +95,17 @@ pub(super) async fn lb_failover(ctx: &Ctx<'_>) -> Outcome {
         _ => String::new(),
     };
     // Always restart haproxy, whatever happened above.
-    let restarted = ctx
-        .ssh(&holder, "sudo systemctl start haproxy", "start haproxy")
-        .await;
+    let restarted = ctx.start_unit(&holder, "haproxy").await;
     let returned = match &restarted {
-        Ok(_) if !interrupted => {
-            let returning = poll(RETURN_WAIT, || async {
+        Ok(_) => {
+            poll(RETURN_WAIT, || async {
                 matches!(vip_holders(ctx, &lbs, vip).await, Ok(h) if h == [holder.clone()])
                     && tcp_accepts(target).await
-            });
-            tokio::select! {
-                back = returning => back,
-                () = interrupt.recv() => {
-                    interrupted = true;
-                    None
-                }
-            }
+            })
+            .await
         }
-        _ => None,
+        Err(_) => None,
     };
-    if interrupted && restarted.is_ok() {
-        return Outcome::failed(
-            format!("interrupted; haproxy on {holder} was started again"),
-            "run `kubelab lab verify --only lb-failover` to finish the check",
-        );
-    }
     match (moved, restarted, returned) {
         (_, Err(e), _) => Outcome::failed(
             format!("could not start haproxy again on {holder}: {e}"),

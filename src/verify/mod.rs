@@ -281,6 +281,9 @@ struct Ctx<'a> {
     no_disruptive: bool,
     /// The phases the lab has been provisioned through (state.json).
     phases_done: Vec<Phase>,
+    /// The units a disruptive check stopped and has not started again
+    /// (node, unit): after Ctrl-C, [`Ctx::start_what_was_stopped`] starts them.
+    stopped: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 impl Ctx<'_> {
@@ -310,6 +313,72 @@ impl Ctx<'_> {
             .await
             .map(|c| c.stdout)
             .map_err(|e| first_line(&e.to_string()))
+    }
+}
+
+impl Ctx<'_> {
+    /// A disruptive check's `systemctl stop UNIT` on `node`. From before the
+    /// stop on, the unit is on the list Ctrl-C starts again.
+    async fn stop_unit(&self, node: &str, unit: &str) -> std::result::Result<String, String> {
+        if let Ok(mut stopped) = self.stopped.lock() {
+            stopped.push((node.to_string(), unit.to_string()));
+        }
+        self.ssh(
+            node,
+            format!("sudo systemctl stop {unit}"),
+            &format!("stop {unit}"),
+        )
+        .await
+    }
+
+    /// The check's own `systemctl start UNIT`; once it worked, the unit is
+    /// off the list.
+    async fn start_unit(&self, node: &str, unit: &str) -> std::result::Result<String, String> {
+        let started = self
+            .ssh(
+                node,
+                format!("sudo systemctl start {unit}"),
+                &format!("start {unit}"),
+            )
+            .await;
+        if started.is_ok()
+            && let Ok(mut stopped) = self.stopped.lock()
+        {
+            stopped.retain(|(n, u)| !(n == node && u == unit));
+        }
+        started
+    }
+
+    /// After an interrupt (the context's runner takes no new command):
+    /// starts every unit a check stopped and did not start again, through
+    /// `runner`. What it started, or why it could not, one line each.
+    async fn start_what_was_stopped(&self, runner: &Runner) -> Vec<String> {
+        let stopped = self.stopped.lock().map(|s| s.clone()).unwrap_or_default();
+        let Some(transport) = &self.transport else {
+            return Vec::new();
+        };
+        let transport = transport.with_runner(runner);
+        let mut said = Vec::new();
+        for (node, unit) in stopped {
+            let started = transport
+                .run(
+                    &node,
+                    &format!("sudo systemctl start {unit}"),
+                    None,
+                    format!("start {unit} on {node} again"),
+                    &self.log(&node),
+                )
+                .await;
+            said.push(match started {
+                Ok(_) => format!("{unit} on {node} was started again"),
+                Err(e) => format!(
+                    "{unit} on {node} could not be started again ({}): `kubelab lab ssh {node} -- sudo systemctl start {unit}`",
+                    first_line(&e.to_string())
+                ),
+            });
+        }
+        transport.close().await;
+        said
     }
 }
 
@@ -369,6 +438,7 @@ async fn context<'a>(
         transport,
         no_disruptive,
         phases_done,
+        stopped: Default::default(),
     })
 }
 
@@ -464,7 +534,7 @@ pub async fn wait_healthy(
     printer: &Printer,
     checks: &[CheckId],
     deadline: Duration,
-    verbose: bool,
+    runner: &Runner,
     reach: &dyn Reach,
 ) -> Result<()> {
     let names: Vec<&str> = checks.iter().map(|c| c.name()).collect();
@@ -472,10 +542,9 @@ pub async fn wait_healthy(
         "waiting for these checks to pass: {}",
         names.join(", ")
     ));
-    let runner = Runner::new(verbose);
     let started = Instant::now();
     loop {
-        let ctx = context(loaded, settings, printer, &runner, reach, true).await?;
+        let ctx = context(loaded, settings, printer, runner, reach, true).await?;
         let results = evaluate(&ctx, checks, printer, false).await;
         let failing: Vec<String> = results
             .iter()
@@ -573,7 +642,42 @@ pub async fn run(
         selected.len(),
         if selected.len() == 1 { "" } else { "s" }
     ));
-    let mut results = evaluate(&ctx, &selected, printer, true).await;
+    let notice = || {
+        printer.info(format!(
+            "interrupted: stopping the checks (up to {} s), then starting again what a disruptive check stopped",
+            INTERRUPT_GRACE.as_secs()
+        ))
+    };
+    let on = crate::tools::OnInterrupt {
+        grace: INTERRUPT_GRACE,
+        notice: Some(&notice),
+        hint: None,
+        finish: false,
+    };
+    let evaluated = crate::tools::interruptible(
+        &runner.children,
+        on,
+        evaluate(&ctx, &selected, printer, true),
+    )
+    .await;
+    let mut results = match evaluated {
+        Ok(results) => results,
+        Err(Error::Interrupted { .. }) => {
+            let said = ctx.start_what_was_stopped(&Runner::new(verbose)).await;
+            for line in &said {
+                printer.info(format!("  {line}"));
+            }
+            return Err(Error::Interrupted {
+                hint: Some(if said.is_empty() {
+                    "no check had stopped anything; `kubelab lab verify` runs the checks again"
+                        .into()
+                } else {
+                    "`kubelab lab verify` runs the checks again".into()
+                }),
+            });
+        }
+        Err(e) => return Err(e),
+    };
     results.sort_by_key(|(id, _, _)| CheckId::ALL.iter().position(|c| c == id));
     let reports: Vec<Report> = results
         .into_iter()
@@ -586,6 +690,9 @@ pub async fn run(
 }
 
 const RETURN_WAIT: Duration = Duration::from_secs(45);
+
+/// How long the checks' ssh children get after Ctrl-C before they are killed.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 
 async fn tcp_accepts(addr: SocketAddr) -> bool {
     matches!(
