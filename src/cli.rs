@@ -293,14 +293,15 @@ The exit code is the remote command's.")]
   kubelab lab verify --conformance
   kubelab lab verify --conformance --focus '\\[sig-network\\].*\\[Conformance\\]'
 
-Checks (`--only NAME`): machines, dns, etcd, api, lb-failover, control-plane,
+Checks (`--only NAME[,NAME]`): machines, dns, etcd, api, lb-failover, control-plane,
 nodes, secrets, networking, workload, certificates, logs-exec, port-forward,
 services, api-failover, etcd-member-down. They run at once, each under its
 own deadline, from this host over the host-only network with the lab's
 certificates (and over SSH where the host cannot see the thing). The three
 disruptive ones run alone after the others, each restoring what it stopped:
 lb-failover stops haproxy on the VIP holder, api-failover a kube-apiserver,
-etcd-member-down an etcd member (`--no-disruptive` skips them). A Kubernetes
+etcd-member-down an etcd member (`--no-disruptive` skips them); Ctrl-C stops
+the checks, starts again whatever one had stopped, and exits 130. A Kubernetes
 check whose phase has not run on the lab is Skipped, naming the phase. Each
 ends Passed, Warned, Skipped (with why) or Failed (with a hint). Exit 1 on
 any Failed.
