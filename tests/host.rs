@@ -488,6 +488,14 @@ fn on_virtualbox_7_2_on_apple_silicon_snapshots_are_powered_off_and_say_so() {
         "{}",
         ran.stderr
     );
+    // The VMs were booted again: it returns once the lab answers.
+    assert!(
+        ran.stderr
+            .contains("waiting for these checks to pass: machines\n")
+            && ran.stderr.contains("1 check passed after"),
+        "{}",
+        ran.stderr
+    );
     let calls = test.started();
     let at = |prefix: &str| -> Vec<usize> {
         (0..calls.len())

@@ -112,6 +112,20 @@ impl Host<'_> {
             nodes.len(),
             started.elapsed().as_secs_f64()
         ));
+        // A powered-off snapshot booted the running VMs again: like `lab up`
+        // after a halt, return once what the lab had done answers again.
+        if powered_off.is_some() && !running.is_empty() {
+            self.wait_until_verified(Duration::from_secs(180))
+                .await
+                .map_err(|e| {
+                    Error::other(
+                        format!(
+                            "snapshot {name} was taken, but the lab does not answer again yet: {e}"
+                        ),
+                        "`kubelab lab verify` shows each check; the snapshot itself is complete",
+                    )
+                })?;
+        }
         Ok(())
     }
 
