@@ -1862,3 +1862,50 @@ fn destroy_of_a_lab_whose_named_lab_file_was_deleted_removes_what_its_state_reco
         .run();
     assert!(ran.stderr.contains("no such lab file"), "{}", ran.stderr);
 }
+
+/// Ctrl-C during `lab verify` (here while one host's ssh hangs): exit 130
+/// within seconds, the hung ssh stopped, and a word on what it did.
+#[test]
+fn ctrl_c_during_verify_stops_its_ssh_and_exits_130() {
+    let test = Test::new().static_lab();
+    let pid_file = test.path().join("hung.pid");
+    std::fs::create_dir_all(test.path().join(".kubelab")).unwrap();
+    // As `lab up` leaves it for a static lab: verify needs the state file.
+    std::fs::write(
+        test.path().join(".kubelab/state.json"),
+        r#"{"schema_version": 1, "lab": "t", "nodes": {}}"#,
+    )
+    .unwrap();
+    let test = test
+        .env("FAKE_SSH_HANG", "192.168.56.20")
+        .env("FAKE_SSH_HANG_PID", &pid_file.display().to_string())
+        .args(&["lab", "verify", "--only", "machines"]);
+    let mut child = test.spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let hung = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            break nix::unistd::Pid::from_raw(pid);
+        }
+        assert!(Instant::now() < deadline, "verify never asked controller0");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (status, stderr, sent) = interrupt(&mut child);
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "the checks were not interrupted: {stderr}"
+    );
+    assert!(
+        stderr.contains("interrupted: stopping the checks")
+            && stderr.contains("no check had stopped anything"),
+        "{stderr}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while nix::sys::signal::kill(hung, None).is_ok() {
+        assert!(Instant::now() < deadline, "the hung ssh {hung} still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
