@@ -198,31 +198,11 @@ fn machines(e2e: &E2e) {
         files,
         "/etc/kubelab-before-save present\n/etc/kubelab-after-save absent\n/etc/motd present\n"
     );
-    let status = e2e.kubelab(&["lab", "status", "--json"]);
-    let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-    assert!(
-        doc["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|n| n["state"] == "running"),
-        "{}",
-        status.stdout
-    );
+    assert_every_machine_is(e2e, "running");
 
     // halt powers every machine off; up boots the same machines again, disks kept.
     e2e.kubelab(&["lab", "halt"]);
-    let status = e2e.kubelab(&["lab", "status", "--json"]);
-    let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-    assert!(
-        doc["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|n| n["state"] == "poweroff"),
-        "{}",
-        status.stdout
-    );
+    assert_every_machine_is(e2e, "poweroff");
     assert!(
         !e2e.ssh(worker_address, "true").status.success(),
         "worker0 answers while halted"
@@ -922,4 +902,19 @@ fn route(e2e: &E2e, address: &str, cidr: &str) -> String {
 
 fn lab_yaml(e2e: &E2e) -> String {
     std::fs::read_to_string(e2e.lab_dir().join("lab.yaml")).unwrap()
+}
+
+/// `lab status --json` says every machine is in `state`.
+fn assert_every_machine_is(e2e: &E2e, state: &str) {
+    let status = e2e.kubelab(&["lab", "status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert!(
+        doc["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["state"] == state),
+        "{}",
+        status.stdout
+    );
 }

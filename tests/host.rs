@@ -22,6 +22,30 @@ fn interrupt(child: &mut std::process::Child) -> (std::process::ExitStatus, Stri
     (status, stderr, sent)
 }
 
+/// The fake ssh that hangs (`FAKE_SSH_HANG`), once `what` has called it.
+fn hung_ssh(pid_file: &std::path::Path, what: &str) -> nix::unistd::Pid {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            return nix::unistd::Pid::from_raw(pid);
+        }
+        assert!(Instant::now() < deadline, "{what} never asked controller0");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (5 s at most) until process `pid` has gone.
+fn wait_gone(pid: nix::unistd::Pid) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while nix::sys::signal::kill(pid, None).is_ok() {
+        assert!(Instant::now() < deadline, "the hung ssh {pid} still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn lab() -> Test {
     Test::new().write("lab.yaml", "name: t\n").standins()
 }
@@ -1064,17 +1088,7 @@ fn ctrl_c_during_doctor_on_a_static_lab_stops_its_ssh_and_keeps_nothing() {
         .env("FAKE_SSH_HANG_PID", &pid_file.display().to_string())
         .args(&["doctor"]);
     let mut child = test.spawn();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let hung = loop {
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-        {
-            break nix::unistd::Pid::from_raw(pid);
-        }
-        assert!(Instant::now() < deadline, "doctor never asked controller0");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let hung = hung_ssh(&pid_file, "doctor");
     let (status, stderr, sent) = interrupt(&mut child);
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(
@@ -1082,11 +1096,7 @@ fn ctrl_c_during_doctor_on_a_static_lab_stops_its_ssh_and_keeps_nothing() {
         "the ssh children were not interrupted"
     );
     // The hung ssh got the interrupt too.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while nix::sys::signal::kill(hung, None).is_ok() {
-        assert!(Instant::now() < deadline, "the hung ssh {hung} still runs");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_gone(hung);
     let left: Vec<_> = std::fs::read_dir(&tmp)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -1881,17 +1891,7 @@ fn ctrl_c_during_verify_stops_its_ssh_and_exits_130() {
         .env("FAKE_SSH_HANG_PID", &pid_file.display().to_string())
         .args(&["lab", "verify", "--only", "machines"]);
     let mut child = test.spawn();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let hung = loop {
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-        {
-            break nix::unistd::Pid::from_raw(pid);
-        }
-        assert!(Instant::now() < deadline, "verify never asked controller0");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let hung = hung_ssh(&pid_file, "verify");
     let (status, stderr, sent) = interrupt(&mut child);
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(
@@ -1903,9 +1903,5 @@ fn ctrl_c_during_verify_stops_its_ssh_and_exits_130() {
             && stderr.contains("no check had stopped anything"),
         "{stderr}"
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while nix::sys::signal::kill(hung, None).is_ok() {
-        assert!(Instant::now() < deadline, "the hung ssh {hung} still runs");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_gone(hung);
 }
