@@ -1905,3 +1905,43 @@ fn ctrl_c_during_verify_stops_its_ssh_and_exits_130() {
     );
     wait_gone(hung);
 }
+
+/// Ctrl-C during `lab snapshot save`: the save goes on to its end (it
+/// resumes every VM it paused), says so, and succeeds.
+#[test]
+fn ctrl_c_during_a_snapshot_save_lets_it_finish_and_resume_every_vm() {
+    let test = lab().args(&["lab", "up", "--until", "machines"]);
+    test.run();
+    test.clear_calls();
+    let test = test
+        .env("STANDIN_SNAPSHOT_DELAY_MS", "1500")
+        .then(&["lab", "snapshot", "save", "base"]);
+    let mut child = test.spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !test
+        .started()
+        .iter()
+        .any(|c| c.starts_with("vagrant snapshot save"))
+    {
+        assert!(Instant::now() < deadline, "no snapshot save started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, stderr, _) = interrupt(&mut child);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("Ctrl-C: the snapshot finishes first")
+            && stderr.contains("saved snapshot base of 10 VMs"),
+        "{stderr}"
+    );
+    let calls = test.started();
+    for action in ["pause", "resume"] {
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| c.contains("controlvm") && c.ends_with(action))
+                .count(),
+            10,
+            "{action}: {calls:#?}"
+        );
+    }
+}

@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// Said on Ctrl-C during a save, which goes on (see `tools::shielded`).
+const SAVE_GOES_ON: &str =
+    "Ctrl-C: the snapshot finishes first (its VMs are paused or halted until it does)";
+
 impl Host<'_> {
     pub(super) fn snapshots_dir(&self) -> PathBuf {
         self.state_dir().join("snapshots")
@@ -20,7 +24,15 @@ impl Host<'_> {
         self.machines.snapshots(&self.loaded.lab, "snapshot")?;
         check_snapshot_name(name)?;
         let _lock = self.lock("kubelab lab snapshot save")?;
-        self.snapshot_save_locked(name).await
+        self.snapshot_save_shielded(name).await
+    }
+
+    /// The save, run to its end whatever Ctrl-C says: it resumes (or boots
+    /// again) every VM it paused (or halted), and a save cut short would
+    /// leave them so.
+    async fn snapshot_save_shielded(&self, name: &str) -> Result<()> {
+        let notice = || self.printer.info(SAVE_GOES_ON);
+        crate::tools::shielded(&notice, self.snapshot_save_locked(name)).await?
     }
 
     pub(super) async fn snapshot_save_locked(&self, name: &str) -> Result<()> {
@@ -337,28 +349,33 @@ impl Host<'_> {
     pub async fn snapshot_when_verified(&self, name: &str) -> Result<()> {
         self.machines.snapshots(&self.loaded.lab, "up --snapshot")?;
         let _lock = self.lock("kubelab lab up --snapshot")?;
-        self.interruptible(
-            &format!("kubelab lab up --snapshot {name}"),
-            self.snapshot_when_verified_locked(name),
-        )
-        .await
-    }
-
-    async fn snapshot_when_verified_locked(&self, name: &str) -> Result<()> {
-        self.wait_until_verified(Duration::from_secs(60))
-            .await
-            .map_err(|e| {
-            Error::other(
-                format!("not taking snapshot {name}: the lab does not verify ({e})"),
-                "`kubelab lab verify` shows each check; fix the lab, then `kubelab lab snapshot save` or `lab up --snapshot` again",
+        // Ctrl-C ends the wait; the save that follows is run to its end.
+        let waited = self
+            .interruptible(
+                &format!("kubelab lab up --snapshot {name}"),
+                self.wait_until_verified(Duration::from_secs(60)),
             )
-        })?;
-        if self.snapshots_dir().join(name).exists() {
-            self.printer
-                .info(format!("replacing the older snapshot {name}"));
-            self.snapshot_delete_locked(name).await?;
+            .await;
+        match waited {
+            Err(e @ Error::Interrupted { .. }) => return Err(e),
+            Err(e) => {
+                return Err(Error::other(
+                    format!("not taking snapshot {name}: the lab does not verify ({e})"),
+                    "`kubelab lab verify` shows each check; fix the lab, then `kubelab lab snapshot save` or `lab up --snapshot` again",
+                ));
+            }
+            Ok(()) => {}
         }
-        self.snapshot_save_locked(name).await
+        let notice = || self.printer.info(SAVE_GOES_ON);
+        crate::tools::shielded(&notice, async {
+            if self.snapshots_dir().join(name).exists() {
+                self.printer
+                    .info(format!("replacing the older snapshot {name}"));
+                self.snapshot_delete_locked(name).await?;
+            }
+            self.snapshot_save_locked(name).await
+        })
+        .await?
     }
 
     /// `lab reset`: back to a snapshot, topology and hosts block included,

@@ -64,10 +64,22 @@ pub async fn interruptible<F: Future>(
     work: F,
 ) -> Result<F::Output> {
     let mut interrupt = Interrupt::listen()?;
+    interruptible_by(children, on, work, interrupt.recv()).await
+}
+
+/// [`interruptible`] with the interrupt as a future: the tests hand it one
+/// instead of raising a signal in the test process, which every other
+/// test's listener would get too.
+async fn interruptible_by<F: Future>(
+    children: &Children,
+    on: OnInterrupt<'_>,
+    work: F,
+    interrupt: impl Future<Output = ()>,
+) -> Result<F::Output> {
     tokio::pin!(work);
     tokio::select! {
         output = &mut work => return Ok(output),
-        () = interrupt.recv() => {}
+        () = interrupt => {}
     }
     if let Some(notice) = on.notice {
         notice();
@@ -80,6 +92,24 @@ pub async fn interruptible<F: Future>(
         children.interrupt(on.grace).await;
     }
     Err(Error::Interrupted { hint: on.hint })
+}
+
+/// Runs `work`, which must not be cut short (a snapshot resumes the VMs it
+/// paused, or boots again the ones it halted): Ctrl-C or SIGTERM meanwhile
+/// is said (`notice`, once) and otherwise waited out.
+pub async fn shielded<F: Future>(notice: &dyn Fn(), work: F) -> Result<F::Output> {
+    let mut interrupt = Interrupt::listen()?;
+    tokio::pin!(work);
+    let mut said = false;
+    loop {
+        tokio::select! {
+            output = &mut work => return Ok(output),
+            () = interrupt.recv(), if !said => {
+                notice();
+                said = true;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -102,12 +132,10 @@ mod tests {
             finish: true,
         };
         let work = async {
-            // The listener is in place before the work is first polled.
-            nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT).unwrap();
             tokio::time::sleep(Duration::from_millis(200)).await;
             finished.set(true);
         };
-        let result = interruptible(&children, on, work).await;
+        let result = interruptible_by(&children, on, work, async {}).await;
         let Err(Error::Interrupted { hint }) = result else {
             panic!("not interrupted: {result:?}");
         };
@@ -139,12 +167,11 @@ mod tests {
             finish: false,
         };
         let work = async {
-            nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT).unwrap();
             tokio::time::sleep(Duration::from_secs(60)).await;
             finished.set(true);
         };
         let started = std::time::Instant::now();
-        let result = interruptible(&Children::default(), on, work).await;
+        let result = interruptible_by(&Children::default(), on, work, async {}).await;
         assert!(
             matches!(result, Err(Error::Interrupted { .. })),
             "{result:?}"

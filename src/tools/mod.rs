@@ -20,7 +20,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::error::{CommandFailure, Error, Result};
 
-pub use interrupt::{Interrupt, OnInterrupt, interruptible};
+pub use interrupt::{Interrupt, OnInterrupt, interruptible, shielded};
 
 /// Lines of output quoted in a failure message.
 const TAIL_LINES: usize = 12;
