@@ -544,6 +544,10 @@ pub async fn wait_healthy(
     ));
     let started = Instant::now();
     loop {
+        // After Ctrl-C every round would fail at once until the deadline.
+        if runner.children.interrupted() {
+            return Err(Error::Interrupted { hint: None });
+        }
         let ctx = context(loaded, settings, printer, runner, reach, true).await?;
         let results = evaluate(&ctx, checks, printer, false).await;
         let failing: Vec<String> = results
@@ -568,6 +572,9 @@ pub async fn wait_healthy(
                 deadline.as_secs(),
                 failing.join("; ")
             )));
+        }
+        if runner.children.interrupted() {
+            return Err(Error::Interrupted { hint: None });
         }
         printer.info(format!("  not yet: {}", failing.join("; ")));
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -661,7 +668,16 @@ pub async fn run(
     )
     .await;
     let mut results = match evaluated {
-        Ok(results) => results,
+        Ok(results) => {
+            // A check cut off by its deadline between its stop and its
+            // start left the unit stopped: start it, and say so.
+            if ctx.stopped.lock().is_ok_and(|s| !s.is_empty()) {
+                for line in ctx.start_what_was_stopped(&runner).await {
+                    printer.warn(line);
+                }
+            }
+            results
+        }
         Err(Error::Interrupted { .. }) => {
             let said = ctx.start_what_was_stopped(&Runner::new(verbose)).await;
             for line in &said {
