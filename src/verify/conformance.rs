@@ -461,6 +461,17 @@ fn verdict(
     let (progress, status) = run;
     match &progress.summary {
         Some(s) if s.success && status.success() => Ok(0),
+        // Every spec passed, but hydrophone failed after (fetching the
+        // results, cleaning up): say that, not "0 specs failed".
+        Some(s) if s.success => Err(Error::other(
+            format!(
+                "conformance: all {} specs passed, but hydrophone {} afterwards; results (if any) in {}",
+                s.passed,
+                crate::tools::describe_status(status),
+                out_dir.display()
+            ),
+            format!("its output is in {}", log.display()),
+        )),
         Some(s) => {
             let names = progress.failed_names();
             Err(Error::ChecksFailed(format!(
@@ -527,8 +538,19 @@ async fn follow(
     {
         let tx = tx.clone();
         tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(pipe).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
+            // Byte lines, read lossily: a line that is not UTF-8 must not
+            // end the reading (hydrophone would then die of a closed pipe).
+            let mut reader = tokio::io::BufReader::new(pipe);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let line = String::from_utf8_lossy(&buf)
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string();
                 if tx.send(line).await.is_err() {
                     break;
                 }
@@ -711,6 +733,23 @@ mod tests {
             )
             .unwrap(),
             0
+        );
+        // Every spec passed, but hydrophone failed afterwards (its results
+        // download): not "0 specs failed", and the exit is named.
+        let (p, _) = feed_all(RECORDED_PASS);
+        let failed = std::os::unix::process::ExitStatusExt::from_raw(1 << 8);
+        let err = verdict(
+            &(p, failed),
+            Path::new("/r"),
+            Path::new("/l"),
+            Path::new("/c"),
+            Path::new("/k"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("all 441 specs passed, but hydrophone exited 1 afterwards"),
+            "{err}"
         );
     }
 
