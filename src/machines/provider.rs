@@ -145,7 +145,10 @@ pub trait Machines: crate::verify::Reach + Send + Sync {
     }
 
     /// Whether `kubelab lab COMMAND` (a snapshot command, `reset`, `up
-    /// --snapshot`) can run: refused by default.
+    /// --snapshot`) can run: refused by default. Only `restore` goes through
+    /// the provider: `snapshot save`, `delete` and `list` are VirtualBox's
+    /// (`machines/snapshot.rs`), so a second provider with snapshots adds
+    /// those to this trait.
     fn snapshots(&self, lab: &Lab, command: &str) -> Result<()> {
         Err(self.refusal(lab, command))
     }

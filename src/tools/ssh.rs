@@ -353,7 +353,6 @@ impl Transport {
         Ok(())
     }
 
-    /// Closes every master connection (at the end of a run).
     /// The same nodes and settings, its commands run by `runner`: after an
     /// interrupt, when this one's runner starts no new command, the
     /// clean-up that must still run goes through another.
@@ -368,6 +367,7 @@ impl Transport {
         }
     }
 
+    /// Closes every master connection (at the end of a run).
     pub async fn close(&self) {
         for node in self.targets.keys() {
             if let Ok(inv) = self.base(node, format!("close the SSH connection to {node}")) {
