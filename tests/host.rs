@@ -1945,3 +1945,46 @@ fn ctrl_c_during_a_snapshot_save_lets_it_finish_and_resume_every_vm() {
         );
     }
 }
+
+/// Ctrl-C while `lab reset` waits for the restored lab to answer ends the
+/// wait at once (it used to fail every round until its 180 s were up).
+#[test]
+fn ctrl_c_during_resets_wait_ends_it() {
+    let test = lab().args(&["lab", "up", "--until", "machines"]);
+    test.run();
+    let test = test.then(&["lab", "snapshot", "save", "base"]);
+    test.run();
+    test.clear_calls();
+    let test =
+        test.env("STANDIN_STATUS_DELAY_MS", "3000")
+            .then(&["lab", "reset", "base", "--no-hosts"]);
+    let mut child = test.spawn();
+    // The wait's first `vagrant status`, after the restores.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let calls = test.started();
+        let restored = calls
+            .iter()
+            .rposition(|c| c.starts_with("vagrant snapshot restore"));
+        if restored.is_some_and(|r| {
+            calls[r..]
+                .iter()
+                .any(|c| c == "vagrant status --machine-readable")
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the wait never began: {calls:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, stderr, sent) = interrupt(&mut child);
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(20),
+        "the wait went on after Ctrl-C ({:.0} s): {stderr}",
+        sent.elapsed().as_secs_f64()
+    );
+    assert!(stderr.contains("kubelab lab reset base"), "{stderr}");
+}
