@@ -1988,3 +1988,46 @@ fn ctrl_c_during_resets_wait_ends_it() {
     );
     assert!(stderr.contains("kubelab lab reset base"), "{stderr}");
 }
+
+/// Ctrl-C during `lab halt`: its `vagrant halt`s get the interrupt, kubelab
+/// exits 130 saying how to carry on, and that works.
+#[test]
+fn ctrl_c_during_halt_stops_it_and_says_how_to_carry_on() {
+    let test = lab().args(&["lab", "up", "--until", "machines"]);
+    test.run();
+    test.clear_calls();
+    let slow = test
+        .env("STANDIN_HALT_DELAY_MS", "5000")
+        .then(&["lab", "halt"]);
+    let mut child = slow.spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !slow.started().iter().any(|c| c.starts_with("vagrant halt")) {
+        assert!(Instant::now() < deadline, "no halt started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, stderr, sent) = interrupt(&mut child);
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(4),
+        "the halts ran on: {stderr}"
+    );
+    assert!(
+        stderr.contains("run `kubelab lab halt` to carry on"),
+        "{stderr}"
+    );
+    let again = slow
+        .env("STANDIN_HALT_DELAY_MS", "0")
+        .then(&["lab", "halt"]);
+    again.run();
+    let status = again.then(&["lab", "status", "--json"]).run();
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert!(
+        doc["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["state"] == "poweroff"),
+        "{}",
+        status.stdout
+    );
+}

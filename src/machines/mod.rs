@@ -483,7 +483,8 @@ impl<'a> Host<'a> {
     // -----------------------------------------------------------------------
 
     pub async fn halt(&self) -> Result<()> {
-        self.machines.halt(self).await
+        self.interruptible("kubelab lab halt", self.machines.halt(self))
+            .await
     }
 
     /// `lab destroy`: after a confirmation naming what goes, every machine
@@ -512,7 +513,13 @@ impl<'a> Host<'a> {
                 .collect(),
             state,
         });
-        let done = self.machines.destroy(self, &recorded.name, made).await?;
+        // Interrupted, the state stays: the next `lab destroy` goes on.
+        let done = self
+            .interruptible(
+                "kubelab lab destroy",
+                self.machines.destroy(self, &recorded.name, made),
+            )
+            .await?;
         recorded
             .forget_shared(self.settings, &self.runner, self.printer)
             .await?;

@@ -264,7 +264,11 @@ impl Host<'_> {
     pub async fn snapshot_restore(&self, name: &str) -> Result<()> {
         self.machines.snapshots(&self.loaded.lab, "snapshot")?;
         let _lock = self.lock("kubelab lab snapshot restore")?;
-        self.machines.restore(self, name).await
+        self.interruptible(
+            &format!("kubelab lab snapshot restore {name}"),
+            self.machines.restore(self, name),
+        )
+        .await
     }
 
     pub(super) async fn snapshot_restore_locked(&self, name: &str) -> Result<()> {
@@ -554,7 +558,11 @@ impl Host<'_> {
     pub async fn snapshot_delete(&self, name: &str) -> Result<()> {
         self.machines.snapshots(&self.loaded.lab, "snapshot")?;
         let _lock = self.lock("kubelab lab snapshot delete")?;
-        self.snapshot_delete_locked(name).await
+        self.interruptible(
+            &format!("kubelab lab snapshot delete {name}"),
+            self.snapshot_delete_locked(name),
+        )
+        .await
     }
 
     pub(super) async fn snapshot_delete_locked(&self, name: &str) -> Result<()> {
