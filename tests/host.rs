@@ -46,6 +46,19 @@ fn wait_gone(pid: nix::unistd::Pid) {
     }
 }
 
+/// Waits (60 s at most) until the stand-ins' calls so far satisfy `done`.
+fn wait_for_calls(test: &Test, what: &str, done: impl Fn(&[String]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let calls = test.started();
+        if done(&calls) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "waiting for {what}: {calls:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn lab() -> Test {
     Test::new().write("lab.yaml", "name: t\n").standins()
 }
@@ -1917,15 +1930,9 @@ fn ctrl_c_during_a_snapshot_save_lets_it_finish_and_resume_every_vm() {
         .env("STANDIN_SNAPSHOT_DELAY_MS", "1500")
         .then(&["lab", "snapshot", "save", "base"]);
     let mut child = test.spawn();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !test
-        .started()
-        .iter()
-        .any(|c| c.starts_with("vagrant snapshot save"))
-    {
-        assert!(Instant::now() < deadline, "no snapshot save started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_calls(&test, "a snapshot save to start", |calls| {
+        calls.iter().any(|c| c.starts_with("vagrant snapshot save"))
+    });
     let (status, stderr, _) = interrupt(&mut child);
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(
@@ -1960,25 +1967,16 @@ fn ctrl_c_during_resets_wait_ends_it() {
             .then(&["lab", "reset", "base", "--no-hosts"]);
     let mut child = test.spawn();
     // The wait's first `vagrant status`, after the restores.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let calls = test.started();
-        let restored = calls
+    wait_for_calls(&test, "the wait to begin", |calls| {
+        calls
             .iter()
-            .rposition(|c| c.starts_with("vagrant snapshot restore"));
-        if restored.is_some_and(|r| {
-            calls[r..]
-                .iter()
-                .any(|c| c == "vagrant status --machine-readable")
-        }) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the wait never began: {calls:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            .rposition(|c| c.starts_with("vagrant snapshot restore"))
+            .is_some_and(|r| {
+                calls[r..]
+                    .iter()
+                    .any(|c| c == "vagrant status --machine-readable")
+            })
+    });
     let (status, stderr, sent) = interrupt(&mut child);
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(
@@ -2000,11 +1998,9 @@ fn ctrl_c_during_halt_stops_it_and_says_how_to_carry_on() {
         .env("STANDIN_HALT_DELAY_MS", "5000")
         .then(&["lab", "halt"]);
     let mut child = slow.spawn();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !slow.started().iter().any(|c| c.starts_with("vagrant halt")) {
-        assert!(Instant::now() < deadline, "no halt started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_calls(&slow, "a halt to start", |calls| {
+        calls.iter().any(|c| c.starts_with("vagrant halt"))
+    });
     let (status, stderr, sent) = interrupt(&mut child);
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(
