@@ -2008,8 +2008,9 @@ fn ctrl_c_during_halt_stops_it_and_says_how_to_carry_on() {
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(
         sent.elapsed() < Duration::from_secs(20),
-        "the halts ran on ({:.0} s): {stderr}",
-        sent.elapsed().as_secs_f64()
+        "the halts ran on ({:.0} s): {stderr}\n{:#?}",
+        sent.elapsed().as_secs_f64(),
+        slow.calls()
     );
     assert!(
         stderr.contains("run `kubelab lab halt` to carry on"),
