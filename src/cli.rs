@@ -450,8 +450,8 @@ pub struct VerifyArgs {
     #[arg(long, conflicts_with_all = ["only", "json", "no_disruptive"])]
     pub conformance: bool,
 
-    /// With --conformance: run only the specs matching this regex
-    #[arg(long, value_name = "REGEX", requires = "conformance")]
+    /// With --conformance: run only the specs matching this Go (RE2) regular expression, checked before anything runs
+    #[arg(long, value_name = "REGEX", requires = "conformance", value_parser = parse_focus)]
     pub focus: Option<String>,
 }
 
@@ -510,6 +510,48 @@ fn parse_phase(s: &str) -> Result<Phase, String> {
                 names.join(", ")
             )
         })
+}
+
+/// `--focus`: checked here, not an hour into the suite. Ginkgo reads it
+/// as a Go (RE2) regular expression. The `regex` crate has RE2's syntax
+/// (no backreferences, no look-around) but for `\Q...\E`, which quotes
+/// the text between literally: that is turned into escapes first. (It takes
+/// a few that RE2 refuses, such as a repeat over 1,000; Ginkgo says so.)
+fn parse_focus(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("it is empty: give a regular expression, or leave --focus out to run every [Conformance] spec".into());
+    }
+    // RE2 reads `\123` as an octal character code, as the crate does only
+    // when asked.
+    match regex::RegexBuilder::new(&unquoted(s)).octal(true).build() {
+        Ok(_) => Ok(s.to_string()),
+        Err(e) => Err(format!(
+            "it is not a regular expression ({}); brackets in spec names need a backslash: '\\[sig-network\\]'",
+            e.to_string().lines().last().unwrap_or("unparsable").trim()
+        )),
+    }
+}
+
+/// `s` with each RE2 `\Q...\E` (or `\Q` to the end) written as escapes.
+fn unquoted(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(q) = rest.find("\\Q") {
+        // A `\Q` preceded by an odd run of backslashes is an escaped one.
+        let backslashes = rest[..q].chars().rev().take_while(|c| *c == '\\').count();
+        if backslashes % 2 == 1 {
+            out.push_str(&rest[..q + 2]);
+            rest = &rest[q + 2..];
+            continue;
+        }
+        out.push_str(&rest[..q]);
+        let quoted = &rest[q + 2..];
+        let (literal, after) = quoted.split_once("\\E").unwrap_or((quoted, ""));
+        out.push_str(&regex::escape(literal));
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 #[derive(Debug, Args)]
@@ -624,5 +666,18 @@ mod tests {
     fn clap_definitions_are_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// RE2's `\Q...\E` becomes escapes; an escaped `\\Q` stays as it is.
+    #[test]
+    fn quoted_focus_text_is_turned_into_escapes() {
+        for (focus, unquoted) in [
+            (r"\Q[sig-network]\E.*x", r"\[sig\-network\].*x"),
+            (r"a\Q.*", r"a\.\*"),
+            (r"\\Q[a]", r"\\Q[a]"),
+            (r"\[plain\]", r"\[plain\]"),
+        ] {
+            assert_eq!(super::unquoted(focus), unquoted, "{focus}");
+        }
     }
 }

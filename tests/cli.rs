@@ -939,6 +939,51 @@ fn verify_help_lists_the_conformance_run_and_focus_needs_it() {
     assert!(ran.stderr.contains("never brought up"), "{}", ran.stderr);
 }
 
+/// A `--focus` Ginkgo would refuse is refused at once, naming the value
+/// and the fix, not an hour into the suite; a good one gets past it.
+#[test]
+fn a_focus_that_is_no_regex_is_refused_before_anything_runs() {
+    for (focus, says) in [
+        ("[sig-network", "unclosed character class"),
+        ("(Conformance", "unclosed group"),
+        (" ", "it is empty"),
+    ] {
+        let ran = Test::new()
+            .args(&["lab", "verify", "--conformance", "--focus", focus])
+            .status(2)
+            .run();
+        for word in [format!("'{focus}' for '--focus <REGEX>'"), says.to_string()] {
+            assert!(
+                ran.stderr.contains(&word),
+                "{focus}: {word}: {}",
+                ran.stderr
+            );
+        }
+    }
+    let ran = Test::new()
+        .args(&["lab", "verify", "--conformance", "--focus", "[sig-network"])
+        .status(2)
+        .run();
+    assert!(ran.stderr.contains(r"'\[sig-network\]'"), "{}", ran.stderr);
+    // Good ones reach the lab's own check: escaped brackets, and RE2's
+    // `\Q...\E` quoting, which the regex crate lacks.
+    for focus in [
+        r"\[sig-network\].*\[Conformance\]",
+        r"\Q[sig-network]\E.*\Q[Conformance]",
+        r"sig\055network",
+    ] {
+        let ran = Test::new()
+            .args(&["lab", "verify", "--conformance", "--focus", focus])
+            .status(1)
+            .run();
+        assert!(
+            ran.stderr.contains("never brought up"),
+            "{focus}: {}",
+            ran.stderr
+        );
+    }
+}
+
 #[test]
 fn scale_explains_what_it_refuses_and_plans_without_touching_anything() {
     // The built-in lab has no lab.yaml to record a new size in.
