@@ -14,6 +14,7 @@ mod inventory;
 mod kubeconfig;
 mod lab;
 mod machines;
+mod named;
 mod pki;
 mod platform;
 mod printer;

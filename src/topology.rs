@@ -56,60 +56,28 @@ impl ApiEndpoint {
     }
 }
 
-/// The provisioning phases, in the order they run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Phase {
-    Machines,
-    Facts,
-    Dns,
-    Resolv,
-    Registry,
-    Lb,
-    Certs,
-    Etcd,
-    Controllers,
-    Workers,
-    Routes,
-    Addons,
-    Workload,
+crate::named::named_enum! {
+    /// The provisioning phases, in the order they run.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Phase {
+        Machines => "machines",
+        Facts => "facts",
+        Dns => "dns",
+        Resolv => "resolv",
+        Registry => "registry",
+        Lb => "lb",
+        Certs => "certs",
+        Etcd => "etcd",
+        Controllers => "controllers",
+        Workers => "workers",
+        Routes => "routes",
+        Addons => "addons",
+        Workload => "workload",
+    }
 }
 
 impl Phase {
-    pub const ALL: [Phase; 13] = [
-        Phase::Machines,
-        Phase::Facts,
-        Phase::Dns,
-        Phase::Resolv,
-        Phase::Registry,
-        Phase::Lb,
-        Phase::Certs,
-        Phase::Etcd,
-        Phase::Controllers,
-        Phase::Workers,
-        Phase::Routes,
-        Phase::Addons,
-        Phase::Workload,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Machines => "machines",
-            Phase::Facts => "facts",
-            Phase::Dns => "dns",
-            Phase::Resolv => "resolv",
-            Phase::Registry => "registry",
-            Phase::Lb => "lb",
-            Phase::Certs => "certs",
-            Phase::Etcd => "etcd",
-            Phase::Controllers => "controllers",
-            Phase::Workers => "workers",
-            Phase::Routes => "routes",
-            Phase::Addons => "addons",
-            Phase::Workload => "workload",
-        }
-    }
-
     pub fn description(self) -> &'static str {
         match self {
             Phase::Machines => "create and boot the VMs, write the hypervisor's hosts block",
@@ -296,6 +264,18 @@ fn vm_ssh_port(base: u16, address: Ipv4Addr) -> u16 {
 mod tests {
     use super::*;
     use crate::config;
+
+    /// state.json records a phase by its serde name, `--until` and the
+    /// output by `name()`: one word for both.
+    #[test]
+    fn a_phase_is_recorded_under_the_name_users_type() {
+        for phase in Phase::ALL {
+            assert_eq!(
+                serde_json::to_value(phase).unwrap(),
+                serde_json::Value::from(phase.name())
+            );
+        }
+    }
 
     #[test]
     fn default_lab_matches_the_design_table() {

@@ -40,73 +40,33 @@ use network::{dhcp_servers, host_only_interfaces, host_only_range, routes, ssh_p
 /// before they are killed.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 
-/// Doctor's checks: the second group of check ids beside verify's
-/// [`CheckId`](crate::verify::CheckId), reported the same way. A static
-/// lab adds one check per host, named `host NODE`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DoctorCheck {
-    Vagrant,
-    Virtualbox,
-    VagrantVirtualbox,
-    Kvm,
-    HyperV,
-    Architecture,
-    HostOnlyRange,
-    HostOnlyInterfaces,
-    DhcpServers,
-    Routes,
-    OtherLabs,
-    SshPorts,
-    Memory,
-    Disk,
-    CpuVirtualization,
-    Ssh,
-    Box,
-}
-
-impl DoctorCheck {
-    pub const ALL: [DoctorCheck; 17] = [
-        DoctorCheck::Vagrant,
-        DoctorCheck::Virtualbox,
-        DoctorCheck::VagrantVirtualbox,
-        DoctorCheck::Kvm,
-        DoctorCheck::HyperV,
-        DoctorCheck::Architecture,
-        DoctorCheck::HostOnlyRange,
-        DoctorCheck::HostOnlyInterfaces,
-        DoctorCheck::DhcpServers,
-        DoctorCheck::Routes,
-        DoctorCheck::OtherLabs,
-        DoctorCheck::SshPorts,
-        DoctorCheck::Memory,
-        DoctorCheck::Disk,
-        DoctorCheck::CpuVirtualization,
-        DoctorCheck::Ssh,
-        DoctorCheck::Box,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            DoctorCheck::Vagrant => "vagrant",
-            DoctorCheck::Virtualbox => "virtualbox",
-            DoctorCheck::VagrantVirtualbox => "vagrant x virtualbox",
-            DoctorCheck::Kvm => "kvm",
-            DoctorCheck::HyperV => "hyper-v",
-            DoctorCheck::Architecture => "architecture",
-            DoctorCheck::HostOnlyRange => "host-only range",
-            DoctorCheck::HostOnlyInterfaces => "host-only interfaces",
-            DoctorCheck::DhcpServers => "dhcp servers",
-            DoctorCheck::Routes => "routes",
-            DoctorCheck::OtherLabs => "other-labs",
-            DoctorCheck::SshPorts => "ssh ports",
-            DoctorCheck::Memory => "memory",
-            DoctorCheck::Disk => "disk",
-            DoctorCheck::CpuVirtualization => "cpu virtualization",
-            DoctorCheck::Ssh => "ssh",
-            DoctorCheck::Box => "box",
-        }
+crate::named::named_enum! {
+    /// Doctor's checks: the second group of check ids beside verify's
+    /// [`CheckId`](crate::verify::CheckId), reported the same way. A static
+    /// lab adds one check per host, named `host NODE`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum DoctorCheck {
+        Vagrant => "vagrant",
+        Virtualbox => "virtualbox",
+        VagrantVirtualbox => "vagrant x virtualbox",
+        Kvm => "kvm",
+        HyperV => "hyper-v",
+        Architecture => "architecture",
+        HostOnlyRange => "host-only range",
+        HostOnlyInterfaces => "host-only interfaces",
+        DhcpServers => "dhcp servers",
+        Routes => "routes",
+        OtherLabs => "other-labs",
+        SshPorts => "ssh ports",
+        Memory => "memory",
+        Disk => "disk",
+        CpuVirtualization => "cpu virtualization",
+        Ssh => "ssh",
+        Box => "box",
     }
 }
+
+impl DoctorCheck {}
 
 /// What `--only` names besides the checks: every `host NODE` of a static lab.
 const HOSTS: &str = "host";

@@ -124,68 +124,30 @@ fn judge(problems: Vec<String>, summary: String, hint: &str) -> Outcome {
 
 const API_HINT: &str = "the Kubernetes control plane is not provisioned or not running: `kubelab lab status` shows the phases done on each node";
 
-/// The checks, in the order the issue numbers them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckId {
-    Machines,
-    Dns,
-    Etcd,
-    Api,
-    LbFailover,
-    ControlPlane,
-    Nodes,
-    Secrets,
-    Networking,
-    Workload,
-    Certificates,
-    LogsExec,
-    PortForward,
-    Services,
-    ApiFailover,
-    EtcdMemberDown,
+crate::named::named_enum! {
+    /// The checks, in the order the issue numbers them.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum CheckId {
+        Machines => "machines",
+        Dns => "dns",
+        Etcd => "etcd",
+        Api => "api",
+        LbFailover => "lb-failover",
+        ControlPlane => "control-plane",
+        Nodes => "nodes",
+        Secrets => "secrets",
+        Networking => "networking",
+        Workload => "workload",
+        Certificates => "certificates",
+        LogsExec => "logs-exec",
+        PortForward => "port-forward",
+        Services => "services",
+        ApiFailover => "api-failover",
+        EtcdMemberDown => "etcd-member-down",
+    }
 }
 
 impl CheckId {
-    pub const ALL: [CheckId; 16] = [
-        CheckId::Machines,
-        CheckId::Dns,
-        CheckId::Etcd,
-        CheckId::Api,
-        CheckId::LbFailover,
-        CheckId::ControlPlane,
-        CheckId::Nodes,
-        CheckId::Secrets,
-        CheckId::Networking,
-        CheckId::Workload,
-        CheckId::Certificates,
-        CheckId::LogsExec,
-        CheckId::PortForward,
-        CheckId::Services,
-        CheckId::ApiFailover,
-        CheckId::EtcdMemberDown,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            CheckId::Machines => "machines",
-            CheckId::Dns => "dns",
-            CheckId::Etcd => "etcd",
-            CheckId::Api => "api",
-            CheckId::LbFailover => "lb-failover",
-            CheckId::ControlPlane => "control-plane",
-            CheckId::Nodes => "nodes",
-            CheckId::Secrets => "secrets",
-            CheckId::Networking => "networking",
-            CheckId::Workload => "workload",
-            CheckId::Certificates => "certificates",
-            CheckId::LogsExec => "logs-exec",
-            CheckId::PortForward => "port-forward",
-            CheckId::Services => "services",
-            CheckId::ApiFailover => "api-failover",
-            CheckId::EtcdMemberDown => "etcd-member-down",
-        }
-    }
-
     /// How long the check may take before it counts as Failed.
     fn deadline(self) -> Duration {
         Duration::from_secs(match self {
