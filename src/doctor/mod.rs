@@ -66,8 +66,6 @@ crate::named::named_enum! {
     }
 }
 
-impl DoctorCheck {}
-
 /// What `--only` names besides the checks: every `host NODE` of a static lab.
 const HOSTS: &str = "host";
 
