@@ -613,14 +613,8 @@ fn verify(e2e: &E2e) {
     wait_until("lb-failover to stop haproxy on lb0", 60, || {
         stops() > before
     });
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let (status, stderr, _) = support::interrupt(child);
+    assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(
         stderr.contains("haproxy on lb0 was started again"),
         "{stderr}"

@@ -5,22 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::Test;
-
-/// Ctrl-C to a running kubelab: its exit status, its stderr, and when the
-/// signal was sent.
-fn interrupt(child: &mut std::process::Child) -> (std::process::ExitStatus, String, Instant) {
-    let sent = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    (status, stderr, sent)
-}
+use support::{Test, interrupt};
 
 /// The fake ssh that hangs (`FAKE_SSH_HANG`), once `what` has called it.
 fn hung_ssh(pid_file: &std::path::Path, what: &str) -> nix::unistd::Pid {
@@ -594,13 +579,13 @@ fn ctrl_c_during_up_interrupts_vagrant_saves_state_and_says_how_to_resume() {
     // dns0 boots fast on its own first; the stand-in reads the delay per call,
     // so give the first VM no delay by letting it exist already.
     let test = test.write(".kubelab/.vagrant/machines/dns0/standin-state", "running\n");
-    let mut child = test.spawn();
+    let child = test.spawn();
     let deadline = Instant::now() + Duration::from_secs(20);
     while ups(&test).len() < 3 {
         assert!(Instant::now() < deadline, "vagrant up never started");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (status, stderr, sent) = interrupt(&mut child);
+    let (status, stderr, sent) = interrupt(child);
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(
         sent.elapsed() < Duration::from_secs(15),
@@ -1100,9 +1085,9 @@ fn ctrl_c_during_doctor_on_a_static_lab_stops_its_ssh_and_keeps_nothing() {
         .env("FAKE_SSH_HANG", "192.168.56.20")
         .env("FAKE_SSH_HANG_PID", &pid_file.display().to_string())
         .args(&["doctor"]);
-    let mut child = test.spawn();
+    let child = test.spawn();
     let hung = hung_ssh(&pid_file, "doctor");
-    let (status, stderr, sent) = interrupt(&mut child);
+    let (status, stderr, sent) = interrupt(child);
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(
         sent.elapsed() < Duration::from_secs(10),
@@ -1742,7 +1727,7 @@ fn init_force_during_lab_up_is_refused_and_lab_yaml_kept() {
         .standins()
         .env("STANDIN_DELAY_MS", "3000")
         .args(&["lab", "up", "--until", "machines"]);
-    let mut child = test.spawn();
+    let child = test.spawn();
     let deadline = Instant::now() + Duration::from_secs(20);
     while ups(&test).is_empty() {
         assert!(Instant::now() < deadline, "lab up never started vagrant");
@@ -1762,7 +1747,7 @@ fn init_force_during_lab_up_is_refused_and_lab_yaml_kept() {
         std::fs::read_to_string(test.path().join("lab.yaml")).unwrap(),
         "name: t\nnodes:\n  worker:\n    count:   2\n"
     );
-    interrupt(&mut child);
+    interrupt(child);
 }
 
 /// F8: two `lab scale` of a lab never brought up: the second waits for the
@@ -1903,9 +1888,9 @@ fn ctrl_c_during_verify_stops_its_ssh_and_exits_130() {
         .env("FAKE_SSH_HANG", "192.168.56.20")
         .env("FAKE_SSH_HANG_PID", &pid_file.display().to_string())
         .args(&["lab", "verify", "--only", "machines"]);
-    let mut child = test.spawn();
+    let child = test.spawn();
     let hung = hung_ssh(&pid_file, "verify");
-    let (status, stderr, sent) = interrupt(&mut child);
+    let (status, stderr, sent) = interrupt(child);
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(
         sent.elapsed() < Duration::from_secs(10),
@@ -1929,11 +1914,11 @@ fn ctrl_c_during_a_snapshot_save_lets_it_finish_and_resume_every_vm() {
     let test = test
         .env("STANDIN_SNAPSHOT_DELAY_MS", "1500")
         .then(&["lab", "snapshot", "save", "base"]);
-    let mut child = test.spawn();
+    let child = test.spawn();
     wait_for_calls(&test, "a snapshot save to start", |calls| {
         calls.iter().any(|c| c.starts_with("vagrant snapshot save"))
     });
-    let (status, stderr, _) = interrupt(&mut child);
+    let (status, stderr, _) = interrupt(child);
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(
         stderr.contains("Ctrl-C: the snapshot finishes first")
@@ -1965,7 +1950,7 @@ fn ctrl_c_during_resets_wait_ends_it() {
     let test =
         test.env("STANDIN_STATUS_DELAY_MS", "3000")
             .then(&["lab", "reset", "base", "--no-hosts"]);
-    let mut child = test.spawn();
+    let child = test.spawn();
     // The wait's first `vagrant status`, after the restores.
     wait_for_calls(&test, "the wait to begin", |calls| {
         calls
@@ -1977,7 +1962,7 @@ fn ctrl_c_during_resets_wait_ends_it() {
                     .any(|c| c == "vagrant status --machine-readable")
             })
     });
-    let (status, stderr, sent) = interrupt(&mut child);
+    let (status, stderr, sent) = interrupt(child);
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(
         sent.elapsed() < Duration::from_secs(20),
@@ -2000,11 +1985,11 @@ fn ctrl_c_during_halt_stops_it_and_says_how_to_carry_on() {
     let slow = test
         .env("STANDIN_HALT_DELAY_MS", "60000")
         .then(&["lab", "halt"]);
-    let mut child = slow.spawn();
+    let child = slow.spawn();
     wait_for_calls(&slow, "a halt to start", |calls| {
         calls.iter().any(|c| c.starts_with("vagrant halt"))
     });
-    let (status, stderr, sent) = interrupt(&mut child);
+    let (status, stderr, sent) = interrupt(child);
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(
         sent.elapsed() < Duration::from_secs(20),

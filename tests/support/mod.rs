@@ -31,6 +31,25 @@ pub struct Ran {
     pub dir: PathBuf,
 }
 
+/// Ctrl-C as a terminal sends it (SIGINT to kubelab alone), then kubelab's
+/// exit status and stderr, and when the signal went.
+pub fn interrupt(
+    child: std::process::Child,
+) -> (std::process::ExitStatus, String, std::time::Instant) {
+    let sent = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        sent,
+    )
+}
+
 pub fn kubelab_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kubelab"))
 }
